@@ -1,0 +1,379 @@
+//! Labels, items and tasks: what is stored, and the validation of a submission.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::errors::ValidationErrors;
+use super::geometry::{BoundingBox, Polygon};
+use super::project::{ProjectRecord, TaskType};
+
+/// One stored label: a class, and for detection a box, for segmentation a polygon and its box.
+/// Classes are stored by their stable id, so names can be shown however classes grow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredAnnotation {
+    #[serde(rename = "c")]
+    pub class_id: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f64; 4]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polygon: Option<Vec<[f64; 2]>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemState {
+    /// In a waiting task of a priority queue (released, rejected, expired and reclaimed).
+    Queued,
+    InTask,
+    Labeled,
+    Skipped,
+    /// The image could not be read when it was handed out.
+    Missing,
+}
+
+impl ItemState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemState::Queued => "queued",
+            ItemState::InTask => "in_task",
+            ItemState::Labeled => "labeled",
+            ItemState::Skipped => "skipped",
+            ItemState::Missing => "missing",
+        }
+    }
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "queued" => Some(Self::Queued),
+            "in_task" | "in-task" | "intask" => Some(Self::InTask),
+            "labeled" => Some(Self::Labeled),
+            "skipped" => Some(Self::Skipped),
+            "missing" => Some(Self::Missing),
+            _ => None,
+        }
+    }
+}
+
+/// The stored item (`P#<pid>` / `ITEM#<item>`), created when the item is first handed out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemRecord {
+    pub item: u64,
+    pub key: String,
+    pub round: u32,
+    pub state: ItemState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(default)]
+    pub labels: Vec<StoredAnnotation>,
+    #[serde(default)]
+    pub prelabels: Vec<StoredAnnotation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labeled_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labeled_at: Option<i64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+/// Which queue a task came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Fresh items in the shuffled order.
+    Manual,
+    /// Released, rejected or expired work.
+    Requeued,
+    Prelabeled,
+    Clustered,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Manual => "manual",
+            TaskKind::Requeued => "requeued",
+            TaskKind::Prelabeled => "prelabeled",
+            TaskKind::Clustered => "clustered",
+        }
+    }
+    /// Lower sorts first in the work partition.
+    pub fn priority(self) -> u8 {
+        match self {
+            TaskKind::Requeued => 0,
+            TaskKind::Prelabeled => 1,
+            TaskKind::Clustered => 2,
+            TaskKind::Manual => 3,
+        }
+    }
+    /// The counter of waiting items of this kind.
+    pub fn queue_counter(self) -> &'static str {
+        match self {
+            TaskKind::Manual => "q_manual",
+            TaskKind::Requeued => "q_requeued",
+            TaskKind::Prelabeled => "q_prelabeled",
+            TaskKind::Clustered => "q_clustered",
+        }
+    }
+}
+
+/// An item as a task carries it, so a task needs no further reads to be handed out or checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskItem {
+    pub item: u64,
+    pub key: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    #[serde(default)]
+    pub prelabels: Vec<StoredAnnotation>,
+}
+
+/// A live lease (`P#<pid>` / `TASK#<tid>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub round: u32,
+    pub kind: TaskKind,
+    pub items: Vec<TaskItem>,
+    pub labeler: String,
+    pub lease_expires_at: i64,
+    pub lease_version: u64,
+    pub created_at: i64,
+}
+
+/// What a work-partition entry holds: a waiting task, or the index entry of a lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkEntry {
+    pub task_id: String,
+    pub kind: TaskKind,
+    pub items: Vec<TaskItem>,
+    /// For lease entries: the lease version the entry was written for.
+    #[serde(default)]
+    pub lease_version: u64,
+}
+
+/// One item of a submission, as sent.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SubmittedItemInput {
+    pub item_id: Option<u64>,
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    #[serde(default)]
+    pub annotations: Option<Vec<AnnotationInput>>,
+    #[serde(default)]
+    pub skip: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AnnotationInput {
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub bbox: Option<Vec<f64>>,
+    #[serde(default)]
+    pub polygon: Option<Vec<Vec<f64>>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SubmissionInput {
+    #[serde(default)]
+    pub items: Vec<SubmittedItemInput>,
+}
+
+/// What a validated submission does to one item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOutcome {
+    Labeled(Vec<StoredAnnotation>),
+    Skipped,
+}
+
+/// Validates a whole submission against the task's items and the project's classes.
+/// All-or-nothing: every problem is reported, each with a pointer into the request.
+pub fn validate_submission(
+    project: &ProjectRecord,
+    task: &TaskRecord,
+    input: &SubmissionInput,
+) -> Result<Vec<(u64, ItemOutcome)>, ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    let mut outcomes = Vec::with_capacity(input.items.len());
+    let mut seen = std::collections::HashSet::new();
+    for (index, submitted) in input.items.iter().enumerate() {
+        let at = format!("/items/{index}");
+        let Some(item_id) = submitted.item_id else {
+            errors.push(format!("{at}/item_id"), "item_id is required");
+            continue;
+        };
+        let Some(task_item) = task.items.iter().find(|i| i.item == item_id) else {
+            errors.push(format!("{at}/item_id"), format!("item {item_id} is not in this task"));
+            continue;
+        };
+        if !seen.insert(item_id) {
+            errors.push(format!("{at}/item_id"), format!("item {item_id} appears twice"));
+            continue;
+        }
+        if submitted.skip == Some(true) {
+            if submitted.labels.as_ref().is_some_and(|l| !l.is_empty())
+                || submitted.annotations.as_ref().is_some_and(|a| !a.is_empty())
+            {
+                errors.push(at, "a skipped item carries no labels");
+            } else {
+                outcomes.push((item_id, ItemOutcome::Skipped));
+            }
+            continue;
+        }
+        if let Some(labels) = validate_item(project, task_item, submitted, &at, &mut errors) {
+            outcomes.push((item_id, ItemOutcome::Labeled(labels)));
+        }
+    }
+    for task_item in &task.items {
+        if !seen.contains(&task_item.item) {
+            errors.push(
+                "/items",
+                format!("item {} of the task is missing: label or skip it", task_item.item),
+            );
+        }
+    }
+    errors.into_result().map(|()| outcomes)
+}
+
+fn validate_item(
+    project: &ProjectRecord,
+    task_item: &TaskItem,
+    submitted: &SubmittedItemInput,
+    at: &str,
+    errors: &mut ValidationErrors,
+) -> Option<Vec<StoredAnnotation>> {
+    let before = errors.0.len();
+    let mut stored = Vec::new();
+    if project.task_type.is_classification() {
+        if submitted.annotations.is_some() {
+            errors.push(format!("{at}/annotations"), "classification takes `labels`, not annotations");
+        }
+        let labels = submitted.labels.as_deref().unwrap_or_default();
+        match project.task_type {
+            TaskType::ImageClassificationMulticlass if labels.len() != 1 => errors.push(
+                format!("{at}/labels"),
+                format!("multi-class takes exactly one class, got {}", labels.len()),
+            ),
+            TaskType::ImageClassificationMultilabel if labels.is_empty() => errors.push(
+                format!("{at}/labels"),
+                "multi-label takes one or more classes (or skip the item)",
+            ),
+            _ => {}
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (index, name) in labels.iter().enumerate() {
+            match project.class_by_name(name) {
+                None => errors.push(
+                    format!("{at}/labels/{index}"),
+                    format!("{name:?} is not a label class of this project"),
+                ),
+                Some(class) if !seen.insert(class.id) => errors.push(
+                    format!("{at}/labels/{index}"),
+                    format!("{name:?} appears twice"),
+                ),
+                Some(class) => stored.push(StoredAnnotation {
+                    class_id: class.id,
+                    bbox: None,
+                    polygon: None,
+                }),
+            }
+        }
+    } else {
+        if submitted.labels.is_some() {
+            errors.push(format!("{at}/labels"), "detection and segmentation take `annotations`");
+        }
+        let Some(annotations) = submitted.annotations.as_ref() else {
+            errors.push(
+                format!("{at}/annotations"),
+                "annotations are required (an empty list means nothing to mark)",
+            );
+            return None;
+        };
+        let (Some(width), Some(height)) = (task_item.width, task_item.height) else {
+            errors.push(at.to_owned(), "the image size is unknown, so shapes cannot be checked");
+            return None;
+        };
+        for (index, annotation) in annotations.iter().enumerate() {
+            let at = format!("{at}/annotations/{index}");
+            let class = project.class_by_name(&annotation.label);
+            if class.is_none() {
+                errors.push(
+                    format!("{at}/label"),
+                    format!("{:?} is not a label class of this project", annotation.label),
+                );
+            }
+            let shape = match project.task_type {
+                TaskType::ObjectDetection => {
+                    if annotation.polygon.is_some() {
+                        errors.push(format!("{at}/polygon"), "object detection takes boxes only");
+                        None
+                    } else {
+                        match &annotation.bbox {
+                            None => {
+                                errors.push(format!("{at}/bbox"), "a box is required");
+                                None
+                            }
+                            Some(values) => match BoundingBox::parse(values, width, height) {
+                                Ok(bbox) => Some((Some(bbox.to_array()), None)),
+                                Err(error) => {
+                                    errors.push(format!("{at}/bbox"), error.to_string());
+                                    None
+                                }
+                            },
+                        }
+                    }
+                }
+                _ => match &annotation.polygon {
+                    None => {
+                        errors.push(format!("{at}/polygon"), "a polygon is required");
+                        None
+                    }
+                    Some(points) => match Polygon::parse(points, width, height) {
+                        Ok(polygon) => Some((
+                            Some(polygon.bounding_box().to_array()),
+                            Some(polygon.points().to_vec()),
+                        )),
+                        Err(error) => {
+                            errors.push(format!("{at}/polygon"), error.to_string());
+                            None
+                        }
+                    },
+                },
+            };
+            if let (Some(class), Some((bbox, polygon))) = (class, shape) {
+                stored.push(StoredAnnotation {
+                    class_id: class.id,
+                    bbox,
+                    polygon,
+                });
+            }
+        }
+    }
+    (errors.0.len() == before).then_some(stored)
+}
+
+/// Labels in the shape the API speaks: class names for classification, `{label, bbox}` for
+/// boxes, `{label, polygon, bbox}` for polygons.
+pub fn annotations_to_json(project: &ProjectRecord, annotations: &[StoredAnnotation]) -> Value {
+    let name = |id: u32| project.class_name(id).unwrap_or("?").to_owned();
+    if project.task_type.is_classification() {
+        Value::from(
+            annotations
+                .iter()
+                .map(|a| Value::from(name(a.class_id)))
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        Value::from(
+            annotations
+                .iter()
+                .map(|a| {
+                    let mut object = json!({ "label": name(a.class_id), "bbox": a.bbox });
+                    if let Some(polygon) = &a.polygon {
+                        object["polygon"] = json!(polygon);
+                    }
+                    object
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+}

@@ -1,0 +1,10 @@
+//! Domain types: constructed only through checks, so invalid values never pass the API edge.
+
+pub mod errors;
+pub mod geometry;
+pub mod labeling;
+pub mod project;
+pub mod shuffle;
+pub mod source;
+
+pub use errors::{ErrorKind, FieldError, ValidationErrors};

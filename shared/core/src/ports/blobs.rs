@@ -1,0 +1,126 @@
+//! The `Blobs` port: an S3-shaped object store.
+//!
+//! An adapter MUST guarantee:
+//! - keys list in lexicographic byte order, as S3 does, `max_keys` at most 1000 a page, and a
+//!   listing resumes strictly after `start_after`;
+//! - `get` with a range returns exactly those bytes (clipped at the end of the object);
+//! - a multipart upload is invisible until `complete_multipart`, then appears whole; every part
+//!   but the last is at least [`MIN_PART_BYTES`] (S3's rule, enforced everywhere);
+//! - presigned URLs work without credentials until they expire.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::BoxError;
+
+pub const MAX_LIST_KEYS: usize = 1000;
+pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// Changes whenever the content changes.
+    pub etag: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub objects: Vec<ObjectMeta>,
+    /// True when more keys follow the last one of this page.
+    pub truncated: bool,
+}
+
+/// Bytes `start..end` (end exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    pub part_number: u32,
+    pub etag: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("no object {bucket}/{key}")]
+    NotFound { bucket: String, key: String },
+    #[error("no bucket {0}")]
+    NoSuchBucket(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("the blob store is unavailable")]
+    Unavailable(#[source] BoxError),
+}
+
+#[async_trait]
+pub trait Blobs: Send + Sync {
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<Vec<u8>, BlobError>;
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), BlobError>;
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, BlobError>;
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError>;
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<ListPage, BlobError>;
+    /// Returns the upload id.
+    async fn start_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+    ) -> Result<String, BlobError>;
+    /// Returns the part's etag. Part numbers start at 1.
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Vec<u8>,
+    ) -> Result<String, BlobError>;
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<(), BlobError>;
+    async fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), BlobError>;
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, BlobError>;
+    async fn presign_put(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        expires_in: Duration,
+    ) -> Result<String, BlobError>;
+}

@@ -1,0 +1,112 @@
+//! The service: the ports it runs on, its configuration, and helpers the use cases share.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::keys::SCHEMA_VERSION;
+use crate::manifest::ManifestCache;
+use crate::ports::{Attrs, BoxError, Blobs, Clock, Item, Key, Queue, Table};
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Where the service keeps its own objects (manifests, exports' temporary parts).
+    pub system_bucket: String,
+    /// The queue of background jobs (ingest, refresh, export).
+    pub jobs_queue: String,
+    /// How long a signed image URL handed out at checkout stays valid.
+    pub image_url_ttl: Duration,
+    /// Whether `file://` sources are allowed (the embedded deployment only).
+    pub allow_file_sources: bool,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            system_bucket: "labeling-system".to_owned(),
+            jobs_queue: "labeling-jobs".to_owned(),
+            image_url_ttl: Duration::from_secs(15 * 60),
+            allow_file_sources: true,
+        }
+    }
+}
+
+/// Every use case is a method of this struct.
+pub struct Service {
+    pub(crate) table: Arc<dyn Table>,
+    pub(crate) blobs: Arc<dyn Blobs>,
+    pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: ServiceConfig,
+    pub(crate) manifests: ManifestCache,
+}
+
+impl Service {
+    pub fn new(
+        table: Arc<dyn Table>,
+        blobs: Arc<dyn Blobs>,
+        queue: Arc<dyn Queue>,
+        clock: Arc<dyn Clock>,
+        config: ServiceConfig,
+    ) -> Self {
+        Self {
+            table,
+            blobs,
+            queue,
+            clock,
+            config,
+            manifests: ManifestCache::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+/// A stored record was not what this code expects (a bug or a foreign write).
+#[derive(Debug, thiserror::Error)]
+#[error("stored item {pk}/{sk} is malformed: {reason}")]
+pub struct MalformedRecord {
+    pub pk: String,
+    pub sk: String,
+    pub reason: String,
+}
+
+/// Serializes a record into table attributes, stamped with its entity and schema version.
+pub(crate) fn to_item<T: Serialize>(key: Key, entity: &str, record: &T) -> Item {
+    let mut attrs = match serde_json::to_value(record) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => Attrs::new(),
+    };
+    attrs.insert("entity".to_owned(), entity.into());
+    attrs.insert("v".to_owned(), SCHEMA_VERSION.into());
+    Item::new(key, attrs)
+}
+
+pub(crate) fn to_attrs<T: Serialize>(record: &T) -> Attrs {
+    match serde_json::to_value(record) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => Attrs::new(),
+    }
+}
+
+pub(crate) fn from_item<T: DeserializeOwned>(item: &Item) -> Result<T, BoxError> {
+    serde_json::from_value(serde_json::Value::Object(item.attrs.clone())).map_err(|error| {
+        Box::new(MalformedRecord {
+            pk: item.key.pk.clone(),
+            sk: item.key.sk.clone(),
+            reason: error.to_string(),
+        }) as BoxError
+    })
+}
+
+pub(crate) fn number(attrs: &Attrs, name: &str) -> i64 {
+    attrs.get(name).and_then(serde_json::Value::as_i64).unwrap_or(0)
+}

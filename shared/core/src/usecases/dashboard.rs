@@ -1,0 +1,112 @@
+//! The project dashboard: progress, queues and the label distribution, from a handful of
+//! counter rows (never a scan of items).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tracing::instrument;
+
+use crate::access::Actor;
+use crate::domain::project::ProjectRecord;
+use crate::keys;
+use crate::manifest::ManifestRecord;
+use crate::service::{Service, from_item, number};
+use crate::time::rfc3339;
+use crate::usecases::labeling::class_counter;
+use crate::usecases::projects::ProjectError;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Pending {
+    /// Never handed out in this round, and not waiting in a queue.
+    pub not_in_task: u64,
+    /// In a leased task.
+    pub in_task: u64,
+    /// In a waiting task of a priority queue.
+    pub queued: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Queues {
+    pub manual: u64,
+    pub requeued: u64,
+    pub clustered: u64,
+    pub prelabeled: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Dashboard {
+    pub project_id: String,
+    pub status: &'static str,
+    pub round: u32,
+    pub total_items: u64,
+    pub labeled: u64,
+    pub skipped: u64,
+    pub missing: u64,
+    pub dropped: u64,
+    pub pending: Pending,
+    pub queues: Queues,
+    pub label_distribution: BTreeMap<String, u64>,
+    pub last_refresh_at: Option<String>,
+    pub last_refresh_trigger: Option<String>,
+}
+
+fn count(attrs: &crate::ports::Attrs, name: &str) -> u64 {
+    number(attrs, name).max(0) as u64
+}
+
+impl Service {
+    #[instrument(skip(self), err)]
+    pub async fn dashboard(&self, actor: &Actor, project_id: &str) -> Result<Dashboard, ProjectError> {
+        let project: ProjectRecord = self.load_project(actor, project_id).await?;
+        let wanted = [
+            keys::manifest(project_id),
+            keys::cursor(project_id, project.round),
+            keys::stats(project_id, project.round),
+        ];
+        let found = self.table.batch_get(&wanted).await?;
+        let find = |key: &crate::ports::Key| found.iter().find(|item| &item.key == key);
+        let manifest: Option<ManifestRecord> = match find(&wanted[0]) {
+            Some(item) => Some(from_item(item).map_err(ProjectError::Unavailable)?),
+            None => None,
+        };
+        let empty = crate::ports::Attrs::new();
+        let cursor = find(&wanted[1]).map_or(&empty, |item| &item.attrs);
+        let stats = find(&wanted[2]).map_or(&empty, |item| &item.attrs);
+        let total = manifest.as_ref().map_or(0, |m| m.total);
+        let handed_out = count(cursor, "next").min(total);
+        let labeled = count(stats, "labeled");
+        let skipped = count(stats, "skipped");
+        let missing = count(stats, "missing");
+        let in_task = count(stats, "in_task");
+        let queued = count(stats, "queued");
+        let label_distribution = project
+            .classes
+            .iter()
+            .map(|class| (class.name.clone(), count(stats, &class_counter(class.id))))
+            .collect();
+        Ok(Dashboard {
+            project_id: project.id.clone(),
+            status: project.status.as_str(),
+            round: project.round,
+            total_items: total,
+            labeled,
+            skipped,
+            missing,
+            dropped: manifest.as_ref().map_or(0, |m| m.dropped),
+            pending: Pending {
+                not_in_task: total.saturating_sub(labeled + skipped + missing + in_task + queued),
+                in_task,
+                queued,
+            },
+            queues: Queues {
+                manual: total - handed_out + count(stats, "q_manual"),
+                requeued: count(stats, "q_requeued"),
+                clustered: count(stats, "q_clustered"),
+                prelabeled: count(stats, "q_prelabeled"),
+            },
+            label_distribution,
+            last_refresh_at: manifest.as_ref().and_then(|m| m.last_refresh_at).map(rfc3339),
+            last_refresh_trigger: manifest.and_then(|m| m.last_refresh_trigger),
+        })
+    }
+}

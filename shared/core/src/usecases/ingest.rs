@@ -1,0 +1,227 @@
+//! Ingest: list a project's source once, keep image files, cap at 500,000, write the manifest
+//! chunks and flip the project to running. Table writes are a constant handful however many
+//! images there are.
+
+use tracing::instrument;
+
+use crate::access::Actor;
+use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
+use crate::domain::source::Source;
+use crate::jobs::Job;
+use crate::keys;
+use crate::manifest::{Batch, CHUNK_KEYS, ManifestRecord, chunk_key, encode_chunk};
+use crate::ports::blobs::MAX_LIST_KEYS;
+use crate::ports::{BlobError, BoxError, Condition, Item, TableError, Update, Write};
+use crate::service::{Service, from_item, to_item};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("the job message is not understood: {0}")]
+    Malformed(String),
+    #[error("storage is unavailable; the job will be retried")]
+    Unavailable(#[source] BoxError),
+}
+
+impl From<TableError> for JobError {
+    fn from(error: TableError) -> Self {
+        JobError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<BlobError> for JobError {
+    fn from(error: BlobError) -> Self {
+        JobError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<crate::usecases::projects::ProjectError> for JobError {
+    fn from(error: crate::usecases::projects::ProjectError) -> Self {
+        JobError::Unavailable(Box::new(error))
+    }
+}
+
+/// What one listing found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub keys: Vec<String>,
+    pub dropped: u64,
+    pub list_calls: u64,
+}
+
+impl Service {
+    /// Runs one job from the jobs queue. Safe to run twice.
+    #[instrument(skip(self, body), err)]
+    pub async fn run_job(&self, body: &str) -> Result<(), JobError> {
+        let job: Job =
+            serde_json::from_str(body).map_err(|error| JobError::Malformed(error.to_string()))?;
+        match job {
+            Job::Ingest { project_id } => self.ingest(&project_id).await,
+        }
+    }
+
+    #[instrument(skip(self), err)]
+    async fn ingest(&self, project_id: &str) -> Result<(), JobError> {
+        let Some(item) = self.table.get(&keys::project(project_id)).await? else {
+            tracing::warn!(project_id, "ingest for a project that does not exist; dropped");
+            return Ok(());
+        };
+        let project: ProjectRecord = from_item(&item).map_err(JobError::Unavailable)?;
+        if project.status != ProjectStatus::Initializing {
+            return Ok(());
+        }
+        let source = match Source::parse(&project.source, self.config.allow_file_sources) {
+            Ok(source) => source,
+            Err(error) => {
+                self.fail_project(project_id, &error.to_string()).await?;
+                return Ok(());
+            }
+        };
+        let started = std::time::Instant::now();
+        let listing = match self.list_source(&source, MAX_ITEMS).await {
+            Ok(listing) => listing,
+            Err(BlobError::NoSuchBucket(bucket)) => {
+                self.fail_project(project_id, &format!("bucket {bucket} does not exist"))
+                    .await?;
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        };
+        self.write_chunks(project_id, 0, &listing.keys).await?;
+        let total = listing.keys.len() as u64;
+        let now = self.clock.now();
+        let manifest = ManifestRecord {
+            total,
+            batches: if total > 0 {
+                vec![Batch { start: 0, len: total }]
+            } else {
+                Vec::new()
+            },
+            dropped: listing.dropped,
+            last_refresh_at: Some(now),
+            last_refresh_trigger: Some("create".to_owned()),
+            last_refresh_added: total,
+        };
+        let round = project.round;
+        let writes = vec![
+            Write::Update {
+                key: keys::project(project_id),
+                update: Update::default()
+                    .set("status", ProjectStatus::Running.as_str())
+                    .set("updated_at", now)
+                    .set("version", project.version + 1),
+                condition: Some(Condition::equals("version", project.version)),
+            },
+            Write::Put {
+                item: to_item(keys::manifest(project_id), "manifest", &manifest),
+                condition: None,
+            },
+            Write::Put {
+                item: Item::new(
+                    keys::cursor(project_id, round),
+                    serde_json::json!({ "entity": "cursor", "v": keys::SCHEMA_VERSION, "next": 0, "total": total })
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+                condition: None,
+            },
+            Write::Put {
+                item: Item::new(
+                    keys::stats(project_id, round),
+                    serde_json::json!({ "entity": "stats", "v": keys::SCHEMA_VERSION, "started_at": now })
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+                condition: None,
+            },
+        ];
+        match self.table.transact(writes).await {
+            Ok(()) => {}
+            // The project changed (edited, or another delivery finished first): run again.
+            Err(TableError::ConditionFailed { .. }) => {
+                return Err(JobError::Unavailable("the project changed during ingest".into()));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        tracing::info!(
+            project_id,
+            items = total,
+            dropped = listing.dropped,
+            list_calls = listing.list_calls,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ingest finished"
+        );
+        Ok(())
+    }
+
+    /// Lists every key under the source's prefix in key order, keeping the first `cap` images
+    /// and counting the rest as dropped.
+    pub async fn list_source(&self, source: &Source, cap: u64) -> Result<Listing, BlobError> {
+        let mut listing = Listing::default();
+        let mut start_after: Option<String> = None;
+        loop {
+            let page = self
+                .blobs
+                .list(
+                    source.bucket(),
+                    source.list_prefix(),
+                    start_after.as_deref(),
+                    MAX_LIST_KEYS,
+                )
+                .await?;
+            listing.list_calls += 1;
+            for object in &page.objects {
+                if !source.admits(&object.key) || object.key.contains(['\n', '\r']) {
+                    continue;
+                }
+                if (listing.keys.len() as u64) < cap {
+                    listing.keys.push(object.key.clone());
+                } else {
+                    listing.dropped += 1;
+                }
+            }
+            match (page.truncated, page.objects.last()) {
+                (true, Some(last)) => start_after = Some(last.key.clone()),
+                _ => break,
+            }
+        }
+        Ok(listing)
+    }
+
+    /// Writes `keys` as manifest items `first_item..`, chunk by chunk, several at a time.
+    async fn write_chunks(&self, project_id: &str, first_item: u64, keys: &[String]) -> Result<(), BlobError> {
+        use futures::StreamExt;
+        let mut chunks = Vec::new();
+        let mut item = first_item;
+        let mut rest = keys;
+        while !rest.is_empty() {
+            let room = (CHUNK_KEYS - item % CHUNK_KEYS) as usize;
+            let (this, next) = rest.split_at(room.min(rest.len()));
+            chunks.push((item / CHUNK_KEYS, this));
+            item += this.len() as u64;
+            rest = next;
+        }
+        let bucket = &self.config.system_bucket;
+        let mut writes = futures::stream::iter(chunks.into_iter().map(|(chunk, keys)| async move {
+            self.blobs
+                .put(bucket, &chunk_key(project_id, chunk), encode_chunk(keys), "text/plain")
+                .await
+        }))
+        .buffer_unordered(8);
+        while let Some(result) = writes.next().await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Test and bench hook: ingest synchronously as the job would.
+    pub async fn ingest_now(&self, project_id: &str) -> Result<(), JobError> {
+        self.ingest(project_id).await
+    }
+
+    /// The system actor used by jobs.
+    pub fn system_actor() -> Actor {
+        Actor::admin("system")
+    }
+}

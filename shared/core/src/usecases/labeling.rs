@@ -1,0 +1,863 @@
+//! Labeling: check out a task (leased), renew, release, submit. The rules that keep work safe:
+//! an item is in at most one live task (item claims are conditional writes), a lease is taken
+//! over only after it expired (the condition compares with now), and a submission is one
+//! transaction that also closes the lease on its version.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::instrument;
+
+use crate::access::Actor;
+use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
+use crate::domain::labeling::{
+    ItemOutcome, ItemRecord, ItemState, StoredAnnotation, SubmissionInput, TaskItem, TaskKind,
+    TaskRecord, WorkEntry, annotations_to_json, validate_submission,
+};
+use crate::domain::project::{ProjectRecord, ProjectStatus};
+use crate::domain::source::Source;
+use crate::ids::new_id;
+use crate::keys;
+use crate::manifest::ManifestRecord;
+use crate::ports::{
+    BlobError, BoxError, ByteRange, Condition, Item, Query, SkRange, TableError, Update, Write,
+};
+use crate::service::{Service, from_item, number, to_attrs, to_item};
+use crate::time::rfc3339;
+use crate::usecases::projects::ProjectError;
+
+/// Bytes read from the start of an image to find its size.
+const HEADER_BYTES: u64 = 64 * 1024;
+/// How many times a checkout retries after losing a race.
+const CHECKOUT_ATTEMPTS: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabelingError {
+    #[error("no project {0}")]
+    NotFound(String),
+    #[error("no task {0} in this project")]
+    TaskNotFound(String),
+    #[error("this task is leased to someone else")]
+    NotYourTask,
+    #[error("the project is {0}; labeling needs it running")]
+    NotRunning(&'static str),
+    #[error("the lease on this task was lost: it expired and was handed to someone else")]
+    LeaseLost,
+    #[error("label classes changed and labeling started over; this task was cancelled")]
+    RoundChanged,
+    #[error("{0}")]
+    Invalid(ValidationErrors),
+    #[error("too many labelers raced for the same work; retry")]
+    Contention,
+    #[error("storage is unavailable")]
+    Unavailable(#[source] BoxError),
+}
+
+impl DomainError for LabelingError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            LabelingError::NotFound(_) | LabelingError::TaskNotFound(_) => ErrorKind::NotFound,
+            LabelingError::NotYourTask => ErrorKind::Forbidden,
+            LabelingError::NotRunning(_)
+            | LabelingError::LeaseLost
+            | LabelingError::RoundChanged
+            | LabelingError::Contention => ErrorKind::Conflict,
+            LabelingError::Invalid(_) => ErrorKind::Invalid,
+            LabelingError::Unavailable(_) => ErrorKind::Unavailable,
+        }
+    }
+    fn field_errors(&self) -> &[FieldError] {
+        match self {
+            LabelingError::Invalid(errors) => &errors.0,
+            _ => &[],
+        }
+    }
+}
+
+impl From<TableError> for LabelingError {
+    fn from(error: TableError) -> Self {
+        LabelingError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<BlobError> for LabelingError {
+    fn from(error: BlobError) -> Self {
+        LabelingError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<ProjectError> for LabelingError {
+    fn from(error: ProjectError) -> Self {
+        match error {
+            ProjectError::NotFound(id) => LabelingError::NotFound(id),
+            other => LabelingError::Unavailable(Box::new(other)),
+        }
+    }
+}
+
+/// A checked-out task as the labeler receives it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckedOutTask {
+    pub task_id: String,
+    pub kind: &'static str,
+    pub lease_expires_at: String,
+    pub task_type: &'static str,
+    pub instructions: crate::domain::project::Instructions,
+    pub labels: Vec<String>,
+    pub items: Vec<CheckedOutItem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckedOutItem {
+    pub item_id: u64,
+    pub key: String,
+    pub image_url: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub prelabels: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseView {
+    pub task_id: String,
+    pub lease_expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubmissionReceipt {
+    pub task_id: String,
+    pub labeled: usize,
+    pub skipped: usize,
+}
+
+/// Fresh positions that turned into a task, or into nothing (all images missing).
+enum Claim {
+    Task(Box<CheckedOutTask>),
+    NothingUsable,
+}
+
+fn lease_entry_item(project_id: &str, round: u32, task: &TaskRecord) -> Item {
+    let entry = WorkEntry {
+        task_id: task.id.clone(),
+        kind: task.kind,
+        items: task.items.clone(),
+        lease_version: task.lease_version,
+    };
+    Item::new(
+        crate::ports::Key::new(
+            keys::work_pk(project_id, round),
+            keys::lease_sk(task.lease_expires_at, &task.id),
+        ),
+        to_attrs(&entry),
+    )
+}
+
+fn lease_entry_key(project_id: &str, task: &TaskRecord) -> crate::ports::Key {
+    crate::ports::Key::new(
+        keys::work_pk(project_id, task.round),
+        keys::lease_sk(task.lease_expires_at, &task.id),
+    )
+}
+
+fn running_in_round(round: u32) -> Condition {
+    Condition::And(vec![
+        Condition::equals("status", ProjectStatus::Running.as_str()),
+        Condition::equals("round", round),
+    ])
+}
+
+fn stats_update(changes: &[(&str, i64)]) -> Update {
+    changes
+        .iter()
+        .filter(|(_, delta)| *delta != 0)
+        .fold(Update::default(), |update, (name, delta)| update.add(name, *delta))
+}
+
+/// The counter of label class `id`.
+pub fn class_counter(id: u32) -> String {
+    format!("c_{id}")
+}
+
+impl Service {
+    async fn project_for_labeling(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<ProjectRecord, LabelingError> {
+        Ok(self.load_project(actor, project_id).await?)
+    }
+
+    async fn load_task(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        task_id: &str,
+    ) -> Result<TaskRecord, LabelingError> {
+        let item = self
+            .table
+            .get(&keys::task(project_id, task_id))
+            .await?
+            .ok_or_else(|| LabelingError::TaskNotFound(task_id.to_owned()))?;
+        let task: TaskRecord = from_item(&item).map_err(LabelingError::Unavailable)?;
+        if task.labeler != actor.user && !actor.is_admin() {
+            return Err(LabelingError::NotYourTask);
+        }
+        Ok(task)
+    }
+
+    /// Hands out the next page of work: waiting tasks and expired leases first, then fresh
+    /// items in the project's shuffled order. `None` when nothing is left right now.
+    #[instrument(skip(self), fields(user = %actor.user), err)]
+    pub async fn checkout(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<Option<CheckedOutTask>, LabelingError> {
+        let project = self.project_for_labeling(actor, project_id).await?;
+        if project.status != ProjectStatus::Running {
+            return Err(LabelingError::NotRunning(project.status.as_str()));
+        }
+        let mut fresh_exhausted = false;
+        for attempt in 0..CHECKOUT_ATTEMPTS {
+            let now = self.clock.now();
+            let waiting = self
+                .table
+                .query(Query::new(
+                    keys::work_pk(project_id, project.round),
+                    SkRange::LessThan(keys::available_work_bound(now)),
+                    16,
+                ))
+                .await?;
+            if !waiting.items.is_empty() {
+                let start = (attempt + actor.user.len()) % waiting.items.len();
+                for offset in 0..waiting.items.len() {
+                    let candidate = &waiting.items[(start + offset) % waiting.items.len()];
+                    if let Some(task) = self.take_over(actor, &project, candidate, now).await? {
+                        return Ok(Some(task));
+                    }
+                }
+                continue;
+            }
+            if fresh_exhausted {
+                return Ok(None);
+            }
+            match self.claim_fresh(actor, &project, now).await? {
+                Some(Claim::Task(task)) => return Ok(Some(*task)),
+                Some(Claim::NothingUsable) => continue,
+                // Nothing fresh left: look once more for work released meanwhile.
+                None => fresh_exhausted = true,
+            }
+        }
+        if fresh_exhausted {
+            return Ok(None);
+        }
+        Err(LabelingError::Contention)
+    }
+
+    /// Takes a waiting task or an expired lease; `None` when another labeler got it first.
+    async fn take_over(
+        &self,
+        actor: &Actor,
+        project: &ProjectRecord,
+        candidate: &Item,
+        now: i64,
+    ) -> Result<Option<CheckedOutTask>, LabelingError> {
+        let entry: WorkEntry = from_item(candidate).map_err(LabelingError::Unavailable)?;
+        let is_lease = candidate.key.sk.starts_with("L#");
+        let task = TaskRecord {
+            id: new_id("t"),
+            round: project.round,
+            kind: if is_lease { TaskKind::Requeued } else { entry.kind },
+            items: entry.items.clone(),
+            labeler: actor.user.clone(),
+            lease_expires_at: now + i64::from(project.lease_seconds) * 1000,
+            lease_version: 1,
+            created_at: now,
+        };
+        let mut writes = vec![
+            Write::Delete {
+                key: candidate.key.clone(),
+                condition: Some(Condition::Exists),
+            },
+            Write::Check {
+                key: keys::project(&project.id),
+                condition: running_in_round(project.round),
+            },
+            Write::Put {
+                item: to_item(keys::task(&project.id, &task.id), "task", &task),
+                condition: Some(Condition::NotExists),
+            },
+            Write::Put {
+                item: lease_entry_item(&project.id, project.round, &task),
+                condition: None,
+            },
+        ];
+        if is_lease {
+            writes.push(Write::Delete {
+                key: keys::task(&project.id, &entry.task_id),
+                condition: Some(Condition::And(vec![
+                    Condition::equals("lease_version", entry.lease_version),
+                    Condition::less_than("lease_expires_at", now + 1),
+                ])),
+            });
+        } else {
+            let n = task.items.len() as i64;
+            writes.push(Write::Update {
+                key: keys::stats(&project.id, project.round),
+                update: stats_update(&[("in_task", n), ("queued", -n), (entry.kind.queue_counter(), -n)]),
+                condition: None,
+            });
+        }
+        for item in &task.items {
+            let previous_holder = if is_lease {
+                Condition::equals("task_id", entry.task_id.as_str())
+            } else {
+                Condition::equals("state", ItemState::Queued.as_str())
+            };
+            writes.push(Write::Update {
+                key: keys::item(&project.id, item.item),
+                update: Update::default()
+                    .set("state", ItemState::InTask.as_str())
+                    .set("task_id", task.id.as_str()),
+                condition: Some(Condition::And(vec![
+                    Condition::equals("round", project.round),
+                    previous_holder,
+                ])),
+            });
+        }
+        match self.table.transact(writes).await {
+            Ok(()) => Ok(Some(self.present(project, &task).await?)),
+            Err(TableError::ConditionFailed { index: 1 }) => {
+                Err(self.not_running_error(actor, &project.id).await)
+            }
+            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn not_running_error(&self, actor: &Actor, project_id: &str) -> LabelingError {
+        match self.load_project(actor, project_id).await {
+            Ok(project) if project.status != ProjectStatus::Running => {
+                LabelingError::NotRunning(project.status.as_str())
+            }
+            Ok(_) => LabelingError::RoundChanged,
+            Err(error) => error.into(),
+        }
+    }
+
+    /// Advances the round's cursor by a page and claims the items at those positions.
+    async fn claim_fresh(
+        &self,
+        actor: &Actor,
+        project: &ProjectRecord,
+        now: i64,
+    ) -> Result<Option<Claim>, LabelingError> {
+        let page_size = i64::from(project.page_size);
+        let cursor_key = keys::cursor(&project.id, project.round);
+        let cursor = match self
+            .table
+            .update(
+                &cursor_key,
+                Update::default().add("next", page_size),
+                Some(Condition::Exists),
+            )
+            .await
+        {
+            Ok(cursor) => cursor,
+            Err(TableError::ConditionFailed { .. }) => {
+                return Err(LabelingError::NotRunning(ProjectStatus::Initializing.as_str()));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let next = number(&cursor.attrs, "next");
+        let total = number(&cursor.attrs, "total");
+        let start = next - page_size;
+        if next > total {
+            // Give back the overshoot so positions appended later by a refresh are not skipped.
+            // Only the last overshooting caller's reset succeeds, which is the one that matters.
+            let _ = self
+                .table
+                .update(
+                    &cursor_key,
+                    Update::default().set("next", total),
+                    Some(Condition::And(vec![
+                        Condition::equals("next", next),
+                        Condition::equals("total", total),
+                    ])),
+                )
+                .await;
+        }
+        if start >= total {
+            return Ok(None);
+        }
+        let manifest = self.manifest_covering(&project.id, total as u64).await?;
+        let source = Source::parse(&project.source, self.config.allow_file_sources)
+            .map_err(|error| LabelingError::Unavailable(Box::new(error)))?;
+        let mut positions = Vec::new();
+        for position in start..next.min(total) {
+            let item = manifest
+                .item_at(project.seed, project.round, position as u64)
+                .ok_or_else(|| LabelingError::Unavailable("manifest has no such position".into()))?;
+            positions.push(item);
+        }
+        match self
+            .claim_items(actor, project, &source, &positions, now)
+            .await
+        {
+            Ok(claim) => Ok(Some(claim)),
+            Err(error) => {
+                // The cursor moved past these items; park them as waiting work so they are
+                // not lost (best effort: the error is still reported).
+                self.park_unclaimed(project, &source, &positions, now).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn manifest_covering(&self, project_id: &str, total: u64) -> Result<ManifestRecord, LabelingError> {
+        let manifest = self
+            .read_manifest(project_id)
+            .await?
+            .ok_or_else(|| LabelingError::NotRunning(ProjectStatus::Initializing.as_str()))?;
+        if manifest.total < total {
+            return Err(LabelingError::Unavailable("manifest behind cursor".into()));
+        }
+        Ok(manifest)
+    }
+
+    async fn claim_items(
+        &self,
+        actor: &Actor,
+        project: &ProjectRecord,
+        source: &Source,
+        items: &[u64],
+        now: i64,
+    ) -> Result<Claim, LabelingError> {
+        let mut prepared = Vec::with_capacity(items.len());
+        let keys_and_sizes = futures::future::join_all(items.iter().map(|item| async move {
+            let key = self
+                .manifests
+                .key_of(self.blobs.as_ref(), &self.config.system_bucket, &project.id, *item)
+                .await?;
+            let size = self.image_size(source.bucket(), &key).await?;
+            Ok::<_, LabelingError>((*item, key, size))
+        }))
+        .await;
+        for result in keys_and_sizes {
+            prepared.push(result?);
+        }
+        let earlier: std::collections::HashMap<u64, ItemRecord> = if project.round > 0 && project.keep_prelabels {
+            let record_keys: Vec<_> = items.iter().map(|i| keys::item(&project.id, *i)).collect();
+            self.table
+                .batch_get(&record_keys)
+                .await?
+                .iter()
+                .filter_map(|item| from_item::<ItemRecord>(item).ok())
+                .map(|record| (record.item, record))
+                .collect()
+        } else {
+            Default::default()
+        };
+        let task_id = new_id("t");
+        let mut task = TaskRecord {
+            id: task_id.clone(),
+            round: project.round,
+            kind: TaskKind::Manual,
+            items: Vec::new(),
+            labeler: actor.user.clone(),
+            lease_expires_at: now + i64::from(project.lease_seconds) * 1000,
+            lease_version: 1,
+            created_at: now,
+        };
+        let mut missing = 0i64;
+        let mut item_writes = Vec::new();
+        for (item, key, size) in prepared {
+            let earlier = earlier.get(&item);
+            let prelabels: Vec<StoredAnnotation> = match earlier {
+                Some(record) if project.keep_prelabels => {
+                    if record.state == ItemState::Labeled {
+                        record.labels.clone()
+                    } else {
+                        record.prelabels.clone()
+                    }
+                }
+                _ => Vec::new(),
+            };
+            let (width, height) = match size {
+                Some((w, h)) => (Some(w), Some(h)),
+                None => (None, None),
+            };
+            let state = if size.is_some() {
+                ItemState::InTask
+            } else {
+                missing += 1;
+                ItemState::Missing
+            };
+            let record = ItemRecord {
+                item,
+                key: key.clone(),
+                round: project.round,
+                state,
+                task_id: (state == ItemState::InTask).then(|| task_id.clone()),
+                labels: Vec::new(),
+                prelabels: prelabels.clone(),
+                labeled_by: None,
+                labeled_at: None,
+                width,
+                height,
+            };
+            item_writes.push(Write::Put {
+                item: to_item(keys::item(&project.id, item), "item", &record),
+                condition: Some(Condition::Or(vec![
+                    Condition::NotExists,
+                    Condition::less_than("round", project.round),
+                ])),
+            });
+            if state == ItemState::InTask {
+                task.items.push(TaskItem {
+                    item,
+                    key,
+                    width,
+                    height,
+                    prelabels,
+                });
+            }
+        }
+        loop {
+            let in_task = task.items.len() as i64;
+            let mut writes = vec![
+                Write::Check {
+                    key: keys::project(&project.id),
+                    condition: running_in_round(project.round),
+                },
+                Write::Update {
+                    key: keys::stats(&project.id, project.round),
+                    update: stats_update(&[("in_task", in_task), ("missing", missing)]),
+                    condition: None,
+                },
+            ];
+            if in_task > 0 {
+                writes.push(Write::Put {
+                    item: to_item(keys::task(&project.id, &task.id), "task", &task),
+                    condition: Some(Condition::NotExists),
+                });
+                writes.push(Write::Put {
+                    item: lease_entry_item(&project.id, project.round, &task),
+                    condition: None,
+                });
+            }
+            let first_item_write = writes.len();
+            writes.extend(item_writes.iter().cloned());
+            match self.table.transact(writes).await {
+                Ok(()) if in_task == 0 => return Ok(Claim::NothingUsable),
+                Ok(()) => return Ok(Claim::Task(Box::new(self.present(project, &task).await?))),
+                Err(TableError::ConditionFailed { index: 0 }) => {
+                    return Err(self.not_running_error(actor, &project.id).await);
+                }
+                Err(TableError::ConditionFailed { index }) if index >= first_item_write => {
+                    // Someone else holds this item in this round already: leave it out.
+                    let lost = item_writes.remove(index - first_item_write);
+                    let lost_item = keys::item_id_from_sk(&lost.key().sk);
+                    let before = task.items.len();
+                    task.items.retain(|i| Some(i.item) != lost_item);
+                    if task.items.len() == before {
+                        missing -= 1;
+                    }
+                    if item_writes.is_empty() {
+                        return Ok(Claim::NothingUsable);
+                    }
+                }
+                Err(TableError::TransactionConflict) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Best effort after a failed claim: the items become one waiting task.
+    async fn park_unclaimed(&self, project: &ProjectRecord, source: &Source, items: &[u64], now: i64) {
+        let mut task_items = Vec::new();
+        for item in items {
+            if let Ok(key) = self
+                .manifests
+                .key_of(self.blobs.as_ref(), &self.config.system_bucket, &project.id, *item)
+                .await
+            {
+                let _ = source;
+                task_items.push(TaskItem {
+                    item: *item,
+                    key,
+                    width: None,
+                    height: None,
+                    prelabels: Vec::new(),
+                });
+            }
+        }
+        let task_id = new_id("t");
+        let entry = WorkEntry {
+            task_id: task_id.clone(),
+            kind: TaskKind::Manual,
+            items: task_items,
+            lease_version: 0,
+        };
+        let n = entry.items.len() as i64;
+        let writes = vec![
+            Write::Put {
+                item: Item::new(
+                    crate::ports::Key::new(
+                        keys::work_pk(&project.id, project.round),
+                        keys::waiting_sk(TaskKind::Manual.priority(), now, &task_id),
+                    ),
+                    to_attrs(&entry),
+                ),
+                condition: None,
+            },
+            Write::Update {
+                key: keys::stats(&project.id, project.round),
+                update: stats_update(&[("queued", n), ("q_manual", n)]),
+                condition: None,
+            },
+        ];
+        if let Err(error) = self.table.transact(writes).await {
+            tracing::error!(%error, project_id = %project.id, ?items, "could not park unclaimed items");
+        }
+    }
+
+    /// Reads the image's width and height from its header; `None` when the image is missing
+    /// or unreadable.
+    async fn image_size(&self, bucket: &str, key: &str) -> Result<Option<(u32, u32)>, LabelingError> {
+        let head = match self
+            .blobs
+            .get(bucket, key, Some(ByteRange { start: 0, end: HEADER_BYTES }))
+            .await
+        {
+            Ok(bytes) => bytes,
+            Err(BlobError::NotFound { .. } | BlobError::NoSuchBucket(_)) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        if let Ok(size) = imagesize::blob_size(&head) {
+            return Ok(Some((size.width as u32, size.height as u32)));
+        }
+        if head.len() as u64 == HEADER_BYTES {
+            // Large metadata blocks can push the size past the first 64 KB.
+            let whole = self.blobs.get(bucket, key, None).await?;
+            if let Ok(size) = imagesize::blob_size(&whole) {
+                return Ok(Some((size.width as u32, size.height as u32)));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn present(&self, project: &ProjectRecord, task: &TaskRecord) -> Result<CheckedOutTask, LabelingError> {
+        let source = Source::parse(&project.source, self.config.allow_file_sources)
+            .map_err(|error| LabelingError::Unavailable(Box::new(error)))?;
+        let mut items = Vec::with_capacity(task.items.len());
+        for item in &task.items {
+            let image_url = self
+                .blobs
+                .presign_get(source.bucket(), &item.key, self.config.image_url_ttl)
+                .await?;
+            items.push(CheckedOutItem {
+                item_id: item.item,
+                key: item.key.clone(),
+                image_url,
+                width: item.width,
+                height: item.height,
+                prelabels: annotations_to_json(project, &item.prelabels),
+            });
+        }
+        Ok(CheckedOutTask {
+            task_id: task.id.clone(),
+            kind: task.kind.as_str(),
+            lease_expires_at: rfc3339(task.lease_expires_at),
+            task_type: project.task_type.as_str(),
+            instructions: project.instructions.clone(),
+            labels: project.classes.iter().map(|c| c.name.clone()).collect(),
+            items,
+        })
+    }
+
+    /// Extends the lease by the project's lease time from now.
+    #[instrument(skip(self), fields(user = %actor.user), err)]
+    pub async fn renew(&self, actor: &Actor, project_id: &str, task_id: &str) -> Result<LeaseView, LabelingError> {
+        let project = self.project_for_labeling(actor, project_id).await?;
+        let task = self.load_task(actor, project_id, task_id).await?;
+        let now = self.clock.now();
+        let mut renewed = task.clone();
+        renewed.lease_expires_at = now + i64::from(project.lease_seconds) * 1000;
+        renewed.lease_version += 1;
+        let writes = vec![
+            Write::Put {
+                item: to_item(keys::task(project_id, task_id), "task", &renewed),
+                condition: Some(Condition::equals("lease_version", task.lease_version)),
+            },
+            Write::Delete {
+                key: lease_entry_key(project_id, &task),
+                condition: Some(Condition::Exists),
+            },
+            Write::Put {
+                item: lease_entry_item(project_id, task.round, &renewed),
+                condition: Some(Condition::NotExists),
+            },
+        ];
+        match self.table.transact(writes).await {
+            Ok(()) => Ok(LeaseView {
+                task_id: task_id.to_owned(),
+                lease_expires_at: rfc3339(renewed.lease_expires_at),
+            }),
+            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => Err(LabelingError::LeaseLost),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Gives the task back: its items wait at the front of the queue for the next labeler.
+    #[instrument(skip(self), fields(user = %actor.user), err)]
+    pub async fn release(&self, actor: &Actor, project_id: &str, task_id: &str) -> Result<(), LabelingError> {
+        self.project_for_labeling(actor, project_id).await?;
+        let task = self.load_task(actor, project_id, task_id).await?;
+        let now = self.clock.now();
+        let kind = TaskKind::Requeued;
+        let waiting_id = new_id("t");
+        let entry = WorkEntry {
+            task_id: waiting_id.clone(),
+            kind,
+            items: task.items.clone(),
+            lease_version: 0,
+        };
+        let n = task.items.len() as i64;
+        let mut writes = vec![
+            Write::Delete {
+                key: keys::task(project_id, task_id),
+                condition: Some(Condition::equals("lease_version", task.lease_version)),
+            },
+            Write::Delete {
+                key: lease_entry_key(project_id, &task),
+                condition: Some(Condition::Exists),
+            },
+            Write::Put {
+                item: Item::new(
+                    crate::ports::Key::new(
+                        keys::work_pk(project_id, task.round),
+                        keys::waiting_sk(kind.priority(), now, &waiting_id),
+                    ),
+                    to_attrs(&entry),
+                ),
+                condition: None,
+            },
+            Write::Update {
+                key: keys::stats(project_id, task.round),
+                update: stats_update(&[("in_task", -n), ("queued", n), (kind.queue_counter(), n)]),
+                condition: None,
+            },
+        ];
+        for item in &task.items {
+            writes.push(Write::Update {
+                key: keys::item(project_id, item.item),
+                update: Update::default()
+                    .set("state", ItemState::Queued.as_str())
+                    .remove("task_id"),
+                condition: Some(Condition::equals("task_id", task_id)),
+            });
+        }
+        match self.table.transact(writes).await {
+            Ok(()) => Ok(()),
+            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => Err(LabelingError::LeaseLost),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Records the labels of every item of the task in one transaction, or nothing.
+    /// A lease that expired but was not yet handed to anyone else is still accepted: the
+    /// work is not lost.
+    #[instrument(skip(self, input), fields(user = %actor.user), err)]
+    pub async fn submit(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        task_id: &str,
+        input: SubmissionInput,
+    ) -> Result<SubmissionReceipt, LabelingError> {
+        let project = self.project_for_labeling(actor, project_id).await?;
+        let task = self.load_task(actor, project_id, task_id).await?;
+        if task.round != project.round {
+            return Err(LabelingError::RoundChanged);
+        }
+        let outcomes = validate_submission(&project, &task, &input).map_err(LabelingError::Invalid)?;
+        let now = self.clock.now();
+        let mut labeled = 0i64;
+        let mut skipped = 0i64;
+        let mut class_counts: std::collections::BTreeMap<u32, i64> = Default::default();
+        let mut writes = vec![
+            Write::Delete {
+                key: keys::task(project_id, task_id),
+                condition: Some(Condition::equals("lease_version", task.lease_version)),
+            },
+            Write::Delete {
+                key: lease_entry_key(project_id, &task),
+                condition: Some(Condition::Exists),
+            },
+            Write::Check {
+                key: keys::project(project_id),
+                condition: Condition::equals("round", task.round),
+            },
+        ];
+        for (item_id, outcome) in &outcomes {
+            let update = match outcome {
+                ItemOutcome::Labeled(labels) => {
+                    labeled += 1;
+                    for label in labels {
+                        *class_counts.entry(label.class_id).or_default() += 1;
+                    }
+                    Update::default()
+                        .set("state", ItemState::Labeled.as_str())
+                        .set("labels", serde_json::to_value(labels).unwrap_or_default())
+                }
+                ItemOutcome::Skipped => {
+                    skipped += 1;
+                    Update::default()
+                        .set("state", ItemState::Skipped.as_str())
+                        .set("labels", Value::Array(Vec::new()))
+                }
+            }
+            .set("labeled_by", actor.user.as_str())
+            .set("labeled_at", now)
+            .remove("task_id");
+            writes.push(Write::Update {
+                key: keys::item(project_id, *item_id),
+                update,
+                condition: Some(Condition::And(vec![
+                    Condition::equals("round", task.round),
+                    Condition::equals("task_id", task_id),
+                ])),
+            });
+        }
+        let n = task.items.len() as i64;
+        let class_keys: Vec<(String, i64)> = class_counts
+            .iter()
+            .map(|(id, count)| (class_counter(*id), *count))
+            .collect();
+        let mut changes: Vec<(&str, i64)> =
+            vec![("in_task", -n), ("labeled", labeled), ("skipped", skipped)];
+        changes.extend(class_keys.iter().map(|(k, v)| (k.as_str(), *v)));
+        writes.push(Write::Update {
+            key: keys::stats(project_id, task.round),
+            update: stats_update(&changes),
+            condition: None,
+        });
+        match self.table.transact(writes).await {
+            Ok(()) => Ok(SubmissionReceipt {
+                task_id: task_id.to_owned(),
+                labeled: labeled as usize,
+                skipped: skipped as usize,
+            }),
+            Err(TableError::ConditionFailed { index: 2 }) => Err(LabelingError::RoundChanged),
+            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => Err(LabelingError::LeaseLost),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Lease length, for callers that schedule renewals.
+    pub fn lease_duration(project: &ProjectRecord) -> Duration {
+        Duration::from_secs(u64::from(project.lease_seconds))
+    }
+}

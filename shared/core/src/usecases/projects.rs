@@ -1,0 +1,585 @@
+//! Project management: create, read, edit, pause and resume, label classes, members, delete.
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::instrument;
+
+use crate::access::Actor;
+use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
+use crate::domain::project::{
+    Instructions, LabelClass, LabelMode, NewProjectInput, ProjectRecord, ProjectStatus,
+    check_class_names, check_instructions, check_lease,
+};
+use crate::ids::{new_id, new_seed};
+use crate::jobs::Job;
+use crate::keys;
+use crate::manifest::ManifestRecord;
+use crate::ports::{BoxError, Condition, Item, Query, SkRange, TableError, Write};
+use crate::service::{Service, from_item, to_item};
+use crate::time::rfc3339;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("{0}")]
+    Invalid(ValidationErrors),
+    #[error("the project name {0:?} is taken (names are never reused)")]
+    NameTaken(String),
+    #[error("no project {0}")]
+    NotFound(String),
+    #[error("only admins may do this")]
+    Forbidden,
+    #[error("the project is {status}; {action} needs it {needed}")]
+    WrongStatus {
+        status: &'static str,
+        action: &'static str,
+        needed: &'static str,
+    },
+    #[error("the project changed while this request ran; retry")]
+    Conflict,
+    #[error("storage is unavailable")]
+    Unavailable(#[source] BoxError),
+}
+
+impl DomainError for ProjectError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ProjectError::Invalid(_) => ErrorKind::Invalid,
+            ProjectError::NameTaken(_) | ProjectError::WrongStatus { .. } | ProjectError::Conflict => {
+                ErrorKind::Conflict
+            }
+            ProjectError::NotFound(_) => ErrorKind::NotFound,
+            ProjectError::Forbidden => ErrorKind::Forbidden,
+            ProjectError::Unavailable(_) => ErrorKind::Unavailable,
+        }
+    }
+    fn field_errors(&self) -> &[FieldError] {
+        match self {
+            ProjectError::Invalid(errors) => &errors.0,
+            _ => &[],
+        }
+    }
+}
+
+impl From<TableError> for ProjectError {
+    fn from(error: TableError) -> Self {
+        ProjectError::Unavailable(Box::new(error))
+    }
+}
+
+/// A project as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectView {
+    pub id: String,
+    pub name: String,
+    pub task_type: &'static str,
+    pub labels: Vec<LabelClass>,
+    pub instructions: Instructions,
+    pub page_size: u32,
+    pub lease_seconds: u32,
+    pub source: String,
+    pub status: &'static str,
+    pub failure: Option<String>,
+    pub round: u32,
+    pub incremental_refresh: bool,
+    pub ml_assist: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl ProjectView {
+    pub fn of(record: &ProjectRecord, actor: &Actor) -> Self {
+        Self {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            task_type: record.task_type.as_str(),
+            labels: record.classes.clone(),
+            instructions: record.instructions.clone(),
+            page_size: record.page_size,
+            lease_seconds: record.lease_seconds,
+            source: record.source.clone(),
+            status: record.status.as_str(),
+            failure: record.failure.clone(),
+            round: record.round,
+            incremental_refresh: record.incremental_refresh,
+            ml_assist: record.ml_assist,
+            members: actor.is_admin().then(|| record.members.clone()),
+            created_by: record.created_by.clone(),
+            created_at: rfc3339(record.created_at),
+            updated_at: rfc3339(record.updated_at),
+        }
+    }
+}
+
+fn require_admin(actor: &Actor) -> Result<(), ProjectError> {
+    if actor.is_admin() {
+        Ok(())
+    } else {
+        Err(ProjectError::Forbidden)
+    }
+}
+
+impl Service {
+    /// Loads a live project. Labelers see only projects they are members of; to them any
+    /// other project does not exist.
+    pub(crate) async fn load_project(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<ProjectRecord, ProjectError> {
+        let item = self
+            .table
+            .get(&keys::project(project_id))
+            .await?
+            .ok_or_else(|| ProjectError::NotFound(project_id.to_owned()))?;
+        let record: ProjectRecord = from_item(&item).map_err(ProjectError::Unavailable)?;
+        if record.status == ProjectStatus::Deleted
+            || !(actor.is_admin() || record.is_member(&actor.user))
+        {
+            return Err(ProjectError::NotFound(project_id.to_owned()));
+        }
+        Ok(record)
+    }
+
+    /// Reads, changes and writes the project record under its version, retrying on races.
+    async fn change_project<F>(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        mut change: F,
+    ) -> Result<ProjectRecord, ProjectError>
+    where
+        F: FnMut(&mut ProjectRecord) -> Result<Vec<Write>, ProjectError>,
+    {
+        for _ in 0..5 {
+            let mut record = self.load_project(actor, project_id).await?;
+            let version = record.version;
+            let mut extra = change(&mut record)?;
+            record.version += 1;
+            record.updated_at = self.clock.now();
+            let mut writes = vec![Write::Put {
+                item: to_item(keys::project(project_id), "project", &record),
+                condition: Some(Condition::equals("version", version)),
+            }];
+            writes.append(&mut extra);
+            let outcome = if writes.len() == 1 {
+                let Some(Write::Put { item, condition }) = writes.pop() else {
+                    return Err(ProjectError::Conflict);
+                };
+                self.table.put(item, condition).await
+            } else {
+                self.table.transact(writes).await
+            };
+            match outcome {
+                Ok(()) => return Ok(record),
+                Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => {
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(ProjectError::Conflict)
+    }
+
+    #[instrument(skip(self, input), fields(project_name = %input.name), err)]
+    pub async fn create_project(
+        &self,
+        actor: &Actor,
+        input: NewProjectInput,
+    ) -> Result<ProjectView, ProjectError> {
+        require_admin(actor)?;
+        let new = input
+            .validate(self.config.allow_file_sources)
+            .map_err(ProjectError::Invalid)?;
+        let now = self.clock.now();
+        let id = new_id("p");
+        let classes: Vec<LabelClass> = new
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(index, name)| LabelClass {
+                id: index as u32 + 1,
+                name: name.clone(),
+            })
+            .collect();
+        let record = ProjectRecord {
+            id: id.clone(),
+            name: new.name.clone(),
+            task_type: new.task_type,
+            next_class_id: classes.len() as u32 + 1,
+            classes,
+            instructions: new.instructions,
+            page_size: new.page_size,
+            lease_seconds: new.lease_seconds,
+            source: new.source.uri().to_owned(),
+            status: ProjectStatus::Initializing,
+            failure: None,
+            round: 0,
+            keep_prelabels: false,
+            seed: new_seed(),
+            incremental_refresh: new.incremental_refresh,
+            ml_assist: new.ml_assist,
+            members: Vec::new(),
+            created_by: actor.user.clone(),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let lower_name = new.name.to_lowercase();
+        let reservation = to_item(
+            keys::name_reservation(&lower_name),
+            "name",
+            &serde_json::json!({ "project_id": id, "name": new.name }),
+        );
+        let index = to_item(keys::project_index(&id), "project_index", &serde_json::json!({ "project_id": id }));
+        let writes = vec![
+            Write::Put {
+                item: reservation,
+                condition: Some(Condition::NotExists),
+            },
+            Write::Put {
+                item: to_item(keys::project(&id), "project", &record),
+                condition: Some(Condition::NotExists),
+            },
+            Write::Put {
+                item: index,
+                condition: None,
+            },
+        ];
+        match self.table.transact(writes).await {
+            Ok(()) => {}
+            Err(TableError::ConditionFailed { index: 0 }) => {
+                return Err(ProjectError::NameTaken(new.name));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let job = Job::Ingest {
+            project_id: id.clone(),
+        };
+        if let Err(error) = self
+            .queue
+            .send(&self.config.jobs_queue, &job.to_body(), std::time::Duration::ZERO)
+            .await
+        {
+            tracing::error!(%error, project_id = %id, "could not queue the ingest job");
+            let _ = self
+                .fail_project(&id, "the ingest job could not be queued; recreate the project")
+                .await;
+            return Err(ProjectError::Unavailable(Box::new(error)));
+        }
+        tracing::info!(project_id = %id, "project created");
+        Ok(ProjectView::of(&record, actor))
+    }
+
+    #[instrument(skip(self), err)]
+    pub async fn list_projects(&self, actor: &Actor) -> Result<Vec<ProjectView>, ProjectError> {
+        let mut ids = Vec::new();
+        let mut start_after = None;
+        loop {
+            let mut query = Query::new(keys::PROJECT_INDEX_PK, SkRange::All, 1000);
+            query.start_after = start_after.take();
+            let page = self.table.query(query).await?;
+            ids.extend(page.items.iter().map(|item| item.key.sk.clone()));
+            match page.last_evaluated {
+                Some(last) => start_after = Some(last),
+                None => break,
+            }
+        }
+        let mut views = Vec::new();
+        for chunk in ids.chunks(crate::ports::table::MAX_BATCH_GET) {
+            let keys: Vec<_> = chunk
+                .iter()
+                .filter_map(|sk| sk.strip_prefix("P#"))
+                .map(keys::project)
+                .collect();
+            for item in self.table.batch_get(&keys).await? {
+                let record: ProjectRecord = from_item(&item).map_err(ProjectError::Unavailable)?;
+                if record.status != ProjectStatus::Deleted
+                    && (actor.is_admin() || record.is_member(&actor.user))
+                {
+                    views.push(ProjectView::of(&record, actor));
+                }
+            }
+        }
+        views.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(views)
+    }
+
+    #[instrument(skip(self), err)]
+    pub async fn get_project(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<ProjectView, ProjectError> {
+        let record = self.load_project(actor, project_id).await?;
+        Ok(ProjectView::of(&record, actor))
+    }
+
+    /// Edits instructions, lease time and the switches. Task type, source and page size are
+    /// fixed at creation; label classes are added through [`Service::add_labels`].
+    #[instrument(skip(self, patch), err)]
+    pub async fn update_project(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        patch: Value,
+    ) -> Result<ProjectView, ProjectError> {
+        require_admin(actor)?;
+        let Value::Object(fields) = patch else {
+            return Err(ProjectError::Invalid(ValidationErrors::single("", "expected a JSON object")));
+        };
+        let mut errors = ValidationErrors::default();
+        let mut instructions = None;
+        let mut lease_seconds = None;
+        let mut incremental_refresh = None;
+        let mut ml_assist = None;
+        for (name, value) in &fields {
+            let pointer = format!("/{name}");
+            match name.as_str() {
+                "instructions" => match serde_json::from_value::<Instructions>(value.clone()) {
+                    Ok(parsed) => {
+                        check_instructions(&parsed, &mut errors);
+                        instructions = Some(parsed);
+                    }
+                    Err(_) => errors.push(pointer, "expected {\"text\": ..., \"url\": ...}"),
+                },
+                "lease_seconds" => match value.as_u64().and_then(|v| u32::try_from(v).ok()) {
+                    Some(seconds) => {
+                        check_lease(seconds, &mut errors);
+                        lease_seconds = Some(seconds);
+                    }
+                    None => errors.push(pointer, "expected a whole number of seconds"),
+                },
+                "incremental_refresh" => match value.as_bool() {
+                    Some(on) => incremental_refresh = Some(on),
+                    None => errors.push(pointer, "expected true or false"),
+                },
+                "ml_assist" => match value.as_bool() {
+                    Some(on) => ml_assist = Some(on),
+                    None => errors.push(pointer, "expected true or false"),
+                },
+                "task_type" | "source" | "page_size" | "name" => {
+                    errors.push(pointer, format!("{name} cannot change after creation"));
+                }
+                "labels" => errors.push(
+                    pointer,
+                    "add label classes with POST /projects/{id}/labels and a mode",
+                ),
+                _ => errors.push(pointer, "unknown field"),
+            }
+        }
+        errors.into_result().map_err(ProjectError::Invalid)?;
+        let record = self
+            .change_project(actor, project_id, |record| {
+                if let Some(instructions) = &instructions {
+                    record.instructions = instructions.clone();
+                }
+                if let Some(seconds) = lease_seconds {
+                    record.lease_seconds = seconds;
+                }
+                if let Some(on) = incremental_refresh {
+                    record.incremental_refresh = on;
+                }
+                if let Some(on) = ml_assist {
+                    record.ml_assist = on;
+                }
+                Ok(Vec::new())
+            })
+            .await?;
+        Ok(ProjectView::of(&record, actor))
+    }
+
+    #[instrument(skip(self), err)]
+    pub async fn pause_project(&self, actor: &Actor, project_id: &str) -> Result<ProjectView, ProjectError> {
+        self.switch_status(actor, project_id, ProjectStatus::Running, ProjectStatus::Paused, "pause")
+            .await
+    }
+
+    #[instrument(skip(self), err)]
+    pub async fn resume_project(&self, actor: &Actor, project_id: &str) -> Result<ProjectView, ProjectError> {
+        self.switch_status(actor, project_id, ProjectStatus::Paused, ProjectStatus::Running, "resume")
+            .await
+    }
+
+    async fn switch_status(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        from: ProjectStatus,
+        to: ProjectStatus,
+        action: &'static str,
+    ) -> Result<ProjectView, ProjectError> {
+        require_admin(actor)?;
+        let record = self
+            .change_project(actor, project_id, |record| {
+                if record.status == to {
+                    return Ok(Vec::new());
+                }
+                if record.status != from {
+                    return Err(ProjectError::WrongStatus {
+                        status: record.status.as_str(),
+                        action,
+                        needed: from.as_str(),
+                    });
+                }
+                record.status = to;
+                Ok(Vec::new())
+            })
+            .await?;
+        Ok(ProjectView::of(&record, actor))
+    }
+
+    /// Deletes a project. Its name stays reserved forever.
+    #[instrument(skip(self), err)]
+    pub async fn delete_project(&self, actor: &Actor, project_id: &str) -> Result<(), ProjectError> {
+        require_admin(actor)?;
+        self.change_project(actor, project_id, |record| {
+            record.status = ProjectStatus::Deleted;
+            Ok(vec![Write::Delete {
+                key: keys::project_index(project_id),
+                condition: None,
+            }])
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Adds label classes. Ids continue from the highest ever given, so they are never reused.
+    #[instrument(skip(self, names), err)]
+    pub async fn add_labels(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        names: Vec<String>,
+        mode: Option<String>,
+    ) -> Result<ProjectView, ProjectError> {
+        require_admin(actor)?;
+        let mode = match mode.as_deref() {
+            None => Err(ValidationErrors::single(
+                "/mode",
+                "choose start_over_remove, start_over_keep or continue",
+            )),
+            Some(value) => LabelMode::parse(value).ok_or_else(|| {
+                ValidationErrors::single(
+                    "/mode",
+                    "must be start_over_remove, start_over_keep or continue",
+                )
+            }),
+        }
+        .map_err(ProjectError::Invalid)?;
+        if names.is_empty() {
+            return Err(ProjectError::Invalid(ValidationErrors::single(
+                "/labels",
+                "give at least one new label class",
+            )));
+        }
+        let manifest = self.read_manifest(project_id).await?;
+        let now = self.clock.now();
+        let record = self
+            .change_project(actor, project_id, |record| {
+                let mut errors = ValidationErrors::default();
+                check_class_names(&names, &record.classes, "/labels", &mut errors);
+                errors.into_result().map_err(ProjectError::Invalid)?;
+                for name in &names {
+                    record.classes.push(LabelClass {
+                        id: record.next_class_id,
+                        name: name.clone(),
+                    });
+                    record.next_class_id += 1;
+                }
+                if mode == LabelMode::Continue {
+                    return Ok(Vec::new());
+                }
+                record.round += 1;
+                record.keep_prelabels = mode == LabelMode::StartOverKeep;
+                let mut writes = Vec::new();
+                if let Some(manifest) = &manifest {
+                    writes.push(Write::Put {
+                        item: Item::new(
+                            keys::cursor(project_id, record.round),
+                            serde_json::json!({ "next": 0, "total": manifest.total, "entity": "cursor", "v": keys::SCHEMA_VERSION })
+                                .as_object()
+                                .cloned()
+                                .unwrap_or_default(),
+                        ),
+                        condition: None,
+                    });
+                    writes.push(Write::Put {
+                        item: Item::new(
+                            keys::stats(project_id, record.round),
+                            serde_json::json!({ "entity": "stats", "v": keys::SCHEMA_VERSION, "started_at": now })
+                                .as_object()
+                                .cloned()
+                                .unwrap_or_default(),
+                        ),
+                        condition: None,
+                    });
+                }
+                Ok(writes)
+            })
+            .await?;
+        tracing::info!(project_id, ?mode, round = record.round, "label classes added");
+        Ok(ProjectView::of(&record, actor))
+    }
+
+    pub(crate) async fn read_manifest(
+        &self,
+        project_id: &str,
+    ) -> Result<Option<ManifestRecord>, ProjectError> {
+        match self.table.get(&keys::manifest(project_id)).await? {
+            None => Ok(None),
+            Some(item) => Ok(Some(from_item(&item).map_err(ProjectError::Unavailable)?)),
+        }
+    }
+
+    #[instrument(skip(self), err)]
+    pub async fn add_member(&self, actor: &Actor, project_id: &str, user: &str) -> Result<ProjectView, ProjectError> {
+        require_admin(actor)?;
+        let user = user.trim();
+        if user.is_empty() || user.len() > 128 || user.chars().any(char::is_control) {
+            return Err(ProjectError::Invalid(ValidationErrors::single(
+                "/user",
+                "a user name is 1 to 128 characters without control characters",
+            )));
+        }
+        let record = self
+            .change_project(actor, project_id, |record| {
+                if !record.is_member(user) {
+                    record.members.push(user.to_owned());
+                }
+                Ok(Vec::new())
+            })
+            .await?;
+        Ok(ProjectView::of(&record, actor))
+    }
+
+    #[instrument(skip(self), err)]
+    pub async fn remove_member(&self, actor: &Actor, project_id: &str, user: &str) -> Result<ProjectView, ProjectError> {
+        require_admin(actor)?;
+        let record = self
+            .change_project(actor, project_id, |record| {
+                let before = record.members.len();
+                record.members.retain(|m| m != user);
+                if record.members.len() == before {
+                    return Err(ProjectError::NotFound(format!("member {user}")));
+                }
+                Ok(Vec::new())
+            })
+            .await?;
+        Ok(ProjectView::of(&record, actor))
+    }
+
+    /// Marks a project failed with a reason a user can act on.
+    pub(crate) async fn fail_project(&self, project_id: &str, reason: &str) -> Result<(), ProjectError> {
+        let system = Actor::admin("system");
+        self.change_project(&system, project_id, |record| {
+            record.status = ProjectStatus::Failed;
+            record.failure = Some(reason.to_owned());
+            Ok(Vec::new())
+        })
+        .await
+        .map(|_| ())
+    }
+}

@@ -1,0 +1,339 @@
+//! Review: list items by state with cursor pagination, and reject a labeled item (its labels
+//! are removed and it goes back to the front of the queue).
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::instrument;
+
+use crate::access::Actor;
+use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
+use crate::domain::labeling::{ItemRecord, ItemState, TaskItem, TaskKind, WorkEntry, annotations_to_json};
+use crate::domain::project::ProjectRecord;
+use crate::domain::source::Source;
+use crate::ids::new_id;
+use crate::keys;
+use crate::ports::{BlobError, BoxError, Condition, Item, Key, Query, SkRange, TableError, Update, Write};
+use crate::service::{Service, from_item, to_attrs};
+use crate::time::rfc3339;
+use crate::usecases::labeling::class_counter;
+use crate::usecases::projects::ProjectError;
+
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("no project {0}")]
+    NotFound(String),
+    #[error("no item {0} in this project")]
+    ItemNotFound(u64),
+    #[error("only admins may do this")]
+    Forbidden,
+    #[error("{0}")]
+    Invalid(ValidationErrors),
+    #[error("item {0} is not labeled in the current round, so there is nothing to reject")]
+    NotLabeled(u64),
+    #[error("storage is unavailable")]
+    Unavailable(#[source] BoxError),
+}
+
+impl DomainError for ReviewError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ReviewError::NotFound(_) | ReviewError::ItemNotFound(_) => ErrorKind::NotFound,
+            ReviewError::Forbidden => ErrorKind::Forbidden,
+            ReviewError::Invalid(_) => ErrorKind::Invalid,
+            ReviewError::NotLabeled(_) => ErrorKind::Conflict,
+            ReviewError::Unavailable(_) => ErrorKind::Unavailable,
+        }
+    }
+    fn field_errors(&self) -> &[FieldError] {
+        match self {
+            ReviewError::Invalid(errors) => &errors.0,
+            _ => &[],
+        }
+    }
+}
+
+impl From<TableError> for ReviewError {
+    fn from(error: TableError) -> Self {
+        ReviewError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<BlobError> for ReviewError {
+    fn from(error: BlobError) -> Self {
+        ReviewError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<ProjectError> for ReviewError {
+    fn from(error: ProjectError) -> Self {
+        match error {
+            ProjectError::NotFound(id) => ReviewError::NotFound(id),
+            ProjectError::Forbidden => ReviewError::Forbidden,
+            other => ReviewError::Unavailable(Box::new(other)),
+        }
+    }
+}
+
+/// Which items to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemFilter {
+    /// Not labeled, skipped, leased, queued or missing in the current round.
+    Unlabeled,
+    State(ItemState),
+}
+
+impl ItemFilter {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "unlabeled" => Some(Self::Unlabeled),
+            other => ItemState::parse(other).map(Self::State),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemView {
+    pub item_id: u64,
+    pub key: String,
+    pub uri: String,
+    pub state: &'static str,
+    pub labels: Value,
+    pub labeled_by: Option<String>,
+    pub labeled_at: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemPage {
+    pub items: Vec<ItemView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn require_admin(actor: &Actor) -> Result<(), ReviewError> {
+    if actor.is_admin() { Ok(()) } else { Err(ReviewError::Forbidden) }
+}
+
+impl Service {
+    #[instrument(skip(self), err)]
+    pub async fn list_items(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        state: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ItemPage, ReviewError> {
+        require_admin(actor)?;
+        let project = self.load_project(actor, project_id).await?;
+        let filter = match state {
+            None => ItemFilter::State(ItemState::Labeled),
+            Some(value) => ItemFilter::parse(value).ok_or_else(|| {
+                ReviewError::Invalid(ValidationErrors::single(
+                    "/state",
+                    "state is labeled, unlabeled, in_task, skipped, queued or missing",
+                ))
+            })?,
+        };
+        let after: u64 = match cursor {
+            None | Some("") => 0,
+            Some(text) => text.parse().map_err(|_| {
+                ReviewError::Invalid(ValidationErrors::single("/cursor", "not a cursor from this API"))
+            })?,
+        };
+        let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let source = Source::parse(&project.source, self.config.allow_file_sources)
+            .map_err(|error| ReviewError::Unavailable(Box::new(error)))?;
+        match filter {
+            ItemFilter::State(state) => self.list_by_state(&project, &source, state, after, limit).await,
+            ItemFilter::Unlabeled => self.list_unlabeled(&project, &source, after, limit).await,
+        }
+    }
+
+    /// Item records in id order from `after`, as they are stored.
+    async fn records_from(&self, project_id: &str, after: u64, limit: usize) -> Result<(Vec<ItemRecord>, bool), ReviewError> {
+        let mut query = Query::new(
+            keys::project_pk(project_id),
+            SkRange::Between(keys::item_sk(after), keys::item_sk(999_999_999)),
+            limit,
+        );
+        query.start_after = None;
+        let page = self.table.query(query).await?;
+        let records = page
+            .items
+            .iter()
+            .map(|item| from_item::<ItemRecord>(item).map_err(ReviewError::Unavailable))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((records, page.last_evaluated.is_some()))
+    }
+
+    async fn list_by_state(
+        &self,
+        project: &ProjectRecord,
+        source: &Source,
+        state: ItemState,
+        after: u64,
+        limit: usize,
+    ) -> Result<ItemPage, ReviewError> {
+        let mut views = Vec::new();
+        let mut from = after;
+        loop {
+            let (records, more) = self.records_from(&project.id, from, 500).await?;
+            for record in &records {
+                from = record.item + 1;
+                if record.round == project.round && record.state == state {
+                    views.push(self.view(project, source, record));
+                    if views.len() == limit {
+                        return Ok(ItemPage { items: views, next_cursor: Some(from.to_string()) });
+                    }
+                }
+            }
+            if !more {
+                return Ok(ItemPage { items: views, next_cursor: None });
+            }
+        }
+    }
+
+    async fn list_unlabeled(
+        &self,
+        project: &ProjectRecord,
+        source: &Source,
+        after: u64,
+        limit: usize,
+    ) -> Result<ItemPage, ReviewError> {
+        let total = self.read_manifest(&project.id).await?.map_or(0, |m| m.total);
+        let mut views = Vec::new();
+        let mut next = after;
+        while next < total && views.len() < limit {
+            let (records, _) = self.records_from(&project.id, next, 500).await?;
+            let window_end = records.last().map_or(total, |r| if records.len() == 500 { r.item + 1 } else { total });
+            let busy: std::collections::HashSet<u64> = records
+                .iter()
+                .filter(|r| r.round == project.round)
+                .map(|r| r.item)
+                .collect();
+            let mut earlier: std::collections::HashMap<u64, &ItemRecord> =
+                records.iter().filter(|r| r.round != project.round).map(|r| (r.item, r)).collect();
+            while next < window_end && views.len() < limit {
+                if !busy.contains(&next) {
+                    let key = self
+                        .manifests
+                        .key_of(self.blobs.as_ref(), &self.config.system_bucket, &project.id, next)
+                        .await?;
+                    let (width, height) = earlier.remove(&next).map_or((None, None), |r| (r.width, r.height));
+                    views.push(ItemView {
+                        item_id: next,
+                        uri: source.object_uri(&key),
+                        key,
+                        state: "unlabeled",
+                        labels: Value::Array(Vec::new()),
+                        labeled_by: None,
+                        labeled_at: None,
+                        width,
+                        height,
+                    });
+                }
+                next += 1;
+            }
+        }
+        Ok(ItemPage {
+            items: views,
+            next_cursor: (next < total).then(|| next.to_string()),
+        })
+    }
+
+    fn view(&self, project: &ProjectRecord, source: &Source, record: &ItemRecord) -> ItemView {
+        ItemView {
+            item_id: record.item,
+            key: record.key.clone(),
+            uri: source.object_uri(&record.key),
+            state: record.state.as_str(),
+            labels: annotations_to_json(project, &record.labels),
+            labeled_by: record.labeled_by.clone(),
+            labeled_at: record.labeled_at.map(rfc3339),
+            width: record.width,
+            height: record.height,
+        }
+    }
+
+    /// Removes a labeled item's labels and puts it at the front of the queue.
+    #[instrument(skip(self), err)]
+    pub async fn reject_item(&self, actor: &Actor, project_id: &str, item_id: u64) -> Result<(), ReviewError> {
+        require_admin(actor)?;
+        let project = self.load_project(actor, project_id).await?;
+        let record: ItemRecord = match self.table.get(&keys::item(project_id, item_id)).await? {
+            Some(item) => from_item(&item).map_err(ReviewError::Unavailable)?,
+            None => return Err(self.missing_or_unlabeled(project_id, item_id).await?),
+        };
+        if record.round != project.round || record.state != ItemState::Labeled {
+            return Err(ReviewError::NotLabeled(item_id));
+        }
+        let now = self.clock.now();
+        let kind = TaskKind::Requeued;
+        let task_id = new_id("t");
+        let entry = WorkEntry {
+            task_id: task_id.clone(),
+            kind,
+            items: vec![TaskItem {
+                item: item_id,
+                key: record.key.clone(),
+                width: record.width,
+                height: record.height,
+                prelabels: Vec::new(),
+            }],
+            lease_version: 0,
+        };
+        let mut stats = Update::default()
+            .add("labeled", -1)
+            .add("queued", 1)
+            .add(kind.queue_counter(), 1);
+        for label in &record.labels {
+            stats = stats.add(&class_counter(label.class_id), -1);
+        }
+        let writes = vec![
+            Write::Update {
+                key: keys::item(project_id, item_id),
+                update: Update::default()
+                    .set("state", ItemState::Queued.as_str())
+                    .set("labels", Value::Array(Vec::new()))
+                    .set("rejected_at", now)
+                    .remove("labeled_by")
+                    .remove("labeled_at"),
+                condition: Some(Condition::And(vec![
+                    Condition::equals("round", project.round),
+                    Condition::equals("state", ItemState::Labeled.as_str()),
+                    Condition::equals("labeled_at", record.labeled_at.unwrap_or_default()),
+                ])),
+            },
+            Write::Put {
+                item: Item::new(
+                    Key::new(
+                        keys::work_pk(project_id, project.round),
+                        keys::waiting_sk(kind.priority(), now, &task_id),
+                    ),
+                    to_attrs(&entry),
+                ),
+                condition: None,
+            },
+            Write::Update {
+                key: keys::stats(project_id, project.round),
+                update: stats,
+                condition: None,
+            },
+        ];
+        match self.table.transact(writes).await {
+            Ok(()) => Ok(()),
+            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => Err(ReviewError::NotLabeled(item_id)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn missing_or_unlabeled(&self, project_id: &str, item_id: u64) -> Result<ReviewError, ReviewError> {
+        let total = self.read_manifest(project_id).await?.map_or(0, |m| m.total);
+        Ok(if item_id < total { ReviewError::NotLabeled(item_id) } else { ReviewError::ItemNotFound(item_id) })
+    }
+}
