@@ -5,10 +5,12 @@ pub mod blobs;
 pub mod clock;
 pub mod queue;
 pub mod table;
+pub mod users;
 
 pub use blobs::{BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectMeta};
 pub use clock::{Clock, EpochMillis, SystemClock};
 pub use queue::{Message, Queue, QueueError};
+pub use users::{UserError, Users};
 pub use table::{
     Attrs, Condition, Item, Key, Page, Query, SkRange, Table, TableError, Update, Write,
 };
