@@ -1,1 +1,159 @@
-//! placeholder
+//! The whole service in one process on the embedded adapters: composition of the SQLite table
+//! and queue, the folder blob store, the users file, the HTTP router and the job worker.
+
+pub mod demo;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use labeling_api::auth::BearerTokens;
+use labeling_api::routes::SignedBlobs;
+use labeling_api::{AppState, router};
+use labeling_core::ports::{Clock, Queue, SystemClock};
+use labeling_core::usecases::ingest::JobError;
+use labeling_core::{Service, ServiceConfig};
+use labeling_embedded::{Database, FolderBlobs, SqliteQueue, SqliteTable, UsersFile};
+use tokio::net::TcpListener;
+
+/// Deliveries of a job before it goes to the dead-letter queue.
+const MAX_JOB_RECEIVES: u32 = 5;
+/// How long a job is hidden from other workers while one runs it.
+const JOB_VISIBILITY: Duration = Duration::from_secs(300);
+
+pub struct Options {
+    pub data_dir: PathBuf,
+    /// The first admin's token, used only when the data directory has no users yet.
+    pub admin_token: Option<String>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Options {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            admin_token: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// An opened data directory, ready to serve.
+pub struct Local {
+    pub service: Arc<Service>,
+    pub blobs: Arc<FolderBlobs>,
+    pub queue: Arc<SqliteQueue>,
+    pub users: Arc<UsersFile>,
+    pub data_dir: PathBuf,
+    /// Set when this start created the first admin: the token, to be shown once.
+    pub new_admin_token: Option<String>,
+}
+
+fn signing_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("signing.key");
+    match std::fs::read(&path) {
+        Ok(secret) if secret.len() >= 32 => Ok(secret),
+        _ => {
+            let secret: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+                .iter()
+                .flat_map(|u| u.as_bytes().to_vec())
+                .collect();
+            std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+            Ok(secret)
+        }
+    }
+}
+
+impl Local {
+    pub fn open(options: Options) -> anyhow::Result<Self> {
+        let data_dir = options.data_dir;
+        std::fs::create_dir_all(data_dir.join("buckets"))
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let database = Database::open(&data_dir.join("labeling.db"))?;
+        let table = Arc::new(SqliteTable::new(database.clone()));
+        let queue = Arc::new(SqliteQueue::new(database, options.clock.clone(), MAX_JOB_RECEIVES));
+        let blobs = Arc::new(FolderBlobs::new(&data_dir, options.clock.clone(), signing_secret(&data_dir)?));
+        let users = Arc::new(UsersFile::open(data_dir.join("users.json"))?);
+        let new_admin_token = if users.is_empty() {
+            Some(users.create_first_admin(options.admin_token)?)
+        } else {
+            None
+        };
+        let config = ServiceConfig::default();
+        std::fs::create_dir_all(data_dir.join("buckets").join(&config.system_bucket))?;
+        let service = Arc::new(Service::new(table, blobs.clone(), queue.clone(), options.clock, config));
+        Ok(Self {
+            service,
+            blobs,
+            queue,
+            users,
+            data_dir,
+            new_admin_token,
+        })
+    }
+
+    pub fn router(&self) -> axum::Router {
+        router(AppState {
+            service: self.service.clone(),
+            authenticator: Arc::new(BearerTokens(self.users.clone())),
+            users: Some(self.users.clone()),
+            signed_blobs: Some(Arc::new(SignedBlobs {
+                verifier: self.blobs.clone(),
+                blobs: self.blobs.clone(),
+            })),
+        })
+    }
+
+    /// Serves HTTP on `listener` and runs the job worker until `shutdown` resolves.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let address = listener.local_addr()?;
+        self.blobs.set_public_base(&format!("http://{address}"));
+        let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(run_worker(self.service.clone(), self.queue.clone(), worker_stopped));
+        let app = self.router();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        let _ = stop_worker.send(true);
+        let _ = worker.await;
+        Ok(())
+    }
+}
+
+/// Takes jobs off the queue and runs them; a failed job is retried after its visibility
+/// timeout and dead-lettered after five tries.
+pub async fn run_worker(service: Arc<Service>, queue: Arc<SqliteQueue>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let jobs = service.config().jobs_queue.clone();
+    loop {
+        let received = tokio::select! {
+            _ = stop.changed() => return,
+            received = queue.receive(&jobs, 10, JOB_VISIBILITY, Duration::from_secs(1)) => received,
+        };
+        let messages = match received {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::error!(%error, "could not receive jobs");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for message in messages {
+            let span = tracing::info_span!("job", message_id = %message.id, receive_count = message.receive_count);
+            let _guard = span.enter();
+            match service.run_job(&message.body).await {
+                Ok(()) => {}
+                Err(JobError::Malformed(reason)) => tracing::error!(%reason, "dropping a malformed job"),
+                Err(error) => {
+                    tracing::warn!(%error, "job failed; it will be retried");
+                    continue;
+                }
+            }
+            if let Err(error) = queue.delete(&jobs, &message.receipt).await {
+                tracing::warn!(%error, "could not delete a finished job");
+            }
+        }
+    }
+}

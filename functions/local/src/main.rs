@@ -1,1 +1,75 @@
-fn main() {}
+//! `labeling`: run the service on one machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use labeling_core::Actor;
+use labeling_local::{Local, Options, demo};
+
+#[derive(Parser)]
+#[command(name = "labeling", version, about = "Serverless data labeling, on one machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API and run background jobs on the embedded storage.
+    Serve {
+        #[arg(long, default_value = "./labeling-data", env = "LABELING_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080", env = "LABELING_ADDR")]
+        addr: SocketAddr,
+        /// The first admin's token (only on a fresh data directory); generated if absent.
+        #[arg(long, env = "LABELING_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+        /// Do not create the demo project on a fresh data directory.
+        #[arg(long)]
+        no_demo: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,labeling_core=info".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Serve { data_dir, addr, admin_token, no_demo } => serve(data_dir, addr, admin_token, no_demo).await,
+    }
+}
+
+async fn serve(data_dir: PathBuf, addr: SocketAddr, admin_token: Option<String>, no_demo: bool) -> anyhow::Result<()> {
+    let mut options = Options::new(&data_dir);
+    options.admin_token = admin_token;
+    let local = Local::open(options)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let address = listener.local_addr()?;
+    local.blobs.set_public_base(&format!("http://{address}"));
+    let fresh = local.new_admin_token.is_some();
+    let mut demo_project = None;
+    if fresh && !no_demo {
+        let admin = Actor::admin("admin");
+        demo_project = Some(demo::create_demo(&local.service, local.blobs.as_ref(), &admin, 24).await?);
+    }
+    println!("labeling is listening on http://{address} (data in {})", data_dir.display());
+    if let Some(token) = &local.new_admin_token {
+        println!("admin token (shown once, keep it): {token}");
+    }
+    if let Some(project) = demo_project {
+        println!("demo project {project} is ready: POST http://{address}/projects/{project}/tasks/checkout");
+    }
+    local
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}

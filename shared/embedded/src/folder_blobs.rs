@@ -414,3 +414,14 @@ fn md5_like(body: &[u8]) -> u128 {
     bytes.copy_from_slice(&digest[..16]);
     u128::from_be_bytes(bytes)
 }
+
+impl labeling_core::ports::SignedUrlVerifier for FolderBlobs {
+    fn verify(&self, method: &str, bucket: &str, key: &str, expires: i64, signature: &str) -> bool {
+        let method = match method {
+            "GET" => SignedMethod::Get,
+            "PUT" => SignedMethod::Put,
+            _ => return false,
+        };
+        FolderBlobs::verify(self, method, bucket, key, expires, signature)
+    }
+}

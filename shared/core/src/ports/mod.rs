@@ -7,7 +7,9 @@ pub mod queue;
 pub mod table;
 pub mod users;
 
-pub use blobs::{BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectMeta};
+pub use blobs::{
+    BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectMeta, SignedUrlVerifier,
+};
 pub use clock::{Clock, EpochMillis, SystemClock};
 pub use queue::{Message, Queue, QueueError};
 pub use users::{UserError, Users};

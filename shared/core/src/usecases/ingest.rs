@@ -191,26 +191,25 @@ impl Service {
 
     /// Writes `keys` as manifest items `first_item..`, chunk by chunk, several at a time.
     async fn write_chunks(&self, project_id: &str, first_item: u64, keys: &[String]) -> Result<(), BlobError> {
-        use futures::StreamExt;
-        let mut chunks = Vec::new();
+        let mut chunks: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut item = first_item;
         let mut rest = keys;
         while !rest.is_empty() {
             let room = (CHUNK_KEYS - item % CHUNK_KEYS) as usize;
             let (this, next) = rest.split_at(room.min(rest.len()));
-            chunks.push((item / CHUNK_KEYS, this));
+            chunks.push((item / CHUNK_KEYS, encode_chunk(this)));
             item += this.len() as u64;
             rest = next;
         }
-        let bucket = &self.config.system_bucket;
-        let mut writes = futures::stream::iter(chunks.into_iter().map(|(chunk, keys)| async move {
-            self.blobs
-                .put(bucket, &chunk_key(project_id, chunk), encode_chunk(keys), "text/plain")
-                .await
-        }))
-        .buffer_unordered(8);
-        while let Some(result) = writes.next().await {
-            result?;
+        let bucket = self.config.system_bucket.clone();
+        for group in chunks.chunks(8) {
+            let writes = group.iter().map(|(chunk, body)| {
+                let key = chunk_key(project_id, *chunk);
+                let bucket = bucket.clone();
+                let body = body.clone();
+                async move { self.blobs.put(&bucket, &key, body, "text/plain").await }
+            });
+            futures::future::try_join_all(writes).await?;
         }
         Ok(())
     }

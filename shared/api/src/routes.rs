@@ -1,0 +1,328 @@
+//! Routes and handlers. A handler parses the request, calls one use case and shapes the
+//! response; persistence and rules live in `labeling-core`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use labeling_core::Service;
+use labeling_core::access::Role;
+use labeling_core::domain::errors::DomainError;
+use labeling_core::domain::labeling::SubmissionInput;
+use labeling_core::domain::project::NewProjectInput;
+use labeling_core::ports::{BlobError, Blobs, SignedUrlVerifier, UserError, Users};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::auth::{Authenticator, Caller};
+use crate::problem::Problem;
+
+/// Serving signed blob URLs from this process (the embedded deployment).
+pub struct SignedBlobs {
+    pub verifier: Arc<dyn SignedUrlVerifier>,
+    pub blobs: Arc<dyn Blobs>,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+    pub authenticator: Arc<dyn Authenticator>,
+    /// Present where users are managed by this service (locally); on AWS the identity
+    /// provider owns users.
+    pub users: Option<Arc<dyn Users>>,
+    pub signed_blobs: Option<Arc<SignedBlobs>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi))
+        .route("/me", get(me))
+        .route("/users", post(create_user))
+        .route("/projects", post(create_project).get(list_projects))
+        .route(
+            "/projects/{project_id}",
+            get(get_project).patch(update_project).delete(delete_project),
+        )
+        .route("/projects/{project_id}/pause", post(pause_project))
+        .route("/projects/{project_id}/resume", post(resume_project))
+        .route("/projects/{project_id}/labels", post(add_labels))
+        .route("/projects/{project_id}/members", post(add_member))
+        .route("/projects/{project_id}/members/{user}", delete(remove_member))
+        .route("/projects/{project_id}/dashboard", get(dashboard))
+        .route("/projects/{project_id}/tasks/checkout", post(checkout))
+        .route("/projects/{project_id}/tasks/{task_id}/renew", post(renew))
+        .route("/projects/{project_id}/tasks/{task_id}/release", post(release))
+        .route("/projects/{project_id}/tasks/{task_id}/submit", post(submit))
+        .route("/projects/{project_id}/items", get(list_items))
+        .route("/projects/{project_id}/items/{item_id}/reject", post(reject_item))
+        .route("/blobs/{bucket}/{*key}", get(get_blob).put(put_blob))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// A JSON body, parsed whatever the content type says, with problem+json errors:
+/// 400 for malformed JSON, 422 for JSON of the wrong shape.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-body", e.body_text()))?;
+        let bytes = if bytes.is_empty() { Bytes::from_static(b"{}") } else { bytes };
+        serde_json::from_slice(&bytes).map(Body).map_err(|error| match error.classify() {
+            serde_json::error::Category::Data => Problem::invalid("", format!("the body does not have the expected shape: {error}")),
+            _ => Problem::new(StatusCode::BAD_REQUEST, "malformed-json", format!("the body is not valid JSON: {error}")),
+        })
+    }
+}
+
+fn domain<E: DomainError + 'static>(error: E) -> Problem {
+    Problem::from_domain(&error)
+}
+
+fn admin_only(caller: &Caller) -> Result<(), Problem> {
+    if caller.0.is_admin() {
+        Ok(())
+    } else {
+        Err(Problem::forbidden("only admins may do this"))
+    }
+}
+
+async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "not-found", "no such route")
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI_JSON).into_response()
+}
+
+async fn me(caller: Caller) -> Json<Value> {
+    Json(json!({ "user": caller.0.user, "role": caller.0.role.as_str() }))
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+}
+
+async fn create_user(State(state): State<AppState>, caller: Caller, Body(input): Body<NewUser>) -> Result<Response, Problem> {
+    admin_only(&caller)?;
+    let users = state.users.as_ref().ok_or_else(|| {
+        Problem::new(StatusCode::NOT_FOUND, "not-found", "users come from the identity provider in this deployment")
+    })?;
+    let role = Role::parse(&input.role).ok_or_else(|| Problem::invalid("/role", "role is admin or labeler"))?;
+    match users.create_user(&input.name, role) {
+        Ok(token) => Ok((StatusCode::CREATED, Json(json!({ "name": input.name, "role": role.as_str(), "token": token }))).into_response()),
+        Err(UserError::Exists(name)) => Err(Problem::new(StatusCode::CONFLICT, "conflict", format!("a user named {name:?} exists"))),
+        Err(UserError::InvalidName) => Err(Problem::invalid("/name", UserError::InvalidName.to_string())),
+        Err(error) => {
+            tracing::error!(%error, "could not create a user");
+            Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the user store is unavailable"))
+        }
+    }
+}
+
+async fn create_project(State(state): State<AppState>, caller: Caller, Body(input): Body<NewProjectInput>) -> Result<Response, Problem> {
+    let project = state.service.create_project(&caller.0, input).await.map_err(domain)?;
+    let location = format!("/projects/{}", project.id);
+    let mut response = (StatusCode::ACCEPTED, Json(project)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+async fn list_projects(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, Problem> {
+    let projects = state.service.list_projects(&caller.0).await.map_err(domain)?;
+    Ok(Json(json!({ "projects": projects })))
+}
+
+async fn get_project(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>) -> Result<Response, Problem> {
+    Ok(Json(state.service.get_project(&caller.0, &project_id).await.map_err(domain)?).into_response())
+}
+
+async fn update_project(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>, Body(patch): Body<Value>) -> Result<Response, Problem> {
+    admin_only(&caller)?;
+    Ok(Json(state.service.update_project(&caller.0, &project_id, patch).await.map_err(domain)?).into_response())
+}
+
+async fn delete_project(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>) -> Result<StatusCode, Problem> {
+    admin_only(&caller)?;
+    state.service.delete_project(&caller.0, &project_id).await.map_err(domain)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn pause_project(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>) -> Result<Response, Problem> {
+    admin_only(&caller)?;
+    Ok(Json(state.service.pause_project(&caller.0, &project_id).await.map_err(domain)?).into_response())
+}
+
+async fn resume_project(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>) -> Result<Response, Problem> {
+    admin_only(&caller)?;
+    Ok(Json(state.service.resume_project(&caller.0, &project_id).await.map_err(domain)?).into_response())
+}
+
+#[derive(Deserialize)]
+struct NewLabels {
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+async fn add_labels(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>, Body(input): Body<NewLabels>) -> Result<Response, Problem> {
+    admin_only(&caller)?;
+    let project = state.service.add_labels(&caller.0, &project_id, input.labels, input.mode).await.map_err(domain)?;
+    Ok(Json(project).into_response())
+}
+
+#[derive(Deserialize)]
+struct NewMember {
+    #[serde(default)]
+    user: String,
+}
+
+async fn add_member(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>, Body(input): Body<NewMember>) -> Result<Response, Problem> {
+    admin_only(&caller)?;
+    Ok(Json(state.service.add_member(&caller.0, &project_id, &input.user).await.map_err(domain)?).into_response())
+}
+
+async fn remove_member(State(state): State<AppState>, caller: Caller, Path((project_id, user)): Path<(String, String)>) -> Result<Response, Problem> {
+    admin_only(&caller)?;
+    Ok(Json(state.service.remove_member(&caller.0, &project_id, &user).await.map_err(domain)?).into_response())
+}
+
+async fn dashboard(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>) -> Result<Response, Problem> {
+    admin_only(&caller)?;
+    Ok(Json(state.service.dashboard(&caller.0, &project_id).await.map_err(domain)?).into_response())
+}
+
+async fn checkout(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>) -> Result<Response, Problem> {
+    match state.service.checkout(&caller.0, &project_id).await.map_err(domain)? {
+        Some(task) => Ok(Json(task).into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+async fn renew(State(state): State<AppState>, caller: Caller, Path((project_id, task_id)): Path<(String, String)>) -> Result<Response, Problem> {
+    Ok(Json(state.service.renew(&caller.0, &project_id, &task_id).await.map_err(domain)?).into_response())
+}
+
+async fn release(State(state): State<AppState>, caller: Caller, Path((project_id, task_id)): Path<(String, String)>) -> Result<StatusCode, Problem> {
+    state.service.release(&caller.0, &project_id, &task_id).await.map_err(domain)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((project_id, task_id)): Path<(String, String)>,
+    Body(input): Body<SubmissionInput>,
+) -> Result<Response, Problem> {
+    Ok(Json(state.service.submit(&caller.0, &project_id, &task_id, input).await.map_err(domain)?).into_response())
+}
+
+async fn list_items(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Problem> {
+    admin_only(&caller)?;
+    let limit = match query.get("limit") {
+        None => None,
+        Some(text) => Some(text.parse::<usize>().map_err(|_| Problem::invalid("/limit", "limit is a whole number"))?),
+    };
+    let page = state
+        .service
+        .list_items(&caller.0, &project_id, query.get("state").map(String::as_str), query.get("cursor").map(String::as_str), limit)
+        .await
+        .map_err(domain)?;
+    Ok(Json(page).into_response())
+}
+
+async fn reject_item(State(state): State<AppState>, caller: Caller, Path((project_id, item_id)): Path<(String, String)>) -> Result<StatusCode, Problem> {
+    admin_only(&caller)?;
+    let item_id: u64 = item_id
+        .parse()
+        .map_err(|_| Problem::new(StatusCode::NOT_FOUND, "not-found", format!("no item {item_id}")))?;
+    state.service.reject_item(&caller.0, &project_id, item_id).await.map_err(domain)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct Signature {
+    expires: Option<i64>,
+    signature: Option<String>,
+}
+
+fn signed<'a>(state: &'a AppState, method: &str, bucket: &str, key: &str, signature: &Signature) -> Result<&'a SignedBlobs, Problem> {
+    let signed = state
+        .signed_blobs
+        .as_deref()
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "not-found", "no such route"))?;
+    match (signature.expires, signature.signature.as_deref()) {
+        (Some(expires), Some(sig)) if signed.verifier.verify(method, bucket, key, expires, sig) => Ok(signed),
+        _ => Err(Problem::forbidden("the signed URL is invalid or expired")),
+    }
+}
+
+fn content_type_of(key: &str) -> &'static str {
+    let extension = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    match extension.as_str() {
+        "jpg" | "jpeg" | "jpe" | "jfif" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "bmp" => "image/bmp",
+        "tif" | "tiff" => "image/tiff",
+        "webp" => "image/webp",
+        "json" => "application/json",
+        "jsonl" => "application/x-ndjson",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn get_blob(State(state): State<AppState>, Path((bucket, key)): Path<(String, String)>, Query(signature): Query<Signature>) -> Result<Response, Problem> {
+    let signed = signed(&state, "GET", &bucket, &key, &signature)?;
+    match signed.blobs.get(&bucket, &key, None).await {
+        Ok(body) => Ok(([(header::CONTENT_TYPE, content_type_of(&key)), (header::CACHE_CONTROL, "private, max-age=600")], body).into_response()),
+        Err(BlobError::NotFound { .. } | BlobError::NoSuchBucket(_)) => Err(Problem::new(StatusCode::NOT_FOUND, "not-found", "no such object")),
+        Err(error) => {
+            tracing::error!(%error, "could not read a blob");
+            Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the blob store is unavailable"))
+        }
+    }
+}
+
+async fn put_blob(
+    State(state): State<AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(signature): Query<Signature>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, Problem> {
+    let signed = signed(&state, "PUT", &bucket, &key, &signature)?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
+    signed.blobs.put(&bucket, &key, body.to_vec(), content_type).await.map_err(|error| {
+        tracing::error!(%error, "could not write a blob");
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the blob store is unavailable")
+    })?;
+    Ok(StatusCode::OK)
+}
