@@ -1,1 +1,185 @@
-//! placeholder
+//! Test harness: starts the whole local service on `127.0.0.1:0` with a fresh data directory
+//! and a clock the test controls, and speaks HTTP to it like any client.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use labeling_local::{Local, Options};
+use labeling_testkit::FakeClock;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub struct TestApp {
+    pub base: String,
+    pub admin: String,
+    pub clock: Arc<FakeClock>,
+    pub data_dir: PathBuf,
+    pub client: reqwest::Client,
+    pub service: Arc<labeling_core::Service>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A response: status, headers that tests look at, and the body as JSON (Null when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Value,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let data_dir = std::env::temp_dir().join(labeling_testkit::unique("labeling-test"));
+    let clock = Arc::new(FakeClock::default());
+    let mut options = Options::new(&data_dir);
+    options.admin_token = Some("admin-token".to_owned());
+    options.clock = clock.clone();
+    let local = Local::open(options).unwrap();
+    let service = local.service.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(local.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base,
+        admin: "admin-token".to_owned(),
+        clock,
+        data_dir,
+        client: reqwest::Client::new(),
+        service,
+        shutdown: Some(shutdown),
+    }
+}
+
+/// A small real PNG of the given size.
+pub fn png(width: u32, height: u32, shade: u8) -> Vec<u8> {
+    let picture = image::RgbImage::from_pixel(width, height, image::Rgb([shade, 100, 200]));
+    let mut bytes = Vec::new();
+    picture.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    bytes
+}
+
+impl TestApp {
+    pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        Reply { status, content_type, body }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.request(reqwest::Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.request(reqwest::Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.request(reqwest::Method::DELETE, path, Some(token), None).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.request(reqwest::Method::PATCH, path, Some(token), Some(body)).await
+    }
+
+    /// Creates a user and returns its token.
+    pub async fn user(&self, name: &str, role: &str) -> String {
+        let reply = self.post("/users", &self.admin, json!({ "name": name, "role": role })).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+        reply.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Writes `count` PNG images of `width` x `height` into bucket folder `bucket/prefix`.
+    pub fn images(&self, bucket: &str, prefix: &str, count: usize, width: u32, height: u32) {
+        let dir = self.data_dir.join("buckets").join(bucket).join(prefix);
+        std::fs::create_dir_all(&dir).unwrap();
+        let body = png(width, height, 7);
+        for index in 0..count {
+            std::fs::write(dir.join(format!("img-{index:05}.png")), &body).unwrap();
+        }
+    }
+
+    /// Creates a project and waits until ingest has made it `running`.
+    pub async fn project(&self, body: Value) -> String {
+        let reply = self.post("/projects", &self.admin, body).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+        assert_eq!(reply.body["status"], "initializing");
+        let id = reply.body["id"].as_str().unwrap().to_owned();
+        self.wait_for_status(&id, "running").await;
+        id
+    }
+
+    /// Polls the project until it reaches `status` (ingest runs on the background worker).
+    pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        for _ in 0..500 {
+            let reply = self.get(&format!("/projects/{id}"), &self.admin).await;
+            if reply.body["status"] == status {
+                return reply.body;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("project {id} never reached {status}");
+    }
+
+    /// A project of `count` images of 64x48, with `labeler` as a member.
+    pub async fn labeled_project(&self, task_type: &str, labels: &[&str], count: usize, page_size: u32, labeler: &str) -> String {
+        let bucket = format!("b{}", labeling_testkit::unique("x").replace(['-', '_'], "").to_lowercase());
+        let bucket = &bucket[..bucket.len().min(40)];
+        self.images(bucket, "set", count, 64, 48);
+        let id = self
+            .project(json!({
+                "name": labeling_testkit::unique("project"),
+                "task_type": task_type,
+                "labels": labels,
+                "instructions": { "text": "label it", "url": null },
+                "source": format!("s3://{bucket}/set/**"),
+                "page_size": page_size,
+            }))
+            .await;
+        let reply = self.post(&format!("/projects/{id}/members"), &self.admin, json!({ "user": labeler })).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        id
+    }
+
+    pub async fn checkout(&self, project: &str, token: &str) -> Reply {
+        self.post(&format!("/projects/{project}/tasks/checkout"), token, json!({})).await
+    }
+
+    pub async fn submit(&self, project: &str, task: &str, token: &str, body: Value) -> Reply {
+        self.post(&format!("/projects/{project}/tasks/{task}/submit"), token, body).await
+    }
+
+    pub async fn dashboard(&self, project: &str) -> Value {
+        let reply = self.get(&format!("/projects/{project}/dashboard"), &self.admin).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        reply.body
+    }
+}
