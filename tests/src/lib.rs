@@ -68,12 +68,23 @@ pub async fn spawn_app() -> TestApp {
 pub fn png(width: u32, height: u32, shade: u8) -> Vec<u8> {
     let picture = image::RgbImage::from_pixel(width, height, image::Rgb([shade, 100, 200]));
     let mut bytes = Vec::new();
-    picture.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    picture
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
     bytes
 }
 
 impl TestApp {
-    pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -90,29 +101,43 @@ impl TestApp {
             .unwrap_or("")
             .to_owned();
         let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
-        Reply { status, content_type, body }
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Reply {
+            status,
+            content_type,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
-        self.request(reqwest::Method::GET, path, Some(token), None).await
+        self.request(reqwest::Method::GET, path, Some(token), None)
+            .await
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.request(reqwest::Method::POST, path, Some(token), Some(body)).await
+        self.request(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Reply {
-        self.request(reqwest::Method::DELETE, path, Some(token), None).await
+        self.request(reqwest::Method::DELETE, path, Some(token), None)
+            .await
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.request(reqwest::Method::PATCH, path, Some(token), Some(body)).await
+        self.request(reqwest::Method::PATCH, path, Some(token), Some(body))
+            .await
     }
 
     /// Creates a user and returns its token.
     pub async fn user(&self, name: &str, role: &str) -> String {
-        let reply = self.post("/users", &self.admin, json!({ "name": name, "role": role })).await;
+        let reply = self
+            .post("/users", &self.admin, json!({ "name": name, "role": role }))
+            .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
         reply.body["token"].as_str().unwrap().to_owned()
     }
@@ -150,8 +175,20 @@ impl TestApp {
     }
 
     /// A project of `count` images of 64x48, with `labeler` as a member.
-    pub async fn labeled_project(&self, task_type: &str, labels: &[&str], count: usize, page_size: u32, labeler: &str) -> String {
-        let bucket = format!("b{}", labeling_testkit::unique("x").replace(['-', '_'], "").to_lowercase());
+    pub async fn labeled_project(
+        &self,
+        task_type: &str,
+        labels: &[&str],
+        count: usize,
+        page_size: u32,
+        labeler: &str,
+    ) -> String {
+        let bucket = format!(
+            "b{}",
+            labeling_testkit::unique("x")
+                .replace(['-', '_'], "")
+                .to_lowercase()
+        );
         let bucket = &bucket[..bucket.len().min(40)];
         self.images(bucket, "set", count, 64, 48);
         let id = self
@@ -164,21 +201,39 @@ impl TestApp {
                 "page_size": page_size,
             }))
             .await;
-        let reply = self.post(&format!("/projects/{id}/members"), &self.admin, json!({ "user": labeler })).await;
+        let reply = self
+            .post(
+                &format!("/projects/{id}/members"),
+                &self.admin,
+                json!({ "user": labeler }),
+            )
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
         id
     }
 
     pub async fn checkout(&self, project: &str, token: &str) -> Reply {
-        self.post(&format!("/projects/{project}/tasks/checkout"), token, json!({})).await
+        self.post(
+            &format!("/projects/{project}/tasks/checkout"),
+            token,
+            json!({}),
+        )
+        .await
     }
 
     pub async fn submit(&self, project: &str, task: &str, token: &str, body: Value) -> Reply {
-        self.post(&format!("/projects/{project}/tasks/{task}/submit"), token, body).await
+        self.post(
+            &format!("/projects/{project}/tasks/{task}/submit"),
+            token,
+            body,
+        )
+        .await
     }
 
     pub async fn dashboard(&self, project: &str) -> Value {
-        let reply = self.get(&format!("/projects/{project}/dashboard"), &self.admin).await;
+        let reply = self
+            .get(&format!("/projects/{project}/dashboard"), &self.admin)
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
         reply.body
     }

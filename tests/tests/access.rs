@@ -18,43 +18,88 @@ async fn requests_without_a_valid_token_get_401_problem_json() {
         assert_eq!(reply.body["status"], 401);
         assert!(reply.body["type"].as_str().unwrap().starts_with("https://"));
     }
-    assert_eq!(app.request(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
+    assert_eq!(
+        app.request(Method::GET, "/healthz", None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn a_labeler_gets_403_on_every_admin_path() {
     let app = spawn_app().await;
     let ann = app.user("ann", "labeler").await;
-    let project = app.labeled_project("object_detection", &["cat"], 2, 1, "ann").await;
+    let project = app
+        .labeled_project("object_detection", &["cat"], 2, 1, "ann")
+        .await;
     let p = format!("/projects/{project}");
     let admin_paths = [
-        (Method::POST, "/projects".to_owned(), Some(json!({ "name": "x", "task_type": "object_detection", "labels": ["a"], "source": "s3://photos/**" }))),
-        (Method::PATCH, p.clone(), Some(json!({ "lease_seconds": 60 }))),
+        (
+            Method::POST,
+            "/projects".to_owned(),
+            Some(
+                json!({ "name": "x", "task_type": "object_detection", "labels": ["a"], "source": "s3://photos/**" }),
+            ),
+        ),
+        (
+            Method::PATCH,
+            p.clone(),
+            Some(json!({ "lease_seconds": 60 })),
+        ),
         (Method::DELETE, p.clone(), None),
         (Method::POST, format!("{p}/pause"), None),
         (Method::POST, format!("{p}/resume"), None),
-        (Method::POST, format!("{p}/labels"), Some(json!({ "labels": ["dog"], "mode": "continue" }))),
-        (Method::POST, format!("{p}/members"), Some(json!({ "user": "bob" }))),
+        (
+            Method::POST,
+            format!("{p}/labels"),
+            Some(json!({ "labels": ["dog"], "mode": "continue" })),
+        ),
+        (
+            Method::POST,
+            format!("{p}/members"),
+            Some(json!({ "user": "bob" })),
+        ),
         (Method::DELETE, format!("{p}/members/ann"), None),
         (Method::GET, format!("{p}/dashboard"), None),
         (Method::GET, format!("{p}/items?state=labeled"), None),
         (Method::POST, format!("{p}/items/0/reject"), None),
-        (Method::POST, "/users".to_owned(), Some(json!({ "name": "eve", "role": "admin" }))),
+        (
+            Method::POST,
+            "/users".to_owned(),
+            Some(json!({ "name": "eve", "role": "admin" })),
+        ),
     ];
     for (method, path, body) in admin_paths {
         let reply = app.request(method.clone(), &path, Some(&ann), body).await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{method} {path}: {reply:?}");
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path}: {reply:?}"
+        );
         assert_eq!(reply.content_type, "application/problem+json");
     }
     let project_now = app.get(&p, &app.admin).await;
-    assert_eq!(project_now.body["status"], "running", "nothing a labeler tried changed the project");
+    assert_eq!(
+        project_now.body["status"], "running",
+        "nothing a labeler tried changed the project"
+    );
     assert_eq!(project_now.body["members"], json!(["ann"]));
     // What a labeler may do on its project.
     let own = app.get(&p, &ann).await;
     assert_eq!(own.status, StatusCode::OK);
     assert_eq!(own.body["instructions"]["text"], "label it");
-    assert!(own.body.get("members").is_none(), "labelers do not see the member list");
-    assert_eq!(app.get("/projects", &ann).await.body["projects"].as_array().unwrap().len(), 1);
+    assert!(
+        own.body.get("members").is_none(),
+        "labelers do not see the member list"
+    );
+    assert_eq!(
+        app.get("/projects", &ann).await.body["projects"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(app.checkout(&project, &ann).await.status, StatusCode::OK);
 }
 
@@ -63,20 +108,51 @@ async fn a_labeler_sees_nothing_of_a_project_it_is_not_a_member_of() {
     let app = spawn_app().await;
     let bob = app.user("bob", "labeler").await;
     let ann = app.user("ann", "labeler").await;
-    let project = app.labeled_project("object_detection", &["cat"], 2, 1, "ann").await;
+    let project = app
+        .labeled_project("object_detection", &["cat"], 2, 1, "ann")
+        .await;
     assert_eq!(app.get("/projects", &bob).await.body["projects"], json!([]));
-    assert_eq!(app.get(&format!("/projects/{project}"), &bob).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.checkout(&project, &bob).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&format!("/projects/{project}"), &bob).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.checkout(&project, &bob).await.status,
+        StatusCode::NOT_FOUND
+    );
     let task = app.checkout(&project, &ann).await.body;
     let task_id = task["task_id"].as_str().unwrap();
-    app.post(&format!("/projects/{project}/members"), &app.admin, json!({ "user": "bob" })).await;
-    let stolen = app.submit(&project, task_id, &bob, json!({ "items": [] })).await;
-    assert_eq!(stolen.status, StatusCode::FORBIDDEN, "a member cannot submit someone else's task");
-    let renewed = app.post(&format!("/projects/{project}/tasks/{task_id}/renew"), &bob, json!({})).await;
+    app.post(
+        &format!("/projects/{project}/members"),
+        &app.admin,
+        json!({ "user": "bob" }),
+    )
+    .await;
+    let stolen = app
+        .submit(&project, task_id, &bob, json!({ "items": [] }))
+        .await;
+    assert_eq!(
+        stolen.status,
+        StatusCode::FORBIDDEN,
+        "a member cannot submit someone else's task"
+    );
+    let renewed = app
+        .post(
+            &format!("/projects/{project}/tasks/{task_id}/renew"),
+            &bob,
+            json!({}),
+        )
+        .await;
     assert_eq!(renewed.status, StatusCode::FORBIDDEN);
-    let removed = app.delete(&format!("/projects/{project}/members/bob"), &app.admin).await;
+    let removed = app
+        .delete(&format!("/projects/{project}/members/bob"), &app.admin)
+        .await;
     assert_eq!(removed.status, StatusCode::OK);
-    assert_eq!(app.checkout(&project, &bob).await.status, StatusCode::NOT_FOUND, "removed members lose access");
+    assert_eq!(
+        app.checkout(&project, &bob).await.status,
+        StatusCode::NOT_FOUND,
+        "removed members lose access"
+    );
 }
 
 #[tokio::test]
@@ -87,12 +163,33 @@ async fn a_project_name_is_never_reused_even_after_delete() {
         .project(json!({ "name": "Pets", "task_type": "object_detection", "labels": ["cat"], "source": "s3://photos/**" }))
         .await;
     let taken = app.post("/projects", &app.admin, json!({ "name": "pets", "task_type": "object_detection", "labels": ["cat"], "source": "s3://photos/**" })).await;
-    assert_eq!(taken.status, StatusCode::CONFLICT, "names are case-insensitive");
-    assert_eq!(app.delete(&format!("/projects/{project}"), &app.admin).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.get(&format!("/projects/{project}"), &app.admin).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/projects", &app.admin).await.body["projects"], json!([]));
+    assert_eq!(
+        taken.status,
+        StatusCode::CONFLICT,
+        "names are case-insensitive"
+    );
+    assert_eq!(
+        app.delete(&format!("/projects/{project}"), &app.admin)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get(&format!("/projects/{project}"), &app.admin)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/projects", &app.admin).await.body["projects"],
+        json!([])
+    );
     let reused = app.post("/projects", &app.admin, json!({ "name": "PETS", "task_type": "object_detection", "labels": ["cat"], "source": "s3://photos/**" })).await;
-    assert_eq!(reused.status, StatusCode::CONFLICT, "a deleted project's name stays reserved");
+    assert_eq!(
+        reused.status,
+        StatusCode::CONFLICT,
+        "a deleted project's name stays reserved"
+    );
     assert_eq!(reused.content_type, "application/problem+json");
 }
 
@@ -100,42 +197,86 @@ async fn a_project_name_is_never_reused_even_after_delete() {
 async fn signed_image_urls_refuse_tampering_and_expire() {
     let app = spawn_app().await;
     let ann = app.user("ann", "labeler").await;
-    let project = app.labeled_project("object_detection", &["cat"], 1, 1, "ann").await;
+    let project = app
+        .labeled_project("object_detection", &["cat"], 1, 1, "ann")
+        .await;
     let task = app.checkout(&project, &ann).await.body;
     let url = task["items"][0]["image_url"].as_str().unwrap().to_owned();
-    assert_eq!(app.client.get(&url).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.client.get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
     let other_key = url.replace("img-00000.png", "img-00001.png");
-    assert_eq!(app.client.get(&other_key).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.client.get(&other_key).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
     let unsigned = url.split('?').next().unwrap().to_owned();
-    assert_eq!(app.client.get(&unsigned).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.client.get(&unsigned).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
     app.clock.advance(Duration::from_secs(16 * 60));
-    assert_eq!(app.client.get(&url).send().await.unwrap().status(), StatusCode::FORBIDDEN, "expired after 15 minutes");
+    assert_eq!(
+        app.client.get(&url).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN,
+        "expired after 15 minutes"
+    );
 }
 
 #[tokio::test]
 async fn globs_pick_the_images_they_name() {
     let app = spawn_app().await;
-    for key in ["cats/a.jpg", "cats/deep/b.PNG", "cats/notes.txt", "2024/x.jpg", "2024/sub/y.jpg", "top.jpg"] {
+    for key in [
+        "cats/a.jpg",
+        "cats/deep/b.PNG",
+        "cats/notes.txt",
+        "2024/x.jpg",
+        "2024/sub/y.jpg",
+        "top.jpg",
+    ] {
         let path = app.data_dir.join("buckets/photos").join(key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, labeling_tests::png(8, 8, 1)).unwrap();
     }
-    for (source, expected) in [("s3://photos/cats/**", 2), ("s3://photos/**/*.*", 5), ("s3://photos/2024/*.jpg", 1), ("s3://photos/**", 5)] {
+    for (source, expected) in [
+        ("s3://photos/cats/**", 2),
+        ("s3://photos/**/*.*", 5),
+        ("s3://photos/2024/*.jpg", 1),
+        ("s3://photos/**", 5),
+    ] {
         let project = app
             .project(json!({ "name": labeling_testkit::unique("glob"), "task_type": "object_detection", "labels": ["cat"], "source": source }))
             .await;
-        assert_eq!(app.dashboard(&project).await["total_items"], expected, "{source}");
+        assert_eq!(
+            app.dashboard(&project).await["total_items"],
+            expected,
+            "{source}"
+        );
     }
     let folder = app.data_dir.join("buckets/photos");
     let project = app
         .project(json!({ "name": "local folder", "task_type": "object_detection", "labels": ["cat"], "source": format!("file://{}/2024/**", folder.display()) }))
         .await;
-    assert_eq!(app.dashboard(&project).await["total_items"], 2, "a local folder works as a source");
+    assert_eq!(
+        app.dashboard(&project).await["total_items"],
+        2,
+        "a local folder works as a source"
+    );
     let ann = app.user("ann", "labeler").await;
-    app.post(&format!("/projects/{project}/members"), &app.admin, json!({ "user": "ann" })).await;
+    app.post(
+        &format!("/projects/{project}/members"),
+        &app.admin,
+        json!({ "user": "ann" }),
+    )
+    .await;
     let task = app.checkout(&project, &ann).await.body;
     let url = task["items"][0]["image_url"].as_str().unwrap();
-    assert_eq!(app.client.get(url).send().await.unwrap().status(), StatusCode::OK, "images of a local folder are served");
+    assert_eq!(
+        app.client.get(url).send().await.unwrap().status(),
+        StatusCode::OK,
+        "images of a local folder are served"
+    );
 }
 
 #[tokio::test]
@@ -146,14 +287,22 @@ async fn a_missing_bucket_fails_the_project_with_a_reason() {
         .await;
     let id = reply.body["id"].as_str().unwrap();
     let project = app.wait_for_status(id, "failed").await;
-    assert!(project["failure"].as_str().unwrap().contains("no-such-bucket"), "{project}");
+    assert!(
+        project["failure"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-bucket"),
+        "{project}"
+    );
 }
 
 #[tokio::test]
 async fn an_image_deleted_before_checkout_is_marked_missing_and_skipped() {
     let app = spawn_app().await;
     let ann = app.user("ann", "labeler").await;
-    let project = app.labeled_project("object_detection", &["cat"], 3, 1, "ann").await;
+    let project = app
+        .labeled_project("object_detection", &["cat"], 3, 1, "ann")
+        .await;
     let bucket_dir = std::fs::read_dir(app.data_dir.join("buckets"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -168,7 +317,13 @@ async fn an_image_deleted_before_checkout_is_marked_missing_and_skipped() {
         }
         keys.push(task.body["items"][0]["key"].as_str().unwrap().to_owned());
         let id = task.body["items"][0]["item_id"].as_u64().unwrap();
-        app.submit(&project, task.body["task_id"].as_str().unwrap(), &ann, json!({ "items": [{ "item_id": id, "annotations": [] }] })).await;
+        app.submit(
+            &project,
+            task.body["task_id"].as_str().unwrap(),
+            &ann,
+            json!({ "items": [{ "item_id": id, "annotations": [] }] }),
+        )
+        .await;
     }
     keys.sort();
     assert_eq!(keys, ["set/img-00000.png", "set/img-00002.png"]);
@@ -183,7 +338,12 @@ async fn ingest_keeps_the_first_images_in_key_order_and_counts_the_rest_as_dropp
     app.images("capped", "all", 7, 4, 4);
     let source = labeling_core::domain::source::Source::parse("s3://capped/all/**", false).unwrap();
     let listing = app.service.list_source(&source, 5).await.unwrap();
-    assert_eq!(listing.keys, (0..5).map(|i| format!("all/img-{i:05}.png")).collect::<Vec<_>>());
+    assert_eq!(
+        listing.keys,
+        (0..5)
+            .map(|i| format!("all/img-{i:05}.png"))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(listing.dropped, 2);
 }
 
@@ -195,15 +355,30 @@ async fn the_openapi_document_describes_every_route() {
     assert_eq!(reply.body["openapi"], "3.1.0");
     let paths = reply.body["paths"].as_object().unwrap();
     for (path, method) in [
-        ("/projects", "post"), ("/projects", "get"), ("/projects/{project_id}", "get"), ("/projects/{project_id}", "patch"),
-        ("/projects/{project_id}", "delete"), ("/projects/{project_id}/pause", "post"), ("/projects/{project_id}/resume", "post"),
-        ("/projects/{project_id}/labels", "post"), ("/projects/{project_id}/members", "post"),
-        ("/projects/{project_id}/members/{user}", "delete"), ("/projects/{project_id}/dashboard", "get"),
-        ("/projects/{project_id}/tasks/checkout", "post"), ("/projects/{project_id}/tasks/{task_id}/renew", "post"),
-        ("/projects/{project_id}/tasks/{task_id}/release", "post"), ("/projects/{project_id}/tasks/{task_id}/submit", "post"),
-        ("/projects/{project_id}/items", "get"), ("/projects/{project_id}/items/{item_id}/reject", "post"),
-        ("/healthz", "get"), ("/users", "post"), ("/me", "get"),
+        ("/projects", "post"),
+        ("/projects", "get"),
+        ("/projects/{project_id}", "get"),
+        ("/projects/{project_id}", "patch"),
+        ("/projects/{project_id}", "delete"),
+        ("/projects/{project_id}/pause", "post"),
+        ("/projects/{project_id}/resume", "post"),
+        ("/projects/{project_id}/labels", "post"),
+        ("/projects/{project_id}/members", "post"),
+        ("/projects/{project_id}/members/{user}", "delete"),
+        ("/projects/{project_id}/dashboard", "get"),
+        ("/projects/{project_id}/tasks/checkout", "post"),
+        ("/projects/{project_id}/tasks/{task_id}/renew", "post"),
+        ("/projects/{project_id}/tasks/{task_id}/release", "post"),
+        ("/projects/{project_id}/tasks/{task_id}/submit", "post"),
+        ("/projects/{project_id}/items", "get"),
+        ("/projects/{project_id}/items/{item_id}/reject", "post"),
+        ("/healthz", "get"),
+        ("/users", "post"),
+        ("/me", "get"),
     ] {
-        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not described");
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is not described"
+        );
     }
 }

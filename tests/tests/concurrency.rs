@@ -20,9 +20,16 @@ async fn thirty_two_labelers_drain_a_project_and_every_item_is_labeled_exactly_o
     for index in 0..LABELERS {
         tokens.push(app.user(&format!("labeler{index}"), "labeler").await);
     }
-    let project = app.labeled_project("object_detection", &["cat", "dog"], ITEMS, 1, "labeler0").await;
+    let project = app
+        .labeled_project("object_detection", &["cat", "dog"], ITEMS, 1, "labeler0")
+        .await;
     for index in 1..LABELERS {
-        app.post(&format!("/projects/{project}/members"), &app.admin, json!({ "user": format!("labeler{index}") })).await;
+        app.post(
+            &format!("/projects/{project}/members"),
+            &app.admin,
+            json!({ "user": format!("labeler{index}") }),
+        )
+        .await;
     }
 
     let mut workers = Vec::new();
@@ -43,7 +50,7 @@ async fn thirty_two_labelers_drain_a_project_and_every_item_is_labeled_exactly_o
                 let item = task.body["items"][0]["item_id"].as_u64().unwrap();
                 cycles += 1;
                 // Now and then give a task back, so requeued work is contended too.
-                if cycles % 10 == 0 {
+                if cycles.is_multiple_of(10) {
                     let reply = app.post(&format!("/projects/{project}/tasks/{task_id}/release"), &token, json!({})).await;
                     assert_eq!(reply.status, StatusCode::NO_CONTENT);
                     continue;
@@ -63,19 +70,33 @@ async fn thirty_two_labelers_drain_a_project_and_every_item_is_labeled_exactly_o
         for item in submitted {
             let previous = labeled_by.insert(item, format!("labeler{index}"));
             assert!(previous.is_none(), "item {item} was labeled twice");
-            *per_class.entry(if index % 2 == 0 { "cat" } else { "dog" }).or_default() += 1;
+            *per_class
+                .entry(if index % 2 == 0 { "cat" } else { "dog" })
+                .or_default() += 1;
         }
     }
     assert_eq!(labeled_by.len(), ITEMS, "every item was labeled");
-    assert_eq!(labeled_by.keys().copied().collect::<HashSet<_>>(), (0..ITEMS as u64).collect::<HashSet<_>>());
+    assert_eq!(
+        labeled_by.keys().copied().collect::<HashSet<_>>(),
+        (0..ITEMS as u64).collect::<HashSet<_>>()
+    );
 
     let mut stored = 0;
     let mut cursor = String::new();
     loop {
-        let page = app.get(&format!("/projects/{project}/items?state=labeled&limit=500&cursor={cursor}"), &app.admin).await;
+        let page = app
+            .get(
+                &format!("/projects/{project}/items?state=labeled&limit=500&cursor={cursor}"),
+                &app.admin,
+            )
+            .await;
         for item in page.body["items"].as_array().unwrap() {
             let id = item["item_id"].as_u64().unwrap();
-            assert_eq!(item["labeled_by"].as_str(), labeled_by.get(&id).map(String::as_str), "item {id} is stored as its labeler submitted it");
+            assert_eq!(
+                item["labeled_by"].as_str(),
+                labeled_by.get(&id).map(String::as_str),
+                "item {id} is stored as its labeler submitted it"
+            );
             stored += 1;
         }
         match page.body["next_cursor"].as_str() {
@@ -87,7 +108,11 @@ async fn thirty_two_labelers_drain_a_project_and_every_item_is_labeled_exactly_o
 
     let dashboard = app.dashboard(&project).await;
     assert_eq!(dashboard["labeled"], ITEMS as u64, "{dashboard}");
-    assert_eq!(dashboard["pending"], json!({ "not_in_task": 0, "in_task": 0, "queued": 0 }), "{dashboard}");
+    assert_eq!(
+        dashboard["pending"],
+        json!({ "not_in_task": 0, "in_task": 0, "queued": 0 }),
+        "{dashboard}"
+    );
     assert_eq!(dashboard["queues"]["requeued"], 0);
     assert_eq!(dashboard["label_distribution"]["cat"], per_class["cat"]);
     assert_eq!(dashboard["label_distribution"]["dog"], per_class["dog"]);

@@ -14,7 +14,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, below: u32) -> u32 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         ((self.0 >> 33) % u64::from(below.max(1))) as u32
     }
 }
@@ -30,7 +33,11 @@ pub fn shapes_picture(seed: u64) -> Vec<u8> {
         let size = 30 + random.next(50);
         let cx = size + random.next(width - 2 * size);
         let cy = size + random.next(height - 2 * size);
-        let color = Rgb([random.next(200) as u8, random.next(200) as u8, random.next(200) as u8]);
+        let color = Rgb([
+            random.next(200) as u8,
+            random.next(200) as u8,
+            random.next(200) as u8,
+        ]);
         for y in cy - size..cy + size {
             for x in cx - size..cx + size {
                 let dx = x as f64 - cx as f64;
@@ -53,10 +60,20 @@ pub fn shapes_picture(seed: u64) -> Vec<u8> {
 }
 
 /// Writes the demo pictures and creates the demo project (admin is a member).
-pub async fn create_demo(service: &labeling_core::Service, blobs: &dyn Blobs, admin: &Actor, pictures: u64) -> anyhow::Result<String> {
+pub async fn create_demo(
+    service: &labeling_core::Service,
+    blobs: &dyn Blobs,
+    admin: &Actor,
+    pictures: u64,
+) -> anyhow::Result<String> {
     for index in 0..pictures {
         blobs
-            .put(DEMO_BUCKET, &format!("shapes/shape-{index:03}.png"), shapes_picture(index), "image/png")
+            .put(
+                DEMO_BUCKET,
+                &format!("shapes/shape-{index:03}.png"),
+                shapes_picture(index),
+                "image/png",
+            )
             .await?;
     }
     let project = service
@@ -67,7 +84,9 @@ pub async fn create_demo(service: &labeling_core::Service, blobs: &dyn Blobs, ad
                 task_type: "object_detection".to_owned(),
                 labels: SHAPES.iter().map(|s| s.to_string()).collect(),
                 instructions: Some(Instructions {
-                    text: Some("Draw a tight box around every circle, square and triangle.".to_owned()),
+                    text: Some(
+                        "Draw a tight box around every circle, square and triangle.".to_owned(),
+                    ),
                     url: None,
                 }),
                 source: format!("s3://{DEMO_BUCKET}/shapes/**"),

@@ -60,7 +60,8 @@ fn signing_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
                 .iter()
                 .flat_map(|u| u.as_bytes().to_vec())
                 .collect();
-            std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, &secret)
+                .with_context(|| format!("writing {}", path.display()))?;
             Ok(secret)
         }
     }
@@ -73,8 +74,16 @@ impl Local {
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let database = Database::open(&data_dir.join("labeling.db"))?;
         let table = Arc::new(SqliteTable::new(database.clone()));
-        let queue = Arc::new(SqliteQueue::new(database, options.clock.clone(), MAX_JOB_RECEIVES));
-        let blobs = Arc::new(FolderBlobs::new(&data_dir, options.clock.clone(), signing_secret(&data_dir)?));
+        let queue = Arc::new(SqliteQueue::new(
+            database,
+            options.clock.clone(),
+            MAX_JOB_RECEIVES,
+        ));
+        let blobs = Arc::new(FolderBlobs::new(
+            &data_dir,
+            options.clock.clone(),
+            signing_secret(&data_dir)?,
+        ));
         let users = Arc::new(UsersFile::open(data_dir.join("users.json"))?);
         let new_admin_token = if users.is_empty() {
             Some(users.create_first_admin(options.admin_token)?)
@@ -83,7 +92,13 @@ impl Local {
         };
         let config = ServiceConfig::default();
         std::fs::create_dir_all(data_dir.join("buckets").join(&config.system_bucket))?;
-        let service = Arc::new(Service::new(table, blobs.clone(), queue.clone(), options.clock, config));
+        let service = Arc::new(Service::new(
+            table,
+            blobs.clone(),
+            queue.clone(),
+            options.clock,
+            config,
+        ));
         Ok(Self {
             service,
             blobs,
@@ -107,11 +122,19 @@ impl Local {
     }
 
     /// Serves HTTP on `listener` and runs the job worker until `shutdown` resolves.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         self.blobs.set_public_base(&format!("http://{address}"));
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-        let worker = tokio::spawn(run_worker(self.service.clone(), self.queue.clone(), worker_stopped));
+        let worker = tokio::spawn(run_worker(
+            self.service.clone(),
+            self.queue.clone(),
+            worker_stopped,
+        ));
         let app = self.router();
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -125,7 +148,11 @@ impl Local {
 
 /// Takes jobs off the queue and runs them; a failed job is retried after its visibility
 /// timeout and dead-lettered after five tries.
-pub async fn run_worker(service: Arc<Service>, queue: Arc<SqliteQueue>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run_worker(
+    service: Arc<Service>,
+    queue: Arc<SqliteQueue>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let jobs = service.config().jobs_queue.clone();
     loop {
         let received = tokio::select! {
@@ -145,7 +172,9 @@ pub async fn run_worker(service: Arc<Service>, queue: Arc<SqliteQueue>, mut stop
             let _guard = span.enter();
             match service.run_job(&message.body).await {
                 Ok(()) => {}
-                Err(JobError::Malformed(reason)) => tracing::error!(%reason, "dropping a malformed job"),
+                Err(JobError::Malformed(reason)) => {
+                    tracing::error!(%reason, "dropping a malformed job")
+                }
                 Err(error) => {
                     tracing::warn!(%error, "job failed; it will be retried");
                     continue;

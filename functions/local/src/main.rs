@@ -9,7 +9,11 @@ use labeling_core::Actor;
 use labeling_local::{Local, Options, demo};
 
 #[derive(Parser)]
-#[command(name = "labeling", version, about = "Serverless data labeling, on one machine")]
+#[command(
+    name = "labeling",
+    version,
+    about = "Serverless data labeling, on one machine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,11 +45,21 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().command {
-        Command::Serve { data_dir, addr, admin_token, no_demo } => serve(data_dir, addr, admin_token, no_demo).await,
+        Command::Serve {
+            data_dir,
+            addr,
+            admin_token,
+            no_demo,
+        } => serve(data_dir, addr, admin_token, no_demo).await,
     }
 }
 
-async fn serve(data_dir: PathBuf, addr: SocketAddr, admin_token: Option<String>, no_demo: bool) -> anyhow::Result<()> {
+async fn serve(
+    data_dir: PathBuf,
+    addr: SocketAddr,
+    admin_token: Option<String>,
+    no_demo: bool,
+) -> anyhow::Result<()> {
     let mut options = Options::new(&data_dir);
     options.admin_token = admin_token;
     let local = Local::open(options)?;
@@ -58,14 +72,20 @@ async fn serve(data_dir: PathBuf, addr: SocketAddr, admin_token: Option<String>,
     let mut demo_project = None;
     if fresh && !no_demo {
         let admin = Actor::admin("admin");
-        demo_project = Some(demo::create_demo(&local.service, local.blobs.as_ref(), &admin, 24).await?);
+        demo_project =
+            Some(demo::create_demo(&local.service, local.blobs.as_ref(), &admin, 24).await?);
     }
-    println!("labeling is listening on http://{address} (data in {})", data_dir.display());
+    println!(
+        "labeling is listening on http://{address} (data in {})",
+        data_dir.display()
+    );
     if let Some(token) = &local.new_admin_token {
         println!("admin token (shown once, keep it): {token}");
     }
     if let Some(project) = demo_project {
-        println!("demo project {project} is ready: POST http://{address}/projects/{project}/tasks/checkout");
+        println!(
+            "demo project {project} is ready: POST http://{address}/projects/{project}/tasks/checkout"
+        );
     }
     local
         .serve(listener, async {

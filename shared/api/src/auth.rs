@@ -20,8 +20,14 @@ pub struct BearerTokens(pub Arc<dyn Users>);
 
 impl Authenticator for BearerTokens {
     fn authenticate(&self, parts: &Parts) -> Option<Actor> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-        let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer "))?;
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))?;
         self.0.authenticate(token.trim())
     }
 }
@@ -32,7 +38,10 @@ pub struct Caller(pub Actor);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         state
             .authenticator
             .authenticate(parts)

@@ -29,7 +29,11 @@ impl Problem {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "send a valid token as `Authorization: Bearer <token>`")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send a valid token as `Authorization: Bearer <token>`",
+        )
     }
 
     pub fn forbidden(detail: &str) -> Self {
@@ -38,7 +42,11 @@ impl Problem {
 
     pub fn invalid(pointer: &str, detail: impl Into<String>) -> Self {
         let detail = detail.into();
-        let mut problem = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail.clone());
+        let mut problem = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            detail.clone(),
+        );
         problem.errors.push(FieldError::new(pointer, detail));
         problem
     }
@@ -61,12 +69,19 @@ impl Problem {
                 source = cause.source();
             }
             tracing::error!(error = %chain, "request failed");
-            return Self::new(status, slug, "the service could not complete the request; retry shortly");
+            return Self::new(
+                status,
+                slug,
+                "the service could not complete the request; retry shortly",
+            );
         }
         let mut problem = Self::new(status, slug, error.to_string());
         problem.errors = error.field_errors().to_vec();
         if !problem.errors.is_empty() {
-            problem.detail = format!("{} problem(s) in the request; see errors", problem.errors.len());
+            problem.detail = format!(
+                "{} problem(s) in the request; see errors",
+                problem.errors.len()
+            );
         }
         problem
     }

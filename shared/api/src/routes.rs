@@ -48,20 +48,34 @@ pub fn router(state: AppState) -> Router {
         .route("/projects", post(create_project).get(list_projects))
         .route(
             "/projects/{project_id}",
-            get(get_project).patch(update_project).delete(delete_project),
+            get(get_project)
+                .patch(update_project)
+                .delete(delete_project),
         )
         .route("/projects/{project_id}/pause", post(pause_project))
         .route("/projects/{project_id}/resume", post(resume_project))
         .route("/projects/{project_id}/labels", post(add_labels))
         .route("/projects/{project_id}/members", post(add_member))
-        .route("/projects/{project_id}/members/{user}", delete(remove_member))
+        .route(
+            "/projects/{project_id}/members/{user}",
+            delete(remove_member),
+        )
         .route("/projects/{project_id}/dashboard", get(dashboard))
         .route("/projects/{project_id}/tasks/checkout", post(checkout))
         .route("/projects/{project_id}/tasks/{task_id}/renew", post(renew))
-        .route("/projects/{project_id}/tasks/{task_id}/release", post(release))
-        .route("/projects/{project_id}/tasks/{task_id}/submit", post(submit))
+        .route(
+            "/projects/{project_id}/tasks/{task_id}/release",
+            post(release),
+        )
+        .route(
+            "/projects/{project_id}/tasks/{task_id}/submit",
+            post(submit),
+        )
         .route("/projects/{project_id}/items", get(list_items))
-        .route("/projects/{project_id}/items/{item_id}/reject", post(reject_item))
+        .route(
+            "/projects/{project_id}/items/{item_id}/reject",
+            post(reject_item),
+        )
         .route("/blobs/{bucket}/{*key}", get(get_blob).put(put_blob))
         .fallback(not_found)
         .with_state(state)
@@ -78,11 +92,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-body", e.body_text()))?;
-        let bytes = if bytes.is_empty() { Bytes::from_static(b"{}") } else { bytes };
-        serde_json::from_slice(&bytes).map(Body).map_err(|error| match error.classify() {
-            serde_json::error::Category::Data => Problem::invalid("", format!("the body does not have the expected shape: {error}")),
-            _ => Problem::new(StatusCode::BAD_REQUEST, "malformed-json", format!("the body is not valid JSON: {error}")),
-        })
+        let bytes = if bytes.is_empty() {
+            Bytes::from_static(b"{}")
+        } else {
+            bytes
+        };
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|error| match error.classify() {
+                serde_json::error::Category::Data => Problem::invalid(
+                    "",
+                    format!("the body does not have the expected shape: {error}"),
+                ),
+                _ => Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed-json",
+                    format!("the body is not valid JSON: {error}"),
+                ),
+            })
     }
 }
 
@@ -107,7 +134,11 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI_JSON).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::OPENAPI_JSON,
+    )
+        .into_response()
 }
 
 async fn me(caller: Caller) -> Json<Value> {
@@ -122,25 +153,57 @@ struct NewUser {
     role: String,
 }
 
-async fn create_user(State(state): State<AppState>, caller: Caller, Body(input): Body<NewUser>) -> Result<Response, Problem> {
+async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(input): Body<NewUser>,
+) -> Result<Response, Problem> {
     admin_only(&caller)?;
     let users = state.users.as_ref().ok_or_else(|| {
-        Problem::new(StatusCode::NOT_FOUND, "not-found", "users come from the identity provider in this deployment")
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "users come from the identity provider in this deployment",
+        )
     })?;
-    let role = Role::parse(&input.role).ok_or_else(|| Problem::invalid("/role", "role is admin or labeler"))?;
+    let role = Role::parse(&input.role)
+        .ok_or_else(|| Problem::invalid("/role", "role is admin or labeler"))?;
     match users.create_user(&input.name, role) {
-        Ok(token) => Ok((StatusCode::CREATED, Json(json!({ "name": input.name, "role": role.as_str(), "token": token }))).into_response()),
-        Err(UserError::Exists(name)) => Err(Problem::new(StatusCode::CONFLICT, "conflict", format!("a user named {name:?} exists"))),
-        Err(UserError::InvalidName) => Err(Problem::invalid("/name", UserError::InvalidName.to_string())),
+        Ok(token) => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "name": input.name, "role": role.as_str(), "token": token })),
+        )
+            .into_response()),
+        Err(UserError::Exists(name)) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("a user named {name:?} exists"),
+        )),
+        Err(UserError::InvalidName) => Err(Problem::invalid(
+            "/name",
+            UserError::InvalidName.to_string(),
+        )),
         Err(error) => {
             tracing::error!(%error, "could not create a user");
-            Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the user store is unavailable"))
+            Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the user store is unavailable",
+            ))
         }
     }
 }
 
-async fn create_project(State(state): State<AppState>, caller: Caller, Body(input): Body<NewProjectInput>) -> Result<Response, Problem> {
-    let project = state.service.create_project(&caller.0, input).await.map_err(domain)?;
+async fn create_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(input): Body<NewProjectInput>,
+) -> Result<Response, Problem> {
+    let project = state
+        .service
+        .create_project(&caller.0, input)
+        .await
+        .map_err(domain)?;
     let location = format!("/projects/{}", project.id);
     let mut response = (StatusCode::ACCEPTED, Json(project)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -149,34 +212,94 @@ async fn create_project(State(state): State<AppState>, caller: Caller, Body(inpu
     Ok(response)
 }
 
-async fn list_projects(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, Problem> {
-    let projects = state.service.list_projects(&caller.0).await.map_err(domain)?;
+async fn list_projects(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, Problem> {
+    let projects = state
+        .service
+        .list_projects(&caller.0)
+        .await
+        .map_err(domain)?;
     Ok(Json(json!({ "projects": projects })))
 }
 
-async fn get_project(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>) -> Result<Response, Problem> {
-    Ok(Json(state.service.get_project(&caller.0, &project_id).await.map_err(domain)?).into_response())
+async fn get_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+) -> Result<Response, Problem> {
+    Ok(Json(
+        state
+            .service
+            .get_project(&caller.0, &project_id)
+            .await
+            .map_err(domain)?,
+    )
+    .into_response())
 }
 
-async fn update_project(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>, Body(patch): Body<Value>) -> Result<Response, Problem> {
+async fn update_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+    Body(patch): Body<Value>,
+) -> Result<Response, Problem> {
     admin_only(&caller)?;
-    Ok(Json(state.service.update_project(&caller.0, &project_id, patch).await.map_err(domain)?).into_response())
+    Ok(Json(
+        state
+            .service
+            .update_project(&caller.0, &project_id, patch)
+            .await
+            .map_err(domain)?,
+    )
+    .into_response())
 }
 
-async fn delete_project(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>) -> Result<StatusCode, Problem> {
+async fn delete_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+) -> Result<StatusCode, Problem> {
     admin_only(&caller)?;
-    state.service.delete_project(&caller.0, &project_id).await.map_err(domain)?;
+    state
+        .service
+        .delete_project(&caller.0, &project_id)
+        .await
+        .map_err(domain)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn pause_project(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>) -> Result<Response, Problem> {
+async fn pause_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+) -> Result<Response, Problem> {
     admin_only(&caller)?;
-    Ok(Json(state.service.pause_project(&caller.0, &project_id).await.map_err(domain)?).into_response())
+    Ok(Json(
+        state
+            .service
+            .pause_project(&caller.0, &project_id)
+            .await
+            .map_err(domain)?,
+    )
+    .into_response())
 }
 
-async fn resume_project(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>) -> Result<Response, Problem> {
+async fn resume_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+) -> Result<Response, Problem> {
     admin_only(&caller)?;
-    Ok(Json(state.service.resume_project(&caller.0, &project_id).await.map_err(domain)?).into_response())
+    Ok(Json(
+        state
+            .service
+            .resume_project(&caller.0, &project_id)
+            .await
+            .map_err(domain)?,
+    )
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -187,9 +310,18 @@ struct NewLabels {
     mode: Option<String>,
 }
 
-async fn add_labels(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>, Body(input): Body<NewLabels>) -> Result<Response, Problem> {
+async fn add_labels(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+    Body(input): Body<NewLabels>,
+) -> Result<Response, Problem> {
     admin_only(&caller)?;
-    let project = state.service.add_labels(&caller.0, &project_id, input.labels, input.mode).await.map_err(domain)?;
+    let project = state
+        .service
+        .add_labels(&caller.0, &project_id, input.labels, input.mode)
+        .await
+        .map_err(domain)?;
     Ok(Json(project).into_response())
 }
 
@@ -199,34 +331,96 @@ struct NewMember {
     user: String,
 }
 
-async fn add_member(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>, Body(input): Body<NewMember>) -> Result<Response, Problem> {
+async fn add_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+    Body(input): Body<NewMember>,
+) -> Result<Response, Problem> {
     admin_only(&caller)?;
-    Ok(Json(state.service.add_member(&caller.0, &project_id, &input.user).await.map_err(domain)?).into_response())
+    Ok(Json(
+        state
+            .service
+            .add_member(&caller.0, &project_id, &input.user)
+            .await
+            .map_err(domain)?,
+    )
+    .into_response())
 }
 
-async fn remove_member(State(state): State<AppState>, caller: Caller, Path((project_id, user)): Path<(String, String)>) -> Result<Response, Problem> {
+async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((project_id, user)): Path<(String, String)>,
+) -> Result<Response, Problem> {
     admin_only(&caller)?;
-    Ok(Json(state.service.remove_member(&caller.0, &project_id, &user).await.map_err(domain)?).into_response())
+    Ok(Json(
+        state
+            .service
+            .remove_member(&caller.0, &project_id, &user)
+            .await
+            .map_err(domain)?,
+    )
+    .into_response())
 }
 
-async fn dashboard(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>) -> Result<Response, Problem> {
+async fn dashboard(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+) -> Result<Response, Problem> {
     admin_only(&caller)?;
-    Ok(Json(state.service.dashboard(&caller.0, &project_id).await.map_err(domain)?).into_response())
+    Ok(Json(
+        state
+            .service
+            .dashboard(&caller.0, &project_id)
+            .await
+            .map_err(domain)?,
+    )
+    .into_response())
 }
 
-async fn checkout(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>) -> Result<Response, Problem> {
-    match state.service.checkout(&caller.0, &project_id).await.map_err(domain)? {
+async fn checkout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+) -> Result<Response, Problem> {
+    match state
+        .service
+        .checkout(&caller.0, &project_id)
+        .await
+        .map_err(domain)?
+    {
         Some(task) => Ok(Json(task).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
 }
 
-async fn renew(State(state): State<AppState>, caller: Caller, Path((project_id, task_id)): Path<(String, String)>) -> Result<Response, Problem> {
-    Ok(Json(state.service.renew(&caller.0, &project_id, &task_id).await.map_err(domain)?).into_response())
+async fn renew(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((project_id, task_id)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    Ok(Json(
+        state
+            .service
+            .renew(&caller.0, &project_id, &task_id)
+            .await
+            .map_err(domain)?,
+    )
+    .into_response())
 }
 
-async fn release(State(state): State<AppState>, caller: Caller, Path((project_id, task_id)): Path<(String, String)>) -> Result<StatusCode, Problem> {
-    state.service.release(&caller.0, &project_id, &task_id).await.map_err(domain)?;
+async fn release(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((project_id, task_id)): Path<(String, String)>,
+) -> Result<StatusCode, Problem> {
+    state
+        .service
+        .release(&caller.0, &project_id, &task_id)
+        .await
+        .map_err(domain)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -236,7 +430,14 @@ async fn submit(
     Path((project_id, task_id)): Path<(String, String)>,
     Body(input): Body<SubmissionInput>,
 ) -> Result<Response, Problem> {
-    Ok(Json(state.service.submit(&caller.0, &project_id, &task_id, input).await.map_err(domain)?).into_response())
+    Ok(Json(
+        state
+            .service
+            .submit(&caller.0, &project_id, &task_id, input)
+            .await
+            .map_err(domain)?,
+    )
+    .into_response())
 }
 
 async fn list_items(
@@ -248,22 +449,43 @@ async fn list_items(
     admin_only(&caller)?;
     let limit = match query.get("limit") {
         None => None,
-        Some(text) => Some(text.parse::<usize>().map_err(|_| Problem::invalid("/limit", "limit is a whole number"))?),
+        Some(text) => Some(
+            text.parse::<usize>()
+                .map_err(|_| Problem::invalid("/limit", "limit is a whole number"))?,
+        ),
     };
     let page = state
         .service
-        .list_items(&caller.0, &project_id, query.get("state").map(String::as_str), query.get("cursor").map(String::as_str), limit)
+        .list_items(
+            &caller.0,
+            &project_id,
+            query.get("state").map(String::as_str),
+            query.get("cursor").map(String::as_str),
+            limit,
+        )
         .await
         .map_err(domain)?;
     Ok(Json(page).into_response())
 }
 
-async fn reject_item(State(state): State<AppState>, caller: Caller, Path((project_id, item_id)): Path<(String, String)>) -> Result<StatusCode, Problem> {
+async fn reject_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((project_id, item_id)): Path<(String, String)>,
+) -> Result<StatusCode, Problem> {
     admin_only(&caller)?;
-    let item_id: u64 = item_id
-        .parse()
-        .map_err(|_| Problem::new(StatusCode::NOT_FOUND, "not-found", format!("no item {item_id}")))?;
-    state.service.reject_item(&caller.0, &project_id, item_id).await.map_err(domain)?;
+    let item_id: u64 = item_id.parse().map_err(|_| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no item {item_id}"),
+        )
+    })?;
+    state
+        .service
+        .reject_item(&caller.0, &project_id, item_id)
+        .await
+        .map_err(domain)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -273,13 +495,21 @@ struct Signature {
     signature: Option<String>,
 }
 
-fn signed<'a>(state: &'a AppState, method: &str, bucket: &str, key: &str, signature: &Signature) -> Result<&'a SignedBlobs, Problem> {
+fn signed<'a>(
+    state: &'a AppState,
+    method: &str,
+    bucket: &str,
+    key: &str,
+    signature: &Signature,
+) -> Result<&'a SignedBlobs, Problem> {
     let signed = state
         .signed_blobs
         .as_deref()
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "not-found", "no such route"))?;
     match (signature.expires, signature.signature.as_deref()) {
-        (Some(expires), Some(sig)) if signed.verifier.verify(method, bucket, key, expires, sig) => Ok(signed),
+        (Some(expires), Some(sig)) if signed.verifier.verify(method, bucket, key, expires, sig) => {
+            Ok(signed)
+        }
         _ => Err(Problem::forbidden("the signed URL is invalid or expired")),
     }
 }
@@ -299,14 +529,33 @@ fn content_type_of(key: &str) -> &'static str {
     }
 }
 
-async fn get_blob(State(state): State<AppState>, Path((bucket, key)): Path<(String, String)>, Query(signature): Query<Signature>) -> Result<Response, Problem> {
+async fn get_blob(
+    State(state): State<AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(signature): Query<Signature>,
+) -> Result<Response, Problem> {
     let signed = signed(&state, "GET", &bucket, &key, &signature)?;
     match signed.blobs.get(&bucket, &key, None).await {
-        Ok(body) => Ok(([(header::CONTENT_TYPE, content_type_of(&key)), (header::CACHE_CONTROL, "private, max-age=600")], body).into_response()),
-        Err(BlobError::NotFound { .. } | BlobError::NoSuchBucket(_)) => Err(Problem::new(StatusCode::NOT_FOUND, "not-found", "no such object")),
+        Ok(body) => Ok((
+            [
+                (header::CONTENT_TYPE, content_type_of(&key)),
+                (header::CACHE_CONTROL, "private, max-age=600"),
+            ],
+            body,
+        )
+            .into_response()),
+        Err(BlobError::NotFound { .. } | BlobError::NoSuchBucket(_)) => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "no such object",
+        )),
         Err(error) => {
             tracing::error!(%error, "could not read a blob");
-            Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the blob store is unavailable"))
+            Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the blob store is unavailable",
+            ))
         }
     }
 }
@@ -319,10 +568,21 @@ async fn put_blob(
     body: Bytes,
 ) -> Result<StatusCode, Problem> {
     let signed = signed(&state, "PUT", &bucket, &key, &signature)?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
-    signed.blobs.put(&bucket, &key, body.to_vec(), content_type).await.map_err(|error| {
-        tracing::error!(%error, "could not write a blob");
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the blob store is unavailable")
-    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream");
+    signed
+        .blobs
+        .put(&bucket, &key, body.to_vec(), content_type)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "could not write a blob");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the blob store is unavailable",
+            )
+        })?;
     Ok(StatusCode::OK)
 }

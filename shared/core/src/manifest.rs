@@ -70,10 +70,13 @@ fn decode_chunk(body: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// Cached chunks by (project id, chunk index).
+type ChunkMap = HashMap<(String, u64), Arc<Vec<String>>>;
+
 /// Chunks read so far, shared by every request of a warm process.
 #[derive(Default)]
 pub struct ManifestCache {
-    chunks: Mutex<HashMap<(String, u64), Arc<Vec<String>>>>,
+    chunks: Mutex<ChunkMap>,
 }
 
 impl ManifestCache {
@@ -109,7 +112,7 @@ impl ManifestCache {
         Ok(key)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Arc<Vec<String>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ChunkMap> {
         self.chunks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

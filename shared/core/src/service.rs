@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::keys::SCHEMA_VERSION;
 use crate::manifest::ManifestCache;
-use crate::ports::{Attrs, BoxError, Blobs, Clock, Item, Key, Queue, Table};
+use crate::ports::{Attrs, Blobs, BoxError, Clock, Item, Key, Queue, Table};
 
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -108,5 +108,8 @@ pub(crate) fn from_item<T: DeserializeOwned>(item: &Item) -> Result<T, BoxError>
 }
 
 pub(crate) fn number(attrs: &Attrs, name: &str) -> i64 {
-    attrs.get(name).and_then(serde_json::Value::as_i64).unwrap_or(0)
+    attrs
+        .get(name)
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0)
 }

@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use labeling_core::ports::blobs::{MAX_LIST_KEYS, MIN_PART_BYTES};
-use labeling_core::ports::{BlobError, Blobs, ByteRange, Clock, CompletedPart, ListPage, ObjectMeta};
+use labeling_core::ports::{
+    BlobError, Blobs, ByteRange, Clock, CompletedPart, ListPage, ObjectMeta,
+};
 use sha2::Sha256;
 
 /// A folder's entries sorted as S3 would sort the keys below it: a directory sorts as its
@@ -55,14 +57,21 @@ fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> BlobErr
 }
 
 fn sort_name(name: &str, is_dir: bool) -> String {
-    if is_dir { format!("{name}/") } else { name.to_owned() }
+    if is_dir {
+        format!("{name}/")
+    } else {
+        name.to_owned()
+    }
 }
 
 /// Percent-encodes everything but unreserved characters (and `/` when `keep_slash`).
 pub fn percent_encode(text: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') || (keep_slash && byte == b'/') {
+        if byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && byte == b'/')
+        {
             out.push(byte as char);
         } else {
             out.push_str(&format!("%{byte:02X}"));
@@ -84,7 +93,10 @@ impl FolderBlobs {
 
     /// Where signed URLs point; set once the server knows its address.
     pub fn set_public_base(&self, base: &str) {
-        *self.public_base.write().unwrap_or_else(PoisonError::into_inner) = base.trim_end_matches('/').to_owned();
+        *self
+            .public_base
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = base.trim_end_matches('/').to_owned();
     }
 
     pub fn bucket_dir(&self, bucket: &str) -> Result<PathBuf, BlobError> {
@@ -101,10 +113,14 @@ impl FolderBlobs {
         if key.is_empty()
             || key.starts_with('/')
             || key.ends_with('/')
-            || key.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+            || key
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
             || key.contains(['\\', '\0'])
         {
-            return Err(BlobError::Invalid(format!("key {key:?} cannot be stored in a folder")));
+            return Err(BlobError::Invalid(format!(
+                "key {key:?} cannot be stored in a folder"
+            )));
         }
         Ok(self.bucket_dir(bucket)?.join(key))
     }
@@ -124,10 +140,20 @@ impl FolderBlobs {
         hex::encode(mac.finalize().into_bytes())
     }
 
-    fn presign(&self, method: SignedMethod, bucket: &str, key: &str, expires_in: Duration) -> String {
+    fn presign(
+        &self,
+        method: SignedMethod,
+        bucket: &str,
+        key: &str,
+        expires_in: Duration,
+    ) -> String {
         let expires = self.clock.now() + i64::try_from(expires_in.as_millis()).unwrap_or(0);
         let signature = self.signature(method, bucket, key, expires);
-        let base = self.public_base.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let base = self
+            .public_base
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         format!(
             "{base}/blobs/{}/{}?expires={expires}&signature={signature}",
             percent_encode(bucket, false),
@@ -136,7 +162,14 @@ impl FolderBlobs {
     }
 
     /// Checks a signed URL's signature and expiry (constant-time comparison).
-    pub fn verify(&self, method: SignedMethod, bucket: &str, key: &str, expires: i64, signature: &str) -> bool {
+    pub fn verify(
+        &self,
+        method: SignedMethod,
+        bucket: &str,
+        key: &str,
+        expires: i64,
+        signature: &str,
+    ) -> bool {
         if expires < self.clock.now() {
             return false;
         }
@@ -169,15 +202,22 @@ impl FolderBlobs {
                 continue;
             }
             let is_dir = entry.file_type()?.is_dir();
-            entries.push((name, is_dir));
+            entries.push((sort_name(&name, is_dir), name, is_dir));
         }
-        entries.sort_by(|a, b| sort_name(&a.0, a.1).cmp(&sort_name(&b.0, b.1)));
+        entries.sort_unstable();
+        let entries: Vec<(String, bool)> = entries.into_iter().map(|(_, name, is_dir)| (name, is_dir)).collect();
         let entries = Arc::new(entries);
         let mut listings = self.listings.lock().unwrap_or_else(PoisonError::into_inner);
         if listings.len() > 4096 {
             listings.clear();
         }
-        listings.insert(dir.to_owned(), DirectoryListing { modified, entries: entries.clone() });
+        listings.insert(
+            dir.to_owned(),
+            DirectoryListing {
+                modified,
+                entries: entries.clone(),
+            },
+        );
         Ok(entries)
     }
 
@@ -195,8 +235,14 @@ impl FolderBlobs {
         let entries = self.sorted_entries(dir)?;
         // Skip straight to the first entry that can hold a key after `start_after` and
         // under `prefix`.
-        let lower = if start_after > prefix { start_after } else { prefix };
-        let mut first = entries.partition_point(|(name, is_dir)| format!("{base}{}", sort_name(name, *is_dir)).as_str() < lower);
+        let lower = if start_after > prefix {
+            start_after
+        } else {
+            prefix
+        };
+        let mut first = entries.partition_point(|(name, is_dir)| {
+            format!("{base}{}", sort_name(name, *is_dir)).as_str() < lower
+        });
         if first > 0 {
             let (name, is_dir) = &entries[first - 1];
             if *is_dir && lower.starts_with(&format!("{base}{name}/")) {
@@ -249,7 +295,9 @@ fn etag(metadata: &std::fs::Metadata) -> String {
 
 /// Writes through a temporary file and a rename, so readers never see half an object.
 fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    let parent = path.parent().ok_or_else(|| std::io::Error::other("object path has no parent"))?;
+    let parent = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("object path has no parent"))?;
     std::fs::create_dir_all(parent)?;
     let temporary = parent.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
     let mut file = std::fs::File::create(&temporary)?;
@@ -261,7 +309,12 @@ fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
 
 #[async_trait]
 impl Blobs for FolderBlobs {
-    async fn get(&self, bucket: &str, key: &str, range: Option<ByteRange>) -> Result<Vec<u8>, BlobError> {
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<Vec<u8>, BlobError> {
         let path = self.object_path(bucket, key)?;
         let mut file = match std::fs::File::open(&path) {
             Ok(file) => file,
@@ -283,7 +336,8 @@ impl Blobs for FolderBlobs {
                 file.read_to_end(&mut body).map_err(unavailable)?;
             }
             Some(range) => {
-                file.seek(SeekFrom::Start(range.start)).map_err(unavailable)?;
+                file.seek(SeekFrom::Start(range.start))
+                    .map_err(unavailable)?;
                 file.take(range.end.saturating_sub(range.start))
                     .read_to_end(&mut body)
                     .map_err(unavailable)?;
@@ -292,7 +346,13 @@ impl Blobs for FolderBlobs {
         Ok(body)
     }
 
-    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, _content_type: &str) -> Result<(), BlobError> {
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        _content_type: &str,
+    ) -> Result<(), BlobError> {
         let path = self.object_path(bucket, key)?;
         write_atomically(&path, &body).map_err(unavailable)
     }
@@ -320,7 +380,13 @@ impl Blobs for FolderBlobs {
         }
     }
 
-    async fn list(&self, bucket: &str, prefix: &str, start_after: Option<&str>, max_keys: usize) -> Result<ListPage, BlobError> {
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<ListPage, BlobError> {
         let dir = self.bucket_dir(bucket)?;
         if !dir.is_dir() {
             return Err(BlobError::NoSuchBucket(bucket.to_owned()));
@@ -328,46 +394,86 @@ impl Blobs for FolderBlobs {
         let max = max_keys.clamp(1, MAX_LIST_KEYS);
         let mut objects = Vec::with_capacity(max);
         let truncated = self
-            .walk(&dir, "", prefix, start_after.unwrap_or(""), max, &mut objects)
+            .walk(
+                &dir,
+                "",
+                prefix,
+                start_after.unwrap_or(""),
+                max,
+                &mut objects,
+            )
             .map_err(unavailable)?;
         Ok(ListPage { objects, truncated })
     }
 
-    async fn start_multipart(&self, bucket: &str, key: &str, _content_type: &str) -> Result<String, BlobError> {
+    async fn start_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        _content_type: &str,
+    ) -> Result<String, BlobError> {
         self.object_path(bucket, key)?;
         let upload_id = uuid::Uuid::new_v4().simple().to_string();
         std::fs::create_dir_all(self.multipart_dir(&upload_id)?).map_err(unavailable)?;
         Ok(upload_id)
     }
 
-    async fn upload_part(&self, _bucket: &str, _key: &str, upload_id: &str, part_number: u32, body: Vec<u8>) -> Result<String, BlobError> {
+    async fn upload_part(
+        &self,
+        _bucket: &str,
+        _key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Vec<u8>,
+    ) -> Result<String, BlobError> {
         let dir = self.multipart_dir(upload_id)?;
         if !dir.is_dir() {
             return Err(BlobError::Invalid(format!("no upload {upload_id}")));
         }
         if !(1..=10_000).contains(&part_number) {
-            return Err(BlobError::Invalid("part numbers are 1 to 10,000".to_owned()));
+            return Err(BlobError::Invalid(
+                "part numbers are 1 to 10,000".to_owned(),
+            ));
         }
         let etag = format!("{:x}", md5_like(&body));
         write_atomically(&dir.join(format!("{part_number:05}")), &body).map_err(unavailable)?;
         Ok(etag)
     }
 
-    async fn complete_multipart(&self, bucket: &str, key: &str, upload_id: &str, parts: Vec<CompletedPart>) -> Result<(), BlobError> {
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<(), BlobError> {
         let dir = self.multipart_dir(upload_id)?;
         let path = self.object_path(bucket, key)?;
-        if parts.is_empty() || parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
-            return Err(BlobError::Invalid("parts must be given in ascending order".to_owned()));
+        if parts.is_empty()
+            || parts
+                .windows(2)
+                .any(|w| w[0].part_number >= w[1].part_number)
+        {
+            return Err(BlobError::Invalid(
+                "parts must be given in ascending order".to_owned(),
+            ));
         }
-        let parent = path.parent().ok_or_else(|| BlobError::Invalid("no parent".to_owned()))?;
+        let parent = path
+            .parent()
+            .ok_or_else(|| BlobError::Invalid("no parent".to_owned()))?;
         std::fs::create_dir_all(parent).map_err(unavailable)?;
         let temporary = parent.join(format!(".tmp-{upload_id}"));
         let mut out = std::fs::File::create(&temporary).map_err(unavailable)?;
         for (index, part) in parts.iter().enumerate() {
-            let body = std::fs::read(dir.join(format!("{:05}", part.part_number)))
-                .map_err(|_| BlobError::Invalid(format!("part {} was not uploaded", part.part_number)))?;
+            let body =
+                std::fs::read(dir.join(format!("{:05}", part.part_number))).map_err(|_| {
+                    BlobError::Invalid(format!("part {} was not uploaded", part.part_number))
+                })?;
             if format!("{:x}", md5_like(&body)) != part.etag {
-                return Err(BlobError::Invalid(format!("part {} etag mismatch", part.part_number)));
+                return Err(BlobError::Invalid(format!(
+                    "part {} etag mismatch",
+                    part.part_number
+                )));
             }
             if index + 1 < parts.len() && body.len() < MIN_PART_BYTES {
                 let _ = std::fs::remove_file(&temporary);
@@ -386,7 +492,12 @@ impl Blobs for FolderBlobs {
         Ok(())
     }
 
-    async fn abort_multipart(&self, _bucket: &str, _key: &str, upload_id: &str) -> Result<(), BlobError> {
+    async fn abort_multipart(
+        &self,
+        _bucket: &str,
+        _key: &str,
+        upload_id: &str,
+    ) -> Result<(), BlobError> {
         let dir = self.multipart_dir(upload_id)?;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -395,12 +506,23 @@ impl Blobs for FolderBlobs {
         }
     }
 
-    async fn presign_get(&self, bucket: &str, key: &str, expires_in: Duration) -> Result<String, BlobError> {
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, BlobError> {
         self.object_path(bucket, key)?;
         Ok(self.presign(SignedMethod::Get, bucket, key, expires_in))
     }
 
-    async fn presign_put(&self, bucket: &str, key: &str, _content_type: &str, expires_in: Duration) -> Result<String, BlobError> {
+    async fn presign_put(
+        &self,
+        bucket: &str,
+        key: &str,
+        _content_type: &str,
+        expires_in: Duration,
+    ) -> Result<String, BlobError> {
         self.object_path(bucket, key)?;
         Ok(self.presign(SignedMethod::Put, bucket, key, expires_in))
     }

@@ -31,7 +31,12 @@ impl SqliteQueue {
         }
     }
 
-    fn try_receive(&self, queue: &str, max: usize, visibility: Duration) -> Result<Vec<Message>, QueueError> {
+    fn try_receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Message>, QueueError> {
         let now = self.clock.now();
         let mut connection = self.database.lock();
         let transaction = connection.transaction().map_err(unavailable)?;
@@ -140,7 +145,12 @@ impl Queue for SqliteQueue {
         Ok(())
     }
 
-    async fn extend_visibility(&self, queue: &str, receipt: &str, visibility: Duration) -> Result<(), QueueError> {
+    async fn extend_visibility(
+        &self,
+        queue: &str,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
         let visible_at = self.clock.now() + i64::try_from(visibility.as_millis()).unwrap_or(0);
         let changed = self
             .database
@@ -160,7 +170,11 @@ impl Queue for SqliteQueue {
         let count: i64 = self
             .database
             .lock()
-            .query_row("SELECT COUNT(*) FROM messages WHERE queue = ?1", params![queue], |row| row.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM messages WHERE queue = ?1",
+                params![queue],
+                |row| row.get(0),
+            )
             .map_err(unavailable)?;
         Ok(count.max(0) as u64)
     }

@@ -61,7 +61,11 @@ fn condition_holds(condition: Option<&Condition>, current: Option<&Attrs>) -> bo
 }
 
 /// Applies one write inside an open transaction; returns the item after it (for updates).
-fn apply(connection: &Connection, write: &Write, index: usize) -> Result<Option<Attrs>, TableError> {
+fn apply(
+    connection: &Connection,
+    write: &Write,
+    index: usize,
+) -> Result<Option<Attrs>, TableError> {
     let current = read(connection, write.key())?;
     let failed = TableError::ConditionFailed { index };
     match write {
@@ -72,7 +76,11 @@ fn apply(connection: &Connection, write: &Write, index: usize) -> Result<Option<
             write_attrs(connection, &item.key, &item.attrs)?;
             Ok(Some(item.attrs.clone()))
         }
-        Write::Update { key, update, condition } => {
+        Write::Update {
+            key,
+            update,
+            condition,
+        } => {
             if !condition_holds(condition.as_ref(), current.as_ref()) {
                 return Err(failed);
             }
@@ -137,7 +145,12 @@ impl Table for SqliteTable {
         transact(&mut connection, &[Write::Put { item, condition }]).map(|_| ())
     }
 
-    async fn update(&self, key: &Key, update: Update, condition: Option<Condition>) -> Result<Item, TableError> {
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> Result<Item, TableError> {
         let mut connection = self.database.lock();
         let write = Write::Update {
             key: key.clone(),
@@ -176,7 +189,10 @@ impl Table for SqliteTable {
         };
         let (low, high) = match (&query.start_after, query.descending) {
             (Some(after), false) => (format!("{after}\u{0}").max(low), high),
-            (Some(after), true) => (low, Some(high.map_or(after.clone(), |h| h.min(after.clone())))),
+            (Some(after), true) => (
+                low,
+                Some(high.map_or(after.clone(), |h| h.min(after.clone()))),
+            ),
             (None, _) => (low, high),
         };
         let order = if query.descending { "DESC" } else { "ASC" };
@@ -204,7 +220,8 @@ impl Table for SqliteTable {
             }
             bytes += text.len() + sk.len();
             let attrs: Attrs = serde_json::from_str(&text).map_err(unavailable)?;
-            page.items.push(Item::new(Key::new(query.pk.clone(), sk), attrs));
+            page.items
+                .push(Item::new(Key::new(query.pk.clone(), sk), attrs));
         }
         Ok(page)
     }

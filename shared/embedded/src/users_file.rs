@@ -26,14 +26,19 @@ fn hash(token: &str) -> String {
 
 /// A fresh random token.
 pub fn new_token() -> String {
-    format!("lbl_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "lbl_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 impl UsersFile {
     pub fn open(path: impl Into<PathBuf>) -> anyhow::Result<Self> {
         let path = path.into();
         let users = match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
+            Ok(text) => serde_json::from_str(&text)
+                .with_context(|| format!("reading {}", path.display()))?,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
         };
@@ -44,7 +49,10 @@ impl UsersFile {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.users.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+        self.users
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
     }
 
     /// Creates the first admin with `token` (or a generated one); returns the token.
@@ -64,7 +72,8 @@ impl UsersFile {
             role,
             token_sha256: hash(token),
         });
-        let text = serde_json::to_string_pretty(&*users).map_err(|e| UserError::Unavailable(Box::new(e)))?;
+        let text = serde_json::to_string_pretty(&*users)
+            .map_err(|e| UserError::Unavailable(Box::new(e)))?;
         let temporary = self.path.with_extension("json.tmp");
         std::fs::write(&temporary, text)
             .and_then(|()| std::fs::rename(&temporary, &self.path))
@@ -79,10 +88,13 @@ impl Users for UsersFile {
     fn authenticate(&self, token: &str) -> Option<Actor> {
         let hashed = hash(token);
         let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-        users.iter().find(|u| u.token_sha256 == hashed).map(|u| Actor {
-            user: u.name.clone(),
-            role: u.role,
-        })
+        users
+            .iter()
+            .find(|u| u.token_sha256 == hashed)
+            .map(|u| Actor {
+                user: u.name.clone(),
+                role: u.role,
+            })
     }
 
     fn create_user(&self, name: &str, role: Role) -> Result<String, UserError> {

@@ -26,7 +26,11 @@ async fn folder_blobs_pass_the_blobs_contract() {
 async fn sqlite_queue_passes_the_queue_contract() {
     let dir = tempdir();
     let clock = Arc::new(FakeClock::default());
-    let queue = SqliteQueue::new(Database::open(&dir.join("db.sqlite")).unwrap(), clock.clone(), 3);
+    let queue = SqliteQueue::new(
+        Database::open(&dir.join("db.sqlite")).unwrap(),
+        clock.clone(),
+        3,
+    );
     queue_contract::run(&queue, "jobs", 3, |by| {
         clock.advance(by);
         async {}
@@ -41,7 +45,10 @@ async fn signed_urls_verify_until_they_expire_and_only_for_their_object() {
     let dir = tempdir();
     let clock = Arc::new(FakeClock::default());
     let blobs = FolderBlobs::new(&dir, clock.clone(), b"secret".to_vec());
-    let url = blobs.presign_get("photos", "a/b.jpg", std::time::Duration::from_secs(60)).await.unwrap();
+    let url = blobs
+        .presign_get("photos", "a/b.jpg", std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
     let query = url.split_once('?').unwrap().1;
     let mut expires = 0;
     let mut signature = String::new();
@@ -53,11 +60,29 @@ async fn signed_urls_verify_until_they_expire_and_only_for_their_object() {
         }
     }
     assert!(blobs.verify(SignedMethod::Get, "photos", "a/b.jpg", expires, &signature));
-    assert!(!blobs.verify(SignedMethod::Get, "photos", "a/c.jpg", expires, &signature), "another key");
-    assert!(!blobs.verify(SignedMethod::Put, "photos", "a/b.jpg", expires, &signature), "another method");
-    assert!(!blobs.verify(SignedMethod::Get, "photos", "a/b.jpg", expires + 1, &signature), "a changed expiry");
+    assert!(
+        !blobs.verify(SignedMethod::Get, "photos", "a/c.jpg", expires, &signature),
+        "another key"
+    );
+    assert!(
+        !blobs.verify(SignedMethod::Put, "photos", "a/b.jpg", expires, &signature),
+        "another method"
+    );
+    assert!(
+        !blobs.verify(
+            SignedMethod::Get,
+            "photos",
+            "a/b.jpg",
+            expires + 1,
+            &signature
+        ),
+        "a changed expiry"
+    );
     clock.advance(std::time::Duration::from_secs(61));
-    assert!(!blobs.verify(SignedMethod::Get, "photos", "a/b.jpg", expires, &signature), "expired");
+    assert!(
+        !blobs.verify(SignedMethod::Get, "photos", "a/b.jpg", expires, &signature),
+        "expired"
+    );
 }
 
 fn tempdir() -> std::path::PathBuf {

@@ -14,30 +14,70 @@ pub async fn run(blobs: &dyn Blobs, bucket: &str) {
 }
 
 async fn put_get_head_delete(blobs: &dyn Blobs, bucket: &str) {
-    blobs.put(bucket, "a/b.txt", b"hello world".to_vec(), "text/plain").await.unwrap();
-    assert_eq!(blobs.get(bucket, "a/b.txt", None).await.unwrap(), b"hello world");
+    blobs
+        .put(bucket, "a/b.txt", b"hello world".to_vec(), "text/plain")
+        .await
+        .unwrap();
     assert_eq!(
-        blobs.get(bucket, "a/b.txt", Some(ByteRange { start: 6, end: 11 })).await.unwrap(),
+        blobs.get(bucket, "a/b.txt", None).await.unwrap(),
+        b"hello world"
+    );
+    assert_eq!(
+        blobs
+            .get(bucket, "a/b.txt", Some(ByteRange { start: 6, end: 11 }))
+            .await
+            .unwrap(),
         b"world",
         "a range returns exactly those bytes"
     );
     assert_eq!(
-        blobs.get(bucket, "a/b.txt", Some(ByteRange { start: 6, end: 1000 })).await.unwrap(),
+        blobs
+            .get(
+                bucket,
+                "a/b.txt",
+                Some(ByteRange {
+                    start: 6,
+                    end: 1000
+                })
+            )
+            .await
+            .unwrap(),
         b"world",
         "a range is clipped at the end"
     );
-    let head = blobs.head(bucket, "a/b.txt").await.unwrap().expect("head finds the object");
+    let head = blobs
+        .head(bucket, "a/b.txt")
+        .await
+        .unwrap()
+        .expect("head finds the object");
     assert_eq!(head.size, 11);
-    assert!(matches!(blobs.get(bucket, "a/missing.txt", None).await, Err(BlobError::NotFound { .. })), "a missing key is NotFound");
+    assert!(
+        matches!(
+            blobs.get(bucket, "a/missing.txt", None).await,
+            Err(BlobError::NotFound { .. })
+        ),
+        "a missing key is NotFound"
+    );
     assert_eq!(blobs.head(bucket, "a/missing.txt").await.unwrap(), None);
     blobs.delete(bucket, "a/b.txt").await.unwrap();
-    assert_eq!(blobs.head(bucket, "a/b.txt").await.unwrap(), None, "delete removes");
+    assert_eq!(
+        blobs.head(bucket, "a/b.txt").await.unwrap(),
+        None,
+        "delete removes"
+    );
     blobs.delete(bucket, "a/b.txt").await.unwrap();
 }
 
 async fn listing_is_lexicographic_and_pages(blobs: &dyn Blobs, bucket: &str) {
     // '-' (0x2d) sorts before '/' (0x2f): "l/a-c" comes before "l/a/b" in S3.
-    let keys = ["l/a/b.jpg", "l/a-c.jpg", "l/a/a.jpg", "l/b.jpg", "l/a0.jpg", "m/x.jpg"];
+    let keys = [
+        "l/a/b.jpg",
+        "l/a-c.jpg",
+        "l/a/a.jpg",
+        "l/b.jpg",
+        "l/a0.jpg",
+        "m/x.jpg",
+    ];
     for key in keys {
         blobs.put(bucket, key, vec![1], "image/jpeg").await.unwrap();
     }
@@ -45,7 +85,10 @@ async fn listing_is_lexicographic_and_pages(blobs: &dyn Blobs, bucket: &str) {
     let mut start_after: Option<String> = None;
     let mut pages = 0;
     loop {
-        let page = blobs.list(bucket, "l/", start_after.as_deref(), 2).await.unwrap();
+        let page = blobs
+            .list(bucket, "l/", start_after.as_deref(), 2)
+            .await
+            .unwrap();
         pages += 1;
         assert!(page.objects.len() <= 2, "a page holds at most max_keys");
         listed.extend(page.objects.iter().map(|o| o.key.clone()));
@@ -54,50 +97,125 @@ async fn listing_is_lexicographic_and_pages(blobs: &dyn Blobs, bucket: &str) {
         }
         start_after = page.objects.last().map(|o| o.key.clone());
     }
-    assert_eq!(listed, ["l/a-c.jpg", "l/a/a.jpg", "l/a/b.jpg", "l/a0.jpg", "l/b.jpg"], "S3 key order, prefix respected");
+    assert_eq!(
+        listed,
+        ["l/a-c.jpg", "l/a/a.jpg", "l/a/b.jpg", "l/a0.jpg", "l/b.jpg"],
+        "S3 key order, prefix respected"
+    );
     assert_eq!(pages, 3, "five keys in pages of two");
-    let after = blobs.list(bucket, "", Some("l/a/a.jpg"), 1000).await.unwrap();
-    assert_eq!(after.objects.first().map(|o| o.key.as_str()), Some("l/a/b.jpg"), "start-after is exclusive");
-    assert!(matches!(blobs.list("no-such-bucket-for-contract", "", None, 10).await, Err(BlobError::NoSuchBucket(_))));
+    let after = blobs
+        .list(bucket, "", Some("l/a/a.jpg"), 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.objects.first().map(|o| o.key.as_str()),
+        Some("l/a/b.jpg"),
+        "start-after is exclusive"
+    );
+    assert!(matches!(
+        blobs
+            .list("no-such-bucket-for-contract", "", None, 10)
+            .await,
+        Err(BlobError::NoSuchBucket(_))
+    ));
 }
 
 async fn multipart_appears_whole_on_completion(blobs: &dyn Blobs, bucket: &str) {
     let key = "export/big.json";
-    let upload = blobs.start_multipart(bucket, key, "application/json").await.unwrap();
+    let upload = blobs
+        .start_multipart(bucket, key, "application/json")
+        .await
+        .unwrap();
     let first = vec![b'a'; MIN_PART_BYTES];
     let second = b"tail".to_vec();
-    let etag1 = blobs.upload_part(bucket, key, &upload, 1, first.clone()).await.unwrap();
-    assert_eq!(blobs.head(bucket, key).await.unwrap(), None, "an unfinished upload is invisible");
-    let etag2 = blobs.upload_part(bucket, key, &upload, 2, second.clone()).await.unwrap();
+    let etag1 = blobs
+        .upload_part(bucket, key, &upload, 1, first.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        blobs.head(bucket, key).await.unwrap(),
+        None,
+        "an unfinished upload is invisible"
+    );
+    let etag2 = blobs
+        .upload_part(bucket, key, &upload, 2, second.clone())
+        .await
+        .unwrap();
     blobs
-        .complete_multipart(bucket, key, &upload, vec![
-            CompletedPart { part_number: 1, etag: etag1 },
-            CompletedPart { part_number: 2, etag: etag2 },
-        ])
+        .complete_multipart(
+            bucket,
+            key,
+            &upload,
+            vec![
+                CompletedPart {
+                    part_number: 1,
+                    etag: etag1,
+                },
+                CompletedPart {
+                    part_number: 2,
+                    etag: etag2,
+                },
+            ],
+        )
         .await
         .unwrap();
     let body = blobs.get(bucket, key, None).await.unwrap();
     assert_eq!(body.len(), MIN_PART_BYTES + 4, "parts are joined in order");
     assert_eq!(&body[MIN_PART_BYTES..], b"tail");
-    let small = blobs.start_multipart(bucket, "export/small.json", "application/json").await.unwrap();
-    let e1 = blobs.upload_part(bucket, "export/small.json", &small, 1, vec![1; 10]).await.unwrap();
-    let e2 = blobs.upload_part(bucket, "export/small.json", &small, 2, vec![2; 10]).await.unwrap();
+    let small = blobs
+        .start_multipart(bucket, "export/small.json", "application/json")
+        .await
+        .unwrap();
+    let e1 = blobs
+        .upload_part(bucket, "export/small.json", &small, 1, vec![1; 10])
+        .await
+        .unwrap();
+    let e2 = blobs
+        .upload_part(bucket, "export/small.json", &small, 2, vec![2; 10])
+        .await
+        .unwrap();
     let refused = blobs
-        .complete_multipart(bucket, "export/small.json", &small, vec![
-            CompletedPart { part_number: 1, etag: e1 },
-            CompletedPart { part_number: 2, etag: e2 },
-        ])
+        .complete_multipart(
+            bucket,
+            "export/small.json",
+            &small,
+            vec![
+                CompletedPart {
+                    part_number: 1,
+                    etag: e1,
+                },
+                CompletedPart {
+                    part_number: 2,
+                    etag: e2,
+                },
+            ],
+        )
         .await;
-    assert!(refused.is_err(), "a part under 5 MiB that is not the last is refused, as on S3");
-    blobs.abort_multipart(bucket, "export/small.json", &small).await.unwrap();
+    assert!(
+        refused.is_err(),
+        "a part under 5 MiB that is not the last is refused, as on S3"
+    );
+    blobs
+        .abort_multipart(bucket, "export/small.json", &small)
+        .await
+        .unwrap();
     assert_eq!(blobs.head(bucket, "export/small.json").await.unwrap(), None);
 }
 
 async fn presigned_urls_are_made(blobs: &dyn Blobs, bucket: &str) {
-    blobs.put(bucket, "p/img 1.jpg", vec![1, 2, 3], "image/jpeg").await.unwrap();
-    let get = blobs.presign_get(bucket, "p/img 1.jpg", Duration::from_secs(60)).await.unwrap();
+    blobs
+        .put(bucket, "p/img 1.jpg", vec![1, 2, 3], "image/jpeg")
+        .await
+        .unwrap();
+    let get = blobs
+        .presign_get(bucket, "p/img 1.jpg", Duration::from_secs(60))
+        .await
+        .unwrap();
     assert!(get.starts_with("http"), "a presigned GET is a URL: {get}");
     assert!(!get.contains(' '), "the key is encoded: {get}");
-    let put = blobs.presign_put(bucket, "p/new.jpg", "image/jpeg", Duration::from_secs(60)).await.unwrap();
+    let put = blobs
+        .presign_put(bucket, "p/new.jpg", "image/jpeg", Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_ne!(get, put);
 }

@@ -46,7 +46,12 @@ fn clamp_axis(value: f64, limit: u32) -> Option<f64> {
     }
 }
 
-fn clamp_point(x: f64, y: f64, image_width: u32, image_height: u32) -> Result<(f64, f64), GeometryError> {
+fn clamp_point(
+    x: f64,
+    y: f64,
+    image_width: u32,
+    image_height: u32,
+) -> Result<(f64, f64), GeometryError> {
     match (clamp_axis(x, image_width), clamp_axis(y, image_height)) {
         (Some(x), Some(y)) => Ok((x, y)),
         _ => Err(GeometryError::OutsideImage {
@@ -60,7 +65,11 @@ fn clamp_point(x: f64, y: f64, image_width: u32, image_height: u32) -> Result<(f
 
 impl BoundingBox {
     /// Parses `[x, y, w, h]` and clamps it into a `image_width` x `image_height` image.
-    pub fn parse(values: &[f64], image_width: u32, image_height: u32) -> Result<Self, GeometryError> {
+    pub fn parse(
+        values: &[f64],
+        image_width: u32,
+        image_height: u32,
+    ) -> Result<Self, GeometryError> {
         let [x, y, width, height] = values else {
             return Err(GeometryError::BoxArity(values.len()));
         };
@@ -195,12 +204,20 @@ mod tests {
     #[test]
     fn collinear_polygon_is_rejected() {
         let points = vec![vec![0.0, 0.0], vec![1.0, 1.0], vec![2.0, 2.0]];
-        assert_eq!(Polygon::parse(&points, 10, 10), Err(GeometryError::ZeroArea));
+        assert_eq!(
+            Polygon::parse(&points, 10, 10),
+            Err(GeometryError::ZeroArea)
+        );
     }
 
     #[test]
     fn square_polygon_area_and_box() {
-        let points = vec![vec![1.0, 1.0], vec![4.0, 1.0], vec![4.0, 3.0], vec![1.0, 3.0]];
+        let points = vec![
+            vec![1.0, 1.0],
+            vec![4.0, 1.0],
+            vec![4.0, 3.0],
+            vec![1.0, 3.0],
+        ];
         let polygon = Polygon::parse(&points, 10, 10).unwrap();
         assert_eq!(polygon.area(), 6.0);
         assert_eq!(polygon.bounding_box().to_array(), [1.0, 1.0, 3.0, 2.0]);

@@ -202,16 +202,25 @@ pub fn validate_submission(
             continue;
         };
         let Some(task_item) = task.items.iter().find(|i| i.item == item_id) else {
-            errors.push(format!("{at}/item_id"), format!("item {item_id} is not in this task"));
+            errors.push(
+                format!("{at}/item_id"),
+                format!("item {item_id} is not in this task"),
+            );
             continue;
         };
         if !seen.insert(item_id) {
-            errors.push(format!("{at}/item_id"), format!("item {item_id} appears twice"));
+            errors.push(
+                format!("{at}/item_id"),
+                format!("item {item_id} appears twice"),
+            );
             continue;
         }
         if submitted.skip == Some(true) {
             if submitted.labels.as_ref().is_some_and(|l| !l.is_empty())
-                || submitted.annotations.as_ref().is_some_and(|a| !a.is_empty())
+                || submitted
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| !a.is_empty())
             {
                 errors.push(at, "a skipped item carries no labels");
             } else {
@@ -227,7 +236,10 @@ pub fn validate_submission(
         if !seen.contains(&task_item.item) {
             errors.push(
                 "/items",
-                format!("item {} of the task is missing: label or skip it", task_item.item),
+                format!(
+                    "item {} of the task is missing: label or skip it",
+                    task_item.item
+                ),
             );
         }
     }
@@ -245,7 +257,10 @@ fn validate_item(
     let mut stored = Vec::new();
     if project.task_type.is_classification() {
         if submitted.annotations.is_some() {
-            errors.push(format!("{at}/annotations"), "classification takes `labels`, not annotations");
+            errors.push(
+                format!("{at}/annotations"),
+                "classification takes `labels`, not annotations",
+            );
         }
         let labels = submitted.labels.as_deref().unwrap_or_default();
         match project.task_type {
@@ -279,7 +294,10 @@ fn validate_item(
         }
     } else {
         if submitted.labels.is_some() {
-            errors.push(format!("{at}/labels"), "detection and segmentation take `annotations`");
+            errors.push(
+                format!("{at}/labels"),
+                "detection and segmentation take `annotations`",
+            );
         }
         let Some(annotations) = submitted.annotations.as_ref() else {
             errors.push(
@@ -289,7 +307,10 @@ fn validate_item(
             return None;
         };
         let (Some(width), Some(height)) = (task_item.width, task_item.height) else {
-            errors.push(at.to_owned(), "the image size is unknown, so shapes cannot be checked");
+            errors.push(
+                at.to_owned(),
+                "the image size is unknown, so shapes cannot be checked",
+            );
             return None;
         };
         for (index, annotation) in annotations.iter().enumerate() {
@@ -298,7 +319,10 @@ fn validate_item(
             if class.is_none() {
                 errors.push(
                     format!("{at}/label"),
-                    format!("{:?} is not a label class of this project", annotation.label),
+                    format!(
+                        "{:?} is not a label class of this project",
+                        annotation.label
+                    ),
                 );
             }
             let shape = match project.task_type {

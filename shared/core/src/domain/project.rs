@@ -266,7 +266,10 @@ fn check_project_name(name: &str, errors: &mut ValidationErrors) -> String {
     } else if trimmed.chars().any(char::is_control) {
         errors.push("/name", "a project name has no control characters");
     } else if trimmed.contains('/') {
-        errors.push("/name", "a project name has no '/' (it names export folders)");
+        errors.push(
+            "/name",
+            "a project name has no '/' (it names export folders)",
+        );
     }
     trimmed.to_owned()
 }
@@ -279,7 +282,10 @@ pub fn check_class_names(
     errors: &mut ValidationErrors,
 ) {
     if names.len() + existing.len() > MAX_CLASSES {
-        errors.push(pointer, format!("at most {MAX_CLASSES} label classes in a project"));
+        errors.push(
+            pointer,
+            format!("at most {MAX_CLASSES} label classes in a project"),
+        );
     }
     let mut seen = std::collections::HashSet::new();
     for (index, name) in names.iter().enumerate() {
@@ -299,7 +305,10 @@ pub fn check_instructions(instructions: &Instructions, errors: &mut ValidationEr
     if let Some(text) = &instructions.text
         && text.chars().count() > MAX_INSTRUCTIONS_CHARS
     {
-        errors.push("/instructions/text", "instructions are at most 100,000 characters");
+        errors.push(
+            "/instructions/text",
+            "instructions are at most 100,000 characters",
+        );
     }
     if let Some(url) = &instructions.url
         && !(url.starts_with("https://") || url.starts_with("http://"))

@@ -54,7 +54,8 @@ impl Permutation {
         let mut left = value >> self.half_bits;
         let mut right = value & mask;
         for round in 0..ROUNDS {
-            let next = left ^ (mix(right ^ self.seed.rotate_left(round as u32 * 16) ^ round) & mask);
+            let next =
+                left ^ (mix(right ^ self.seed.rotate_left(round as u32 * 16) ^ round) & mask);
             left = right;
             right = next;
         }
@@ -97,8 +98,12 @@ mod tests {
 
     #[test]
     fn different_seeds_give_different_orders() {
-        let a: Vec<u64> = (0..100).map(|p| Permutation::new(100, 1).apply(p)).collect();
-        let b: Vec<u64> = (0..100).map(|p| Permutation::new(100, 2).apply(p)).collect();
+        let a: Vec<u64> = (0..100)
+            .map(|p| Permutation::new(100, 1).apply(p))
+            .collect();
+        let b: Vec<u64> = (0..100)
+            .map(|p| Permutation::new(100, 2).apply(p))
+            .collect();
         assert_ne!(a, b);
     }
 

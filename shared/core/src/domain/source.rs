@@ -53,10 +53,7 @@ impl Source {
             }
             // The folder is everything before the first segment holding a wildcard.
             let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-            let literal = segments
-                .iter()
-                .take_while(|s| !has_wildcard(s))
-                .count();
+            let literal = segments.iter().take_while(|s| !has_wildcard(s)).count();
             let (folder, pattern) = if literal == segments.len() {
                 (segments.join("/"), "**".to_owned())
             } else {
@@ -191,15 +188,30 @@ mod tests {
 
     #[test]
     fn double_star_below_a_prefix_takes_every_image_below_it() {
-        assert_eq!(admitted("s3://photos/cats/**", KEYS), ["cats/1.jpg", "cats/deep/2.PNG"]);
-        assert_eq!(Source::parse("s3://photos/cats/**", false).unwrap().list_prefix(), "cats/");
+        assert_eq!(
+            admitted("s3://photos/cats/**", KEYS),
+            ["cats/1.jpg", "cats/deep/2.PNG"]
+        );
+        assert_eq!(
+            Source::parse("s3://photos/cats/**", false)
+                .unwrap()
+                .list_prefix(),
+            "cats/"
+        );
     }
 
     #[test]
     fn double_star_slash_matches_the_top_level_too() {
         assert_eq!(
             admitted("s3://photos/**/*.*", KEYS),
-            ["a.jpg", "cats/1.jpg", "cats/deep/2.PNG", "2024/x.jpg", "2024/sub/y.jpg", "2024/z.png"]
+            [
+                "a.jpg",
+                "cats/1.jpg",
+                "cats/deep/2.PNG",
+                "2024/x.jpg",
+                "2024/sub/y.jpg",
+                "2024/z.png"
+            ]
         );
     }
 
@@ -210,10 +222,22 @@ mod tests {
 
     #[test]
     fn bad_sources_are_refused() {
-        assert_eq!(Source::parse("http://x/y", true).unwrap_err(), SourceError::Scheme);
-        assert_eq!(Source::parse("s3://UPPER/x", true).unwrap_err(), SourceError::BucketName);
-        assert_eq!(Source::parse("file:///tmp/**", false).unwrap_err(), SourceError::FileNotAllowed);
-        assert_eq!(Source::parse("s3://photos/../x/**", true).unwrap_err(), SourceError::ParentSegment);
+        assert_eq!(
+            Source::parse("http://x/y", true).unwrap_err(),
+            SourceError::Scheme
+        );
+        assert_eq!(
+            Source::parse("s3://UPPER/x", true).unwrap_err(),
+            SourceError::BucketName
+        );
+        assert_eq!(
+            Source::parse("file:///tmp/**", false).unwrap_err(),
+            SourceError::FileNotAllowed
+        );
+        assert_eq!(
+            Source::parse("s3://photos/../x/**", true).unwrap_err(),
+            SourceError::ParentSegment
+        );
     }
 
     #[test]

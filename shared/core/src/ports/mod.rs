@@ -12,10 +12,10 @@ pub use blobs::{
 };
 pub use clock::{Clock, EpochMillis, SystemClock};
 pub use queue::{Message, Queue, QueueError};
-pub use users::{UserError, Users};
 pub use table::{
     Attrs, Condition, Item, Key, Page, Query, SkRange, Table, TableError, Update, Write,
 };
+pub use users::{UserError, Users};
 
 /// A boxed error from an adapter, kept as a source so logs show the cause chain.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

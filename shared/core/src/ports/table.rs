@@ -272,7 +272,11 @@ pub enum TableError {
     #[error("condition failed on write {index}")]
     ConditionFailed { index: usize },
     #[error("item {pk}/{sk} is {bytes} bytes, over the 400 KB item limit")]
-    ItemTooLarge { pk: String, sk: String, bytes: usize },
+    ItemTooLarge {
+        pk: String,
+        sk: String,
+        bytes: usize,
+    },
     #[error("a transaction holds {0} writes; the limit is 100")]
     TooManyWrites(usize),
     #[error("a transaction writes {0}/{1} twice")]

@@ -56,7 +56,11 @@ fn count(attrs: &crate::ports::Attrs, name: &str) -> u64 {
 
 impl Service {
     #[instrument(skip(self), err)]
-    pub async fn dashboard(&self, actor: &Actor, project_id: &str) -> Result<Dashboard, ProjectError> {
+    pub async fn dashboard(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<Dashboard, ProjectError> {
         let project: ProjectRecord = self.load_project(actor, project_id).await?;
         let wanted = [
             keys::manifest(project_id),
@@ -105,7 +109,10 @@ impl Service {
                 prelabeled: count(stats, "q_prelabeled"),
             },
             label_distribution,
-            last_refresh_at: manifest.as_ref().and_then(|m| m.last_refresh_at).map(rfc3339),
+            last_refresh_at: manifest
+                .as_ref()
+                .and_then(|m| m.last_refresh_at)
+                .map(rfc3339),
             last_refresh_trigger: manifest.and_then(|m| m.last_refresh_trigger),
         })
     }

@@ -62,7 +62,10 @@ impl Service {
     #[instrument(skip(self), err)]
     async fn ingest(&self, project_id: &str) -> Result<(), JobError> {
         let Some(item) = self.table.get(&keys::project(project_id)).await? else {
-            tracing::warn!(project_id, "ingest for a project that does not exist; dropped");
+            tracing::warn!(
+                project_id,
+                "ingest for a project that does not exist; dropped"
+            );
             return Ok(());
         };
         let project: ProjectRecord = from_item(&item).map_err(JobError::Unavailable)?;
@@ -92,7 +95,10 @@ impl Service {
         let manifest = ManifestRecord {
             total,
             batches: if total > 0 {
-                vec![Batch { start: 0, len: total }]
+                vec![Batch {
+                    start: 0,
+                    len: total,
+                }]
             } else {
                 Vec::new()
             },
@@ -140,7 +146,9 @@ impl Service {
             Ok(()) => {}
             // The project changed (edited, or another delivery finished first): run again.
             Err(TableError::ConditionFailed { .. }) => {
-                return Err(JobError::Unavailable("the project changed during ingest".into()));
+                return Err(JobError::Unavailable(
+                    "the project changed during ingest".into(),
+                ));
             }
             Err(error) => return Err(error.into()),
         }
@@ -190,7 +198,12 @@ impl Service {
     }
 
     /// Writes `keys` as manifest items `first_item..`, chunk by chunk, several at a time.
-    async fn write_chunks(&self, project_id: &str, first_item: u64, keys: &[String]) -> Result<(), BlobError> {
+    async fn write_chunks(
+        &self,
+        project_id: &str,
+        first_item: u64,
+        keys: &[String],
+    ) -> Result<(), BlobError> {
         let mut chunks: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut item = first_item;
         let mut rest = keys;

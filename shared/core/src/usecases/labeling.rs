@@ -171,7 +171,9 @@ fn stats_update(changes: &[(&str, i64)]) -> Update {
     changes
         .iter()
         .filter(|(_, delta)| *delta != 0)
-        .fold(Update::default(), |update, (name, delta)| update.add(name, *delta))
+        .fold(Update::default(), |update, (name, delta)| {
+            update.add(name, *delta)
+        })
 }
 
 /// The counter of label class `id`.
@@ -268,7 +270,11 @@ impl Service {
         let task = TaskRecord {
             id: new_id("t"),
             round: project.round,
-            kind: if is_lease { TaskKind::Requeued } else { entry.kind },
+            kind: if is_lease {
+                TaskKind::Requeued
+            } else {
+                entry.kind
+            },
             items: entry.items.clone(),
             labeler: actor.user.clone(),
             lease_expires_at: now + i64::from(project.lease_seconds) * 1000,
@@ -305,7 +311,11 @@ impl Service {
             let n = task.items.len() as i64;
             writes.push(Write::Update {
                 key: keys::stats(&project.id, project.round),
-                update: stats_update(&[("in_task", n), ("queued", -n), (entry.kind.queue_counter(), -n)]),
+                update: stats_update(&[
+                    ("in_task", n),
+                    ("queued", -n),
+                    (entry.kind.queue_counter(), -n),
+                ]),
                 condition: None,
             });
         }
@@ -366,7 +376,9 @@ impl Service {
         {
             Ok(cursor) => cursor,
             Err(TableError::ConditionFailed { .. }) => {
-                return Err(LabelingError::NotRunning(ProjectStatus::Initializing.as_str()));
+                return Err(LabelingError::NotRunning(
+                    ProjectStatus::Initializing.as_str(),
+                ));
             }
             Err(error) => return Err(error.into()),
         };
@@ -398,7 +410,9 @@ impl Service {
         for position in start..next.min(total) {
             let item = manifest
                 .item_at(project.seed, project.round, position as u64)
-                .ok_or_else(|| LabelingError::Unavailable("manifest has no such position".into()))?;
+                .ok_or_else(|| {
+                    LabelingError::Unavailable("manifest has no such position".into())
+                })?;
             positions.push(item);
         }
         match self
@@ -415,7 +429,11 @@ impl Service {
         }
     }
 
-    async fn manifest_covering(&self, project_id: &str, total: u64) -> Result<ManifestRecord, LabelingError> {
+    async fn manifest_covering(
+        &self,
+        project_id: &str,
+        total: u64,
+    ) -> Result<ManifestRecord, LabelingError> {
         let manifest = self
             .read_manifest(project_id)
             .await?
@@ -438,7 +456,12 @@ impl Service {
         let keys_and_sizes = futures::future::join_all(items.iter().map(|item| async move {
             let key = self
                 .manifests
-                .key_of(self.blobs.as_ref(), &self.config.system_bucket, &project.id, *item)
+                .key_of(
+                    self.blobs.as_ref(),
+                    &self.config.system_bucket,
+                    &project.id,
+                    *item,
+                )
                 .await?;
             let size = self.image_size(source.bucket(), &key).await?;
             Ok::<_, LabelingError>((*item, key, size))
@@ -447,7 +470,9 @@ impl Service {
         for result in keys_and_sizes {
             prepared.push(result?);
         }
-        let earlier: std::collections::HashMap<u64, ItemRecord> = if project.round > 0 && project.keep_prelabels {
+        let earlier: std::collections::HashMap<u64, ItemRecord> = if project.round > 0
+            && project.keep_prelabels
+        {
             let record_keys: Vec<_> = items.iter().map(|i| keys::item(&project.id, *i)).collect();
             self.table
                 .batch_get(&record_keys)
@@ -575,12 +600,23 @@ impl Service {
     }
 
     /// Best effort after a failed claim: the items become one waiting task.
-    async fn park_unclaimed(&self, project: &ProjectRecord, source: &Source, items: &[u64], now: i64) {
+    async fn park_unclaimed(
+        &self,
+        project: &ProjectRecord,
+        source: &Source,
+        items: &[u64],
+        now: i64,
+    ) {
         let mut task_items = Vec::new();
         for item in items {
             if let Ok(key) = self
                 .manifests
-                .key_of(self.blobs.as_ref(), &self.config.system_bucket, &project.id, *item)
+                .key_of(
+                    self.blobs.as_ref(),
+                    &self.config.system_bucket,
+                    &project.id,
+                    *item,
+                )
                 .await
             {
                 let _ = source;
@@ -625,10 +661,21 @@ impl Service {
 
     /// Reads the image's width and height from its header; `None` when the image is missing
     /// or unreadable.
-    async fn image_size(&self, bucket: &str, key: &str) -> Result<Option<(u32, u32)>, LabelingError> {
+    async fn image_size(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(u32, u32)>, LabelingError> {
         let head = match self
             .blobs
-            .get(bucket, key, Some(ByteRange { start: 0, end: HEADER_BYTES }))
+            .get(
+                bucket,
+                key,
+                Some(ByteRange {
+                    start: 0,
+                    end: HEADER_BYTES,
+                }),
+            )
             .await
         {
             Ok(bytes) => bytes,
@@ -648,7 +695,11 @@ impl Service {
         Ok(None)
     }
 
-    async fn present(&self, project: &ProjectRecord, task: &TaskRecord) -> Result<CheckedOutTask, LabelingError> {
+    async fn present(
+        &self,
+        project: &ProjectRecord,
+        task: &TaskRecord,
+    ) -> Result<CheckedOutTask, LabelingError> {
         let source = Source::parse(&project.source, self.config.allow_file_sources)
             .map_err(|error| LabelingError::Unavailable(Box::new(error)))?;
         let mut items = Vec::with_capacity(task.items.len());
@@ -679,7 +730,12 @@ impl Service {
 
     /// Extends the lease by the project's lease time from now.
     #[instrument(skip(self), fields(user = %actor.user), err)]
-    pub async fn renew(&self, actor: &Actor, project_id: &str, task_id: &str) -> Result<LeaseView, LabelingError> {
+    pub async fn renew(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        task_id: &str,
+    ) -> Result<LeaseView, LabelingError> {
         let project = self.project_for_labeling(actor, project_id).await?;
         let task = self.load_task(actor, project_id, task_id).await?;
         let now = self.clock.now();
@@ -705,14 +761,21 @@ impl Service {
                 task_id: task_id.to_owned(),
                 lease_expires_at: rfc3339(renewed.lease_expires_at),
             }),
-            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => Err(LabelingError::LeaseLost),
+            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => {
+                Err(LabelingError::LeaseLost)
+            }
             Err(error) => Err(error.into()),
         }
     }
 
     /// Gives the task back: its items wait at the front of the queue for the next labeler.
     #[instrument(skip(self), fields(user = %actor.user), err)]
-    pub async fn release(&self, actor: &Actor, project_id: &str, task_id: &str) -> Result<(), LabelingError> {
+    pub async fn release(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        task_id: &str,
+    ) -> Result<(), LabelingError> {
         self.project_for_labeling(actor, project_id).await?;
         let task = self.load_task(actor, project_id, task_id).await?;
         let now = self.clock.now();
@@ -761,7 +824,9 @@ impl Service {
         }
         match self.table.transact(writes).await {
             Ok(()) => Ok(()),
-            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => Err(LabelingError::LeaseLost),
+            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => {
+                Err(LabelingError::LeaseLost)
+            }
             Err(error) => Err(error.into()),
         }
     }
@@ -782,7 +847,8 @@ impl Service {
         if task.round != project.round {
             return Err(LabelingError::RoundChanged);
         }
-        let outcomes = validate_submission(&project, &task, &input).map_err(LabelingError::Invalid)?;
+        let outcomes =
+            validate_submission(&project, &task, &input).map_err(LabelingError::Invalid)?;
         let now = self.clock.now();
         let mut labeled = 0i64;
         let mut skipped = 0i64;
@@ -851,7 +917,9 @@ impl Service {
                 skipped: skipped as usize,
             }),
             Err(TableError::ConditionFailed { index: 2 }) => Err(LabelingError::RoundChanged),
-            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => Err(LabelingError::LeaseLost),
+            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => {
+                Err(LabelingError::LeaseLost)
+            }
             Err(error) => Err(error.into()),
         }
     }

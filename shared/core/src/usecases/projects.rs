@@ -44,9 +44,9 @@ impl DomainError for ProjectError {
     fn kind(&self) -> ErrorKind {
         match self {
             ProjectError::Invalid(_) => ErrorKind::Invalid,
-            ProjectError::NameTaken(_) | ProjectError::WrongStatus { .. } | ProjectError::Conflict => {
-                ErrorKind::Conflict
-            }
+            ProjectError::NameTaken(_)
+            | ProjectError::WrongStatus { .. }
+            | ProjectError::Conflict => ErrorKind::Conflict,
             ProjectError::NotFound(_) => ErrorKind::NotFound,
             ProjectError::Forbidden => ErrorKind::Forbidden,
             ProjectError::Unavailable(_) => ErrorKind::Unavailable,
@@ -233,7 +233,11 @@ impl Service {
             "name",
             &serde_json::json!({ "project_id": id, "name": new.name }),
         );
-        let index = to_item(keys::project_index(&id), "project_index", &serde_json::json!({ "project_id": id }));
+        let index = to_item(
+            keys::project_index(&id),
+            "project_index",
+            &serde_json::json!({ "project_id": id }),
+        );
         let writes = vec![
             Write::Put {
                 item: reservation,
@@ -260,12 +264,19 @@ impl Service {
         };
         if let Err(error) = self
             .queue
-            .send(&self.config.jobs_queue, &job.to_body(), std::time::Duration::ZERO)
+            .send(
+                &self.config.jobs_queue,
+                &job.to_body(),
+                std::time::Duration::ZERO,
+            )
             .await
         {
             tracing::error!(%error, project_id = %id, "could not queue the ingest job");
             let _ = self
-                .fail_project(&id, "the ingest job could not be queued; recreate the project")
+                .fail_project(
+                    &id,
+                    "the ingest job could not be queued; recreate the project",
+                )
                 .await;
             return Err(ProjectError::Unavailable(Box::new(error)));
         }
@@ -328,7 +339,10 @@ impl Service {
     ) -> Result<ProjectView, ProjectError> {
         require_admin(actor)?;
         let Value::Object(fields) = patch else {
-            return Err(ProjectError::Invalid(ValidationErrors::single("", "expected a JSON object")));
+            return Err(ProjectError::Invalid(ValidationErrors::single(
+                "",
+                "expected a JSON object",
+            )));
         };
         let mut errors = ValidationErrors::default();
         let mut instructions = None;
@@ -392,15 +406,35 @@ impl Service {
     }
 
     #[instrument(skip(self), err)]
-    pub async fn pause_project(&self, actor: &Actor, project_id: &str) -> Result<ProjectView, ProjectError> {
-        self.switch_status(actor, project_id, ProjectStatus::Running, ProjectStatus::Paused, "pause")
-            .await
+    pub async fn pause_project(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<ProjectView, ProjectError> {
+        self.switch_status(
+            actor,
+            project_id,
+            ProjectStatus::Running,
+            ProjectStatus::Paused,
+            "pause",
+        )
+        .await
     }
 
     #[instrument(skip(self), err)]
-    pub async fn resume_project(&self, actor: &Actor, project_id: &str) -> Result<ProjectView, ProjectError> {
-        self.switch_status(actor, project_id, ProjectStatus::Paused, ProjectStatus::Running, "resume")
-            .await
+    pub async fn resume_project(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<ProjectView, ProjectError> {
+        self.switch_status(
+            actor,
+            project_id,
+            ProjectStatus::Paused,
+            ProjectStatus::Running,
+            "resume",
+        )
+        .await
     }
 
     async fn switch_status(
@@ -433,7 +467,11 @@ impl Service {
 
     /// Deletes a project. Its name stays reserved forever.
     #[instrument(skip(self), err)]
-    pub async fn delete_project(&self, actor: &Actor, project_id: &str) -> Result<(), ProjectError> {
+    pub async fn delete_project(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<(), ProjectError> {
         require_admin(actor)?;
         self.change_project(actor, project_id, |record| {
             record.status = ProjectStatus::Deleted;
@@ -520,7 +558,12 @@ impl Service {
                 Ok(writes)
             })
             .await?;
-        tracing::info!(project_id, ?mode, round = record.round, "label classes added");
+        tracing::info!(
+            project_id,
+            ?mode,
+            round = record.round,
+            "label classes added"
+        );
         Ok(ProjectView::of(&record, actor))
     }
 
@@ -535,7 +578,12 @@ impl Service {
     }
 
     #[instrument(skip(self), err)]
-    pub async fn add_member(&self, actor: &Actor, project_id: &str, user: &str) -> Result<ProjectView, ProjectError> {
+    pub async fn add_member(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        user: &str,
+    ) -> Result<ProjectView, ProjectError> {
         require_admin(actor)?;
         let user = user.trim();
         if user.is_empty() || user.len() > 128 || user.chars().any(char::is_control) {
@@ -556,7 +604,12 @@ impl Service {
     }
 
     #[instrument(skip(self), err)]
-    pub async fn remove_member(&self, actor: &Actor, project_id: &str, user: &str) -> Result<ProjectView, ProjectError> {
+    pub async fn remove_member(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        user: &str,
+    ) -> Result<ProjectView, ProjectError> {
         require_admin(actor)?;
         let record = self
             .change_project(actor, project_id, |record| {
@@ -572,7 +625,11 @@ impl Service {
     }
 
     /// Marks a project failed with a reason a user can act on.
-    pub(crate) async fn fail_project(&self, project_id: &str, reason: &str) -> Result<(), ProjectError> {
+    pub(crate) async fn fail_project(
+        &self,
+        project_id: &str,
+        reason: &str,
+    ) -> Result<(), ProjectError> {
         let system = Actor::admin("system");
         self.change_project(&system, project_id, |record| {
             record.status = ProjectStatus::Failed;

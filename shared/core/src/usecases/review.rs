@@ -7,12 +7,16 @@ use tracing::instrument;
 
 use crate::access::Actor;
 use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
-use crate::domain::labeling::{ItemRecord, ItemState, TaskItem, TaskKind, WorkEntry, annotations_to_json};
+use crate::domain::labeling::{
+    ItemRecord, ItemState, TaskItem, TaskKind, WorkEntry, annotations_to_json,
+};
 use crate::domain::project::ProjectRecord;
 use crate::domain::source::Source;
 use crate::ids::new_id;
 use crate::keys;
-use crate::ports::{BlobError, BoxError, Condition, Item, Key, Query, SkRange, TableError, Update, Write};
+use crate::ports::{
+    BlobError, BoxError, Condition, Item, Key, Query, SkRange, TableError, Update, Write,
+};
 use crate::service::{Service, from_item, to_attrs};
 use crate::time::rfc3339;
 use crate::usecases::labeling::class_counter;
@@ -115,7 +119,11 @@ pub struct ItemPage {
 }
 
 fn require_admin(actor: &Actor) -> Result<(), ReviewError> {
-    if actor.is_admin() { Ok(()) } else { Err(ReviewError::Forbidden) }
+    if actor.is_admin() {
+        Ok(())
+    } else {
+        Err(ReviewError::Forbidden)
+    }
 }
 
 impl Service {
@@ -142,20 +150,31 @@ impl Service {
         let after: u64 = match cursor {
             None | Some("") => 0,
             Some(text) => text.parse().map_err(|_| {
-                ReviewError::Invalid(ValidationErrors::single("/cursor", "not a cursor from this API"))
+                ReviewError::Invalid(ValidationErrors::single(
+                    "/cursor",
+                    "not a cursor from this API",
+                ))
             })?,
         };
         let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
         let source = Source::parse(&project.source, self.config.allow_file_sources)
             .map_err(|error| ReviewError::Unavailable(Box::new(error)))?;
         match filter {
-            ItemFilter::State(state) => self.list_by_state(&project, &source, state, after, limit).await,
+            ItemFilter::State(state) => {
+                self.list_by_state(&project, &source, state, after, limit)
+                    .await
+            }
             ItemFilter::Unlabeled => self.list_unlabeled(&project, &source, after, limit).await,
         }
     }
 
     /// Item records in id order from `after`, as they are stored.
-    async fn records_from(&self, project_id: &str, after: u64, limit: usize) -> Result<(Vec<ItemRecord>, bool), ReviewError> {
+    async fn records_from(
+        &self,
+        project_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<ItemRecord>, bool), ReviewError> {
         let mut query = Query::new(
             keys::project_pk(project_id),
             SkRange::Between(keys::item_sk(after), keys::item_sk(999_999_999)),
@@ -188,12 +207,18 @@ impl Service {
                 if record.round == project.round && record.state == state {
                     views.push(self.view(project, source, record));
                     if views.len() == limit {
-                        return Ok(ItemPage { items: views, next_cursor: Some(from.to_string()) });
+                        return Ok(ItemPage {
+                            items: views,
+                            next_cursor: Some(from.to_string()),
+                        });
                     }
                 }
             }
             if !more {
-                return Ok(ItemPage { items: views, next_cursor: None });
+                return Ok(ItemPage {
+                    items: views,
+                    next_cursor: None,
+                });
             }
         }
     }
@@ -205,26 +230,45 @@ impl Service {
         after: u64,
         limit: usize,
     ) -> Result<ItemPage, ReviewError> {
-        let total = self.read_manifest(&project.id).await?.map_or(0, |m| m.total);
+        let total = self
+            .read_manifest(&project.id)
+            .await?
+            .map_or(0, |m| m.total);
         let mut views = Vec::new();
         let mut next = after;
         while next < total && views.len() < limit {
             let (records, _) = self.records_from(&project.id, next, 500).await?;
-            let window_end = records.last().map_or(total, |r| if records.len() == 500 { r.item + 1 } else { total });
+            let window_end = records.last().map_or(total, |r| {
+                if records.len() == 500 {
+                    r.item + 1
+                } else {
+                    total
+                }
+            });
             let busy: std::collections::HashSet<u64> = records
                 .iter()
                 .filter(|r| r.round == project.round)
                 .map(|r| r.item)
                 .collect();
-            let mut earlier: std::collections::HashMap<u64, &ItemRecord> =
-                records.iter().filter(|r| r.round != project.round).map(|r| (r.item, r)).collect();
+            let mut earlier: std::collections::HashMap<u64, &ItemRecord> = records
+                .iter()
+                .filter(|r| r.round != project.round)
+                .map(|r| (r.item, r))
+                .collect();
             while next < window_end && views.len() < limit {
                 if !busy.contains(&next) {
                     let key = self
                         .manifests
-                        .key_of(self.blobs.as_ref(), &self.config.system_bucket, &project.id, next)
+                        .key_of(
+                            self.blobs.as_ref(),
+                            &self.config.system_bucket,
+                            &project.id,
+                            next,
+                        )
                         .await?;
-                    let (width, height) = earlier.remove(&next).map_or((None, None), |r| (r.width, r.height));
+                    let (width, height) = earlier
+                        .remove(&next)
+                        .map_or((None, None), |r| (r.width, r.height));
                     views.push(ItemView {
                         item_id: next,
                         uri: source.object_uri(&key),
@@ -262,7 +306,12 @@ impl Service {
 
     /// Removes a labeled item's labels and puts it at the front of the queue.
     #[instrument(skip(self), err)]
-    pub async fn reject_item(&self, actor: &Actor, project_id: &str, item_id: u64) -> Result<(), ReviewError> {
+    pub async fn reject_item(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        item_id: u64,
+    ) -> Result<(), ReviewError> {
         require_admin(actor)?;
         let project = self.load_project(actor, project_id).await?;
         let record: ItemRecord = match self.table.get(&keys::item(project_id, item_id)).await? {
@@ -327,13 +376,23 @@ impl Service {
         ];
         match self.table.transact(writes).await {
             Ok(()) => Ok(()),
-            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => Err(ReviewError::NotLabeled(item_id)),
+            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => {
+                Err(ReviewError::NotLabeled(item_id))
+            }
             Err(error) => Err(error.into()),
         }
     }
 
-    async fn missing_or_unlabeled(&self, project_id: &str, item_id: u64) -> Result<ReviewError, ReviewError> {
+    async fn missing_or_unlabeled(
+        &self,
+        project_id: &str,
+        item_id: u64,
+    ) -> Result<ReviewError, ReviewError> {
         let total = self.read_manifest(project_id).await?.map_or(0, |m| m.total);
-        Ok(if item_id < total { ReviewError::NotLabeled(item_id) } else { ReviewError::ItemNotFound(item_id) })
+        Ok(if item_id < total {
+            ReviewError::NotLabeled(item_id)
+        } else {
+            ReviewError::ItemNotFound(item_id)
+        })
     }
 }
