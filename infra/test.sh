@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+echo "== Python judges (pycocotools 2.0.8 and newest, from PyPI)"
+eval "$(./infra/python-env.sh)"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -238,3 +238,53 @@ impl TestApp {
         reply.body
     }
 }
+
+impl TestApp {
+    /// Starts an export, waits until it finished, and returns its final view and its content.
+    pub async fn export(&self, project: &str, body: Value) -> (Value, Vec<u8>) {
+        let started = self.post(&format!("/projects/{project}/exports"), &self.admin, body).await;
+        assert_eq!(started.status, StatusCode::ACCEPTED, "{started:?}");
+        let id = started.body["id"].as_str().unwrap().to_owned();
+        for _ in 0..1000 {
+            let view = self.get(&format!("/projects/{project}/exports/{id}"), &self.admin).await.body;
+            match view["status"].as_str() {
+                Some("succeeded") => {
+                    let url = view["download_url"].as_str().unwrap();
+                    let content = self.client.get(url).send().await.unwrap();
+                    assert_eq!(content.status(), StatusCode::OK);
+                    let bytes = content.bytes().await.unwrap().to_vec();
+                    return (view, bytes);
+                }
+                Some("failed") => panic!("export failed: {view}"),
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        panic!("export {id} never finished");
+    }
+
+    /// Checks out and submits until nothing is left, building each item's labels with `labels`
+    /// (given the item's key). Returns the submitted labels by key.
+    pub async fn label_all<F>(&self, project: &str, token: &str, mut labels: F) -> std::collections::BTreeMap<String, Value>
+    where
+        F: FnMut(&str) -> Value,
+    {
+        let mut submitted = std::collections::BTreeMap::new();
+        loop {
+            let task = self.checkout(project, token).await;
+            if task.status == StatusCode::NO_CONTENT {
+                return submitted;
+            }
+            assert_eq!(task.status, StatusCode::OK, "{task:?}");
+            let mut items = Vec::new();
+            for item in task.body["items"].as_array().unwrap() {
+                let key = item["key"].as_str().unwrap().to_owned();
+                let mut entry = labels(&key);
+                entry["item_id"] = item["item_id"].clone();
+                submitted.insert(key, entry.clone());
+                items.push(entry);
+            }
+            let reply = self.submit(project, task.body["task_id"].as_str().unwrap(), token, json!({ "items": items })).await;
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        }
+    }
+}

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub enum Job {
     /// First listing of a new project's source.
     Ingest { project_id: String },
+    /// Writes an export into the project's bucket.
+    Export { project_id: String, export_id: String },
 }
 
 impl Job {

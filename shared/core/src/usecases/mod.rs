@@ -1,6 +1,7 @@
 //! Use cases, one module per area; each public method opens a tracing span.
 
 pub mod dashboard;
+pub mod export;
 pub mod ingest;
 pub mod labeling;
 pub mod projects;
