@@ -1,6 +1,7 @@
 //! The whole service in one process on the embedded adapters: composition of the SQLite table
 //! and queue, the folder blob store, the users file, the HTTP router and the job worker.
 
+pub mod client;
 pub mod demo;
 
 use std::future::Future;

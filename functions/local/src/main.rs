@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use labeling_core::Actor;
+use labeling_local::client::Client;
 use labeling_local::{Local, Options, demo};
 
 #[derive(Parser)]
@@ -34,6 +35,22 @@ enum Command {
         #[arg(long)]
         no_demo: bool,
     },
+    /// Export a project's labels through a running server and download them.
+    Export {
+        /// Project id or name.
+        project: String,
+        #[arg(long, default_value = "coco", value_parser = ["coco", "jsonl"])]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Include images nobody labeled yet (COCO images without annotations).
+        #[arg(long)]
+        include_unlabeled: bool,
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "LABELING_SERVER")]
+        server: String,
+        #[arg(long, env = "LABELING_TOKEN")]
+        token: String,
+    },
 }
 
 #[tokio::main]
@@ -51,6 +68,17 @@ async fn main() -> anyhow::Result<()> {
             admin_token,
             no_demo,
         } => serve(data_dir, addr, admin_token, no_demo).await,
+        Command::Export { project, format, out, include_unlabeled, server, token } => {
+            let view = Client::new(&server, &token).export(&project, &format, include_unlabeled, &out).await?;
+            println!(
+                "wrote {} ({} items, {} annotations; also at {})",
+                out.display(),
+                view["progress"]["items_written"],
+                view["progress"]["annotations_written"],
+                view["location"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
     }
 }
 
