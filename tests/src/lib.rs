@@ -242,11 +242,16 @@ impl TestApp {
 impl TestApp {
     /// Starts an export, waits until it finished, and returns its final view and its content.
     pub async fn export(&self, project: &str, body: Value) -> (Value, Vec<u8>) {
-        let started = self.post(&format!("/projects/{project}/exports"), &self.admin, body).await;
+        let started = self
+            .post(&format!("/projects/{project}/exports"), &self.admin, body)
+            .await;
         assert_eq!(started.status, StatusCode::ACCEPTED, "{started:?}");
         let id = started.body["id"].as_str().unwrap().to_owned();
         for _ in 0..1000 {
-            let view = self.get(&format!("/projects/{project}/exports/{id}"), &self.admin).await.body;
+            let view = self
+                .get(&format!("/projects/{project}/exports/{id}"), &self.admin)
+                .await
+                .body;
             match view["status"].as_str() {
                 Some("succeeded") => {
                     let url = view["download_url"].as_str().unwrap();
@@ -264,7 +269,12 @@ impl TestApp {
 
     /// Checks out and submits until nothing is left, building each item's labels with `labels`
     /// (given the item's key). Returns the submitted labels by key.
-    pub async fn label_all<F>(&self, project: &str, token: &str, mut labels: F) -> std::collections::BTreeMap<String, Value>
+    pub async fn label_all<F>(
+        &self,
+        project: &str,
+        token: &str,
+        mut labels: F,
+    ) -> std::collections::BTreeMap<String, Value>
     where
         F: FnMut(&str) -> Value,
     {
@@ -283,7 +293,14 @@ impl TestApp {
                 submitted.insert(key, entry.clone());
                 items.push(entry);
             }
-            let reply = self.submit(project, task.body["task_id"].as_str().unwrap(), token, json!({ "items": items })).await;
+            let reply = self
+                .submit(
+                    project,
+                    task.body["task_id"].as_str().unwrap(),
+                    token,
+                    json!({ "items": items }),
+                )
+                .await;
             assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
         }
     }

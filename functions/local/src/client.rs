@@ -23,17 +23,31 @@ impl Client {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.with_context(|| format!("calling {}{path}", self.base))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("calling {}{path}", self.base))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
             let detail = body["detail"].as_str().unwrap_or("no detail");
-            bail!("{path} answered {status}: {detail} {}", body.get("errors").map(Value::to_string).unwrap_or_default());
+            bail!(
+                "{path} answered {status}: {detail} {}",
+                body.get("errors").map(Value::to_string).unwrap_or_default()
+            );
         }
         Ok(body)
     }
@@ -44,13 +58,24 @@ impl Client {
         let projects = listed["projects"].as_array().cloned().unwrap_or_default();
         projects
             .iter()
-            .find(|p| p["id"] == id_or_name || p["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(id_or_name)))
+            .find(|p| {
+                p["id"] == id_or_name
+                    || p["name"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(id_or_name))
+            })
             .and_then(|p| p["id"].as_str().map(str::to_owned))
             .with_context(|| format!("no project named or with id {id_or_name:?}"))
     }
 
     /// Starts an export, shows its progress, and downloads it to `out`.
-    pub async fn export(&self, project: &str, format: &str, include_unlabeled: bool, out: &Path) -> anyhow::Result<Value> {
+    pub async fn export(
+        &self,
+        project: &str,
+        format: &str,
+        include_unlabeled: bool,
+        out: &Path,
+    ) -> anyhow::Result<Value> {
         let project_id = self.resolve_project(project).await?;
         let started = self
             .call(
@@ -59,24 +84,51 @@ impl Client {
                 Some(json!({ "format": format, "include_unlabeled": include_unlabeled })),
             )
             .await?;
-        let export_id = started["id"].as_str().context("the export has no id")?.to_owned();
+        let export_id = started["id"]
+            .as_str()
+            .context("the export has no id")?
+            .to_owned();
         let mut stderr = std::io::stderr();
         let view = loop {
-            let view = self.call(reqwest::Method::GET, &format!("/projects/{project_id}/exports/{export_id}"), None).await?;
+            let view = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/projects/{project_id}/exports/{export_id}"),
+                    None,
+                )
+                .await?;
             let written = view["progress"]["items_written"].as_u64().unwrap_or(0);
             let total = view["progress"]["items_total"].as_u64().unwrap_or(0);
-            let _ = write!(stderr, "\r{} {written}/{total} items {}", progress_bar(written, total), view["status"].as_str().unwrap_or(""));
+            let _ = write!(
+                stderr,
+                "\r{} {written}/{total} items {}",
+                progress_bar(written, total),
+                view["status"].as_str().unwrap_or("")
+            );
             let _ = stderr.flush();
             match view["status"].as_str() {
                 Some("succeeded") => break view,
-                Some("failed") => bail!("the export failed: {}", view["error"].as_str().unwrap_or("no reason given")),
+                Some("failed") => bail!(
+                    "the export failed: {}",
+                    view["error"].as_str().unwrap_or("no reason given")
+                ),
                 _ => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         };
         let _ = writeln!(stderr);
-        let url = view["download_url"].as_str().context("the finished export has no download URL")?;
-        let mut response = self.http.get(url).send().await.context("downloading the export")?.error_for_status()?;
-        let mut file = tokio::fs::File::create(out).await.with_context(|| format!("creating {}", out.display()))?;
+        let url = view["download_url"]
+            .as_str()
+            .context("the finished export has no download URL")?;
+        let mut response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .context("downloading the export")?
+            .error_for_status()?;
+        let mut file = tokio::fs::File::create(out)
+            .await
+            .with_context(|| format!("creating {}", out.display()))?;
         while let Some(chunk) = response.chunk().await? {
             tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await?;
         }
@@ -86,6 +138,14 @@ impl Client {
 
 fn progress_bar(done: u64, total: u64) -> String {
     const WIDTH: u64 = 30;
-    let filled = if total == 0 { WIDTH } else { (done * WIDTH / total).min(WIDTH) };
-    format!("[{}{}]", "#".repeat(filled as usize), " ".repeat((WIDTH - filled) as usize))
+    let filled = if total == 0 {
+        WIDTH
+    } else {
+        (done * WIDTH / total).min(WIDTH)
+    };
+    format!(
+        "[{}{}]",
+        "#".repeat(filled as usize),
+        " ".repeat((WIDTH - filled) as usize)
+    )
 }

@@ -68,8 +68,17 @@ async fn main() -> anyhow::Result<()> {
             admin_token,
             no_demo,
         } => serve(data_dir, addr, admin_token, no_demo).await,
-        Command::Export { project, format, out, include_unlabeled, server, token } => {
-            let view = Client::new(&server, &token).export(&project, &format, include_unlabeled, &out).await?;
+        Command::Export {
+            project,
+            format,
+            out,
+            include_unlabeled,
+            server,
+            token,
+        } => {
+            let view = Client::new(&server, &token)
+                .export(&project, &format, include_unlabeled, &out)
+                .await?;
             println!(
                 "wrote {} ({} items, {} annotations; also at {})",
                 out.display(),

@@ -19,18 +19,27 @@ async fn labeling_export_downloads_a_coco_file_with_a_progress_bar() {
     local.blobs.set_public_base(&base);
     let service = local.service.clone();
     let admin = Actor::admin("admin");
-    let project = demo::create_demo(&service, local.blobs.as_ref(), &admin, 3).await.unwrap();
+    let project = demo::create_demo(&service, local.blobs.as_ref(), &admin, 3)
+        .await
+        .unwrap();
     service.ingest_now(&project).await.unwrap();
     let task = service.checkout(&admin, &project).await.unwrap().unwrap();
     let item = &task.items[0];
     let submission = SubmissionInput {
         items: vec![SubmittedItemInput {
             item_id: Some(item.item_id),
-            annotations: Some(vec![AnnotationInput { label: "circle".to_owned(), bbox: Some(vec![10.0, 20.0, 30.0, 40.0]), polygon: None }]),
+            annotations: Some(vec![AnnotationInput {
+                label: "circle".to_owned(),
+                bbox: Some(vec![10.0, 20.0, 30.0, 40.0]),
+                polygon: None,
+            }]),
             ..Default::default()
         }],
     };
-    service.submit(&admin, &project, &task.task_id, submission).await.unwrap();
+    service
+        .submit(&admin, &project, &task.task_id, submission)
+        .await
+        .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(local.serve(listener, async {
         let _ = stopped.await;
@@ -46,13 +55,21 @@ async fn labeling_export_downloads_a_coco_file_with_a_progress_bar() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("[##############################] 1/1 items"), "a finished progress bar: {stderr}");
+    assert!(
+        stderr.contains("[##############################] 1/1 items"),
+        "a finished progress bar: {stderr}"
+    );
     let coco: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(coco["images"].as_array().unwrap().len(), 1);
     assert_eq!(coco["images"][0]["width"], 320);
-    assert_eq!(coco["annotations"][0]["bbox"], serde_json::json!([10.0, 20.0, 30.0, 40.0]));
+    assert_eq!(
+        coco["annotations"][0]["bbox"],
+        serde_json::json!([10.0, 20.0, 30.0, 40.0])
+    );
     assert_eq!(coco["categories"][0]["name"], "circle");
-    assert!(String::from_utf8_lossy(&output.stdout).contains("s3://demo/export/coco/Demo: shapes/"));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("s3://demo/export/coco/Demo: shapes/")
+    );
 
     let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_labeling"))
         .args(["export", "no such project", "--out"])

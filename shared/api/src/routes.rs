@@ -15,8 +15,8 @@ use labeling_core::access::Role;
 use labeling_core::domain::errors::DomainError;
 use labeling_core::domain::labeling::SubmissionInput;
 use labeling_core::domain::project::NewProjectInput;
-use labeling_core::usecases::export::ExportInput;
 use labeling_core::ports::{BlobError, Blobs, SignedUrlVerifier, UserError, Users};
+use labeling_core::usecases::export::ExportInput;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -77,8 +77,14 @@ pub fn router(state: AppState) -> Router {
             "/projects/{project_id}/items/{item_id}/reject",
             post(reject_item),
         )
-        .route("/projects/{project_id}/exports", post(start_export).get(list_exports))
-        .route("/projects/{project_id}/exports/{export_id}", get(get_export))
+        .route(
+            "/projects/{project_id}/exports",
+            post(start_export).get(list_exports),
+        )
+        .route(
+            "/projects/{project_id}/exports/{export_id}",
+            get(get_export),
+        )
         .route("/blobs/{bucket}/{*key}", get(get_blob).put(put_blob))
         .fallback(not_found)
         .with_state(state)
@@ -492,9 +498,18 @@ async fn reject_item(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn start_export(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>, Body(input): Body<ExportInput>) -> Result<Response, Problem> {
+async fn start_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+    Body(input): Body<ExportInput>,
+) -> Result<Response, Problem> {
     admin_only(&caller)?;
-    let export = state.service.start_export(&caller.0, &project_id, input).await.map_err(domain)?;
+    let export = state
+        .service
+        .start_export(&caller.0, &project_id, input)
+        .await
+        .map_err(domain)?;
     let location = format!("/projects/{project_id}/exports/{}", export.id);
     let mut response = (StatusCode::ACCEPTED, Json(export)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -503,15 +518,34 @@ async fn start_export(State(state): State<AppState>, caller: Caller, Path(projec
     Ok(response)
 }
 
-async fn list_exports(State(state): State<AppState>, caller: Caller, Path(project_id): Path<String>) -> Result<Json<Value>, Problem> {
+async fn list_exports(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+) -> Result<Json<Value>, Problem> {
     admin_only(&caller)?;
-    let exports = state.service.list_exports(&caller.0, &project_id).await.map_err(domain)?;
+    let exports = state
+        .service
+        .list_exports(&caller.0, &project_id)
+        .await
+        .map_err(domain)?;
     Ok(Json(json!({ "exports": exports })))
 }
 
-async fn get_export(State(state): State<AppState>, caller: Caller, Path((project_id, export_id)): Path<(String, String)>) -> Result<Response, Problem> {
+async fn get_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((project_id, export_id)): Path<(String, String)>,
+) -> Result<Response, Problem> {
     admin_only(&caller)?;
-    Ok(Json(state.service.get_export(&caller.0, &project_id, &export_id).await.map_err(domain)?).into_response())
+    Ok(Json(
+        state
+            .service
+            .get_export(&caller.0, &project_id, &export_id)
+            .await
+            .map_err(domain)?,
+    )
+    .into_response())
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,10 @@ pub enum Job {
     /// First listing of a new project's source.
     Ingest { project_id: String },
     /// Writes an export into the project's bucket.
-    Export { project_id: String, export_id: String },
+    Export {
+        project_id: String,
+        export_id: String,
+    },
 }
 
 impl Job {

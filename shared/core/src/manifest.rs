@@ -77,6 +77,9 @@ type ChunkMap = HashMap<(String, u64), Arc<Vec<String>>>;
 #[derive(Default)]
 pub struct ManifestCache {
     chunks: Mutex<ChunkMap>,
+    /// The manifest index by project: valid for every position below its `total`, because
+    /// batches are only ever appended.
+    records: Mutex<HashMap<String, ManifestRecord>>,
 }
 
 impl ManifestCache {
@@ -110,6 +113,29 @@ impl ManifestCache {
         }
         chunks.insert(cache_key, keys);
         Ok(key)
+    }
+
+    /// The cached index, if it covers `total` positions.
+    pub fn record_covering(&self, project_id: &str, total: u64) -> Option<ManifestRecord> {
+        let records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        records
+            .get(project_id)
+            .filter(|r| r.total >= total)
+            .cloned()
+    }
+
+    pub fn remember_record(&self, project_id: &str, record: &ManifestRecord) {
+        let mut records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if records.len() >= 1024 {
+            records.clear();
+        }
+        records.insert(project_id.to_owned(), record.clone());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ChunkMap> {

@@ -205,7 +205,10 @@ impl FolderBlobs {
             entries.push((sort_name(&name, is_dir), name, is_dir));
         }
         entries.sort_unstable();
-        let entries: Vec<(String, bool)> = entries.into_iter().map(|(_, name, is_dir)| (name, is_dir)).collect();
+        let entries: Vec<(String, bool)> = entries
+            .into_iter()
+            .map(|(_, name, is_dir)| (name, is_dir))
+            .collect();
         let entries = Arc::new(entries);
         let mut listings = self.listings.lock().unwrap_or_else(PoisonError::into_inner);
         if listings.len() > 4096 {

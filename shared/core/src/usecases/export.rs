@@ -16,7 +16,9 @@ use crate::domain::source::Source;
 use crate::ids::new_id;
 use crate::jobs::Job;
 use crate::keys;
-use crate::ports::{BlobError, BoxError, ByteRange, CompletedPart, Condition, Query, SkRange, TableError, Update};
+use crate::ports::{
+    BlobError, BoxError, ByteRange, CompletedPart, Condition, Query, SkRange, TableError, Update,
+};
 use crate::service::{Service, from_item, to_item};
 use crate::time::rfc3339;
 use crate::usecases::ingest::JobError;
@@ -184,7 +186,10 @@ impl From<ProjectError> for ExportError {
 }
 
 fn export_key(project_id: &str, export_id: &str) -> crate::ports::Key {
-    crate::ports::Key::new(keys::project_pk(project_id), format!("RUN#EXPORT#{export_id}"))
+    crate::ports::Key::new(
+        keys::project_pk(project_id),
+        format!("RUN#EXPORT#{export_id}"),
+    )
 }
 
 /// Parses RFC 3339 (`2024-05-01T12:00:00Z`, fractional seconds and offsets allowed) or epoch ms.
@@ -205,13 +210,21 @@ pub fn parse_time(value: &Value) -> Option<i64> {
         let (clock, offset) = time.split_at(split);
         let sign = if offset.starts_with('-') { -1 } else { 1 };
         let (hours, minutes) = offset[1..].split_once(':')?;
-        (clock, sign * (hours.parse::<i64>().ok()? * 60 + minutes.parse::<i64>().ok()?))
+        (
+            clock,
+            sign * (hours.parse::<i64>().ok()? * 60 + minutes.parse::<i64>().ok()?),
+        )
     };
     let mut clock_parts = clock.split(':');
     let hour: i64 = clock_parts.next()?.parse().ok()?;
     let minute: i64 = clock_parts.next()?.parse().ok()?;
     let seconds: f64 = clock_parts.next().unwrap_or("0").parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || !(0.0..61.0).contains(&seconds) {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || !(0.0..61.0).contains(&seconds)
+    {
         return None;
     }
     // Days from civil (Howard Hinnant).
@@ -222,7 +235,8 @@ pub fn parse_time(value: &Value) -> Option<i64> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    let millis = ((days * 86_400 + hour * 3600 + minute * 60) * 1000) + (seconds * 1000.0).round() as i64;
+    let millis =
+        ((days * 86_400 + hour * 3600 + minute * 60) * 1000) + (seconds * 1000.0).round() as i64;
     Some(millis - offset_minutes * 60_000)
 }
 
@@ -237,8 +251,16 @@ struct PartWriter<'a> {
 }
 
 impl<'a> PartWriter<'a> {
-    async fn start(service: &'a Service, bucket: &str, key: &str, content_type: &str) -> Result<Self, BlobError> {
-        let upload_id = service.blobs.start_multipart(bucket, key, content_type).await?;
+    async fn start(
+        service: &'a Service,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+    ) -> Result<Self, BlobError> {
+        let upload_id = service
+            .blobs
+            .start_multipart(bucket, key, content_type)
+            .await?;
         Ok(Self {
             service,
             bucket: bucket.to_owned(),
@@ -280,7 +302,11 @@ impl<'a> PartWriter<'a> {
     }
 
     async fn abort(self) {
-        let _ = self.service.blobs.abort_multipart(&self.bucket, &self.key, &self.upload_id).await;
+        let _ = self
+            .service
+            .blobs
+            .abort_multipart(&self.bucket, &self.key, &self.upload_id)
+            .await;
     }
 }
 
@@ -305,7 +331,9 @@ impl Selection {
     fn labeled(&self, item: &ItemRecord) -> bool {
         item.round == self.round
             && item.state == ItemState::Labeled
-            && item.labeled_at.is_some_and(|at| at <= self.snapshot_at && self.since.is_none_or(|since| at >= since))
+            && item.labeled_at.is_some_and(|at| {
+                at <= self.snapshot_at && self.since.is_none_or(|since| at >= since)
+            })
     }
 }
 
@@ -329,7 +357,12 @@ fn round3(value: f64) -> f64 {
 
 impl Service {
     #[instrument(skip(self, input), err)]
-    pub async fn start_export(&self, actor: &Actor, project_id: &str, input: ExportInput) -> Result<ExportView, ExportError> {
+    pub async fn start_export(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        input: ExportInput,
+    ) -> Result<ExportView, ExportError> {
         if !actor.is_admin() {
             return Err(ExportError::Forbidden);
         }
@@ -348,20 +381,36 @@ impl Service {
             Some(value) => {
                 let parsed = parse_time(value);
                 if parsed.is_none() {
-                    errors.push("/since", "since is an RFC 3339 time, e.g. 2024-05-01T00:00:00Z");
+                    errors.push(
+                        "/since",
+                        "since is an RFC 3339 time, e.g. 2024-05-01T00:00:00Z",
+                    );
                 }
                 parsed
             }
         };
         errors.into_result().map_err(ExportError::Invalid)?;
-        let format = format.ok_or_else(|| ExportError::Invalid(ValidationErrors::single("/format", "format is coco or jsonl")))?;
-        if matches!(project.status, ProjectStatus::Initializing | ProjectStatus::Failed) {
+        let format = format.ok_or_else(|| {
+            ExportError::Invalid(ValidationErrors::single(
+                "/format",
+                "format is coco or jsonl",
+            ))
+        })?;
+        if matches!(
+            project.status,
+            ProjectStatus::Initializing | ProjectStatus::Failed
+        ) {
             return Err(ExportError::NotReady(project.status.as_str()));
         }
         let now = self.clock.now();
         let id = new_id("x");
         let bucket = self.export_bucket(&project);
-        let key = format!("export/{}/{}/{id}.{}", format.folder(), project.name, format.extension());
+        let key = format!(
+            "export/{}/{}/{id}.{}",
+            format.folder(),
+            project.name,
+            format.extension()
+        );
         let record = ExportRecord {
             id: id.clone(),
             project_id: project_id.to_owned(),
@@ -383,14 +432,21 @@ impl Service {
             error: None,
         };
         self.table
-            .put(to_item(export_key(project_id, &id), "export", &record), Some(Condition::NotExists))
+            .put(
+                to_item(export_key(project_id, &id), "export", &record),
+                Some(Condition::NotExists),
+            )
             .await?;
         let job = Job::Export {
             project_id: project_id.to_owned(),
             export_id: id.clone(),
         };
         self.queue
-            .send(&self.config.jobs_queue, &job.to_body(), std::time::Duration::ZERO)
+            .send(
+                &self.config.jobs_queue,
+                &job.to_body(),
+                std::time::Duration::ZERO,
+            )
             .await
             .map_err(|error| ExportError::Unavailable(Box::new(error)))?;
         self.export_view(&record).await
@@ -408,7 +464,11 @@ impl Service {
         let download_url = if record.status == ExportStatus::Succeeded {
             Some(
                 self.blobs
-                    .presign_get(&record.bucket, &record.key, std::time::Duration::from_secs(DOWNLOAD_URL_SECONDS))
+                    .presign_get(
+                        &record.bucket,
+                        &record.key,
+                        std::time::Duration::from_secs(DOWNLOAD_URL_SECONDS),
+                    )
                     .await?,
             )
         } else {
@@ -442,7 +502,12 @@ impl Service {
     }
 
     #[instrument(skip(self), err)]
-    pub async fn get_export(&self, actor: &Actor, project_id: &str, export_id: &str) -> Result<ExportView, ExportError> {
+    pub async fn get_export(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        export_id: &str,
+    ) -> Result<ExportView, ExportError> {
         if !actor.is_admin() {
             return Err(ExportError::Forbidden);
         }
@@ -457,7 +522,11 @@ impl Service {
     }
 
     #[instrument(skip(self), err)]
-    pub async fn list_exports(&self, actor: &Actor, project_id: &str) -> Result<Vec<ExportView>, ExportError> {
+    pub async fn list_exports(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<Vec<ExportView>, ExportError> {
         if !actor.is_admin() {
             return Err(ExportError::Forbidden);
         }
@@ -465,7 +534,11 @@ impl Service {
         let mut views = Vec::new();
         let mut start_after = None;
         loop {
-            let mut query = Query::new(keys::project_pk(project_id), SkRange::BeginsWith("RUN#EXPORT#".to_owned()), 100);
+            let mut query = Query::new(
+                keys::project_pk(project_id),
+                SkRange::BeginsWith("RUN#EXPORT#".to_owned()),
+                100,
+            );
             query.start_after = start_after;
             let page = self.table.query(query).await?;
             for item in &page.items {
@@ -484,14 +557,21 @@ impl Service {
     /// The export job. A retry starts over with a fresh upload; the object appears only when
     /// the upload completes.
     #[instrument(skip(self), err)]
-    pub(crate) async fn run_export(&self, project_id: &str, export_id: &str) -> Result<(), JobError> {
+    pub(crate) async fn run_export(
+        &self,
+        project_id: &str,
+        export_id: &str,
+    ) -> Result<(), JobError> {
         let key = export_key(project_id, export_id);
         let Some(item) = self.table.get(&key).await? else {
             tracing::warn!("export record is gone; dropping the job");
             return Ok(());
         };
         let mut record: ExportRecord = from_item(&item).map_err(JobError::Unavailable)?;
-        if matches!(record.status, ExportStatus::Succeeded | ExportStatus::Failed) {
+        if matches!(
+            record.status,
+            ExportStatus::Succeeded | ExportStatus::Failed
+        ) {
             return Ok(());
         }
         let Some(project_item) = self.table.get(&keys::project(project_id)).await? else {
@@ -504,9 +584,17 @@ impl Service {
         record.items_written = 0;
         record.annotations_written = 0;
         record.items_total = self.count_export_items(&project, &record).await?;
-        self.table.put(to_item(key.clone(), "export", &record), None).await?;
+        self.table
+            .put(to_item(key.clone(), "export", &record), None)
+            .await?;
 
-        let mut writer = PartWriter::start(self, &record.bucket, &record.key, record.format.content_type()).await?;
+        let mut writer = PartWriter::start(
+            self,
+            &record.bucket,
+            &record.key,
+            record.format.content_type(),
+        )
+        .await?;
         let outcome = match record.format {
             ExportFormat::Coco => self.write_coco(&project, &mut record, &mut writer).await,
             ExportFormat::Jsonl => self.write_jsonl(&project, &mut record, &mut writer).await,
@@ -520,7 +608,9 @@ impl Service {
         }
         record.status = ExportStatus::Succeeded;
         record.finished_at = Some(self.clock.now());
-        self.table.put(to_item(key, "export", &record), None).await?;
+        self.table
+            .put(to_item(key, "export", &record), None)
+            .await?;
         tracing::info!(
             items = record.items_written,
             annotations = record.annotations_written,
@@ -542,7 +632,11 @@ impl Service {
     {
         let mut start_after = None;
         loop {
-            let mut query = Query::new(keys::project_pk(project_id), SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()), 5000);
+            let mut query = Query::new(
+                keys::project_pk(project_id),
+                SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()),
+                5000,
+            );
             query.start_after = start_after;
             let page = self.table.query(query).await?;
             for item in &page.items {
@@ -555,9 +649,16 @@ impl Service {
         }
     }
 
-    async fn count_export_items(&self, project: &ProjectRecord, record: &ExportRecord) -> Result<u64, JobError> {
+    async fn count_export_items(
+        &self,
+        project: &ProjectRecord,
+        record: &ExportRecord,
+    ) -> Result<u64, JobError> {
         if record.include_unlabeled {
-            return Ok(self.read_manifest(&project.id).await?.map_or(0, |m| m.total));
+            return Ok(self
+                .read_manifest(&project.id)
+                .await?
+                .map_or(0, |m| m.total));
         }
         let selection = Selection::of(record);
         let mut count = 0;
@@ -575,14 +676,33 @@ impl Service {
         let update = Update::default()
             .set("items_written", record.items_written)
             .set("annotations_written", record.annotations_written);
-        if let Err(error) = self.table.update(&export_key(&record.project_id, &record.id), update, Some(Condition::Exists)).await {
+        if let Err(error) = self
+            .table
+            .update(
+                &export_key(&record.project_id, &record.id),
+                update,
+                Some(Condition::Exists),
+            )
+            .await
+        {
             tracing::warn!(%error, "could not record export progress");
         }
     }
 
     /// Width and height of an image no labeler has opened yet (for `include_unlabeled`).
     async fn header_size(&self, bucket: &str, key: &str) -> (Option<u32>, Option<u32>) {
-        match self.blobs.get(bucket, key, Some(ByteRange { start: 0, end: 64 * 1024 })).await {
+        match self
+            .blobs
+            .get(
+                bucket,
+                key,
+                Some(ByteRange {
+                    start: 0,
+                    end: 64 * 1024,
+                }),
+            )
+            .await
+        {
             Ok(head) => match imagesize::blob_size(&head) {
                 Ok(size) => (Some(size.width as u32), Some(size.height as u32)),
                 Err(_) => (None, None),
@@ -591,8 +711,14 @@ impl Service {
         }
     }
 
-    async fn write_coco(&self, project: &ProjectRecord, record: &mut ExportRecord, writer: &mut PartWriter<'_>) -> Result<(), JobError> {
-        let source = Source::parse(&project.source, self.config.allow_file_sources).map_err(|e| JobError::Unavailable(Box::new(e)))?;
+    async fn write_coco(
+        &self,
+        project: &ProjectRecord,
+        record: &mut ExportRecord,
+        writer: &mut PartWriter<'_>,
+    ) -> Result<(), JobError> {
+        let source = Source::parse(&project.source, self.config.allow_file_sources)
+            .map_err(|e| JobError::Unavailable(Box::new(e)))?;
         let root = source.list_prefix().to_owned();
         let dataset_root = source.object_uri(&root);
         let info = json!({
@@ -609,7 +735,9 @@ impl Service {
             "dataset_root": dataset_root,
         });
         writer.write(b"{\"info\":").await?;
-        writer.write(&serde_json::to_vec(&info).unwrap_or_default()).await?;
+        writer
+            .write(&serde_json::to_vec(&info).unwrap_or_default())
+            .await?;
         writer.write(b",\"licenses\":[],\"images\":[").await?;
 
         // Pass 1: images.
@@ -630,7 +758,10 @@ impl Service {
         };
         if include_unlabeled {
             // Every item of the manifest, labeled or not, in item order.
-            let total = self.read_manifest(&project.id).await?.map_or(0, |m| m.total);
+            let total = self
+                .read_manifest(&project.id)
+                .await?
+                .map_or(0, |m| m.total);
             let mut records = std::collections::HashMap::new();
             self.for_each_record(&project.id, |item| {
                 records.insert(item.item, (item.width, item.height));
@@ -638,7 +769,15 @@ impl Service {
             })
             .await?;
             for item in 0..total {
-                let key = self.manifests.key_of(self.blobs.as_ref(), &self.config.system_bucket, &project.id, item).await?;
+                let key = self
+                    .manifests
+                    .key_of(
+                        self.blobs.as_ref(),
+                        &self.config.system_bucket,
+                        &project.id,
+                        item,
+                    )
+                    .await?;
                 let (width, height) = match records.get(&item) {
                     Some((Some(w), Some(h))) => (Some(*w), Some(*h)),
                     _ => self.header_size(source.bucket(), &key).await,
@@ -647,13 +786,22 @@ impl Service {
                     writer.write(b",").await?;
                 }
                 first = false;
-                writer.write(&serde_json::to_vec(&image_entry(item, &key, width, height)).unwrap_or_default()).await?;
+                writer
+                    .write(
+                        &serde_json::to_vec(&image_entry(item, &key, width, height))
+                            .unwrap_or_default(),
+                    )
+                    .await?;
                 written += 1;
             }
         } else {
             let mut start_after = None;
             loop {
-                let mut query = Query::new(keys::project_pk(&project.id), SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()), 5000);
+                let mut query = Query::new(
+                    keys::project_pk(&project.id),
+                    SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()),
+                    5000,
+                );
                 query.start_after = start_after;
                 let page = self.table.query(query).await?;
                 for item in &page.items {
@@ -665,7 +813,11 @@ impl Service {
                         pending.push(b',');
                     }
                     first = false;
-                    serde_json::to_writer(&mut pending, &image_entry(item.item, &item.key, item.width, item.height)).map_err(|e| JobError::Unavailable(Box::new(e)))?;
+                    serde_json::to_writer(
+                        &mut pending,
+                        &image_entry(item.item, &item.key, item.width, item.height),
+                    )
+                    .map_err(|e| JobError::Unavailable(Box::new(e)))?;
                     written += 1;
                     if written % PROGRESS_EVERY == 0 {
                         record.items_written = written;
@@ -689,7 +841,11 @@ impl Service {
         let mut first = true;
         let mut start_after = None;
         loop {
-            let mut query = Query::new(keys::project_pk(&project.id), SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()), 5000);
+            let mut query = Query::new(
+                keys::project_pk(&project.id),
+                SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()),
+                5000,
+            );
             query.start_after = start_after;
             let page = self.table.query(query).await?;
             for item in &page.items {
@@ -703,8 +859,11 @@ impl Service {
                         pending.push(b',');
                     }
                     first = false;
-                    serde_json::to_writer(&mut pending, &coco_annotation(project.task_type, annotation_id, item.item + 1, label))
-                        .map_err(|e| JobError::Unavailable(Box::new(e)))?;
+                    serde_json::to_writer(
+                        &mut pending,
+                        &coco_annotation(project.task_type, annotation_id, item.item + 1, label),
+                    )
+                    .map_err(|e| JobError::Unavailable(Box::new(e)))?;
                 }
             }
             writer.write(&pending).await?;
@@ -716,26 +875,42 @@ impl Service {
         }
         record.annotations_written = annotation_id;
         writer.write(b"],\"categories\":").await?;
-        let supercategory = if project.task_type.is_classification() { "class" } else { "object" };
+        let supercategory = if project.task_type.is_classification() {
+            "class"
+        } else {
+            "object"
+        };
         let categories: Vec<Value> = project
             .classes
             .iter()
             .map(|class| json!({ "id": class.id, "name": class.name, "supercategory": supercategory }))
             .collect();
-        writer.write(&serde_json::to_vec(&categories).unwrap_or_default()).await?;
+        writer
+            .write(&serde_json::to_vec(&categories).unwrap_or_default())
+            .await?;
         writer.write(b"}").await?;
         Ok(())
     }
 
-    async fn write_jsonl(&self, project: &ProjectRecord, record: &mut ExportRecord, writer: &mut PartWriter<'_>) -> Result<(), JobError> {
-        let source = Source::parse(&project.source, self.config.allow_file_sources).map_err(|e| JobError::Unavailable(Box::new(e)))?;
+    async fn write_jsonl(
+        &self,
+        project: &ProjectRecord,
+        record: &mut ExportRecord,
+        writer: &mut PartWriter<'_>,
+    ) -> Result<(), JobError> {
+        let source = Source::parse(&project.source, self.config.allow_file_sources)
+            .map_err(|e| JobError::Unavailable(Box::new(e)))?;
         let selection = Selection::of(record);
         let mut written = 0u64;
         let mut annotations = 0u64;
         let mut pending = Vec::new();
         let mut start_after = None;
         loop {
-            let mut query = Query::new(keys::project_pk(&project.id), SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()), 5000);
+            let mut query = Query::new(
+                keys::project_pk(&project.id),
+                SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()),
+                5000,
+            );
             query.start_after = start_after;
             let page = self.table.query(query).await?;
             for item in &page.items {
@@ -744,7 +919,8 @@ impl Service {
                     continue;
                 }
                 annotations += item.labels.len() as u64;
-                serde_json::to_writer(&mut pending, &jsonl_line(project, &source, &item)).map_err(|e| JobError::Unavailable(Box::new(e)))?;
+                serde_json::to_writer(&mut pending, &jsonl_line(project, &source, &item))
+                    .map_err(|e| JobError::Unavailable(Box::new(e)))?;
                 pending.push(b'\n');
                 written += 1;
             }
@@ -768,7 +944,13 @@ fn coco_annotation(task_type: TaskType, id: u64, image_id: u64, label: &StoredAn
     }
     let bbox = label.bbox.unwrap_or_default().map(round3);
     let (segmentation, area) = match &label.polygon {
-        Some(points) => (json!([flat_polygon(points).into_iter().map(round3).collect::<Vec<_>>()]), shoelace_area(points)),
+        Some(points) => (
+            json!([flat_polygon(points)
+                .into_iter()
+                .map(round3)
+                .collect::<Vec<_>>()]),
+            shoelace_area(points),
+        ),
         None => (json!([]), bbox[2] * bbox[3]),
     };
     json!({
@@ -789,37 +971,46 @@ fn jsonl_line(project: &ProjectRecord, source: &Source, item: &ItemRecord) -> Va
     let height = f64::from(item.height.unwrap_or(1).max(1));
     let normalized = |value: f64, size: f64| (value / size * 1e6).round() / 1e6;
     let label = match project.task_type {
-        TaskType::ImageClassificationMulticlass => json!(item.labels.first().map(|l| name(l.class_id))),
-        TaskType::ImageClassificationMultilabel => json!(item.labels.iter().map(|l| name(l.class_id)).collect::<Vec<_>>()),
-        TaskType::ObjectDetection => json!(item
-            .labels
-            .iter()
-            .map(|l| {
-                let [x, y, w, h] = l.bbox.unwrap_or_default();
-                json!({
-                    "label": name(l.class_id),
-                    "topX": normalized(x, width),
-                    "topY": normalized(y, height),
-                    "bottomX": normalized(x + w, width),
-                    "bottomY": normalized(y + h, height),
-                    "isCrowd": 0,
+        TaskType::ImageClassificationMulticlass => {
+            json!(item.labels.first().map(|l| name(l.class_id)))
+        }
+        TaskType::ImageClassificationMultilabel => json!(
+            item.labels
+                .iter()
+                .map(|l| name(l.class_id))
+                .collect::<Vec<_>>()
+        ),
+        TaskType::ObjectDetection => json!(
+            item.labels
+                .iter()
+                .map(|l| {
+                    let [x, y, w, h] = l.bbox.unwrap_or_default();
+                    json!({
+                        "label": name(l.class_id),
+                        "topX": normalized(x, width),
+                        "topY": normalized(y, height),
+                        "bottomX": normalized(x + w, width),
+                        "bottomY": normalized(y + h, height),
+                        "isCrowd": 0,
+                    })
                 })
-            })
-            .collect::<Vec<_>>()),
-        TaskType::InstanceSegmentation => json!(item
-            .labels
-            .iter()
-            .map(|l| {
-                let polygon: Vec<f64> = l
-                    .polygon
-                    .as_deref()
-                    .unwrap_or_default()
-                    .iter()
-                    .flat_map(|[x, y]| [normalized(*x, width), normalized(*y, height)])
-                    .collect();
-                json!({ "label": name(l.class_id), "isCrowd": 0, "polygon": [polygon] })
-            })
-            .collect::<Vec<_>>()),
+                .collect::<Vec<_>>()
+        ),
+        TaskType::InstanceSegmentation => json!(
+            item.labels
+                .iter()
+                .map(|l| {
+                    let polygon: Vec<f64> = l
+                        .polygon
+                        .as_deref()
+                        .unwrap_or_default()
+                        .iter()
+                        .flat_map(|[x, y]| [normalized(*x, width), normalized(*y, height)])
+                        .collect();
+                    json!({ "label": name(l.class_id), "isCrowd": 0, "polygon": [polygon] })
+                })
+                .collect::<Vec<_>>()
+        ),
     };
     json!({
         "image_url": source.object_uri(&item.key),
@@ -840,8 +1031,14 @@ mod tests {
     #[test]
     fn parses_rfc3339_and_epoch_millis() {
         assert_eq!(parse_time(&json!("1970-01-01T00:00:00Z")), Some(0));
-        assert_eq!(parse_time(&json!("2024-02-29T12:34:56.789Z")), Some(1_709_210_096_789));
-        assert_eq!(parse_time(&json!("2024-02-29T14:34:56.789+02:00")), Some(1_709_210_096_789));
+        assert_eq!(
+            parse_time(&json!("2024-02-29T12:34:56.789Z")),
+            Some(1_709_210_096_789)
+        );
+        assert_eq!(
+            parse_time(&json!("2024-02-29T14:34:56.789+02:00")),
+            Some(1_709_210_096_789)
+        );
         assert_eq!(parse_time(&json!(1234)), Some(1234));
         assert_eq!(parse_time(&json!("yesterday")), None);
         assert_eq!(parse_time(&json!("2024-13-01T00:00:00Z")), None);

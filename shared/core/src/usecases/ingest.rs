@@ -56,7 +56,10 @@ impl Service {
             serde_json::from_str(body).map_err(|error| JobError::Malformed(error.to_string()))?;
         match job {
             Job::Ingest { project_id } => self.ingest(&project_id).await,
-            Job::Export { project_id, export_id } => self.run_export(&project_id, &export_id).await,
+            Job::Export {
+                project_id,
+                export_id,
+            } => self.run_export(&project_id, &export_id).await,
         }
     }
 

@@ -434,10 +434,14 @@ impl Service {
         project_id: &str,
         total: u64,
     ) -> Result<ManifestRecord, LabelingError> {
+        if let Some(cached) = self.manifests.record_covering(project_id, total) {
+            return Ok(cached);
+        }
         let manifest = self
             .read_manifest(project_id)
             .await?
             .ok_or_else(|| LabelingError::NotRunning(ProjectStatus::Initializing.as_str()))?;
+        self.manifests.remember_record(project_id, &manifest);
         if manifest.total < total {
             return Err(LabelingError::Unavailable("manifest behind cursor".into()));
         }
