@@ -32,7 +32,9 @@ pub async fn run(keys: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let folders = create_files(dir, keys)?;
     let creation = started.elapsed().as_secs_f64();
-    println!("  files created         {keys} in {folders} folders in {creation:.2} s (not part of the figure)");
+    println!(
+        "  files created         {keys} in {folders} folders in {creation:.2} s (not part of the figure)"
+    );
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let config = ServiceConfig::default();
@@ -106,7 +108,11 @@ pub async fn run(keys: usize) -> anyhow::Result<()> {
         keys as f64 / AZURE_ML_ITEMS_PER_SECOND
     );
     let verdict = if keys >= TARGET_KEYS {
-        if seconds < TARGET_SECONDS { "met" } else { "missed" }
+        if seconds < TARGET_SECONDS {
+            "met"
+        } else {
+            "missed"
+        }
     } else if projected < TARGET_SECONDS {
         "on track (projected linearly)"
     } else {
@@ -130,7 +136,9 @@ fn create_files(dir: &Path, keys: usize) -> anyhow::Result<usize> {
     let root = dir.join("buckets").join("bench").join("imgs");
     let folders = keys.div_ceil(FILES_PER_FOLDER);
     let width = folders.saturating_sub(1).to_string().len().max(3);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|worker| {

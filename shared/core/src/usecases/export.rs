@@ -819,7 +819,7 @@ impl Service {
                     )
                     .map_err(|e| JobError::Unavailable(Box::new(e)))?;
                     written += 1;
-                    if written % PROGRESS_EVERY == 0 {
+                    if written.is_multiple_of(PROGRESS_EVERY) {
                         record.items_written = written;
                         self.save_progress(record).await;
                     }
