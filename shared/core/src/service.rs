@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::domain::project::ProjectRecord;
 use crate::keys::SCHEMA_VERSION;
 use crate::manifest::ManifestCache;
 use crate::ports::{Attrs, Blobs, BoxError, Clock, Item, Key, Queue, Table};
@@ -33,6 +34,51 @@ impl Default for ServiceConfig {
     }
 }
 
+/// How long a warm process may answer labeling requests from its copy of a project.
+pub const PROJECT_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Project records recently read or written by this process. Writes through this process
+/// replace the copy at once; other processes' writes show within [`PROJECT_CACHE_TTL`].
+#[derive(Default)]
+pub(crate) struct ProjectCache {
+    records:
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, ProjectRecord)>>,
+}
+
+impl ProjectCache {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<String, (std::time::Instant, ProjectRecord)>,
+    > {
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, project_id: &str) -> Option<ProjectRecord> {
+        let records = self.lock();
+        let (fetched, record) = records.get(project_id)?;
+        (fetched.elapsed() < PROJECT_CACHE_TTL).then(|| record.clone())
+    }
+
+    pub(crate) fn remember(&self, record: &ProjectRecord) {
+        let mut records = self.lock();
+        if records.len() > 4096 {
+            records.clear();
+        }
+        records.insert(
+            record.id.clone(),
+            (std::time::Instant::now(), record.clone()),
+        );
+    }
+
+    pub(crate) fn forget(&self, project_id: &str) {
+        self.lock().remove(project_id);
+    }
+}
+
 /// Every use case is a method of this struct.
 pub struct Service {
     pub(crate) table: Arc<dyn Table>,
@@ -41,6 +87,7 @@ pub struct Service {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: ServiceConfig,
     pub(crate) manifests: ManifestCache,
+    pub(crate) projects: ProjectCache,
 }
 
 impl Service {
@@ -58,6 +105,7 @@ impl Service {
             clock,
             config,
             manifests: ManifestCache::default(),
+            projects: ProjectCache::default(),
         }
     }
 

@@ -26,10 +26,14 @@ impl Database {
 
     fn init(connection: Connection) -> anyhow::Result<Self> {
         // WAL with synchronous=NORMAL: a committed transaction survives a process crash; only
-        // an OS crash or power loss can lose the last moments.
+        // an OS crash or power loss can lose the last moments. The exclusive locking mode takes
+        // the file lock once instead of on every transaction (one process owns the data
+        // directory; a second `labeling serve` on it is refused as "database is locked").
         connection
             .execute_batch(
-                "PRAGMA journal_mode = WAL;
+                "PRAGMA locking_mode = EXCLUSIVE;
+                 PRAGMA journal_mode = WAL;
+                 PRAGMA wal_autocheckpoint = 2000;
                  PRAGMA synchronous = NORMAL;
                  PRAGMA busy_timeout = 5000;
                  CREATE TABLE IF NOT EXISTS items (
@@ -50,6 +54,8 @@ impl Database {
                  CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (queue, visible_at);",
             )
             .context("creating the schema")?;
+        // Every statement the adapters run stays prepared.
+        connection.set_prepared_statement_cache_capacity(64);
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
         })

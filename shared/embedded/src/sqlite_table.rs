@@ -66,6 +66,24 @@ fn apply(
     write: &Write,
     index: usize,
 ) -> Result<Option<Attrs>, TableError> {
+    // Unconditional puts and deletes do not need the current item.
+    match write {
+        Write::Put {
+            item,
+            condition: None,
+        } => {
+            write_attrs(connection, &item.key, &item.attrs)?;
+            return Ok(Some(item.attrs.clone()));
+        }
+        Write::Delete {
+            key,
+            condition: None,
+        } => {
+            remove(connection, key)?;
+            return Ok(None);
+        }
+        _ => {}
+    }
     let current = read(connection, write.key())?;
     let failed = TableError::ConditionFailed { index };
     match write {
@@ -105,17 +123,38 @@ fn apply(
     }
 }
 
-/// Runs `writes` in one SQLite transaction: all or nothing.
+/// Runs `writes` atomically: a single write is one statement (atomic by itself, and the
+/// connection mutex keeps its read-check-write free of interleaving); several run inside one
+/// SQLite transaction, all or nothing. Statements are cached, so no SQL is parsed per call.
 fn transact(connection: &mut Connection, writes: &[Write]) -> Result<Option<Attrs>, TableError> {
-    let transaction = connection
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+    if let [write] = writes {
+        return apply(connection, write, 0);
+    }
+    run_cached(connection, "BEGIN IMMEDIATE")?;
     let mut last = None;
     for (index, write) in writes.iter().enumerate() {
-        last = apply(&transaction, write, index)?;
+        match apply(connection, write, index) {
+            Ok(after) => last = after,
+            Err(error) => {
+                run_cached(connection, "ROLLBACK")?;
+                return Err(error);
+            }
+        }
     }
-    transaction.commit().map_err(unavailable)?;
+    if let Err(error) = run_cached(connection, "COMMIT") {
+        let _ = run_cached(connection, "ROLLBACK");
+        return Err(error);
+    }
     Ok(last)
+}
+
+fn run_cached(connection: &Connection, sql: &str) -> Result<(), TableError> {
+    connection
+        .prepare_cached(sql)
+        .map_err(unavailable)?
+        .execute([])
+        .map_err(unavailable)?;
+    Ok(())
 }
 
 #[async_trait]

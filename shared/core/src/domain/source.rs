@@ -20,7 +20,10 @@ pub struct Source {
     bucket: String,
     /// The literal part of the key pattern before the first wildcard: the listing prefix.
     list_prefix: String,
-    matcher: Regex,
+    /// The glob as a regular expression, compiled on first use: only listing needs it, and
+    /// checkout parses sources on every request.
+    pattern: String,
+    matcher: std::sync::OnceLock<Option<Regex>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,12 +78,12 @@ impl Source {
             _ if literal_end < pattern.len() => String::new(),
             _ => pattern.to_owned(),
         };
-        let matcher = Regex::new(&glob_to_regex(pattern)).map_err(|_| SourceError::Scheme)?;
         Ok(Self {
             uri: uri.to_owned(),
             bucket,
             list_prefix,
-            matcher,
+            pattern: glob_to_regex(pattern),
+            matcher: std::sync::OnceLock::new(),
         })
     }
 
@@ -96,7 +99,12 @@ impl Source {
 
     /// True when `key` matches the glob and names an image file.
     pub fn admits(&self, key: &str) -> bool {
-        is_image_key(key) && self.matcher.is_match(key)
+        is_image_key(key)
+            && self
+                .matcher
+                .get_or_init(|| Regex::new(&self.pattern).ok())
+                .as_ref()
+                .is_some_and(|matcher| matcher.is_match(key))
     }
 
     /// The `s3://` (or `file://`) URI of a key of this source.

@@ -146,7 +146,9 @@ impl Service {
                 condition: None,
             },
         ];
-        match self.table.transact(writes).await {
+        let outcome = self.table.transact(writes).await;
+        self.projects.forget(project_id);
+        match outcome {
             Ok(()) => {}
             // The project changed (edited, or another delivery finished first): run again.
             Err(TableError::ConditionFailed { .. }) => {

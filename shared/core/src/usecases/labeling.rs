@@ -187,7 +187,7 @@ impl Service {
         actor: &Actor,
         project_id: &str,
     ) -> Result<ProjectRecord, LabelingError> {
-        Ok(self.load_project(actor, project_id).await?)
+        Ok(self.load_project_cached(actor, project_id).await?)
     }
 
     async fn load_task(
@@ -217,6 +217,22 @@ impl Service {
         project_id: &str,
     ) -> Result<Option<CheckedOutTask>, LabelingError> {
         let project = self.project_for_labeling(actor, project_id).await?;
+        match self.checkout_from(actor, &project).await {
+            // The copy of the project was stale (another process changed it): read it again.
+            Err(LabelingError::RoundChanged) | Err(LabelingError::NotRunning(_)) => {
+                let fresh = self.load_project(actor, project_id).await?;
+                self.checkout_from(actor, &fresh).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn checkout_from(
+        &self,
+        actor: &Actor,
+        project: &ProjectRecord,
+    ) -> Result<Option<CheckedOutTask>, LabelingError> {
+        let project_id = project.id.as_str();
         if project.status != ProjectStatus::Running {
             return Err(LabelingError::NotRunning(project.status.as_str()));
         }
@@ -235,7 +251,7 @@ impl Service {
                 let start = (attempt + actor.user.len()) % waiting.items.len();
                 for offset in 0..waiting.items.len() {
                     let candidate = &waiting.items[(start + offset) % waiting.items.len()];
-                    if let Some(task) = self.take_over(actor, &project, candidate, now).await? {
+                    if let Some(task) = self.take_over(actor, project, candidate, now).await? {
                         return Ok(Some(task));
                     }
                 }
@@ -244,7 +260,7 @@ impl Service {
             if fresh_exhausted {
                 return Ok(None);
             }
-            match self.claim_fresh(actor, &project, now).await? {
+            match self.claim_fresh(actor, project, now).await? {
                 Some(Claim::Task(task)) => return Ok(Some(*task)),
                 Some(Claim::NothingUsable) => continue,
                 // Nothing fresh left: look once more for work released meanwhile.
@@ -846,13 +862,19 @@ impl Service {
         task_id: &str,
         input: SubmissionInput,
     ) -> Result<SubmissionReceipt, LabelingError> {
-        let project = self.project_for_labeling(actor, project_id).await?;
+        let mut project = self.project_for_labeling(actor, project_id).await?;
         let task = self.load_task(actor, project_id, task_id).await?;
+        let mut outcomes = validate_submission(&project, &task, &input);
+        if task.round != project.round || outcomes.is_err() {
+            // The warm copy may predate a change (a new class, a new round): judge against
+            // the stored project before refusing.
+            project = self.load_project(actor, project_id).await?;
+            outcomes = validate_submission(&project, &task, &input);
+        }
         if task.round != project.round {
             return Err(LabelingError::RoundChanged);
         }
-        let outcomes =
-            validate_submission(&project, &task, &input).map_err(LabelingError::Invalid)?;
+        let outcomes = outcomes.map_err(LabelingError::Invalid)?;
         let now = self.clock.now();
         let mut labeled = 0i64;
         let mut skipped = 0i64;

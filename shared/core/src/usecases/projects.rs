@@ -113,6 +113,16 @@ impl ProjectView {
     }
 }
 
+/// Labelers see only projects they are members of; to them any other project does not exist.
+fn authorize(actor: &Actor, record: ProjectRecord) -> Result<ProjectRecord, ProjectError> {
+    if record.status == ProjectStatus::Deleted
+        || !(actor.is_admin() || record.is_member(&actor.user))
+    {
+        return Err(ProjectError::NotFound(record.id));
+    }
+    Ok(record)
+}
+
 fn require_admin(actor: &Actor) -> Result<(), ProjectError> {
     if actor.is_admin() {
         Ok(())
@@ -135,12 +145,22 @@ impl Service {
             .await?
             .ok_or_else(|| ProjectError::NotFound(project_id.to_owned()))?;
         let record: ProjectRecord = from_item(&item).map_err(ProjectError::Unavailable)?;
-        if record.status == ProjectStatus::Deleted
-            || !(actor.is_admin() || record.is_member(&actor.user))
-        {
-            return Err(ProjectError::NotFound(project_id.to_owned()));
+        self.projects.remember(&record);
+        authorize(actor, record)
+    }
+
+    /// Like [`Service::load_project`], but may answer from the warm process's copy (at most
+    /// [`crate::service::PROJECT_CACHE_TTL`] old). Only for paths whose writes re-check what
+    /// matters (status and round) in their own conditions.
+    pub(crate) async fn load_project_cached(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<ProjectRecord, ProjectError> {
+        match self.projects.get(project_id) {
+            Some(record) => authorize(actor, record),
+            None => self.load_project(actor, project_id).await,
         }
-        Ok(record)
     }
 
     /// Reads, changes and writes the project record under its version, retrying on races.
@@ -173,7 +193,10 @@ impl Service {
                 self.table.transact(writes).await
             };
             match outcome {
-                Ok(()) => return Ok(record),
+                Ok(()) => {
+                    self.projects.remember(&record);
+                    return Ok(record);
+                }
                 Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => {
                     continue;
                 }
