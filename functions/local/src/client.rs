@@ -138,11 +138,7 @@ impl Client {
 
 fn progress_bar(done: u64, total: u64) -> String {
     const WIDTH: u64 = 30;
-    let filled = if total == 0 {
-        WIDTH
-    } else {
-        (done * WIDTH / total).min(WIDTH)
-    };
+    let filled = (done * WIDTH).checked_div(total).map_or(WIDTH, |f| f.min(WIDTH));
     format!(
         "[{}{}]",
         "#".repeat(filled as usize),
