@@ -23,7 +23,7 @@ fn shapes_for(key: &str, task_type: &str) -> Value {
     match task_type {
         "image_classification_multiclass" => json!({ "labels": [class] }),
         "image_classification_multilabel" => {
-            json!({ "labels": if n as usize % 3 == 0 { json!(["cat", "dog"]) } else { json!([class]) } })
+            json!({ "labels": if (n as usize).is_multiple_of(3) { json!(["cat", "dog"]) } else { json!([class]) } })
         }
         "object_detection" => json!({ "annotations": [
             { "label": class, "bbox": [1.25 + n, 2.5, 10.0 + n, 7.75] },
