@@ -3,6 +3,7 @@
 
 mod checkout;
 mod counting;
+mod export;
 mod ingest;
 mod stats;
 
@@ -26,6 +27,27 @@ enum Command {
         keys: usize,
     },
     /// Drive the HTTP server with concurrent labelers looping checkout then submit.
+    /// Export a project of labeled images as COCO; compare with label-studio-converter.
+    Export {
+        #[arg(long, default_value_t = 500_000)]
+        images: u64,
+        #[arg(long, default_value_t = 4)]
+        boxes: u64,
+        /// Path of the `label-studio-converter` executable (from PyPI) to compare with.
+        #[arg(long)]
+        peer: Option<std::path::PathBuf>,
+        /// Run the peer on only this many images and scale its time linearly.
+        #[arg(long)]
+        peer_images: Option<u64>,
+    },
+    /// (internal) The export itself, in a process of its own so its peak memory is measured.
+    #[command(hide = true)]
+    ExportChild {
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+        #[arg(long)]
+        project: String,
+    },
     Checkout {
         #[arg(long, default_value_t = 32)]
         clients: usize,
@@ -40,6 +62,13 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ingest { keys } => ingest::run(keys).await,
+        Command::Export {
+            images,
+            boxes,
+            peer,
+            peer_images,
+        } => export::run(images, boxes, peer, peer_images).await,
+        Command::ExportChild { data_dir, project } => export::run_child(&data_dir, &project).await,
         Command::Checkout {
             clients,
             items,

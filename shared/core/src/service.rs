@@ -155,6 +155,18 @@ pub(crate) fn from_item<T: DeserializeOwned>(item: &Item) -> Result<T, BoxError>
     })
 }
 
+/// Like [`from_item`], without copying the attributes.
+pub(crate) fn from_item_owned<T: DeserializeOwned>(item: Item) -> Result<T, BoxError> {
+    let Item { key, attrs } = item;
+    serde_json::from_value(serde_json::Value::Object(attrs)).map_err(|error| {
+        Box::new(MalformedRecord {
+            pk: key.pk,
+            sk: key.sk,
+            reason: error.to_string(),
+        }) as BoxError
+    })
+}
+
 pub(crate) fn number(attrs: &Attrs, name: &str) -> i64 {
     attrs
         .get(name)

@@ -19,7 +19,7 @@ use crate::keys;
 use crate::ports::{
     BlobError, BoxError, ByteRange, CompletedPart, Condition, Query, SkRange, TableError, Update,
 };
-use crate::service::{Service, from_item, to_item};
+use crate::service::{Service, from_item, from_item_owned, to_item};
 use crate::time::rfc3339;
 use crate::usecases::ingest::JobError;
 use crate::usecases::projects::ProjectError;
@@ -607,6 +607,7 @@ impl Service {
             }
         }
         record.status = ExportStatus::Succeeded;
+        record.items_total = record.items_written;
         record.finished_at = Some(self.clock.now());
         self.table
             .put(to_item(key, "export", &record), None)
@@ -639,8 +640,8 @@ impl Service {
             );
             query.start_after = start_after;
             let page = self.table.query(query).await?;
-            for item in &page.items {
-                visit(from_item(item).map_err(JobError::Unavailable)?)?;
+            for item in page.items {
+                visit(from_item_owned(item).map_err(JobError::Unavailable)?)?;
             }
             match page.last_evaluated {
                 Some(last) => start_after = Some(last),
@@ -659,6 +660,17 @@ impl Service {
                 .read_manifest(&project.id)
                 .await?
                 .map_or(0, |m| m.total));
+        }
+        if record.since.is_none() {
+            // The round's counter, without a pass over the items: labels made after the
+            // snapshot make it an upper bound, and the final count replaces it.
+            let stats = self
+                .table
+                .get(&keys::stats(&project.id, record.round))
+                .await?;
+            return Ok(stats.map_or(0, |s| {
+                crate::service::number(&s.attrs, "labeled").max(0) as u64
+            }));
         }
         let selection = Selection::of(record);
         let mut count = 0;
@@ -804,8 +816,8 @@ impl Service {
                 );
                 query.start_after = start_after;
                 let page = self.table.query(query).await?;
-                for item in &page.items {
-                    let item: ItemRecord = from_item(item).map_err(JobError::Unavailable)?;
+                for item in page.items {
+                    let item: ItemRecord = from_item_owned(item).map_err(JobError::Unavailable)?;
                     if !selection.labeled(&item) {
                         continue;
                     }
@@ -848,8 +860,8 @@ impl Service {
             );
             query.start_after = start_after;
             let page = self.table.query(query).await?;
-            for item in &page.items {
-                let item: ItemRecord = from_item(item).map_err(JobError::Unavailable)?;
+            for item in page.items {
+                let item: ItemRecord = from_item_owned(item).map_err(JobError::Unavailable)?;
                 if !selection.labeled(&item) {
                     continue;
                 }
@@ -913,8 +925,8 @@ impl Service {
             );
             query.start_after = start_after;
             let page = self.table.query(query).await?;
-            for item in &page.items {
-                let item: ItemRecord = from_item(item).map_err(JobError::Unavailable)?;
+            for item in page.items {
+                let item: ItemRecord = from_item_owned(item).map_err(JobError::Unavailable)?;
                 if !selection.labeled(&item) {
                     continue;
                 }
