@@ -138,7 +138,9 @@ impl Client {
 
 fn progress_bar(done: u64, total: u64) -> String {
     const WIDTH: u64 = 30;
-    let filled = (done * WIDTH).checked_div(total).map_or(WIDTH, |f| f.min(WIDTH));
+    let filled = (done * WIDTH)
+        .checked_div(total)
+        .map_or(WIDTH, |f| f.min(WIDTH));
     format!(
         "[{}{}]",
         "#".repeat(filled as usize),
