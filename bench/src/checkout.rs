@@ -36,7 +36,7 @@ pub async fn run(clients: usize, items: usize, seconds: u64) -> anyhow::Result<(
 
     let mut options = Options::new(dir);
     options.admin_token = Some(ADMIN_TOKEN.to_owned());
-    let local = Local::open(options)?;
+    let local = Local::open(options).await?;
 
     let started = Instant::now();
     write_images(dir, items)?;

@@ -7,13 +7,25 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use labeling_local::{Local, Options};
+use labeling_local::{Local, Options, Store};
+use labeling_core::ports::Blobs as _;
 use labeling_testkit::FakeClock;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+/// Which store the suite runs on: `LABELING_TEST_STORE=aws` runs it on DynamoDB, S3 and SQS in
+/// the emulator at `LABELING_MOTO_ENDPOINT`; otherwise on the embedded store.
+pub fn on_aws() -> bool {
+    std::env::var("LABELING_TEST_STORE").is_ok_and(|s| s == "aws")
+}
+
 pub struct TestApp {
     pub base: String,
+    /// The store's blob port, to put and remove source images as a user would.
+    pub blobs: Arc<dyn labeling_core::ports::Blobs>,
+    pub aws: Option<labeling_aws::Aws>,
+    /// Makes bucket names unique to this app (buckets are global in an emulator).
+    suffix: String,
     pub admin: String,
     pub clock: Arc<FakeClock>,
     pub data_dir: PathBuf,
@@ -45,8 +57,27 @@ pub async fn spawn_app() -> TestApp {
     let mut options = Options::new(&data_dir);
     options.admin_token = Some("admin-token".to_owned());
     options.clock = clock.clone();
-    let local = Local::open(options).unwrap();
+    let suffix = labeling_testkit::unique("t").to_lowercase().replace('_', "-");
+    let suffix = suffix[suffix.len().saturating_sub(24)..].trim_start_matches('-').to_owned();
+    if on_aws() {
+        let endpoint = std::env::var("LABELING_MOTO_ENDPOINT").expect(
+            "LABELING_TEST_STORE=aws needs LABELING_MOTO_ENDPOINT: run ./infra/test.sh, or eval \"$(./infra/moto.sh start)\"",
+        );
+        options.store = Store::Aws {
+            settings: labeling_aws::AwsSettings {
+                table: format!("labeling-{suffix}"),
+                bucket: format!("labeling-{suffix}"),
+                jobs_queue: format!("jobs-{suffix}"),
+                region: "us-east-1".to_owned(),
+                endpoint: Some(endpoint),
+            },
+            create_resources: true,
+        };
+    }
+    let local = Local::open(options).await.unwrap();
     let service = local.service.clone();
+    let blobs = local.blobs.clone();
+    let aws = local.aws.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -55,6 +86,9 @@ pub async fn spawn_app() -> TestApp {
     }));
     TestApp {
         base,
+        blobs,
+        aws,
+        suffix,
         admin: "admin-token".to_owned(),
         clock,
         data_dir,
@@ -142,13 +176,34 @@ impl TestApp {
         reply.body["token"].as_str().unwrap().to_owned()
     }
 
-    /// Writes `count` PNG images of `width` x `height` into bucket folder `bucket/prefix`.
-    pub fn images(&self, bucket: &str, prefix: &str, count: usize, width: u32, height: u32) {
-        let dir = self.data_dir.join("buckets").join(bucket).join(prefix);
-        std::fs::create_dir_all(&dir).unwrap();
+    /// The name a test's bucket `name` has in this app's store (unique in an emulator).
+    pub fn bucket(&self, name: &str) -> String {
+        if self.aws.is_some() { format!("{name}-{}", self.suffix) } else { name.to_owned() }
+    }
+
+    /// Puts an object into a bucket of the store, creating the bucket when needed.
+    pub async fn put_object(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        if let Some(aws) = &self.aws {
+            aws.create_bucket(bucket).await.unwrap();
+        }
+        self.blobs.put(bucket, key, body, "image/png").await.unwrap();
+    }
+
+    pub async fn delete_object(&self, bucket: &str, key: &str) {
+        self.blobs.delete(bucket, key).await.unwrap();
+    }
+
+    /// Writes `count` PNG images of `width` x `height` as `prefix/img-NNNNN.png` into `bucket`.
+    pub async fn images(&self, bucket: &str, prefix: &str, count: usize, width: u32, height: u32) {
         let body = png(width, height, 7);
-        for index in 0..count {
-            std::fs::write(dir.join(format!("img-{index:05}.png")), &body).unwrap();
+        if let Some(aws) = &self.aws {
+            aws.create_bucket(bucket).await.unwrap();
+        }
+        let keys: Vec<String> = (0..count).map(|index| format!("{prefix}/img-{index:05}.png")).collect();
+        let puts = keys.iter().map(|key| self.blobs.put(bucket, key, body.clone(), "image/png"));
+        let results: Vec<_> = futures::StreamExt::collect(futures::StreamExt::buffer_unordered(futures::stream::iter(puts), 16)).await;
+        for result in results {
+            result.unwrap();
         }
     }
 
@@ -190,7 +245,7 @@ impl TestApp {
                 .to_lowercase()
         );
         let bucket = &bucket[..bucket.len().min(40)];
-        self.images(bucket, "set", count, 64, 48);
+        self.images(bucket, "set", count, 64, 48).await;
         let id = self
             .project(json!({
                 "name": labeling_testkit::unique("project"),

@@ -59,17 +59,18 @@ pub fn shapes_picture(seed: u64) -> Vec<u8> {
     png
 }
 
-/// Writes the demo pictures and creates the demo project (admin is a member).
+/// Writes the demo pictures into `bucket` and creates the demo project (admin is a member).
 pub async fn create_demo(
     service: &labeling_core::Service,
     blobs: &dyn Blobs,
+    bucket: &str,
     admin: &Actor,
     pictures: u64,
 ) -> anyhow::Result<String> {
     for index in 0..pictures {
         blobs
             .put(
-                DEMO_BUCKET,
+                bucket,
                 &format!("shapes/shape-{index:03}.png"),
                 shapes_picture(index),
                 "image/png",
@@ -89,7 +90,7 @@ pub async fn create_demo(
                     ),
                     url: None,
                 }),
-                source: format!("s3://{DEMO_BUCKET}/shapes/**"),
+                source: format!("s3://{bucket}/shapes/**"),
                 page_size: Some(1),
                 ..Default::default()
             },

@@ -1,5 +1,5 @@
-//! The whole service in one process on the embedded adapters: composition of the SQLite table
-//! and queue, the folder blob store, the users file, the HTTP router and the job worker.
+//! The whole service in one process: the embedded adapters (SQLite table and queue, folder blob
+//! store) or the AWS ones, the users file, the HTTP router and the job worker.
 
 pub mod client;
 pub mod demo;
@@ -13,7 +13,7 @@ use anyhow::Context;
 use labeling_api::auth::BearerTokens;
 use labeling_api::routes::SignedBlobs;
 use labeling_api::{AppState, router};
-use labeling_core::ports::{Clock, Queue, SystemClock};
+use labeling_core::ports::{Blobs, Clock, Queue, SystemClock};
 use labeling_core::usecases::ingest::JobError;
 use labeling_core::{Service, ServiceConfig};
 use labeling_embedded::{Database, FolderBlobs, SqliteQueue, SqliteTable, UsersFile};
@@ -24,11 +24,24 @@ const MAX_JOB_RECEIVES: u32 = 5;
 /// How long a job is hidden from other workers while one runs it.
 const JOB_VISIBILITY: Duration = Duration::from_secs(300);
 
+/// Where the service keeps its data.
+pub enum Store {
+    /// SQLite, a folder and an in-process queue under the data directory.
+    Embedded,
+    /// DynamoDB, S3 and SQS (or an emulator at `settings.endpoint`).
+    Aws {
+        settings: labeling_aws::AwsSettings,
+        /// Create the table, bucket and queues when missing.
+        create_resources: bool,
+    },
+}
+
 pub struct Options {
     pub data_dir: PathBuf,
     /// The first admin's token, used only when the data directory has no users yet.
     pub admin_token: Option<String>,
     pub clock: Arc<dyn Clock>,
+    pub store: Store,
 }
 
 impl Options {
@@ -37,6 +50,7 @@ impl Options {
             data_dir: data_dir.into(),
             admin_token: None,
             clock: Arc::new(SystemClock),
+            store: Store::Embedded,
         }
     }
 }
@@ -44,8 +58,12 @@ impl Options {
 /// An opened data directory, ready to serve.
 pub struct Local {
     pub service: Arc<Service>,
-    pub blobs: Arc<FolderBlobs>,
-    pub queue: Arc<SqliteQueue>,
+    pub blobs: Arc<dyn Blobs>,
+    /// The folder store, when the embedded store serves signed URLs from this process.
+    pub folder: Option<Arc<FolderBlobs>>,
+    pub queue: Arc<dyn Queue>,
+    /// The AWS adapters, on the AWS store (request counts, resource creation).
+    pub aws: Option<labeling_aws::Aws>,
     pub users: Arc<UsersFile>,
     pub data_dir: PathBuf,
     /// Set when this start created the first admin: the token, to be shown once.
@@ -61,49 +79,58 @@ fn signing_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
                 .iter()
                 .flat_map(|u| u.as_bytes().to_vec())
                 .collect();
-            std::fs::write(&path, &secret)
-                .with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
             Ok(secret)
         }
     }
 }
 
 impl Local {
-    pub fn open(options: Options) -> anyhow::Result<Self> {
+    pub async fn open(options: Options) -> anyhow::Result<Self> {
         let data_dir = options.data_dir;
         std::fs::create_dir_all(data_dir.join("buckets"))
             .with_context(|| format!("creating {}", data_dir.display()))?;
-        let database = Database::open(&data_dir.join("labeling.db"))?;
-        let table = Arc::new(SqliteTable::new(database.clone()));
-        let queue = Arc::new(SqliteQueue::new(
-            database,
-            options.clock.clone(),
-            MAX_JOB_RECEIVES,
-        ));
-        let blobs = Arc::new(FolderBlobs::new(
-            &data_dir,
-            options.clock.clone(),
-            signing_secret(&data_dir)?,
-        ));
         let users = Arc::new(UsersFile::open(data_dir.join("users.json"))?);
         let new_admin_token = if users.is_empty() {
             Some(users.create_first_admin(options.admin_token)?)
         } else {
             None
         };
-        let config = ServiceConfig::default();
-        std::fs::create_dir_all(data_dir.join("buckets").join(&config.system_bucket))?;
-        let service = Arc::new(Service::new(
-            table,
-            blobs.clone(),
-            queue.clone(),
-            options.clock,
-            config,
-        ));
+        let (service, blobs, folder, queue, aws) = match options.store {
+            Store::Embedded => {
+                let database = Database::open(&data_dir.join("labeling.db"))?;
+                let table = Arc::new(SqliteTable::new(database.clone()));
+                let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::new(database, options.clock.clone(), MAX_JOB_RECEIVES));
+                let folder = Arc::new(FolderBlobs::new(&data_dir, options.clock.clone(), signing_secret(&data_dir)?));
+                let config = ServiceConfig::default();
+                std::fs::create_dir_all(data_dir.join("buckets").join(&config.system_bucket))?;
+                let service = Service::new(table, folder.clone(), queue.clone(), options.clock, config);
+                (service, folder.clone() as Arc<dyn Blobs>, Some(folder), queue, None)
+            }
+            Store::Aws { settings, create_resources } => {
+                let aws = labeling_aws::Aws::connect(&settings).await.context("connecting to AWS")?;
+                if create_resources {
+                    aws.create_resources(&settings, MAX_JOB_RECEIVES).await.context("creating the table, bucket and queues")?;
+                }
+                let config = ServiceConfig {
+                    system_bucket: settings.bucket.clone(),
+                    jobs_queue: settings.jobs_queue.clone(),
+                    exports_queue: settings.jobs_queue.clone(),
+                    allow_file_sources: false,
+                    ..ServiceConfig::default()
+                };
+                let service = Service::new(aws.table.clone(), aws.blobs.clone(), aws.queue.clone(), options.clock, config);
+                let blobs: Arc<dyn Blobs> = aws.blobs.clone();
+                let queue: Arc<dyn Queue> = aws.queue.clone();
+                (service, blobs, None, queue, Some(aws))
+            }
+        };
         Ok(Self {
-            service,
+            service: Arc::new(service),
             blobs,
+            folder,
             queue,
+            aws,
             users,
             data_dir,
             new_admin_token,
@@ -115,27 +142,28 @@ impl Local {
             service: self.service.clone(),
             authenticator: Arc::new(BearerTokens(self.users.clone())),
             users: Some(self.users.clone()),
-            signed_blobs: Some(Arc::new(SignedBlobs {
-                verifier: self.blobs.clone(),
-                blobs: self.blobs.clone(),
-            })),
+            signed_blobs: self.folder.as_ref().map(|folder| {
+                Arc::new(SignedBlobs {
+                    verifier: folder.clone(),
+                    blobs: folder.clone(),
+                })
+            }),
         })
     }
 
+    /// Points the embedded store's signed URLs at this server.
+    pub fn set_public_base(&self, base: &str) {
+        if let Some(folder) = &self.folder {
+            folder.set_public_base(base);
+        }
+    }
+
     /// Serves HTTP on `listener` and runs the job worker until `shutdown` resolves.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
-        self.blobs.set_public_base(&format!("http://{address}"));
+        self.set_public_base(&format!("http://{address}"));
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-        let worker = tokio::spawn(run_worker(
-            self.service.clone(),
-            self.queue.clone(),
-            worker_stopped,
-        ));
+        let worker = tokio::spawn(run_worker(self.service.clone(), self.queue.clone(), worker_stopped));
         let app = self.router();
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -151,7 +179,7 @@ impl Local {
 /// timeout and dead-lettered after five tries.
 pub async fn run_worker(
     service: Arc<Service>,
-    queue: Arc<SqliteQueue>,
+    queue: Arc<dyn Queue>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let jobs = service.config().jobs_queue.clone();

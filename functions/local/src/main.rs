@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use labeling_core::Actor;
 use labeling_local::client::Client;
-use labeling_local::{Local, Options, demo};
+use labeling_aws::AwsSettings;
+use labeling_local::{Local, Options, Store, demo};
 
 #[derive(Parser)]
 #[command(
@@ -22,19 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP API and run background jobs on the embedded storage.
-    Serve {
-        #[arg(long, default_value = "./labeling-data", env = "LABELING_DATA_DIR")]
-        data_dir: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:8080", env = "LABELING_ADDR")]
-        addr: SocketAddr,
-        /// The first admin's token (only on a fresh data directory); generated if absent.
-        #[arg(long, env = "LABELING_ADMIN_TOKEN")]
-        admin_token: Option<String>,
-        /// Do not create the demo project on a fresh data directory.
-        #[arg(long)]
-        no_demo: bool,
-    },
+    /// Serve the HTTP API and run background jobs, on the embedded storage or on AWS.
+    Serve(ServeArgs),
     /// Export a project's labels through a running server and download them.
     Export {
         /// Project id or name.
@@ -53,6 +43,40 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "./labeling-data", env = "LABELING_DATA_DIR")]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8080", env = "LABELING_ADDR")]
+    addr: SocketAddr,
+    /// The first admin's token (only on a fresh data directory); generated if absent.
+    #[arg(long, env = "LABELING_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// Do not create the demo project on a fresh data directory.
+    #[arg(long)]
+    no_demo: bool,
+    /// `embedded` (SQLite, folders, in-process queue) or `aws` (DynamoDB, S3, SQS).
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "aws"])]
+    store: String,
+    /// DynamoDB table (aws store).
+    #[arg(long, env = "LABELING_TABLE", default_value = "labeling")]
+    table: String,
+    /// S3 bucket for the service's own objects, exports and the demo (aws store).
+    #[arg(long, env = "LABELING_BUCKET", default_value = "labeling-data")]
+    bucket: String,
+    /// SQS queue of background jobs (aws store); its dead-letter queue is `<name>-dlq`.
+    #[arg(long, env = "LABELING_JOBS_QUEUE", default_value = "labeling-jobs")]
+    jobs_queue: String,
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Endpoint of an AWS emulator such as moto_server (aws store).
+    #[arg(long, env = "LABELING_AWS_ENDPOINT")]
+    aws_endpoint: Option<String>,
+    /// Create the table, bucket and queues when missing (aws store).
+    #[arg(long)]
+    create_resources: bool,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -62,12 +86,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().command {
-        Command::Serve {
-            data_dir,
-            addr,
-            admin_token,
-            no_demo,
-        } => serve(data_dir, addr, admin_token, no_demo).await,
+        Command::Serve(args) => serve(args).await,
         Command::Export {
             project,
             format,
@@ -91,30 +110,43 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(
-    data_dir: PathBuf,
-    addr: SocketAddr,
-    admin_token: Option<String>,
-    no_demo: bool,
-) -> anyhow::Result<()> {
-    let mut options = Options::new(&data_dir);
-    options.admin_token = admin_token;
-    let local = Local::open(options)?;
-    let listener = tokio::net::TcpListener::bind(addr)
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut options = Options::new(&args.data_dir);
+    options.admin_token = args.admin_token;
+    let demo_bucket = if args.store == "aws" {
+        options.store = Store::Aws {
+            settings: AwsSettings {
+                table: args.table,
+                bucket: args.bucket.clone(),
+                jobs_queue: args.jobs_queue,
+                region: args.region,
+                endpoint: args.aws_endpoint,
+            },
+            create_resources: args.create_resources,
+        };
+        args.bucket
+    } else {
+        demo::DEMO_BUCKET.to_owned()
+    };
+    let local = Local::open(options).await?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
         .await
-        .with_context(|| format!("binding {addr}"))?;
+        .with_context(|| format!("binding {}", args.addr))?;
     let address = listener.local_addr()?;
-    local.blobs.set_public_base(&format!("http://{address}"));
+    local.set_public_base(&format!("http://{address}"));
     let fresh = local.new_admin_token.is_some();
     let mut demo_project = None;
-    if fresh && !no_demo {
+    if fresh && !args.no_demo {
         let admin = Actor::admin("admin");
-        demo_project =
-            Some(demo::create_demo(&local.service, local.blobs.as_ref(), &admin, 24).await?);
+        demo_project = Some(
+            demo::create_demo(&local.service, local.blobs.as_ref(), &demo_bucket, &admin, 24)
+                .await?,
+        );
     }
     println!(
-        "labeling is listening on http://{address} (data in {})",
-        data_dir.display()
+        "labeling is listening on http://{address} (data in {}, {} store)",
+        args.data_dir.display(),
+        args.store
     );
     if let Some(token) = &local.new_admin_token {
         println!("admin token (shown once, keep it): {token}");

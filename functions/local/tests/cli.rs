@@ -13,13 +13,13 @@ async fn labeling_export_downloads_a_coco_file_with_a_progress_bar() {
     let _ = std::fs::remove_dir_all(&dir);
     let mut options = Options::new(&dir);
     options.admin_token = Some("cli-admin".to_owned());
-    let local = Local::open(options).unwrap();
+    let local = Local::open(options).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    local.blobs.set_public_base(&base);
+    local.set_public_base(&base);
     let service = local.service.clone();
     let admin = Actor::admin("admin");
-    let project = demo::create_demo(&service, local.blobs.as_ref(), &admin, 3)
+    let project = demo::create_demo(&service, local.blobs.as_ref(), demo::DEMO_BUCKET, &admin, 3)
         .await
         .unwrap();
     service.ingest_now(&project).await.unwrap();

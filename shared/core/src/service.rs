@@ -15,8 +15,10 @@ use crate::ports::{Attrs, Blobs, BoxError, Clock, Item, Key, Queue, Table};
 pub struct ServiceConfig {
     /// Where the service keeps its own objects (manifests, exports' temporary parts).
     pub system_bucket: String,
-    /// The queue of background jobs (ingest, refresh, export).
+    /// The queue of background jobs (ingest, refresh).
     pub jobs_queue: String,
+    /// The queue of export jobs (the same as `jobs_queue` where one worker runs everything).
+    pub exports_queue: String,
     /// How long a signed image URL handed out at checkout stays valid.
     pub image_url_ttl: Duration,
     /// Whether `file://` sources are allowed (the embedded deployment only).
@@ -28,6 +30,7 @@ impl Default for ServiceConfig {
         Self {
             system_bucket: "labeling-system".to_owned(),
             jobs_queue: "labeling-jobs".to_owned(),
+            exports_queue: "labeling-jobs".to_owned(),
             image_url_ttl: Duration::from_secs(15 * 60),
             allow_file_sources: true,
         }

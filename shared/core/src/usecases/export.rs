@@ -443,7 +443,7 @@ impl Service {
         };
         self.queue
             .send(
-                &self.config.jobs_queue,
+                &self.config.exports_queue,
                 &job.to_body(),
                 std::time::Duration::ZERO,
             )

@@ -1,0 +1,9 @@
+//! Lambda `submit`: the HTTP API's submit routes behind API Gateway (payload v2). The router is the
+//! same everywhere; the template decides which routes reach this function.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    labeling_lambda::init_tracing();
+    let (service, _aws) = labeling_lambda::service_from_env().await?;
+    labeling_lambda::run_http(labeling_lambda::http_app(service)).await
+}
