@@ -9,11 +9,18 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 echo "== Python judges (pycocotools 2.0.8 and newest, from PyPI)"
 eval "$(./infra/python-env.sh)"
 
+echo "== moto_server (the AWS-protocol emulator) on a free loopback port"
+eval "$(./infra/moto.sh start)"
+trap './infra/moto.sh stop' EXIT
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== cargo test"
+echo "== cargo test (embedded store, AWS adapters against the emulator)"
 cargo test --workspace --locked
+
+echo "== the black-box HTTP suite again, on DynamoDB, S3 and SQS (the emulator)"
+LABELING_TEST_STORE=aws cargo test --locked -p labeling-tests

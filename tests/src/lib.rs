@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use labeling_local::{Local, Options, Store};
-use labeling_core::ports::Blobs as _;
 use labeling_testkit::FakeClock;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -24,6 +23,8 @@ pub struct TestApp {
     /// The store's blob port, to put and remove source images as a user would.
     pub blobs: Arc<dyn labeling_core::ports::Blobs>,
     pub aws: Option<labeling_aws::Aws>,
+    /// Counts what the service asks of the table.
+    pub table: Arc<labeling_core::ports::counting::CountingTable>,
     /// Makes bucket names unique to this app (buckets are global in an emulator).
     suffix: String,
     pub admin: String,
@@ -57,8 +58,12 @@ pub async fn spawn_app() -> TestApp {
     let mut options = Options::new(&data_dir);
     options.admin_token = Some("admin-token".to_owned());
     options.clock = clock.clone();
-    let suffix = labeling_testkit::unique("t").to_lowercase().replace('_', "-");
-    let suffix = suffix[suffix.len().saturating_sub(24)..].trim_start_matches('-').to_owned();
+    let suffix = labeling_testkit::unique("t")
+        .to_lowercase()
+        .replace('_', "-");
+    let suffix = suffix[suffix.len().saturating_sub(24)..]
+        .trim_start_matches('-')
+        .to_owned();
     if on_aws() {
         let endpoint = std::env::var("LABELING_MOTO_ENDPOINT").expect(
             "LABELING_TEST_STORE=aws needs LABELING_MOTO_ENDPOINT: run ./infra/test.sh, or eval \"$(./infra/moto.sh start)\"",
@@ -78,6 +83,7 @@ pub async fn spawn_app() -> TestApp {
     let service = local.service.clone();
     let blobs = local.blobs.clone();
     let aws = local.aws.clone();
+    let table = local.table.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -88,6 +94,7 @@ pub async fn spawn_app() -> TestApp {
         base,
         blobs,
         aws,
+        table,
         suffix,
         admin: "admin-token".to_owned(),
         clock,
@@ -178,15 +185,22 @@ impl TestApp {
 
     /// The name a test's bucket `name` has in this app's store (unique in an emulator).
     pub fn bucket(&self, name: &str) -> String {
-        if self.aws.is_some() { format!("{name}-{}", self.suffix) } else { name.to_owned() }
+        if self.aws.is_some() {
+            format!("{name}-{}", self.suffix)
+        } else {
+            name.to_owned()
+        }
     }
 
     /// Puts an object into a bucket of the store, creating the bucket when needed.
     pub async fn put_object(&self, bucket: &str, key: &str, body: Vec<u8>) {
         if let Some(aws) = &self.aws {
-            aws.create_bucket(bucket).await.unwrap();
+            aws.create_bucket(bucket, "us-east-1").await.unwrap();
         }
-        self.blobs.put(bucket, key, body, "image/png").await.unwrap();
+        self.blobs
+            .put(bucket, key, body, "image/png")
+            .await
+            .unwrap();
     }
 
     pub async fn delete_object(&self, bucket: &str, key: &str) {
@@ -197,11 +211,19 @@ impl TestApp {
     pub async fn images(&self, bucket: &str, prefix: &str, count: usize, width: u32, height: u32) {
         let body = png(width, height, 7);
         if let Some(aws) = &self.aws {
-            aws.create_bucket(bucket).await.unwrap();
+            aws.create_bucket(bucket, "us-east-1").await.unwrap();
         }
-        let keys: Vec<String> = (0..count).map(|index| format!("{prefix}/img-{index:05}.png")).collect();
-        let puts = keys.iter().map(|key| self.blobs.put(bucket, key, body.clone(), "image/png"));
-        let results: Vec<_> = futures::StreamExt::collect(futures::StreamExt::buffer_unordered(futures::stream::iter(puts), 16)).await;
+        let keys: Vec<String> = (0..count)
+            .map(|index| format!("{prefix}/img-{index:05}.png"))
+            .collect();
+        let puts = keys
+            .iter()
+            .map(|key| self.blobs.put(bucket, key, body.clone(), "image/png"));
+        let results: Vec<_> = futures::StreamExt::collect(futures::StreamExt::buffer_unordered(
+            futures::stream::iter(puts),
+            16,
+        ))
+        .await;
         for result in results {
             result.unwrap();
         }
@@ -320,6 +342,64 @@ impl TestApp {
             }
         }
         panic!("export {id} never finished");
+    }
+
+    /// Queues a refresh and waits until one has run after this call (its status changed).
+    pub async fn refresh(&self, project: &str) -> Value {
+        let before = self.dashboard(project).await["refresh"].clone();
+        // Refreshes record when they ran: keep this one apart from the last one.
+        self.clock.advance(Duration::from_secs(1));
+        let reply = self
+            .post(
+                &format!("/projects/{project}/refresh"),
+                &self.admin,
+                json!({}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+        self.wait_for_refresh_after(project, &before).await
+    }
+
+    /// Waits until the project's refresh status differs from `before`.
+    pub async fn wait_for_refresh_after(&self, project: &str, before: &Value) -> Value {
+        for _ in 0..1000 {
+            let now = self.dashboard(project).await;
+            if &now["refresh"] != before {
+                return now;
+            }
+            // The fake clock stands still: move it, so delayed jobs come due and each refresh
+            // leaves a distinct time.
+            self.clock.advance(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no refresh of {project} ran");
+    }
+
+    /// Keys of every item handed out until nothing is left (each task released afterwards is
+    /// not needed: items are labeled with an empty annotation list or skipped).
+    pub async fn drain_keys(&self, project: &str, token: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        loop {
+            let task = self.checkout(project, token).await;
+            if task.status == StatusCode::NO_CONTENT {
+                return keys;
+            }
+            assert_eq!(task.status, StatusCode::OK, "{task:?}");
+            let mut items = Vec::new();
+            for item in task.body["items"].as_array().unwrap() {
+                keys.push(item["key"].as_str().unwrap().to_owned());
+                items.push(json!({ "item_id": item["item_id"], "skip": true }));
+            }
+            let reply = self
+                .submit(
+                    project,
+                    task.body["task_id"].as_str().unwrap(),
+                    token,
+                    json!({ "items": items }),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        }
     }
 
     /// Checks out and submits until nothing is left, building each item's labels with `labels`

@@ -242,7 +242,8 @@ async fn globs_pick_the_images_they_name() {
         "2024/sub/y.jpg",
         "top.jpg",
     ] {
-        app.put_object(&photos, key, labeling_tests::png(8, 8, 1)).await;
+        app.put_object(&photos, key, labeling_tests::png(8, 8, 1))
+            .await;
     }
     for (glob, expected) in [("cats/**", 2), ("**/*.*", 5), ("2024/*.jpg", 1), ("**", 5)] {
         let source = format!("s3://{photos}/{glob}");
@@ -307,8 +308,19 @@ async fn an_image_deleted_before_checkout_is_marked_missing_and_skipped() {
     let project = app
         .labeled_project("object_detection", &["cat"], 3, 1, "ann")
         .await;
-    let source = app.get(&format!("/projects/{project}"), &app.admin).await.body["source"].as_str().unwrap().to_owned();
-    let bucket = source.trim_start_matches("s3://").split('/').next().unwrap().to_owned();
+    let source = app
+        .get(&format!("/projects/{project}"), &app.admin)
+        .await
+        .body["source"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bucket = source
+        .trim_start_matches("s3://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
     app.delete_object(&bucket, "set/img-00001.png").await;
     let mut keys = Vec::new();
     loop {
@@ -338,7 +350,9 @@ async fn ingest_keeps_the_first_images_in_key_order_and_counts_the_rest_as_dropp
     let app = spawn_app().await;
     let capped = app.bucket("capped");
     app.images(&capped, "all", 7, 4, 4).await;
-    let source = labeling_core::domain::source::Source::parse(&format!("s3://{capped}/all/**"), false).unwrap();
+    let source =
+        labeling_core::domain::source::Source::parse(&format!("s3://{capped}/all/**"), false)
+            .unwrap();
     let listing = app.service.list_source(&source, 5).await.unwrap();
     assert_eq!(
         listing.keys,

@@ -7,14 +7,17 @@
 use labeling_core::Actor;
 use labeling_core::domain::labeling::{AnnotationInput, SubmissionInput, SubmittedItemInput};
 use labeling_core::domain::project::NewProjectInput;
-use labeling_core::ports::Blobs;
 use labeling_local::{Local, Options, Store};
 
 async fn aws_local() -> (Local, String) {
     let endpoint = std::env::var("LABELING_MOTO_ENDPOINT")
         .expect("LABELING_MOTO_ENDPOINT is not set: run ./infra/test.sh, or eval \"$(./infra/moto.sh start)\"");
-    let suffix = labeling_testkit::unique("b").to_lowercase().replace('_', "-");
-    let suffix = suffix[suffix.len().saturating_sub(24)..].trim_start_matches('-').to_owned();
+    let suffix = labeling_testkit::unique("b")
+        .to_lowercase()
+        .replace('_', "-");
+    let suffix = suffix[suffix.len().saturating_sub(24)..]
+        .trim_start_matches('-')
+        .to_owned();
     let dir = std::env::temp_dir().join(format!("labeling-budget-{suffix}"));
     let mut options = Options::new(&dir);
     options.store = Store::Aws {
@@ -35,7 +38,11 @@ fn submission(item: u64) -> SubmissionInput {
     SubmissionInput {
         items: vec![SubmittedItemInput {
             item_id: Some(item),
-            annotations: Some(vec![AnnotationInput { label: "cat".to_owned(), bbox: Some(vec![1.0, 1.0, 4.0, 4.0]), polygon: None }]),
+            annotations: Some(vec![AnnotationInput {
+                label: "cat".to_owned(),
+                bbox: Some(vec![1.0, 1.0, 4.0, 4.0]),
+                polygon: None,
+            }]),
             ..Default::default()
         }],
     }
@@ -51,9 +58,17 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
         let blobs = local.blobs.clone();
         let body = body.clone();
         let bucket = bucket.clone();
-        async move { blobs.put(&bucket, &format!("imgs/{i:05}.png"), body, "image/png").await }
+        async move {
+            blobs
+                .put(&bucket, &format!("imgs/{i:05}.png"), body, "image/png")
+                .await
+        }
     });
-    let results: Vec<_> = futures::StreamExt::collect(futures::StreamExt::buffer_unordered(futures::stream::iter(puts), 16)).await;
+    let results: Vec<_> = futures::StreamExt::collect(futures::StreamExt::buffer_unordered(
+        futures::stream::iter(puts),
+        16,
+    ))
+    .await;
     results.into_iter().for_each(|r| r.unwrap());
     let admin = Actor::admin("admin");
     let project = local
@@ -75,23 +90,73 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
     local.service.ingest_now(&project.id).await.unwrap();
     let list_calls = keys.div_ceil(1000);
     let chunk_puts = keys.div_ceil(10_000);
-    assert_eq!(aws.requests.s3(), list_calls + chunk_puts, "ingest: one list call per 1,000 keys and one put per manifest chunk");
-    assert!(aws.requests.dynamodb() <= 3, "ingest: a constant number of table round trips, got {}", aws.requests.dynamodb());
+    assert_eq!(
+        aws.requests.s3(),
+        list_calls + chunk_puts,
+        "ingest: one list call per 1,000 keys and one put per manifest chunk"
+    );
+    assert!(
+        aws.requests.dynamodb() <= 3,
+        "ingest: a constant number of table round trips, got {}",
+        aws.requests.dynamodb()
+    );
 
     // Warm the process (project copy, manifest index and chunk), as a running function is.
-    let first = local.service.checkout(&admin, &project.id).await.unwrap().unwrap();
-    local.service.submit(&admin, &project.id, &first.task_id, submission(first.items[0].item_id)).await.unwrap();
+    let first = local
+        .service
+        .checkout(&admin, &project.id)
+        .await
+        .unwrap()
+        .unwrap();
+    local
+        .service
+        .submit(
+            &admin,
+            &project.id,
+            &first.task_id,
+            submission(first.items[0].item_id),
+        )
+        .await
+        .unwrap();
 
     for _ in 0..3 {
         aws.requests.reset();
-        let task = local.service.checkout(&admin, &project.id).await.unwrap().unwrap();
+        let task = local
+            .service
+            .checkout(&admin, &project.id)
+            .await
+            .unwrap()
+            .unwrap();
         let checkout_table = aws.requests.dynamodb();
         let checkout_s3 = aws.requests.s3();
-        assert!(checkout_table <= 3, "checkout used {checkout_table} table round trips");
-        assert!(checkout_s3 <= 1, "checkout read {checkout_s3} image headers for one image");
+        assert!(
+            checkout_table <= 3,
+            "checkout used {checkout_table} table round trips"
+        );
+        assert!(
+            checkout_s3 <= 1,
+            "checkout read {checkout_s3} image headers for one image"
+        );
         aws.requests.reset();
-        local.service.submit(&admin, &project.id, &task.task_id, submission(task.items[0].item_id)).await.unwrap();
-        assert!(aws.requests.dynamodb() <= 2, "submit used {} table round trips", aws.requests.dynamodb());
-        assert_eq!(aws.requests.s3() + aws.requests.sqs(), 0, "submit touches neither S3 nor SQS");
+        local
+            .service
+            .submit(
+                &admin,
+                &project.id,
+                &task.task_id,
+                submission(task.items[0].item_id),
+            )
+            .await
+            .unwrap();
+        assert!(
+            aws.requests.dynamodb() <= 2,
+            "submit used {} table round trips",
+            aws.requests.dynamodb()
+        );
+        assert_eq!(
+            aws.requests.s3() + aws.requests.sqs(),
+            0,
+            "submit touches neither S3 nor SQS"
+        );
     }
 }

@@ -147,3 +147,126 @@ fn progress_bar(done: u64, total: u64) -> String {
         " ".repeat((WIDTH - filled) as usize)
     )
 }
+
+/// What an upload did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UploadSummary {
+    pub uploaded: u64,
+    pub skipped: u64,
+    pub bytes: u64,
+}
+
+/// Image files below `folder`, as (path relative to it with `/` separators, full path).
+fn image_files(folder: &Path) -> anyhow::Result<Vec<(String, std::path::PathBuf)>> {
+    let mut found = Vec::new();
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(relative) = path.strip_prefix(folder) {
+                let name = relative
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                if labeling_core::domain::source::is_image_key(&name) {
+                    found.push((name, path));
+                }
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+impl Client {
+    /// Uploads every image below `folder` into dataset `dataset` (created if missing), several
+    /// files at a time. Files already there with the same size and SHA-256 are skipped, so an
+    /// interrupted upload resumes where it stopped.
+    pub async fn upload(
+        &self,
+        folder: &Path,
+        dataset: &str,
+        parallel: usize,
+    ) -> anyhow::Result<UploadSummary> {
+        use futures::StreamExt;
+        use sha2::Digest;
+        if self
+            .call(reqwest::Method::GET, &format!("/datasets/{dataset}"), None)
+            .await
+            .is_err()
+        {
+            self.call(reqwest::Method::POST, "/datasets", Some(json!({ "name": dataset, "description": format!("uploaded from {}", folder.display()) })))
+                .await?;
+        }
+        let files = image_files(folder)?;
+        let total = files.len() as u64;
+        let mut summary = UploadSummary::default();
+        let mut stderr = std::io::stderr();
+        for batch in files.chunks(500) {
+            let mut described = Vec::with_capacity(batch.len());
+            for (name, path) in batch {
+                let body =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                described.push(json!({ "name": name, "size": body.len(), "sha256": hex::encode(sha2::Sha256::digest(&body)) }));
+            }
+            let slots = self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/datasets/{dataset}/uploads"),
+                    Some(json!({ "files": described })),
+                )
+                .await?;
+            let slots = slots["uploads"].as_array().cloned().unwrap_or_default();
+            let puts = batch
+                .iter()
+                .zip(slots)
+                .map(|((name, path), slot)| async move {
+                    if slot["skip"] == true {
+                        return Ok::<_, anyhow::Error>((0u64, true));
+                    }
+                    let url = slot["url"]
+                        .as_str()
+                        .with_context(|| format!("no upload URL for {name}"))?;
+                    let body = tokio::fs::read(path).await?;
+                    let size = body.len() as u64;
+                    self.http
+                        .put(url)
+                        .header(
+                            "content-type",
+                            labeling_core::usecases::datasets::content_type_of(name),
+                        )
+                        .body(body)
+                        .send()
+                        .await?
+                        .error_for_status()
+                        .with_context(|| format!("uploading {name}"))?;
+                    Ok((size, false))
+                });
+            let mut results = futures::stream::iter(puts).buffer_unordered(parallel.max(1));
+            while let Some(result) = results.next().await {
+                let (size, skipped) = result?;
+                if skipped {
+                    summary.skipped += 1;
+                } else {
+                    summary.uploaded += 1;
+                    summary.bytes += size;
+                }
+                let done = summary.uploaded + summary.skipped;
+                let _ = write!(
+                    stderr,
+                    "\r{} {done}/{total} files ({} skipped)",
+                    progress_bar(done, total),
+                    summary.skipped
+                );
+                let _ = stderr.flush();
+            }
+        }
+        let _ = writeln!(stderr);
+        Ok(summary)
+    }
+}

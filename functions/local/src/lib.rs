@@ -13,6 +13,7 @@ use anyhow::Context;
 use labeling_api::auth::BearerTokens;
 use labeling_api::routes::SignedBlobs;
 use labeling_api::{AppState, router};
+use labeling_core::ports::counting::CountingTable;
 use labeling_core::ports::{Blobs, Clock, Queue, SystemClock};
 use labeling_core::usecases::ingest::JobError;
 use labeling_core::{Service, ServiceConfig};
@@ -62,6 +63,8 @@ pub struct Local {
     /// The folder store, when the embedded store serves signed URLs from this process.
     pub folder: Option<Arc<FolderBlobs>>,
     pub queue: Arc<dyn Queue>,
+    /// Counts what the service asks of the table (writes and round trips), whatever the store.
+    pub table: Arc<CountingTable>,
     /// The AWS adapters, on the AWS store (request counts, resource creation).
     pub aws: Option<labeling_aws::Aws>,
     pub users: Arc<UsersFile>,
@@ -79,7 +82,8 @@ fn signing_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
                 .iter()
                 .flat_map(|u| u.as_bytes().to_vec())
                 .collect();
-            std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, &secret)
+                .with_context(|| format!("writing {}", path.display()))?;
             Ok(secret)
         }
     }
@@ -96,21 +100,51 @@ impl Local {
         } else {
             None
         };
-        let (service, blobs, folder, queue, aws) = match options.store {
+        let (service, table, blobs, folder, queue, aws) = match options.store {
             Store::Embedded => {
                 let database = Database::open(&data_dir.join("labeling.db"))?;
-                let table = Arc::new(SqliteTable::new(database.clone()));
-                let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::new(database, options.clock.clone(), MAX_JOB_RECEIVES));
-                let folder = Arc::new(FolderBlobs::new(&data_dir, options.clock.clone(), signing_secret(&data_dir)?));
+                let table = Arc::new(CountingTable::new(Arc::new(SqliteTable::new(
+                    database.clone(),
+                ))));
+                let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::new(
+                    database,
+                    options.clock.clone(),
+                    MAX_JOB_RECEIVES,
+                ));
+                let folder = Arc::new(FolderBlobs::new(
+                    &data_dir,
+                    options.clock.clone(),
+                    signing_secret(&data_dir)?,
+                ));
                 let config = ServiceConfig::default();
                 std::fs::create_dir_all(data_dir.join("buckets").join(&config.system_bucket))?;
-                let service = Service::new(table, folder.clone(), queue.clone(), options.clock, config);
-                (service, folder.clone() as Arc<dyn Blobs>, Some(folder), queue, None)
+                let service = Service::new(
+                    table.clone(),
+                    folder.clone(),
+                    queue.clone(),
+                    options.clock,
+                    config,
+                );
+                (
+                    service,
+                    table,
+                    folder.clone() as Arc<dyn Blobs>,
+                    Some(folder),
+                    queue,
+                    None,
+                )
             }
-            Store::Aws { settings, create_resources } => {
-                let aws = labeling_aws::Aws::connect(&settings).await.context("connecting to AWS")?;
+            Store::Aws {
+                settings,
+                create_resources,
+            } => {
+                let aws = labeling_aws::Aws::connect(&settings)
+                    .await
+                    .context("connecting to AWS")?;
                 if create_resources {
-                    aws.create_resources(&settings, MAX_JOB_RECEIVES).await.context("creating the table, bucket and queues")?;
+                    aws.create_resources(&settings, MAX_JOB_RECEIVES)
+                        .await
+                        .context("creating the table, bucket and queues")?;
                 }
                 let config = ServiceConfig {
                     system_bucket: settings.bucket.clone(),
@@ -119,10 +153,17 @@ impl Local {
                     allow_file_sources: false,
                     ..ServiceConfig::default()
                 };
-                let service = Service::new(aws.table.clone(), aws.blobs.clone(), aws.queue.clone(), options.clock, config);
+                let table = Arc::new(CountingTable::new(aws.table.clone()));
+                let service = Service::new(
+                    table.clone(),
+                    aws.blobs.clone(),
+                    aws.queue.clone(),
+                    options.clock,
+                    config,
+                );
                 let blobs: Arc<dyn Blobs> = aws.blobs.clone();
                 let queue: Arc<dyn Queue> = aws.queue.clone();
-                (service, blobs, None, queue, Some(aws))
+                (service, table, blobs, None, queue, Some(aws))
             }
         };
         Ok(Self {
@@ -130,6 +171,7 @@ impl Local {
             blobs,
             folder,
             queue,
+            table,
             aws,
             users,
             data_dir,
@@ -159,19 +201,48 @@ impl Local {
     }
 
     /// Serves HTTP on `listener` and runs the job worker until `shutdown` resolves.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         self.set_public_base(&format!("http://{address}"));
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-        let worker = tokio::spawn(run_worker(self.service.clone(), self.queue.clone(), worker_stopped));
+        let worker = tokio::spawn(run_worker(
+            self.service.clone(),
+            self.queue.clone(),
+            worker_stopped,
+        ));
+        let schedule = tokio::spawn(run_daily_refresh(self.service.clone(), self.queue.clone()));
         let app = self.router();
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;
         let _ = stop_worker.send(true);
+        schedule.abort();
         let _ = worker.await;
         Ok(())
+    }
+}
+
+/// The local stand-in for the AWS schedule: every day at 02:00 UTC, one job queues a refresh of
+/// every project with incremental refresh on.
+pub async fn run_daily_refresh(service: Arc<Service>, queue: Arc<dyn Queue>) {
+    loop {
+        let now = service.now();
+        let next = labeling_core::usecases::refresh::next_daily_run(now);
+        tokio::time::sleep(Duration::from_millis((next - now).max(1000) as u64)).await;
+        let job = labeling_core::jobs::Job::RefreshAll {
+            trigger: "schedule".to_owned(),
+        };
+        if let Err(error) = queue
+            .send(&service.config().jobs_queue, &job.to_body(), Duration::ZERO)
+            .await
+        {
+            tracing::error!(%error, "could not queue the daily refresh");
+        }
     }
 }
 

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use labeling_aws::AwsSettings;
 use labeling_core::Actor;
 use labeling_local::client::Client;
-use labeling_aws::AwsSettings;
 use labeling_local::{Local, Options, Store, demo};
 
 #[derive(Parser)]
@@ -25,6 +25,19 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API and run background jobs, on the embedded storage or on AWS.
     Serve(ServeArgs),
+    /// Upload a folder of images into a dataset (created if missing), resuming where it stopped.
+    Upload {
+        folder: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        /// Files uploaded at once.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "LABELING_SERVER")]
+        server: String,
+        #[arg(long, env = "LABELING_TOKEN")]
+        token: String,
+    },
     /// Export a project's labels through a running server and download them.
     Export {
         /// Project id or name.
@@ -87,6 +100,22 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Upload {
+            folder,
+            dataset,
+            parallel,
+            server,
+            token,
+        } => {
+            let summary = Client::new(&server, &token)
+                .upload(&folder, &dataset, parallel)
+                .await?;
+            println!(
+                "dataset {dataset}: {} files uploaded ({} bytes), {} already there; use \"source\": \"dataset:{dataset}\" in a project",
+                summary.uploaded, summary.bytes, summary.skipped
+            );
+            Ok(())
+        }
         Command::Export {
             project,
             format,
@@ -139,8 +168,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if fresh && !args.no_demo {
         let admin = Actor::admin("admin");
         demo_project = Some(
-            demo::create_demo(&local.service, local.blobs.as_ref(), &demo_bucket, &admin, 24)
-                .await?,
+            demo::create_demo(
+                &local.service,
+                local.blobs.as_ref(),
+                &demo_bucket,
+                &admin,
+                24,
+            )
+            .await?,
         );
     }
     println!(

@@ -13,14 +13,21 @@ async fn main() -> anyhow::Result<()> {
     labeling_lambda::init_tracing();
     let (service, aws) = labeling_lambda::service_from_env().await?;
     let queues: Vec<String> = std::env::var("LABELING_WORKER_QUEUES")
-        .unwrap_or_else(|_| std::env::var("LABELING_ML_QUEUE").unwrap_or_else(|_| service.config().jobs_queue.clone()))
+        .unwrap_or_else(|_| {
+            std::env::var("LABELING_ML_QUEUE")
+                .unwrap_or_else(|_| service.config().jobs_queue.clone())
+        })
         .split(',')
         .map(str::to_owned)
         .collect();
     tracing::info!(?queues, "worker polling");
     loop {
         for queue in &queues {
-            let messages = match aws.queue.receive(queue, 1, VISIBILITY, Duration::from_secs(20)).await {
+            let messages = match aws
+                .queue
+                .receive(queue, 1, VISIBILITY, Duration::from_secs(20))
+                .await
+            {
                 Ok(messages) => messages,
                 Err(error) => {
                     tracing::error!(%error, queue, "receive failed");
@@ -35,7 +42,9 @@ async fn main() -> anyhow::Result<()> {
                             tracing::warn!(%error, "could not delete a finished job");
                         }
                     }
-                    Err(error) => tracing::warn!(%error, message_id = %message.id, "job failed; the queue will retry it"),
+                    Err(error) => {
+                        tracing::warn!(%error, message_id = %message.id, "job failed; the queue will retry it")
+                    }
                 }
             }
         }

@@ -16,6 +16,7 @@ use labeling_core::domain::errors::DomainError;
 use labeling_core::domain::labeling::SubmissionInput;
 use labeling_core::domain::project::NewProjectInput;
 use labeling_core::ports::{BlobError, Blobs, SignedUrlVerifier, UserError, Users};
+use labeling_core::usecases::datasets::{NewDatasetInput, UploadsInput};
 use labeling_core::usecases::export::ExportInput;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -77,6 +78,10 @@ pub fn router(state: AppState) -> Router {
             "/projects/{project_id}/items/{item_id}/reject",
             post(reject_item),
         )
+        .route("/projects/{project_id}/refresh", post(refresh_project))
+        .route("/datasets", post(create_dataset).get(list_datasets))
+        .route("/datasets/{name}", get(get_dataset))
+        .route("/datasets/{name}/uploads", post(request_uploads))
         .route(
             "/projects/{project_id}/exports",
             post(start_export).get(list_exports),
@@ -498,6 +503,78 @@ async fn reject_item(
     Ok(StatusCode::NO_CONTENT)
 }
 
+async fn refresh_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+) -> Result<Response, Problem> {
+    admin_only(&caller)?;
+    let view = state
+        .service
+        .request_refresh(&caller.0, &project_id)
+        .await
+        .map_err(domain)?;
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+async fn create_dataset(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(input): Body<NewDatasetInput>,
+) -> Result<Response, Problem> {
+    admin_only(&caller)?;
+    let dataset = state
+        .service
+        .create_dataset(&caller.0, input)
+        .await
+        .map_err(domain)?;
+    Ok((StatusCode::CREATED, Json(dataset)).into_response())
+}
+
+async fn list_datasets(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, Problem> {
+    admin_only(&caller)?;
+    let datasets = state
+        .service
+        .list_datasets(&caller.0)
+        .await
+        .map_err(domain)?;
+    Ok(Json(json!({ "datasets": datasets })))
+}
+
+async fn get_dataset(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    admin_only(&caller)?;
+    Ok(Json(
+        state
+            .service
+            .get_dataset(&caller.0, &name)
+            .await
+            .map_err(domain)?,
+    )
+    .into_response())
+}
+
+async fn request_uploads(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(input): Body<UploadsInput>,
+) -> Result<Json<Value>, Problem> {
+    admin_only(&caller)?;
+    let uploads = state
+        .service
+        .request_uploads(&caller.0, &name, input)
+        .await
+        .map_err(domain)?;
+    Ok(Json(json!({ "uploads": uploads })))
+}
+
 async fn start_export(
     State(state): State<AppState>,
     caller: Caller,
@@ -643,5 +720,9 @@ async fn put_blob(
                 "the blob store is unavailable",
             )
         })?;
+    // The local store's object-created event: projects watching this bucket refresh.
+    if let Err(error) = state.service.objects_created(&[(bucket, key)]).await {
+        tracing::warn!(%error, "could not notify projects of a new object");
+    }
     Ok(StatusCode::OK)
 }

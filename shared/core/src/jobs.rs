@@ -8,6 +8,15 @@ use serde::{Deserialize, Serialize};
 pub enum Job {
     /// First listing of a new project's source.
     Ingest { project_id: String },
+    /// Looks for new images in a project's source; `request_id` makes redeliveries of one
+    /// request recognizable (they may take back their own refresh lease).
+    Refresh {
+        project_id: String,
+        trigger: String,
+        request_id: String,
+    },
+    /// Queues a refresh of every project with incremental refresh on (the daily schedule).
+    RefreshAll { trigger: String },
     /// Writes an export into the project's bucket.
     Export {
         project_id: String,

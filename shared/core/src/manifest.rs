@@ -1,7 +1,8 @@
-//! The manifest: the sorted image keys of a project, stored as fixed-size chunks in the blob
-//! store instead of one table row per image. Item ids are positions in the manifest; it only
-//! ever grows (each ingest appends a batch), so a cached chunk stays valid for every item it
-//! holds.
+//! The manifest: the image keys of a project, stored as fixed-size chunks in the blob store
+//! instead of one table row per image. Item ids are positions in the manifest. It only ever
+//! grows: each ingest or refresh appends a batch of new keys (sorted within the batch) written
+//! under a path of its own, so chunk files are never rewritten and a cached chunk is valid
+//! forever.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,14 +19,28 @@ pub const CHUNK_KEYS: u64 = 10_000;
 const CACHED_CHUNKS: usize = 128;
 
 /// One ingest's items: positions `start..start + len`, shuffled among themselves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     pub start: u64,
     pub len: u64,
+    /// Where the batch's chunks live (`manifests/<pid>/<tag>/`); the first ingest's batch has
+    /// none and lives in `manifests/<pid>/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl Batch {
+    /// The blob key of chunk `chunk` of this batch (counted from the batch's start).
+    pub fn chunk_key(&self, project_id: &str, chunk: u64) -> String {
+        match &self.tag {
+            None => chunk_key(project_id, chunk),
+            Some(tag) => format!("manifests/{project_id}/{tag}/{chunk:06}.keys"),
+        }
+    }
 }
 
 /// The stored manifest index (`P#<pid>` / `MANIFEST`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestRecord {
     pub total: u64,
     pub batches: Vec<Batch>,
@@ -34,9 +49,18 @@ pub struct ManifestRecord {
     pub last_refresh_at: Option<i64>,
     pub last_refresh_trigger: Option<String>,
     pub last_refresh_added: u64,
+    /// Keys of the manifest no longer found in the source at the last refresh.
+    #[serde(default)]
+    pub removed: u64,
 }
 
 impl ManifestRecord {
+    pub fn batch_of(&self, item: u64) -> Option<&Batch> {
+        self.batches
+            .iter()
+            .find(|b| item >= b.start && item < b.start + b.len)
+    }
+
     /// The item handed out at `position` in `round`.
     pub fn item_at(&self, project_seed: u64, round: u32, position: u64) -> Option<u64> {
         let (index, batch) = self
@@ -44,6 +68,7 @@ impl ManifestRecord {
             .iter()
             .enumerate()
             .find(|(_, b)| position >= b.start && position < b.start + b.len)?;
+        // Positions and items share each batch's range: a batch permutes only its own items.
         let seed = derive_seed(project_seed, u64::from(round), index as u64);
         Some(batch.start + Permutation::new(batch.len, seed).apply(position - batch.start))
     }
@@ -70,8 +95,8 @@ fn decode_chunk(body: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Cached chunks by (project id, chunk index).
-type ChunkMap = HashMap<(String, u64), Arc<Vec<String>>>;
+/// Cached chunks by blob key (chunk files are immutable).
+type ChunkMap = HashMap<String, Arc<Vec<String>>>;
 
 /// Chunks read so far, shared by every request of a warm process.
 #[derive(Default)]
@@ -89,30 +114,61 @@ impl ManifestCache {
         blobs: &dyn Blobs,
         bucket: &str,
         project_id: &str,
+        manifest: &ManifestRecord,
         item: u64,
     ) -> Result<String, BlobError> {
-        let chunk = item / CHUNK_KEYS;
-        let offset = (item % CHUNK_KEYS) as usize;
-        let cache_key = (project_id.to_owned(), chunk);
-        let cached = self.lock().get(&cache_key).cloned();
-        if let Some(keys) = cached
-            && let Some(key) = keys.get(offset)
-        {
-            return Ok(key.clone());
-        }
-        let body = blobs
-            .get(bucket, &chunk_key(project_id, chunk), None)
+        let batch = manifest
+            .batch_of(item)
+            .ok_or_else(|| BlobError::Invalid(format!("the manifest has no item {item}")))?;
+        let relative = item - batch.start;
+        let keys = self
+            .chunk(
+                blobs,
+                bucket,
+                &batch.chunk_key(project_id, relative / CHUNK_KEYS),
+            )
             .await?;
+        keys.get((relative % CHUNK_KEYS) as usize)
+            .cloned()
+            .ok_or_else(|| BlobError::Invalid(format!("manifest chunk of item {item} is short")))
+    }
+
+    /// Every key of a batch, in the batch's (sorted) order.
+    pub async fn batch_keys(
+        &self,
+        blobs: &dyn Blobs,
+        bucket: &str,
+        project_id: &str,
+        batch: &Batch,
+    ) -> Result<Vec<String>, BlobError> {
+        let mut keys = Vec::with_capacity(batch.len as usize);
+        for chunk in 0..batch.len.div_ceil(CHUNK_KEYS) {
+            let body = blobs
+                .get(bucket, &batch.chunk_key(project_id, chunk), None)
+                .await?;
+            keys.extend(decode_chunk(&body));
+        }
+        keys.truncate(batch.len as usize);
+        Ok(keys)
+    }
+
+    async fn chunk(
+        &self,
+        blobs: &dyn Blobs,
+        bucket: &str,
+        path: &str,
+    ) -> Result<Arc<Vec<String>>, BlobError> {
+        if let Some(keys) = self.lock().get(path).cloned() {
+            return Ok(keys);
+        }
+        let body = blobs.get(bucket, path, None).await?;
         let keys = Arc::new(decode_chunk(&body));
-        let key = keys.get(offset).cloned().ok_or_else(|| {
-            BlobError::Invalid(format!("manifest chunk {chunk} has no item {item}"))
-        })?;
         let mut chunks = self.lock();
         if chunks.len() >= CACHED_CHUNKS {
             chunks.clear();
         }
-        chunks.insert(cache_key, keys);
-        Ok(key)
+        chunks.insert(path.to_owned(), keys.clone());
+        Ok(keys)
     }
 
     /// The cached index, if it covers `total` positions.

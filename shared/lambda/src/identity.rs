@@ -14,15 +14,24 @@ pub struct JwtClaims {
 impl JwtClaims {
     pub fn from_env() -> Self {
         Self {
-            admin_group: std::env::var("LABELING_ADMIN_GROUP").unwrap_or_else(|_| "labeling-admins".to_owned()),
-            labeler_group: std::env::var("LABELING_LABELER_GROUP").unwrap_or_else(|_| "labelers".to_owned()),
+            admin_group: std::env::var("LABELING_ADMIN_GROUP")
+                .unwrap_or_else(|_| "labeling-admins".to_owned()),
+            labeler_group: std::env::var("LABELING_LABELER_GROUP")
+                .unwrap_or_else(|_| "labelers".to_owned()),
         }
     }
 
     /// The actor for a set of claims (name → value as API Gateway passes them).
     pub fn actor<'a>(&self, claim: impl Fn(&str) -> Option<&'a str>) -> Option<Actor> {
-        let user = claim("cognito:username").or_else(|| claim("username")).or_else(|| claim("email")).or_else(|| claim("sub"))?;
-        let groups = parse_groups(claim("cognito:groups").or_else(|| claim("groups")).unwrap_or(""));
+        let user = claim("cognito:username")
+            .or_else(|| claim("username"))
+            .or_else(|| claim("email"))
+            .or_else(|| claim("sub"))?;
+        let groups = parse_groups(
+            claim("cognito:groups")
+                .or_else(|| claim("groups"))
+                .unwrap_or(""),
+        );
         let role = if groups.iter().any(|g| *g == self.admin_group) {
             Role::Admin
         } else if groups.iter().any(|g| *g == self.labeler_group) {
@@ -30,7 +39,10 @@ impl JwtClaims {
         } else {
             return None;
         };
-        Some(Actor { user: user.to_owned(), role })
+        Some(Actor {
+            user: user.to_owned(),
+            role,
+        })
     }
 }
 
@@ -48,7 +60,8 @@ fn parse_groups(raw: &str) -> Vec<&str> {
 
 impl Authenticator for JwtClaims {
     fn authenticate(&self, parts: &axum::http::request::Parts) -> Option<Actor> {
-        let Some(RequestContext::ApiGatewayV2(context)) = parts.extensions.get::<RequestContext>() else {
+        let Some(RequestContext::ApiGatewayV2(context)) = parts.extensions.get::<RequestContext>()
+        else {
             return None;
         };
         let claims = &context.authorizer.as_ref()?.jwt.as_ref()?.claims;
@@ -62,16 +75,31 @@ mod tests {
 
     #[test]
     fn groups_map_to_roles() {
-        let jwt = JwtClaims { admin_group: "labeling-admins".into(), labeler_group: "labelers".into() };
-        let claims = |groups: &'static str| move |name: &str| match name {
-            "cognito:username" => Some("ann"),
-            "cognito:groups" => Some(groups),
-            _ => None,
+        let jwt = JwtClaims {
+            admin_group: "labeling-admins".into(),
+            labeler_group: "labelers".into(),
+        };
+        let claims = |groups: &'static str| {
+            move |name: &str| match name {
+                "cognito:username" => Some("ann"),
+                "cognito:groups" => Some(groups),
+                _ => None,
+            }
         };
         assert_eq!(jwt.actor(claims("[labelers]")), Some(Actor::labeler("ann")));
-        assert_eq!(jwt.actor(claims("[labelers labeling-admins]")), Some(Actor::admin("ann")));
-        assert_eq!(jwt.actor(claims("[\"labelers\"]")), Some(Actor::labeler("ann")));
-        assert_eq!(jwt.actor(claims("[others]")), None, "no known group: no access");
+        assert_eq!(
+            jwt.actor(claims("[labelers labeling-admins]")),
+            Some(Actor::admin("ann"))
+        );
+        assert_eq!(
+            jwt.actor(claims("[\"labelers\"]")),
+            Some(Actor::labeler("ann"))
+        );
+        assert_eq!(
+            jwt.actor(claims("[others]")),
+            None,
+            "no known group: no access"
+        );
         assert_eq!(jwt.actor(claims("")), None);
     }
 }

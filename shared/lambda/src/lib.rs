@@ -19,7 +19,9 @@ pub use identity::JwtClaims;
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_current_span(false)
         .without_time()
         .try_init();
@@ -35,7 +37,8 @@ impl Queues {
     pub fn from_env(settings: &AwsSettings) -> Self {
         Self {
             jobs: settings.jobs_queue.clone(),
-            exports: std::env::var("LABELING_EXPORTS_QUEUE").unwrap_or_else(|_| settings.jobs_queue.clone()),
+            exports: std::env::var("LABELING_EXPORTS_QUEUE")
+                .unwrap_or_else(|_| settings.jobs_queue.clone()),
         }
     }
 }
@@ -57,7 +60,13 @@ pub fn service_on(aws: &Aws, settings: &AwsSettings) -> Service {
         allow_file_sources: false,
         ..ServiceConfig::default()
     };
-    Service::new(aws.table.clone(), aws.blobs.clone(), aws.queue.clone(), Arc::new(SystemClock), config)
+    Service::new(
+        aws.table.clone(),
+        aws.blobs.clone(),
+        aws.queue.clone(),
+        Arc::new(SystemClock),
+        config,
+    )
 }
 
 /// The HTTP router with identities from the JWT authorizer. No local users, no local blob
@@ -75,10 +84,14 @@ pub fn http_app(service: Arc<Service>) -> axum::Router {
 /// (default 127.0.0.1:8080) for a try-out outside Lambda.
 pub async fn run_http(app: axum::Router) -> anyhow::Result<()> {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        lambda_http::run(app).await.map_err(|error| anyhow::anyhow!("lambda runtime: {error}"))
+        lambda_http::run(app)
+            .await
+            .map_err(|error| anyhow::anyhow!("lambda runtime: {error}"))
     } else {
         let addr = std::env::var("LABELING_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
-        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, "serving outside Lambda");
         axum::serve(listener, app).await.context("serving HTTP")
     }

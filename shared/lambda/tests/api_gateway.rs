@@ -7,7 +7,7 @@
 use axum::body::Body;
 use axum::http::StatusCode;
 use labeling_core::Role;
-use labeling_core::ports::{Blobs, Users};
+use labeling_core::ports::Users;
 use labeling_local::{Local, Options};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -28,11 +28,16 @@ fn event(method: &str, path: &str, body: Option<&Value>, user: Option<(&str, &st
     event["body"] = body.map_or(Value::Null, |b| json!(b.to_string()));
     match user {
         Some((name, groups)) => {
-            event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:username"] = json!(name);
-            event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] = json!(groups);
+            event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:username"] =
+                json!(name);
+            event["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] =
+                json!(groups);
         }
         None => {
-            event["requestContext"].as_object_mut().unwrap().remove("authorizer");
+            event["requestContext"]
+                .as_object_mut()
+                .unwrap()
+                .remove("authorizer");
         }
     }
     event.to_string()
@@ -41,18 +46,39 @@ fn event(method: &str, path: &str, body: Option<&Value>, user: Option<(&str, &st
 async fn call(app: &axum::Router, request: axum::http::Request<Body>) -> (StatusCode, Value) {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
-async fn via_lambda(app: &axum::Router, method: &str, path: &str, body: Option<&Value>, user: Option<(&str, &str)>) -> (StatusCode, Value) {
+async fn via_lambda(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    user: Option<(&str, &str)>,
+) -> (StatusCode, Value) {
     let request = lambda_http::request::from_str(&event(method, path, body, user)).unwrap();
     let (parts, body) = request.into_parts();
     let bytes = body.to_vec();
-    call(app, axum::http::Request::from_parts(parts, Body::from(bytes))).await
+    call(
+        app,
+        axum::http::Request::from_parts(parts, Body::from(bytes)),
+    )
+    .await
 }
 
-async fn via_local(app: &axum::Router, method: &str, path: &str, body: Option<&Value>, token: &str) -> (StatusCode, Value) {
+async fn via_local(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    token: &str,
+) -> (StatusCode, Value) {
     let request = axum::http::Request::builder()
         .method(method)
         .uri(path)
@@ -72,7 +98,11 @@ async fn api_gateway_events_get_the_same_answers_as_the_local_server() {
     let local = Local::open(options).await.unwrap();
     let ann_token = local.users.create_user("ann", Role::Labeler).unwrap();
     for index in 0..3 {
-        local.blobs.put("photos", &format!("pets/{index}.png"), png(), "image/png").await.unwrap();
+        local
+            .blobs
+            .put("photos", &format!("pets/{index}.png"), png(), "image/png")
+            .await
+            .unwrap();
     }
     let local_app = local.router();
     let lambda_app = labeling_lambda::http_app(local.service.clone());
@@ -82,20 +112,42 @@ async fn api_gateway_events_get_the_same_answers_as_the_local_server() {
     let new = json!({ "name": "pets", "task_type": "object_detection", "labels": ["cat", "dog"], "source": "s3://photos/pets/**" });
     let (status, created) = via_lambda(&lambda_app, "POST", "/projects", Some(&new), admin).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{created}");
-    assert_eq!(created["created_by"], "admin", "the JWT's user is the actor");
+    assert_eq!(
+        created["created_by"], "admin",
+        "the JWT's user is the actor"
+    );
     let id = created["id"].as_str().unwrap().to_owned();
     local.service.ingest_now(&id).await.unwrap();
-    let (status, _) = via_lambda(&lambda_app, "POST", &format!("/projects/{id}/members"), Some(&json!({ "user": "ann" })), admin).await;
+    let (status, _) = via_lambda(
+        &lambda_app,
+        "POST",
+        &format!("/projects/{id}/members"),
+        Some(&json!({ "user": "ann" })),
+        admin,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 
-    for path in [format!("/projects/{id}"), format!("/projects/{id}/dashboard"), "/projects".to_owned(), format!("/projects/{id}/items?state=unlabeled")] {
+    for path in [
+        format!("/projects/{id}"),
+        format!("/projects/{id}/dashboard"),
+        "/projects".to_owned(),
+        format!("/projects/{id}/items?state=unlabeled"),
+    ] {
         let from_lambda = via_lambda(&lambda_app, "GET", &path, None, admin).await;
         let from_local = via_local(&local_app, "GET", &path, None, "admin-token").await;
         assert_eq!(from_lambda, from_local, "GET {path}");
         assert_eq!(from_lambda.0, StatusCode::OK, "GET {path}");
     }
 
-    let (status, task) = via_lambda(&lambda_app, "POST", &format!("/projects/{id}/tasks/checkout"), None, ann).await;
+    let (status, task) = via_lambda(
+        &lambda_app,
+        "POST",
+        &format!("/projects/{id}/tasks/checkout"),
+        None,
+        ann,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{task}");
     let task_id = task["task_id"].as_str().unwrap();
     let item = task["items"][0]["item_id"].clone();
@@ -104,27 +156,97 @@ async fn api_gateway_events_get_the_same_answers_as_the_local_server() {
     let from_lambda = via_lambda(&lambda_app, "POST", &submit, Some(&bad), ann).await;
     let from_local = via_local(&local_app, "POST", &submit, Some(&bad), &ann_token).await;
     assert_eq!(from_lambda.0, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(from_lambda, from_local, "the same problem+json for the same refusal");
+    assert_eq!(
+        from_lambda, from_local,
+        "the same problem+json for the same refusal"
+    );
     let good = json!({ "items": [{ "item_id": item, "annotations": [{ "label": "cat", "bbox": [1, 1, 3, 3] }] }] });
     let (status, receipt) = via_lambda(&lambda_app, "POST", &submit, Some(&good), ann).await;
-    assert_eq!((status, receipt["labeled"].clone()), (StatusCode::OK, json!(1)));
-    let labeled = via_lambda(&lambda_app, "GET", &format!("/projects/{id}/items?state=labeled"), None, admin).await;
+    assert_eq!(
+        (status, receipt["labeled"].clone()),
+        (StatusCode::OK, json!(1))
+    );
+    let labeled = via_lambda(
+        &lambda_app,
+        "GET",
+        &format!("/projects/{id}/items?state=labeled"),
+        None,
+        admin,
+    )
+    .await;
     assert_eq!(labeled.1["items"][0]["labeled_by"], "ann");
 
-    let forbidden = via_lambda(&lambda_app, "GET", &format!("/projects/{id}/dashboard"), None, ann).await;
-    assert_eq!(forbidden.0, via_local(&local_app, "GET", &format!("/projects/{id}/dashboard"), None, &ann_token).await.0);
+    let forbidden = via_lambda(
+        &lambda_app,
+        "GET",
+        &format!("/projects/{id}/dashboard"),
+        None,
+        ann,
+    )
+    .await;
+    assert_eq!(
+        forbidden.0,
+        via_local(
+            &local_app,
+            "GET",
+            &format!("/projects/{id}/dashboard"),
+            None,
+            &ann_token
+        )
+        .await
+        .0
+    );
     assert_eq!(forbidden.0, StatusCode::FORBIDDEN);
-    assert_eq!(via_lambda(&lambda_app, "GET", "/projects", None, None).await.0, StatusCode::UNAUTHORIZED, "no claims");
-    assert_eq!(via_lambda(&lambda_app, "GET", "/projects", None, Some(("eve", "[guests]"))).await.0, StatusCode::UNAUTHORIZED, "no known group");
-    assert_eq!(via_lambda(&lambda_app, "GET", "/healthz", None, None).await.0, StatusCode::OK);
-    let users = via_lambda(&lambda_app, "POST", "/users", Some(&json!({ "name": "bob", "role": "labeler" })), admin).await;
-    assert_eq!(users.0, StatusCode::NOT_FOUND, "users come from the identity provider on AWS");
+    assert_eq!(
+        via_lambda(&lambda_app, "GET", "/projects", None, None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED,
+        "no claims"
+    );
+    assert_eq!(
+        via_lambda(
+            &lambda_app,
+            "GET",
+            "/projects",
+            None,
+            Some(("eve", "[guests]"))
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED,
+        "no known group"
+    );
+    assert_eq!(
+        via_lambda(&lambda_app, "GET", "/healthz", None, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let users = via_lambda(
+        &lambda_app,
+        "POST",
+        "/users",
+        Some(&json!({ "name": "bob", "role": "labeler" })),
+        admin,
+    )
+    .await;
+    assert_eq!(
+        users.0,
+        StatusCode::NOT_FOUND,
+        "users come from the identity provider on AWS"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn png() -> Vec<u8> {
     let picture = image::RgbImage::from_pixel(20, 10, image::Rgb([1, 2, 3]));
     let mut bytes = Vec::new();
-    picture.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    picture
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
     bytes
 }

@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod clock;
+pub mod counting;
 pub mod queue;
 pub mod table;
 pub mod users;

@@ -11,7 +11,6 @@ use crate::domain::project::ProjectRecord;
 use crate::keys;
 use crate::manifest::ManifestRecord;
 use crate::service::{Service, from_item, number};
-use crate::time::rfc3339;
 use crate::usecases::labeling::class_counter;
 use crate::usecases::projects::ProjectError;
 
@@ -48,6 +47,7 @@ pub struct Dashboard {
     pub label_distribution: BTreeMap<String, u64>,
     pub last_refresh_at: Option<String>,
     pub last_refresh_trigger: Option<String>,
+    pub refresh: crate::usecases::refresh::RefreshView,
 }
 
 fn count(attrs: &crate::ports::Attrs, name: &str) -> u64 {
@@ -77,6 +77,7 @@ impl Service {
         let cursor = find(&wanted[1]).map_or(&empty, |item| &item.attrs);
         let stats = find(&wanted[2]).map_or(&empty, |item| &item.attrs);
         let total = manifest.as_ref().map_or(0, |m| m.total);
+        let refresh = self.refresh_view_with(&project, manifest.as_ref()).await;
         let handed_out = count(cursor, "next").min(total);
         let labeled = count(stats, "labeled");
         let skipped = count(stats, "skipped");
@@ -96,7 +97,7 @@ impl Service {
             labeled,
             skipped,
             missing,
-            dropped: manifest.as_ref().map_or(0, |m| m.dropped),
+            dropped: refresh.items_dropped,
             pending: Pending {
                 not_in_task: total.saturating_sub(labeled + skipped + missing + in_task + queued),
                 in_task,
@@ -109,11 +110,9 @@ impl Service {
                 prelabeled: count(stats, "q_prelabeled"),
             },
             label_distribution,
-            last_refresh_at: manifest
-                .as_ref()
-                .and_then(|m| m.last_refresh_at)
-                .map(rfc3339),
-            last_refresh_trigger: manifest.and_then(|m| m.last_refresh_trigger),
+            last_refresh_at: refresh.last_refresh_at.clone(),
+            last_refresh_trigger: refresh.last_refresh_trigger.clone(),
+            refresh,
         })
     }
 }

@@ -770,10 +770,8 @@ impl Service {
         };
         if include_unlabeled {
             // Every item of the manifest, labeled or not, in item order.
-            let total = self
-                .read_manifest(&project.id)
-                .await?
-                .map_or(0, |m| m.total);
+            let manifest = self.read_manifest(&project.id).await?.unwrap_or_default();
+            let total = manifest.total;
             let mut records = std::collections::HashMap::new();
             self.for_each_record(&project.id, |item| {
                 records.insert(item.item, (item.width, item.height));
@@ -787,6 +785,7 @@ impl Service {
                         self.blobs.as_ref(),
                         &self.config.system_bucket,
                         &project.id,
+                        &manifest,
                         item,
                     )
                     .await?;

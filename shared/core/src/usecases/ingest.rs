@@ -52,10 +52,19 @@ impl Service {
     /// Runs one job from the jobs queue. Safe to run twice.
     #[instrument(skip(self, body), err)]
     pub async fn run_job(&self, body: &str) -> Result<(), JobError> {
+        if let Some(objects) = crate::usecases::refresh::parse_object_created(body) {
+            return self.objects_created(&objects).await;
+        }
         let job: Job =
             serde_json::from_str(body).map_err(|error| JobError::Malformed(error.to_string()))?;
         match job {
             Job::Ingest { project_id } => self.ingest(&project_id).await,
+            Job::Refresh {
+                project_id,
+                trigger,
+                request_id,
+            } => self.refresh(&project_id, &trigger, &request_id).await,
+            Job::RefreshAll { trigger } => self.refresh_all(&trigger).await,
             Job::Export {
                 project_id,
                 export_id,
@@ -102,6 +111,7 @@ impl Service {
                 vec![Batch {
                     start: 0,
                     len: total,
+                    tag: None,
                 }]
             } else {
                 Vec::new()
@@ -110,6 +120,7 @@ impl Service {
             last_refresh_at: Some(now),
             last_refresh_trigger: Some("create".to_owned()),
             last_refresh_added: total,
+            removed: 0,
         };
         let round = project.round;
         let writes = vec![

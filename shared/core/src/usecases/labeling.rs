@@ -416,6 +416,10 @@ impl Service {
                 )
                 .await;
         }
+        if project.incremental_refresh && total > 0 && (total - next.min(total)) * 10 < total {
+            self.request_low_water_refresh(project, &cursor_key, total)
+                .await;
+        }
         if start >= total {
             return Ok(None);
         }
@@ -432,16 +436,45 @@ impl Service {
             positions.push(item);
         }
         match self
-            .claim_items(actor, project, &source, &positions, now)
+            .claim_items(actor, project, &manifest, &source, &positions, now)
             .await
         {
             Ok(claim) => Ok(Some(claim)),
             Err(error) => {
                 // The cursor moved past these items; park them as waiting work so they are
                 // not lost (best effort: the error is still reported).
-                self.park_unclaimed(project, &source, &positions, now).await;
+                self.park_unclaimed(project, &manifest, &positions, now)
+                    .await;
                 Err(error)
             }
+        }
+    }
+
+    /// Fewer than 10% of the items were never handed out: look for new images once per size
+    /// of the project, so labelers do not run dry (best effort).
+    async fn request_low_water_refresh(
+        &self,
+        project: &ProjectRecord,
+        cursor_key: &crate::ports::Key,
+        total: i64,
+    ) {
+        let marked = self
+            .table
+            .update(
+                cursor_key,
+                Update::default().set("low_water_total", total),
+                Some(Condition::NotEquals(
+                    "low_water_total".to_owned(),
+                    total.into(),
+                )),
+            )
+            .await;
+        if marked.is_ok()
+            && let Err(error) = self
+                .enqueue_refresh(&project.id, "low_water", Duration::ZERO)
+                .await
+        {
+            tracing::warn!(%error, project_id = %project.id, "could not queue a low-water refresh");
         }
     }
 
@@ -468,6 +501,7 @@ impl Service {
         &self,
         actor: &Actor,
         project: &ProjectRecord,
+        manifest: &ManifestRecord,
         source: &Source,
         items: &[u64],
         now: i64,
@@ -480,6 +514,7 @@ impl Service {
                     self.blobs.as_ref(),
                     &self.config.system_bucket,
                     &project.id,
+                    manifest,
                     *item,
                 )
                 .await?;
@@ -623,7 +658,7 @@ impl Service {
     async fn park_unclaimed(
         &self,
         project: &ProjectRecord,
-        source: &Source,
+        manifest: &ManifestRecord,
         items: &[u64],
         now: i64,
     ) {
@@ -635,11 +670,11 @@ impl Service {
                     self.blobs.as_ref(),
                     &self.config.system_bucket,
                     &project.id,
+                    manifest,
                     *item,
                 )
                 .await
             {
-                let _ = source;
                 task_items.push(TaskItem {
                     item: *item,
                     key,

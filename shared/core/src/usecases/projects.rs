@@ -213,6 +213,23 @@ impl Service {
         input: NewProjectInput,
     ) -> Result<ProjectView, ProjectError> {
         require_admin(actor)?;
+        let mut input = input;
+        if let Some(dataset) = input.source.trim().strip_prefix("dataset:") {
+            let dataset = dataset.trim().to_owned();
+            if !crate::usecases::datasets::valid_dataset_name(&dataset)
+                || !self.dataset_exists(&dataset).await?
+            {
+                return Err(ProjectError::Invalid(ValidationErrors::single(
+                    "/source",
+                    format!("there is no dataset {dataset:?}; create it with POST /datasets"),
+                )));
+            }
+            input.source = format!(
+                "s3://{}/{}**",
+                self.config.system_bucket,
+                crate::usecases::datasets::dataset_prefix(&dataset)
+            );
+        }
         let new = input
             .validate(self.config.allow_file_sources)
             .map_err(ProjectError::Invalid)?;

@@ -230,10 +230,8 @@ impl Service {
         after: u64,
         limit: usize,
     ) -> Result<ItemPage, ReviewError> {
-        let total = self
-            .read_manifest(&project.id)
-            .await?
-            .map_or(0, |m| m.total);
+        let manifest = self.read_manifest(&project.id).await?.unwrap_or_default();
+        let total = manifest.total;
         let mut views = Vec::new();
         let mut next = after;
         while next < total && views.len() < limit {
@@ -263,6 +261,7 @@ impl Service {
                             self.blobs.as_ref(),
                             &self.config.system_bucket,
                             &project.id,
+                            &manifest,
                             next,
                         )
                         .await?;

@@ -1,0 +1,425 @@
+//! The `Blobs` port on S3. Buckets are the `bucket` arguments of the port.
+//!
+//! S3 itself enforces the port's guarantees; this adapter maps errors onto the port's, clips
+//! ranges as the port says (a range starting past the end reads as empty), and refuses to
+//! complete a multipart upload with a part under 5 MiB that is not the last one when it knows
+//! the part sizes (it remembers the parts it uploaded), so an emulator that does not enforce
+//! the minimum behaves as S3 does. It never calls `ListParts`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as S3CompletedPart};
+use labeling_core::ports::blobs::{MAX_LIST_KEYS, MIN_PART_BYTES};
+use labeling_core::ports::{BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectMeta};
+
+use crate::error::failure;
+
+pub struct S3Blobs {
+    client: Client,
+    /// Sizes of the parts this process uploaded, by upload id and part number.
+    part_sizes: Mutex<HashMap<String, HashMap<u32, u64>>>,
+}
+
+impl S3Blobs {
+    /// `client` signs requests and presigns URLs.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            part_sizes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn sizes(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<u32, u64>>> {
+        // A panic while holding the lock cannot leave the map inconsistent: use it anyway.
+        self.part_sizes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Refuses what S3 refuses, from the sizes of the parts this process uploaded.
+    fn check_parts(&self, upload_id: &str, parts: &[CompletedPart]) -> Result<(), BlobError> {
+        if parts.is_empty() {
+            return Err(BlobError::Invalid(
+                "a multipart upload needs at least one part".to_owned(),
+            ));
+        }
+        if parts
+            .windows(2)
+            .any(|pair| pair[0].part_number >= pair[1].part_number)
+        {
+            return Err(BlobError::Invalid(
+                "parts must be given in ascending order".to_owned(),
+            ));
+        }
+        let sizes = self.sizes();
+        let Some(known) = sizes.get(upload_id) else {
+            return Ok(());
+        };
+        for part in &parts[..parts.len() - 1] {
+            if let Some(&size) = known.get(&part.part_number)
+                && size < MIN_PART_BYTES as u64
+            {
+                return Err(BlobError::Invalid(format!(
+                    "part {} is {size} bytes; every part but the last must be at least 5 MiB",
+                    part.part_number
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Maps an S3 error: missing objects and buckets by their codes, invalid requests by theirs,
+/// anything else is unavailable.
+fn blob_error<E>(operation: &'static str, bucket: &str, key: &str, error: SdkError<E>) -> BlobError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = match &error {
+        SdkError::ServiceError(service) => Some(service.raw().status().as_u16()),
+        _ => None,
+    };
+    match (error.code(), status) {
+        (Some("NoSuchKey" | "NotFound"), _) | (None, Some(404)) => BlobError::NotFound {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        },
+        (Some("NoSuchBucket"), _) => BlobError::NoSuchBucket(bucket.to_owned()),
+        (
+            Some(
+                code @ ("NoSuchUpload" | "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall"
+                | "InvalidRange" | "InvalidArgument" | "InvalidRequest" | "KeyTooLongError"),
+            ),
+            _,
+        ) => BlobError::Invalid(format!(
+            "{operation} {bucket}/{key}: {code}: {}",
+            error.message().unwrap_or_default()
+        )),
+        _ => BlobError::Unavailable(failure(operation, error)),
+    }
+}
+
+fn presigning(expires_in: Duration) -> Result<PresigningConfig, BlobError> {
+    PresigningConfig::expires_in(expires_in).map_err(|e| BlobError::Invalid(e.to_string()))
+}
+
+fn meta(key: &str, size: Option<i64>, etag: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        key: key.to_owned(),
+        size: size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+        etag: etag.unwrap_or_default().trim_matches('"').to_owned(),
+    }
+}
+
+#[async_trait]
+impl Blobs for S3Blobs {
+    #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key))]
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<Vec<u8>, BlobError> {
+        let range = match range {
+            Some(ByteRange { start, end }) if end <= start => {
+                // An empty range reads nothing, but a missing object is still missing.
+                return match self.head(bucket, key).await? {
+                    Some(_) => Ok(Vec::new()),
+                    None => Err(BlobError::NotFound {
+                        bucket: bucket.to_owned(),
+                        key: key.to_owned(),
+                    }),
+                };
+            }
+            Some(ByteRange { start, end }) => Some(format!("bytes={start}-{}", end - 1)),
+            None => None,
+        };
+        let response = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_range(range)
+            .send()
+            .await;
+        let output = match response {
+            Ok(output) => output,
+            // A range that starts past the end: S3 answers 416, the port reads nothing.
+            Err(error) if error.code() == Some("InvalidRange") => return Ok(Vec::new()),
+            Err(error) => return Err(blob_error("GetObject", bucket, key, error)),
+        };
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| BlobError::Unavailable(failure("GetObject (reading the body)", e)))?;
+        Ok(body.to_vec())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key, bytes = body.len()))]
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), BlobError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| blob_error("PutObject", bucket, key, e))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key))]
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, BlobError> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(Some(meta(key, output.content_length(), output.e_tag()))),
+            Err(error) => match blob_error("HeadObject", bucket, key, error) {
+                BlobError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key))]
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) => match blob_error("DeleteObject", bucket, key, error) {
+                BlobError::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, prefix = %prefix, start_after = ?start_after, max_keys = max_keys))]
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<ListPage, BlobError> {
+        let max_keys = max_keys.clamp(1, MAX_LIST_KEYS);
+        let output = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_prefix((!prefix.is_empty()).then(|| prefix.to_owned()))
+            .set_start_after(start_after.map(str::to_owned))
+            .max_keys(i32::try_from(max_keys).unwrap_or(1000))
+            .send()
+            .await
+            .map_err(|e| match blob_error("ListObjectsV2", bucket, prefix, e) {
+                // A listing names no object: a 404 here can only be the bucket.
+                BlobError::NotFound { .. } => BlobError::NoSuchBucket(bucket.to_owned()),
+                other => other,
+            })?;
+        Ok(ListPage {
+            objects: output
+                .contents()
+                .iter()
+                .filter_map(|object| {
+                    object
+                        .key()
+                        .map(|key| meta(key, object.size(), object.e_tag()))
+                })
+                .collect(),
+            truncated: output.is_truncated().unwrap_or(false),
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key))]
+    async fn start_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+    ) -> Result<String, BlobError> {
+        let output = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| blob_error("CreateMultipartUpload", bucket, key, e))?;
+        let upload_id = output.upload_id().ok_or_else(|| {
+            BlobError::Unavailable(crate::error::invalid_answer(
+                "CreateMultipartUpload",
+                "no upload id in the answer",
+            ))
+        })?;
+        self.sizes().insert(upload_id.to_owned(), HashMap::new());
+        Ok(upload_id.to_owned())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key, part_number = part_number, bytes = body.len()))]
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Vec<u8>,
+    ) -> Result<String, BlobError> {
+        let part = i32::try_from(part_number)
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| BlobError::Invalid("part numbers are 1 to 10,000".to_owned()))?;
+        let size = body.len() as u64;
+        let output = self
+            .client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| blob_error("UploadPart", bucket, key, e))?;
+        let etag = output.e_tag().ok_or_else(|| {
+            BlobError::Unavailable(crate::error::invalid_answer(
+                "UploadPart",
+                "no etag in the answer",
+            ))
+        })?;
+        if let Some(sizes) = self.sizes().get_mut(upload_id) {
+            sizes.insert(part_number, size);
+        }
+        Ok(etag.to_owned())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key, parts = parts.len()))]
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<(), BlobError> {
+        self.check_parts(upload_id, &parts)?;
+        let mut completed = Vec::with_capacity(parts.len());
+        for part in parts {
+            completed.push(
+                S3CompletedPart::builder()
+                    .part_number(i32::try_from(part.part_number).map_err(|_| {
+                        BlobError::Invalid("part numbers are 1 to 10,000".to_owned())
+                    })?)
+                    .e_tag(part.etag)
+                    .build(),
+            );
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| blob_error("CompleteMultipartUpload", bucket, key, e))?;
+        self.sizes().remove(upload_id);
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key))]
+    async fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), BlobError> {
+        let outcome = self
+            .client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        self.sizes().remove(upload_id);
+        match outcome {
+            Ok(_) => Ok(()),
+            // Aborting twice, or after completion, is not an error (as in the embedded store).
+            Err(error) if error.code() == Some("NoSuchUpload") => Ok(()),
+            Err(error) => Err(blob_error("AbortMultipartUpload", bucket, key, error)),
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key))]
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, BlobError> {
+        let request = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(presigning(expires_in)?)
+            .await
+            .map_err(|e| blob_error("presigning GetObject", bucket, key, e))?;
+        Ok(request.uri().to_owned())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key))]
+    async fn presign_put(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        expires_in: Duration,
+    ) -> Result<String, BlobError> {
+        // The content type is signed: the uploader must send this same Content-Type.
+        let request = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .presigned(presigning(expires_in)?)
+            .await
+            .map_err(|e| blob_error("presigning PutObject", bucket, key, e))?;
+        Ok(request.uri().to_owned())
+    }
+}

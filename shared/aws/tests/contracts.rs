@@ -1,0 +1,260 @@
+//! The AWS adapters pass the port contract suites against moto, the AWS emulator, and count
+//! their requests. Each test makes its own table, bucket and queues, so tests share one server.
+//!
+//! Start one with `./infra/test.sh`, or by hand:
+//! `eval "$(./infra/python-env.sh)"; eval "$(./infra/moto.sh start)"`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use labeling_aws::{Aws, AwsSettings};
+use labeling_core::ports::{Blobs, Item, Key, Queue, Table};
+use labeling_testkit::{blobs_contract, queue_contract, table_contract, unique};
+
+const MAX_RECEIVES: u32 = 3;
+
+/// Settings naming fresh resources on the emulator; fails the test when none is running.
+fn settings() -> AwsSettings {
+    let endpoint = std::env::var("LABELING_MOTO_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "LABELING_MOTO_ENDPOINT is not set: the AWS adapter tests need the moto emulator. \
+                 Run ./infra/test.sh, or start one with \
+                 `eval \"$(./infra/python-env.sh)\"; eval \"$(./infra/moto.sh start)\"`"
+            )
+        });
+    // A bucket name is at most 63 lowercase characters; `unique` gives about 40.
+    let name = unique("lbl").to_lowercase();
+    assert!(name.len() + 4 <= 63, "{name} is too long for a bucket");
+    AwsSettings {
+        table: format!("{name}-table"),
+        bucket: name.clone(),
+        jobs_queue: format!("{name}-jobs"),
+        region: "us-east-1".to_owned(),
+        endpoint: Some(endpoint),
+    }
+}
+
+async fn connect() -> (Aws, AwsSettings) {
+    let settings = settings();
+    let aws = Aws::connect(&settings).await.unwrap();
+    aws.create_resources(&settings, MAX_RECEIVES).await.unwrap();
+    (aws, settings)
+}
+
+#[tokio::test]
+async fn dynamo_table_passes_the_table_contract() {
+    let (aws, _) = connect().await;
+    table_contract::run(aws.table.as_ref(), "contract").await;
+}
+
+#[tokio::test]
+async fn s3_blobs_pass_the_blobs_contract() {
+    let (aws, settings) = connect().await;
+    blobs_contract::run(aws.blobs.as_ref(), &settings.bucket).await;
+}
+
+#[tokio::test]
+async fn sqs_queue_passes_the_queue_contract() {
+    let (aws, settings) = connect().await;
+    queue_contract::run(
+        aws.queue.as_ref(),
+        &settings.jobs_queue,
+        MAX_RECEIVES,
+        tokio::time::sleep,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn creating_resources_again_is_harmless() {
+    let (aws, settings) = connect().await;
+    aws.create_resources(&settings, MAX_RECEIVES).await.unwrap();
+    aws.queue
+        .send(&settings.jobs_queue, "still there", Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(aws.queue.depth(&settings.jobs_queue).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn the_request_counter_counts_each_request_once() {
+    let (aws, settings) = connect().await;
+    aws.requests.reset();
+    assert_eq!(aws.requests.total(), 0);
+
+    let key = Key::new("counted", "A");
+    assert_eq!(aws.table.get(&key).await.unwrap(), None);
+    assert_eq!(aws.requests.dynamodb(), 1, "one get_item is one request");
+    aws.table
+        .put(Item::new(key.clone(), Default::default()), None)
+        .await
+        .unwrap();
+    assert_eq!(aws.requests.dynamodb(), 2);
+
+    aws.blobs
+        .put(&settings.bucket, "counted.txt", b"x".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    assert_eq!(aws.requests.s3(), 1, "one put_object is one request");
+    aws.blobs
+        .presign_get(&settings.bucket, "counted.txt", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(aws.requests.s3(), 1, "presigning sends nothing");
+
+    aws.queue
+        .send(&settings.jobs_queue, "one", Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        aws.requests.sqs(),
+        2,
+        "the first send also resolves the queue URL"
+    );
+    aws.queue
+        .send(&settings.jobs_queue, "two", Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(aws.requests.sqs(), 3, "the queue URL is cached");
+
+    assert_eq!(aws.requests.total(), 6);
+    aws.requests.reset();
+    assert_eq!(aws.requests.total(), 0);
+}
+
+#[tokio::test]
+async fn a_missing_queue_is_reported_by_name() {
+    let (aws, _) = connect().await;
+    let outcome = aws
+        .queue
+        .send("no-such-queue-here", "x", Duration::ZERO)
+        .await;
+    assert!(
+        matches!(&outcome, Err(labeling_core::ports::QueueError::NoSuchQueue(name)) if name == "no-such-queue-here"),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn presigned_urls_work_without_credentials() {
+    let (aws, settings) = connect().await;
+    let bucket = &settings.bucket;
+    let put = aws
+        .blobs
+        .presign_put(
+            bucket,
+            "up/photo 1.jpg",
+            "image/jpeg",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let response = client
+        .put(&put)
+        .header("content-type", "image/jpeg")
+        .body(vec![1u8, 2, 3])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{:?}",
+        response.text().await
+    );
+    let get = aws
+        .blobs
+        .presign_get(bucket, "up/photo 1.jpg", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let body = client
+        .get(&get)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.as_ref(), [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn numbers_and_empty_updates_round_trip() {
+    let (aws, _) = connect().await;
+    let key = Key::new("numbers", "A");
+    let attrs = serde_json::json!({"int": 7, "neg": -3, "float": 0.5, "big": 1_000_000_000_000i64, "empty": ""});
+    aws.table
+        .put(
+            Item::new(key.clone(), attrs.as_object().cloned().unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+    let read = aws.table.get(&key).await.unwrap().unwrap();
+    assert_eq!(serde_json::Value::Object(read.attrs), attrs);
+    let created = aws
+        .table
+        .update(
+            &Key::new("numbers", "EMPTY-UPDATE"),
+            labeling_core::ports::Update::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(created.attrs.is_empty(), "{:?}", created.attrs);
+    assert!(
+        aws.table
+            .get(&Key::new("numbers", "EMPTY-UPDATE"))
+            .await
+            .unwrap()
+            .is_some(),
+        "an update that changes nothing still creates the item"
+    );
+}
+
+#[tokio::test]
+async fn ranges_are_clipped_and_missing_buckets_named() {
+    use labeling_core::ports::{BlobError, ByteRange};
+    let (aws, settings) = connect().await;
+    let bucket = &settings.bucket;
+    aws.blobs
+        .put(bucket, "r.txt", b"0123456789".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    let read = |start, end| {
+        let blobs = aws.blobs.clone();
+        let bucket = bucket.clone();
+        async move {
+            blobs
+                .get(&bucket, "r.txt", Some(ByteRange { start, end }))
+                .await
+        }
+    };
+    assert_eq!(read(8, 20).await.unwrap(), b"89");
+    assert_eq!(
+        read(10, 20).await.unwrap(),
+        b"",
+        "a range past the end reads empty"
+    );
+    assert_eq!(read(3, 3).await.unwrap(), b"", "an empty range reads empty");
+    assert!(matches!(
+        aws.blobs
+            .get(bucket, "nope.txt", Some(ByteRange { start: 0, end: 0 }))
+            .await,
+        Err(BlobError::NotFound { .. })
+    ));
+    assert!(matches!(
+        aws.blobs.get("no-such-bucket-lbl", "x", None).await,
+        Err(BlobError::NoSuchBucket(_))
+    ));
+    assert!(matches!(
+        aws.blobs
+            .put("no-such-bucket-lbl", "x", vec![1], "text/plain")
+            .await,
+        Err(BlobError::NoSuchBucket(_))
+    ));
+}

@@ -1,0 +1,415 @@
+//! Datasets: folders of images uploaded into the service's bucket (`datasets/<name>/`) through
+//! signed PUT URLs. A project uses one with the source `dataset:<name>`.
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tracing::instrument;
+
+use crate::access::Actor;
+use crate::domain::errors::ValidationErrors;
+use crate::domain::source::is_image_key;
+use crate::ports::blobs::MAX_LIST_KEYS;
+use crate::ports::{Condition, Key, Query, SkRange, TableError, Write};
+use crate::service::{Service, from_item, to_item};
+use crate::time::rfc3339;
+use crate::usecases::projects::ProjectError;
+
+/// Files one upload request may name.
+pub const MAX_FILES_PER_REQUEST: usize = 1000;
+/// How long an upload URL stays valid.
+const UPLOAD_URL_SECONDS: u64 = 3600;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    pub name: String,
+    pub description: String,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NewDatasetInput {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A file to upload: a name, or a name with its size and SHA-256 (hex) so a file already
+/// uploaded whole is skipped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum UploadFileInput {
+    Name(String),
+    Described {
+        name: String,
+        #[serde(default)]
+        size: Option<u64>,
+        #[serde(default)]
+        sha256: Option<String>,
+    },
+}
+
+impl UploadFileInput {
+    fn name(&self) -> &str {
+        match self {
+            UploadFileInput::Name(name) | UploadFileInput::Described { name, .. } => name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UploadsInput {
+    #[serde(default)]
+    pub files: Vec<UploadFileInput>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetView {
+    pub name: String,
+    pub description: String,
+    /// The project source that reads this dataset.
+    pub source: String,
+    pub location: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadSlot {
+    pub name: String,
+    pub key: String,
+    /// PUT the file's bytes here (absent when `skip`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The same file (size and SHA-256) is already there.
+    pub skip: bool,
+}
+
+fn dataset_key(name: &str) -> Key {
+    Key::new(format!("DATASET#{name}"), "META")
+}
+
+fn dataset_index(name: &str) -> Key {
+    Key::new("DATASETS", format!("D#{name}"))
+}
+
+pub fn dataset_prefix(name: &str) -> String {
+    format!("datasets/{name}/")
+}
+
+/// Dataset names: 1 to 63 lower-case letters, digits, dots, dashes and underscores.
+pub fn valid_dataset_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+/// Why an upload name is refused, if it is.
+pub fn check_upload_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("the name is empty");
+    }
+    if name.len() > 1024 {
+        return Some("the name is longer than 1,024 bytes");
+    }
+    if name.chars().any(char::is_control) {
+        return Some("the name holds control characters");
+    }
+    if name.starts_with('/') || name.contains('\\') || name.as_bytes().get(1) == Some(&b':') {
+        return Some("absolute paths are not allowed; give a path relative to the dataset");
+    }
+    if name
+        .split('/')
+        .any(|segment| segment == ".." || segment == ".")
+    {
+        return Some("'..' and '.' segments are not allowed");
+    }
+    if name.split('/').any(str::is_empty) {
+        return Some("the path has an empty segment");
+    }
+    if !is_image_key(name) {
+        return Some(
+            "only image files are accepted (jpg, jpeg, jpe, jfif, png, bmp, gif, tif, tiff, webp)",
+        );
+    }
+    None
+}
+
+fn require_admin(actor: &Actor) -> Result<(), ProjectError> {
+    if actor.is_admin() {
+        Ok(())
+    } else {
+        Err(ProjectError::Forbidden)
+    }
+}
+
+impl Service {
+    #[instrument(skip(self, input), err)]
+    pub async fn create_dataset(
+        &self,
+        actor: &Actor,
+        input: NewDatasetInput,
+    ) -> Result<DatasetView, ProjectError> {
+        require_admin(actor)?;
+        if !valid_dataset_name(&input.name) {
+            return Err(ProjectError::Invalid(ValidationErrors::single(
+                "/name",
+                "a dataset name is 1 to 63 lower-case letters, digits, dots, dashes and underscores",
+            )));
+        }
+        let record = DatasetRecord {
+            name: input.name.clone(),
+            description: input.description.unwrap_or_default(),
+            created_by: actor.user.clone(),
+            created_at: self.clock.now(),
+        };
+        let writes = vec![
+            Write::Put {
+                item: to_item(dataset_key(&record.name), "dataset", &record),
+                condition: Some(Condition::NotExists),
+            },
+            Write::Put {
+                item: to_item(
+                    dataset_index(&record.name),
+                    "dataset_index",
+                    &serde_json::json!({ "name": record.name }),
+                ),
+                condition: None,
+            },
+        ];
+        match self.table.transact(writes).await {
+            Ok(()) => {}
+            Err(TableError::ConditionFailed { .. }) => {
+                return Err(ProjectError::NameTaken(record.name));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        Ok(self.dataset_view(&record, 0, 0))
+    }
+
+    async fn load_dataset(&self, name: &str) -> Result<DatasetRecord, ProjectError> {
+        let item = self
+            .table
+            .get(&dataset_key(name))
+            .await?
+            .ok_or_else(|| ProjectError::NotFound(format!("dataset {name}")))?;
+        from_item(&item).map_err(ProjectError::Unavailable)
+    }
+
+    /// Whether a dataset exists (project creation checks `dataset:<name>` sources).
+    pub(crate) async fn dataset_exists(&self, name: &str) -> Result<bool, ProjectError> {
+        Ok(self.table.get(&dataset_key(name)).await?.is_some())
+    }
+
+    fn dataset_view(&self, record: &DatasetRecord, files: u64, bytes: u64) -> DatasetView {
+        DatasetView {
+            name: record.name.clone(),
+            description: record.description.clone(),
+            source: format!("dataset:{}", record.name),
+            location: format!(
+                "s3://{}/{}",
+                self.config.system_bucket,
+                dataset_prefix(&record.name)
+            ),
+            files,
+            bytes,
+            created_by: record.created_by.clone(),
+            created_at: rfc3339(record.created_at),
+        }
+    }
+
+    /// Files and bytes under a dataset's folder (one list call per 1,000 files).
+    async fn dataset_counts(&self, name: &str) -> Result<(u64, u64), ProjectError> {
+        let (mut files, mut bytes) = (0, 0);
+        let mut start_after: Option<String> = None;
+        loop {
+            let page = match self
+                .blobs
+                .list(
+                    &self.config.system_bucket,
+                    &dataset_prefix(name),
+                    start_after.as_deref(),
+                    MAX_LIST_KEYS,
+                )
+                .await
+            {
+                Ok(page) => page,
+                Err(crate::ports::BlobError::NoSuchBucket(_)) => return Ok((0, 0)),
+                Err(error) => return Err(ProjectError::Unavailable(Box::new(error))),
+            };
+            files += page.objects.len() as u64;
+            bytes += page.objects.iter().map(|o| o.size).sum::<u64>();
+            match (page.truncated, page.objects.last()) {
+                (true, Some(last)) => start_after = Some(last.key.clone()),
+                _ => return Ok((files, bytes)),
+            }
+        }
+    }
+
+    #[instrument(skip(self), err)]
+    pub async fn get_dataset(
+        &self,
+        actor: &Actor,
+        name: &str,
+    ) -> Result<DatasetView, ProjectError> {
+        require_admin(actor)?;
+        let record = self.load_dataset(name).await?;
+        let (files, bytes) = self.dataset_counts(name).await?;
+        Ok(self.dataset_view(&record, files, bytes))
+    }
+
+    #[instrument(skip(self), err)]
+    pub async fn list_datasets(&self, actor: &Actor) -> Result<Vec<DatasetView>, ProjectError> {
+        require_admin(actor)?;
+        let mut views = Vec::new();
+        let mut start_after = None;
+        loop {
+            let mut query = Query::new("DATASETS", SkRange::All, 100);
+            query.start_after = start_after;
+            let page = self.table.query(query).await?;
+            for item in &page.items {
+                let Some(name) = item.key.sk.strip_prefix("D#") else {
+                    continue;
+                };
+                let record = self.load_dataset(name).await?;
+                let (files, bytes) = self.dataset_counts(name).await?;
+                views.push(self.dataset_view(&record, files, bytes));
+            }
+            match page.last_evaluated {
+                Some(last) => start_after = Some(last),
+                None => return Ok(views),
+            }
+        }
+    }
+
+    /// Signed PUT URLs for files of a dataset. Every name is checked first; one bad name
+    /// refuses the whole request (422 naming it) and nothing is handed out.
+    #[instrument(skip(self, input), err)]
+    pub async fn request_uploads(
+        &self,
+        actor: &Actor,
+        dataset: &str,
+        input: UploadsInput,
+    ) -> Result<Vec<UploadSlot>, ProjectError> {
+        require_admin(actor)?;
+        let mut errors = ValidationErrors::default();
+        if input.files.is_empty() || input.files.len() > MAX_FILES_PER_REQUEST {
+            errors.push("/files", format!("name 1 to {MAX_FILES_PER_REQUEST} files"));
+        }
+        for (index, file) in input.files.iter().enumerate() {
+            if let Some(reason) = check_upload_name(file.name()) {
+                errors.push(
+                    format!("/files/{index}"),
+                    format!("{:?}: {reason}", file.name()),
+                );
+            }
+            if let UploadFileInput::Described {
+                sha256: Some(hash), ..
+            } = file
+                && (hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                errors.push(format!("/files/{index}/sha256"), "sha256 is 64 hex digits");
+            }
+        }
+        errors.into_result().map_err(ProjectError::Invalid)?;
+        self.load_dataset(dataset).await?;
+        let bucket = &self.config.system_bucket;
+        let mut slots = Vec::with_capacity(input.files.len());
+        for file in &input.files {
+            let key = format!("{}{}", dataset_prefix(dataset), file.name());
+            let skip = match file {
+                UploadFileInput::Described {
+                    size: Some(size),
+                    sha256: Some(hash),
+                    ..
+                } => self.same_object(bucket, &key, *size, hash).await,
+                _ => false,
+            };
+            let url = if skip {
+                None
+            } else {
+                Some(
+                    self.blobs
+                        .presign_put(
+                            bucket,
+                            &key,
+                            content_type_of(&key),
+                            std::time::Duration::from_secs(UPLOAD_URL_SECONDS),
+                        )
+                        .await
+                        .map_err(|e| ProjectError::Unavailable(Box::new(e)))?,
+                )
+            };
+            slots.push(UploadSlot {
+                name: file.name().to_owned(),
+                key,
+                url,
+                skip,
+            });
+        }
+        Ok(slots)
+    }
+
+    /// True when the object exists with this size and SHA-256.
+    async fn same_object(&self, bucket: &str, key: &str, size: u64, sha256: &str) -> bool {
+        match self.blobs.head(bucket, key).await {
+            Ok(Some(meta)) if meta.size == size => match self.blobs.get(bucket, key, None).await {
+                Ok(body) => hex_lower(&sha2::Sha256::digest(&body)) == sha256.to_ascii_lowercase(),
+                Err(_) => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The content type a signed PUT is made for (clients must send the same).
+pub fn content_type_of(key: &str) -> &'static str {
+    let extension = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    match extension.as_str() {
+        "jpg" | "jpeg" | "jpe" | "jfif" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "bmp" => "image/bmp",
+        "tif" | "tiff" => "image/tiff",
+        "webp" => "image/webp",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_upload_name;
+
+    #[test]
+    fn upload_names_are_sanitized() {
+        assert_eq!(check_upload_name("cats/a.jpg"), None);
+        assert_eq!(check_upload_name("a b (1).PNG"), None);
+        for bad in [
+            "",
+            "../a.jpg",
+            "a/../../b.jpg",
+            "/etc/a.jpg",
+            "C:\\x.jpg",
+            "a\u{0}.jpg",
+            "a\nb.jpg",
+            "a//b.jpg",
+            "./a.jpg",
+            "notes.txt",
+            "a\\b.jpg",
+        ] {
+            assert!(check_upload_name(bad).is_some(), "{bad:?} was accepted");
+        }
+    }
+}

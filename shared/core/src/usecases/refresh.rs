@@ -1,0 +1,562 @@
+//! Refresh: pick up only what is new in a project's source. The sorted listing is merged with
+//! the manifest's keys in one pass; new keys become a new batch (shuffled within itself, written
+//! under its own path), so nothing already handed out moves. A refresh that finds nothing new
+//! writes nothing to the table. Triggers: on demand, the daily schedule, the queue of never
+//! handed out items running low, and object-created events.
+
+use serde::{Deserialize, Serialize};
+use tracing::instrument;
+
+use crate::access::Actor;
+use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
+use crate::domain::source::Source;
+use crate::ids::new_id;
+use crate::jobs::Job;
+use crate::keys;
+use crate::manifest::{Batch, CHUNK_KEYS, ManifestRecord, encode_chunk};
+use crate::ports::{BlobError, Condition, Item, Key, TableError, Update, Write};
+use crate::service::{Service, from_item, to_item};
+use crate::time::rfc3339;
+use crate::usecases::ingest::JobError;
+use crate::usecases::projects::ProjectError;
+
+/// How long a refresh holds its project's refresh lease.
+const LEASE_MILLIS: i64 = 15 * 60 * 1000;
+/// Object-created events within this window share one refresh.
+const EVENT_DEBOUNCE_MILLIS: i64 = 5_000;
+/// The daily refresh runs at this hour (UTC), locally and on the AWS schedule.
+pub const DAILY_REFRESH_HOUR_UTC: i64 = 2;
+
+/// What the last refresh of a project did (kept in the blob store, so that a refresh which finds
+/// nothing new writes nothing to the table).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshStatus {
+    pub at: i64,
+    pub trigger: String,
+    pub added: u64,
+    pub dropped: u64,
+    pub removed: u64,
+    pub listed: u64,
+    /// Why nothing was looked at, when the project is full.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefreshView {
+    pub last_refresh_at: Option<String>,
+    pub last_refresh_trigger: Option<String>,
+    pub items_added: u64,
+    pub items_dropped: u64,
+    pub files_removed: u64,
+    pub next_scheduled_at: Option<String>,
+    pub note: Option<String>,
+}
+
+/// What merging the listing with the manifest found.
+#[derive(Debug, Default)]
+struct Merge {
+    new_keys: Vec<String>,
+    removed: u64,
+    listed: u64,
+}
+
+fn status_key(project_id: &str) -> String {
+    format!("manifests/{project_id}/refresh-status.json")
+}
+
+fn lease_key(project_id: &str) -> Key {
+    Key::new(keys::project_pk(project_id), "REFRESH")
+}
+
+fn pending_key(project_id: &str) -> Key {
+    Key::new(keys::project_pk(project_id), "REFRESH_PENDING")
+}
+
+/// The next daily run after `now`.
+pub fn next_daily_run(now: i64) -> i64 {
+    let day = 86_400_000;
+    let at = now.div_euclid(day) * day + DAILY_REFRESH_HOUR_UTC * 3_600_000;
+    if at > now { at } else { at + day }
+}
+
+/// Decodes an S3 event key (`+` for spaces, `%XX` escapes).
+pub fn decode_event_key(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'+' => out.push(b' '),
+            b'%' if index + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(byte) => {
+                        out.push(byte);
+                        index += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            other => out.push(other),
+        }
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The records of an S3 object-created notification: (bucket, key).
+pub fn parse_object_created(body: &str) -> Option<Vec<(String, String)>> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let records = value.get("Records")?.as_array()?;
+    Some(
+        records
+            .iter()
+            .filter(|r| {
+                r["eventName"]
+                    .as_str()
+                    .is_none_or(|name| name.starts_with("ObjectCreated"))
+            })
+            .filter_map(|r| {
+                let bucket = r["s3"]["bucket"]["name"].as_str()?;
+                let key = r["s3"]["object"]["key"].as_str()?;
+                Some((bucket.to_owned(), decode_event_key(key)))
+            })
+            .collect(),
+    )
+}
+
+impl Service {
+    /// `POST /projects/{id}/refresh`: queues a refresh now.
+    #[instrument(skip(self), err)]
+    pub async fn request_refresh(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<RefreshView, ProjectError> {
+        if !actor.is_admin() {
+            return Err(ProjectError::Forbidden);
+        }
+        let project = self.load_project(actor, project_id).await?;
+        if !matches!(
+            project.status,
+            ProjectStatus::Running | ProjectStatus::Paused
+        ) {
+            return Err(ProjectError::WrongStatus {
+                status: project.status.as_str(),
+                action: "refresh",
+                needed: "running or paused",
+            });
+        }
+        self.enqueue_refresh(project_id, "on_demand", std::time::Duration::ZERO)
+            .await
+            .map_err(|e| ProjectError::Unavailable(Box::new(e)))?;
+        self.refresh_view(&project).await
+    }
+
+    pub(crate) async fn enqueue_refresh(
+        &self,
+        project_id: &str,
+        trigger: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), crate::ports::QueueError> {
+        let job = Job::Refresh {
+            project_id: project_id.to_owned(),
+            trigger: trigger.to_owned(),
+            request_id: new_id("r"),
+        };
+        self.queue
+            .send(&self.config.jobs_queue, &job.to_body(), delay)
+            .await
+            .map(|_| ())
+    }
+
+    /// What the project page and dashboard show about refreshes.
+    pub(crate) async fn refresh_view(
+        &self,
+        project: &ProjectRecord,
+    ) -> Result<RefreshView, ProjectError> {
+        let manifest = self.read_manifest(&project.id).await?;
+        Ok(self.refresh_view_with(project, manifest.as_ref()).await)
+    }
+
+    pub(crate) async fn refresh_view_with(
+        &self,
+        project: &ProjectRecord,
+        manifest: Option<&ManifestRecord>,
+    ) -> RefreshView {
+        let status = self.read_refresh_status(&project.id).await;
+        let (at, trigger, added, dropped, removed, note) = match (&status, manifest) {
+            (Some(status), _) => (
+                Some(status.at),
+                Some(status.trigger.clone()),
+                status.added,
+                status.dropped,
+                status.removed,
+                status.note.clone(),
+            ),
+            (None, Some(m)) => (
+                m.last_refresh_at,
+                m.last_refresh_trigger.clone(),
+                m.last_refresh_added,
+                m.dropped,
+                m.removed,
+                None,
+            ),
+            (None, None) => (None, None, 0, 0, 0, None),
+        };
+        RefreshView {
+            last_refresh_at: at.map(rfc3339),
+            last_refresh_trigger: trigger,
+            items_added: added,
+            items_dropped: dropped,
+            files_removed: removed,
+            next_scheduled_at: project
+                .incremental_refresh
+                .then(|| rfc3339(next_daily_run(self.clock.now()))),
+            note,
+        }
+    }
+
+    async fn read_refresh_status(&self, project_id: &str) -> Option<RefreshStatus> {
+        let body = self
+            .blobs
+            .get(&self.config.system_bucket, &status_key(project_id), None)
+            .await
+            .ok()?;
+        serde_json::from_slice(&body).ok()
+    }
+
+    async fn write_refresh_status(
+        &self,
+        project_id: &str,
+        status: &RefreshStatus,
+    ) -> Result<(), BlobError> {
+        let body = serde_json::to_vec(status).unwrap_or_default();
+        self.blobs
+            .put(
+                &self.config.system_bucket,
+                &status_key(project_id),
+                body,
+                "application/json",
+            )
+            .await
+    }
+
+    /// Every project with incremental refresh on gets a refresh job (the daily schedule).
+    #[instrument(skip(self), err)]
+    pub(crate) async fn refresh_all(&self, trigger: &str) -> Result<(), JobError> {
+        for project in self.list_projects(&Actor::admin("system")).await? {
+            if project.incremental_refresh && matches!(project.status, "running" | "paused") {
+                self.enqueue_refresh(&project.id, trigger, std::time::Duration::ZERO)
+                    .await
+                    .map_err(|e| JobError::Unavailable(Box::new(e)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An object was created in a bucket: projects with incremental refresh whose source holds
+    /// it get a refresh within seconds (one per project per few seconds, however many files).
+    #[instrument(skip(self), err)]
+    pub async fn objects_created(&self, objects: &[(String, String)]) -> Result<(), JobError> {
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        for project in self.list_projects(&Actor::admin("system")).await? {
+            if !project.incremental_refresh || !matches!(project.status, "running" | "paused") {
+                continue;
+            }
+            let Ok(source) = Source::parse(&project.source, self.config.allow_file_sources) else {
+                continue;
+            };
+            if !objects.iter().any(|(bucket, key)| {
+                bucket == source.bucket()
+                    && key.starts_with(source.list_prefix())
+                    && source.admits(key)
+            }) {
+                continue;
+            }
+            let claimed = self
+                .table
+                .put(
+                    Item::new(
+                        pending_key(&project.id),
+                        serde_json::json!({ "at": now, "entity": "refresh_pending" })
+                            .as_object()
+                            .cloned()
+                            .unwrap_or_default(),
+                    ),
+                    Some(Condition::Or(vec![
+                        Condition::NotExists,
+                        Condition::less_than("at", now - EVENT_DEBOUNCE_MILLIS),
+                    ])),
+                )
+                .await;
+            match claimed {
+                Ok(()) => self
+                    .enqueue_refresh(
+                        &project.id,
+                        "object_created",
+                        std::time::Duration::from_secs(2),
+                    )
+                    .await
+                    .map_err(|e| JobError::Unavailable(Box::new(e)))?,
+                Err(TableError::ConditionFailed { .. }) => {} // a refresh is already on its way
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists the source and merges it with the manifest's keys.
+    async fn merge_with_source(
+        &self,
+        project: &ProjectRecord,
+        manifest: &ManifestRecord,
+    ) -> Result<Merge, JobError> {
+        let source = Source::parse(&project.source, self.config.allow_file_sources)
+            .map_err(|e| JobError::Unavailable(Box::new(e)))?;
+        let listing = self.list_source(&source, u64::MAX).await?;
+        let mut existing = Vec::with_capacity(manifest.total as usize);
+        for batch in &manifest.batches {
+            existing.extend(
+                self.manifests
+                    .batch_keys(
+                        self.blobs.as_ref(),
+                        &self.config.system_bucket,
+                        &project.id,
+                        batch,
+                    )
+                    .await?,
+            );
+        }
+        // Each batch is sorted: a stable sort merges the runs in linear time.
+        existing.sort();
+        let mut merge = Merge {
+            listed: listing.keys.len() as u64,
+            ..Merge::default()
+        };
+        let (mut listed, mut known) = (
+            listing.keys.into_iter().peekable(),
+            existing.iter().peekable(),
+        );
+        loop {
+            match (listed.peek(), known.peek()) {
+                (Some(l), Some(k)) if l.as_str() == k.as_str() => {
+                    listed.next();
+                    known.next();
+                }
+                (Some(l), Some(k)) if l.as_str() < k.as_str() => {
+                    merge.new_keys.extend(listed.next())
+                }
+                (Some(_), Some(_)) | (None, Some(_)) => {
+                    known.next();
+                    merge.removed += 1;
+                }
+                (Some(_), None) => merge.new_keys.extend(listed.next()),
+                (None, None) => break,
+            }
+        }
+        Ok(merge)
+    }
+
+    #[instrument(skip(self), err)]
+    pub(crate) async fn refresh(
+        &self,
+        project_id: &str,
+        trigger: &str,
+        request_id: &str,
+    ) -> Result<(), JobError> {
+        let Some(item) = self.table.get(&keys::project(project_id)).await? else {
+            return Ok(());
+        };
+        let project: ProjectRecord = from_item(&item).map_err(JobError::Unavailable)?;
+        if !matches!(
+            project.status,
+            ProjectStatus::Running | ProjectStatus::Paused
+        ) {
+            return Ok(());
+        }
+        let Some(manifest) = self.read_manifest(project_id).await? else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        if manifest.total >= MAX_ITEMS {
+            let status = RefreshStatus {
+                at: now,
+                trigger: trigger.to_owned(),
+                dropped: manifest.dropped,
+                removed: manifest.removed,
+                note: Some(format!(
+                    "the project holds {MAX_ITEMS} items, the most it can; the source was not listed"
+                )),
+                ..RefreshStatus::default()
+            };
+            self.write_refresh_status(project_id, &status).await?;
+            return Ok(());
+        }
+        let merge = self.merge_with_source(&project, &manifest).await?;
+        if merge.new_keys.is_empty() {
+            let status = RefreshStatus {
+                at: now,
+                trigger: trigger.to_owned(),
+                removed: merge.removed,
+                listed: merge.listed,
+                ..RefreshStatus::default()
+            };
+            self.write_refresh_status(project_id, &status).await?;
+            tracing::info!(
+                project_id,
+                removed = merge.removed,
+                "refresh found nothing new"
+            );
+            return Ok(());
+        }
+        // Something to add: one refresh of a project at a time. A redelivery of this same job
+        // (after a crash) holds the same request id and may take its own lease back.
+        let lease = Item::new(
+            lease_key(project_id),
+            serde_json::json!({ "entity": "refresh_lease", "holder": request_id, "expires_at": now + LEASE_MILLIS })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let acquired = self
+            .table
+            .put(
+                lease,
+                Some(Condition::Or(vec![
+                    Condition::NotExists,
+                    Condition::less_than("expires_at", now),
+                    Condition::equals("holder", request_id),
+                ])),
+            )
+            .await;
+        match acquired {
+            Ok(()) => {}
+            Err(TableError::ConditionFailed { .. }) => {
+                tracing::info!(
+                    project_id,
+                    "another refresh is running; it covers these files"
+                );
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        }
+        // Under the lease, merge again against the manifest as it is now.
+        let manifest = self.read_manifest(project_id).await?.unwrap_or(manifest);
+        let merge = self.merge_with_source(&project, &manifest).await?;
+        let room = MAX_ITEMS.saturating_sub(manifest.total) as usize;
+        let take = merge.new_keys.len().min(room);
+        let dropped = (merge.new_keys.len() - take) as u64;
+        let added = &merge.new_keys[..take];
+        let mut next = manifest.clone();
+        if take > 0 {
+            let batch = Batch {
+                start: manifest.total,
+                len: take as u64,
+                tag: Some(request_id.to_owned()),
+            };
+            for (chunk, keys) in added.chunks(CHUNK_KEYS as usize).enumerate() {
+                self.blobs
+                    .put(
+                        &self.config.system_bucket,
+                        &batch.chunk_key(project_id, chunk as u64),
+                        encode_chunk(keys),
+                        "text/plain",
+                    )
+                    .await?;
+            }
+            next.batches.push(batch);
+            next.total += take as u64;
+        }
+        next.dropped = dropped;
+        next.removed = merge.removed;
+        next.last_refresh_at = Some(now);
+        next.last_refresh_trigger = Some(trigger.to_owned());
+        next.last_refresh_added = take as u64;
+        let writes = vec![
+            Write::Put {
+                item: to_item(keys::manifest(project_id), "manifest", &next),
+                condition: Some(Condition::equals("total", manifest.total)),
+            },
+            Write::Update {
+                key: keys::cursor(project_id, project.round),
+                update: Update::default().add("total", take as i64),
+                condition: Some(Condition::Exists),
+            },
+            Write::Check {
+                key: keys::project(project_id),
+                condition: Condition::equals("round", project.round),
+            },
+            Write::Delete {
+                key: lease_key(project_id),
+                condition: Some(Condition::equals("holder", request_id)),
+            },
+        ];
+        match self.table.transact(writes).await {
+            Ok(()) => {}
+            Err(TableError::ConditionFailed { index }) => {
+                return Err(JobError::Unavailable(
+                    format!("the project changed during the refresh (write {index}); retrying")
+                        .into(),
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let status = RefreshStatus {
+            at: now,
+            trigger: trigger.to_owned(),
+            added: take as u64,
+            dropped,
+            removed: merge.removed,
+            listed: merge.listed,
+            note: None,
+        };
+        self.write_refresh_status(project_id, &status).await?;
+        tracing::info!(
+            project_id,
+            added = take,
+            dropped,
+            removed = merge.removed,
+            "refresh added items"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_keys_are_decoded() {
+        assert_eq!(decode_event_key("a%2Fb+c.jpg"), "a/b c.jpg");
+        assert_eq!(decode_event_key("plain/key.png"), "plain/key.png");
+        assert_eq!(decode_event_key("100%25.png"), "100%.png");
+    }
+
+    #[test]
+    fn the_daily_run_is_the_next_two_oclock() {
+        let midnight = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        assert_eq!(next_daily_run(midnight), midnight + 2 * 3_600_000);
+        assert_eq!(
+            next_daily_run(midnight + 3 * 3_600_000),
+            midnight + 26 * 3_600_000
+        );
+    }
+
+    #[test]
+    fn s3_notifications_are_parsed() {
+        let body = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"photos"},"object":{"key":"cats%2Fa+b.jpg","size":3}}}]}"#;
+        assert_eq!(
+            parse_object_created(body),
+            Some(vec![("photos".to_owned(), "cats/a b.jpg".to_owned())])
+        );
+        assert_eq!(parse_object_created(r#"{"type":"ingest"}"#), None);
+    }
+}
