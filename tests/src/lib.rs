@@ -18,8 +18,60 @@ pub fn on_aws() -> bool {
     std::env::var("LABELING_TEST_STORE").is_ok_and(|s| s == "aws")
 }
 
+/// A moto_server of this test's own, on a free loopback port, stopped when dropped. Each test
+/// gets one: moto copies all of a server's tables on every transaction, so a server shared by
+/// a whole suite slows down and grows without bound.
+pub struct MotoServer {
+    pub endpoint: String,
+    child: std::process::Child,
+}
+
+impl MotoServer {
+    pub fn start() -> Self {
+        let program = std::env::var("LABELING_MOTO_SERVER").expect(
+            "LABELING_MOTO_SERVER is not set: run ./infra/test.sh, or eval \"$(./infra/python-env.sh)\"",
+        );
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = std::process::Command::new(&program)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            for _ in 0..200 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Self {
+                        endpoint: format!("http://127.0.0.1:{port}"),
+                        child,
+                    };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // the port was taken meanwhile: try another
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            let _ = child.kill();
+        }
+        panic!("moto_server did not start");
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub struct TestApp {
     pub base: String,
+    /// The emulator this app's AWS store talks to.
+    pub moto: Option<MotoServer>,
     /// The store's blob port, to put and remove source images as a user would.
     pub blobs: Arc<dyn labeling_core::ports::Blobs>,
     pub aws: Option<labeling_aws::Aws>,
@@ -53,6 +105,13 @@ pub struct Reply {
 }
 
 pub async fn spawn_app() -> TestApp {
+    // `LABELING_TEST_LOG=warn` (or any filter) shows the server's logs, e.g. causes of a 503.
+    if let Ok(filter) = std::env::var("LABELING_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     let data_dir = std::env::temp_dir().join(labeling_testkit::unique("labeling-test"));
     let clock = Arc::new(FakeClock::default());
     let mut options = Options::new(&data_dir);
@@ -64,10 +123,9 @@ pub async fn spawn_app() -> TestApp {
     let suffix = suffix[suffix.len().saturating_sub(24)..]
         .trim_start_matches('-')
         .to_owned();
-    if on_aws() {
-        let endpoint = std::env::var("LABELING_MOTO_ENDPOINT").expect(
-            "LABELING_TEST_STORE=aws needs LABELING_MOTO_ENDPOINT: run ./infra/test.sh, or eval \"$(./infra/moto.sh start)\"",
-        );
+    let moto = on_aws().then(MotoServer::start);
+    if let Some(moto) = &moto {
+        let endpoint = moto.endpoint.clone();
         options.store = Store::Aws {
             settings: labeling_aws::AwsSettings {
                 table: format!("labeling-{suffix}"),
@@ -92,6 +150,7 @@ pub async fn spawn_app() -> TestApp {
     }));
     TestApp {
         base,
+        moto,
         blobs,
         aws,
         table,

@@ -9,9 +9,8 @@ use labeling_core::domain::labeling::{AnnotationInput, SubmissionInput, Submitte
 use labeling_core::domain::project::NewProjectInput;
 use labeling_local::{Local, Options, Store};
 
-async fn aws_local() -> (Local, String) {
-    let endpoint = std::env::var("LABELING_MOTO_ENDPOINT")
-        .expect("LABELING_MOTO_ENDPOINT is not set: run ./infra/test.sh, or eval \"$(./infra/moto.sh start)\"");
+async fn aws_local(moto: &labeling_tests::MotoServer) -> (Local, String) {
+    let endpoint = moto.endpoint.clone();
     let suffix = labeling_testkit::unique("b")
         .to_lowercase()
         .replace('_', "-");
@@ -50,7 +49,8 @@ fn submission(item: u64) -> SubmissionInput {
 
 #[tokio::test]
 async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
-    let (local, bucket) = aws_local().await;
+    let moto = labeling_tests::MotoServer::start();
+    let (local, bucket) = aws_local(&moto).await;
     let aws = local.aws.as_ref().unwrap();
     let keys = 2_345u64;
     let body = labeling_tests::png(16, 12, 3);

@@ -8,6 +8,7 @@
 //! key and are not kept among an item's attributes.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,6 +45,7 @@ type AttributeMap = HashMap<String, AttributeValue>;
 pub struct DynamoTable {
     client: Client,
     table: String,
+    one_at_a_time: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl DynamoTable {
@@ -51,6 +53,30 @@ impl DynamoTable {
         Self {
             client,
             table: table.into(),
+            one_at_a_time: None,
+        }
+    }
+
+    /// For an emulator: moto's DynamoDB is not thread-safe (concurrent transactions fail with
+    /// its "dictionary changed size during iteration", or lose writes), so this process sends
+    /// it one request at a time. DynamoDB itself needs no such thing.
+    pub fn for_emulator(client: Client, table: impl Into<String>) -> Self {
+        static EMULATOR: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> =
+            std::sync::OnceLock::new();
+        Self {
+            one_at_a_time: Some(
+                EMULATOR
+                    .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(1)))
+                    .clone(),
+            ),
+            ..Self::new(client, table)
+        }
+    }
+
+    async fn serialized(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match &self.one_at_a_time {
+            Some(semaphore) => semaphore.clone().acquire_owned().await.ok(),
+            None => None,
         }
     }
 
@@ -417,6 +443,7 @@ impl DynamoTable {
 impl Table for DynamoTable {
     #[tracing::instrument(level = "debug", skip_all, fields(table = %self.table, pk = %key.pk, sk = %key.sk))]
     async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+        let _serialized = self.serialized().await;
         let response = self
             .client
             .get_item()
@@ -431,6 +458,7 @@ impl Table for DynamoTable {
 
     #[tracing::instrument(level = "debug", skip_all, fields(table = %self.table, keys = keys.len()))]
     async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
+        let _serialized = self.serialized().await;
         if keys.len() > MAX_BATCH_GET {
             return Err(TableError::TooManyWrites(keys.len()));
         }
@@ -490,6 +518,7 @@ impl Table for DynamoTable {
 
     #[tracing::instrument(level = "debug", skip_all, fields(table = %self.table, pk = %item.key.pk, sk = %item.key.sk))]
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
+        let _serialized = self.serialized().await;
         check_item_size(&item)?;
         let mut exprs = Expressions::default();
         let condition = condition.as_ref().map(|c| exprs.condition(c));
@@ -513,6 +542,7 @@ impl Table for DynamoTable {
         update: Update,
         condition: Option<Condition>,
     ) -> Result<Item, TableError> {
+        let _serialized = self.serialized().await;
         check_update_size(key, &update)?;
         let mut exprs = Expressions::default();
         let condition = condition.as_ref().map(|c| exprs.condition(c));
@@ -541,6 +571,7 @@ impl Table for DynamoTable {
 
     #[tracing::instrument(level = "debug", skip_all, fields(table = %self.table, pk = %key.pk, sk = %key.sk))]
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError> {
+        let _serialized = self.serialized().await;
         let mut exprs = Expressions::default();
         let condition = condition.as_ref().map(|c| exprs.condition(c));
         self.client
@@ -558,6 +589,7 @@ impl Table for DynamoTable {
 
     #[tracing::instrument(level = "debug", skip_all, fields(table = %self.table, writes = writes.len()))]
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
+        let _serialized = self.serialized().await;
         check_transaction(&writes)?;
         if writes.is_empty() {
             return Ok(());
@@ -603,6 +635,7 @@ impl Table for DynamoTable {
 
     #[tracing::instrument(level = "debug", skip_all, fields(table = %self.table, pk = %query.pk, limit = query.limit))]
     async fn query(&self, query: Query) -> Result<Page, TableError> {
+        let _serialized = self.serialized().await;
         let limit = query.limit.max(1);
         let mut exprs = Expressions::default();
         let pk = exprs.name(PK);

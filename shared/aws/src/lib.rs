@@ -81,7 +81,11 @@ impl Aws {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(settings.region.clone()));
         if let Some(endpoint) = &settings.endpoint {
-            loader = loader.endpoint_url(endpoint);
+            // moto answers a burst of concurrent transactions with the odd 500 (its own
+            // "dictionary changed size during iteration"): retry those longer than AWS needs.
+            loader = loader
+                .endpoint_url(endpoint)
+                .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10));
             let has_credentials = [
                 "AWS_ACCESS_KEY_ID",
                 "AWS_PROFILE",
@@ -118,7 +122,11 @@ impl Aws {
                 .build(),
         );
         Ok(Self {
-            table: Arc::new(DynamoTable::new(dynamodb, settings.table.clone())),
+            table: Arc::new(if settings.endpoint.is_some() {
+                DynamoTable::for_emulator(dynamodb, settings.table.clone())
+            } else {
+                DynamoTable::new(dynamodb, settings.table.clone())
+            }),
             blobs: Arc::new(S3Blobs::new(s3)),
             queue: Arc::new(SqsQueue::new(sqs)),
             requests,
