@@ -27,7 +27,12 @@ struct ClientRun {
     ran_dry: bool,
 }
 
-pub async fn run(clients: usize, items: usize, seconds: u64) -> anyhow::Result<()> {
+pub async fn run(
+    clients: usize,
+    items: usize,
+    seconds: u64,
+    aws_endpoint: Option<String>,
+) -> anyhow::Result<()> {
     anyhow::ensure!(clients > 0, "--clients must be at least 1");
     let scratch = ScratchDir::new("checkout")?;
     let dir = scratch.path();
@@ -36,10 +41,34 @@ pub async fn run(clients: usize, items: usize, seconds: u64) -> anyhow::Result<(
 
     let mut options = Options::new(dir);
     options.admin_token = Some(ADMIN_TOKEN.to_owned());
+    let names = format!("bench-{}", std::process::id());
+    if let Some(endpoint) = &aws_endpoint {
+        println!("  store                 aws (emulator at {endpoint})");
+        options.store = labeling_local::Store::Aws {
+            settings: labeling_aws::AwsSettings {
+                table: names.clone(),
+                bucket: names.clone(),
+                jobs_queue: names.clone(),
+                region: "us-east-1".to_owned(),
+                endpoint: Some(endpoint.clone()),
+            },
+            create_resources: true,
+        };
+    } else {
+        println!("  store                 embedded");
+    }
     let local = Local::open(options).await?;
+    let table = local.table.clone();
+    let aws = local.aws.clone();
 
     let started = Instant::now();
-    write_images(dir, items)?;
+    let source = if aws.is_some() {
+        put_images(local.blobs.as_ref(), &names, items).await?;
+        format!("s3://{names}/set/**")
+    } else {
+        write_images(dir, items)?;
+        "s3://bench/set/**".to_owned()
+    };
     println!(
         "  images written        {items} PNGs of 16x16 in {:.2} s (not part of the figure)",
         started.elapsed().as_secs_f64()
@@ -52,17 +81,45 @@ pub async fn run(clients: usize, items: usize, seconds: u64) -> anyhow::Result<(
         let _ = stopped.await;
     }));
 
-    let outcome = drive(&base, clients, items, seconds).await;
+    let table_before = table.counts();
+    if let Some(aws) = &aws {
+        aws.requests.reset();
+    }
+    let outcome = drive(&base, clients, items, seconds, &source).await;
+    if let Ok(cycles) = &outcome {
+        let cycles = (*cycles).max(1) as f64;
+        let trips = table.counts().since(table_before);
+        println!(
+            "  table per cycle       {:.2} round trips, {:.2} item writes (checkout + submit; setup included)",
+            trips.round_trips as f64 / cycles,
+            trips.writes as f64 / cycles
+        );
+        if let Some(aws) = &aws {
+            println!(
+                "  AWS requests/cycle    DynamoDB {:.2}, S3 {:.2}, SQS {:.2}",
+                aws.requests.dynamodb() as f64 / cycles,
+                aws.requests.s3() as f64 / cycles,
+                aws.requests.sqs() as f64 / cycles
+            );
+        }
+    }
     let _ = stop.send(());
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => eprintln!("  server stopped with an error: {error:#}"),
         Err(error) => eprintln!("  server task failed: {error}"),
     }
-    outcome
+    outcome.map(|_| ())
 }
 
-async fn drive(base: &str, clients: usize, items: usize, seconds: u64) -> anyhow::Result<()> {
+/// Returns the checkout+submit cycles completed.
+async fn drive(
+    base: &str,
+    clients: usize,
+    items: usize,
+    seconds: u64,
+    source: &str,
+) -> anyhow::Result<usize> {
     let admin = reqwest::Client::new();
     let labelers = LABELERS.max(clients);
     let mut tokens = Vec::with_capacity(labelers);
@@ -92,7 +149,7 @@ async fn drive(base: &str, clients: usize, items: usize, seconds: u64) -> anyhow
             "name": "checkout bench",
             "task_type": "image_classification_multiclass",
             "labels": ["a", "b"],
-            "source": "s3://bench/set/**",
+            "source": source,
             "page_size": 1,
         })),
     )
@@ -229,7 +286,7 @@ async fn drive(base: &str, clients: usize, items: usize, seconds: u64) -> anyhow
         "{} clients stopped on an error",
         errors.len()
     );
-    Ok(())
+    Ok(completed)
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -356,6 +413,37 @@ async fn wait_until_running(
             other => bail!("the project is {other:?}, not running: {}", reply.1),
         }
     }
+}
+
+/// Puts `items` copies of one 16x16 PNG under `set/` of `bucket` (the AWS store).
+async fn put_images(
+    blobs: &dyn labeling_core::ports::Blobs,
+    bucket: &str,
+    items: usize,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let png = png()?;
+    let keys: Vec<String> = (0..items)
+        .map(|index| format!("set/img-{index:06}.png"))
+        .collect();
+    let mut puts = futures::stream::iter(
+        keys.iter()
+            .map(|key| blobs.put(bucket, key, png.clone(), "image/png")),
+    )
+    .buffer_unordered(16);
+    while let Some(result) = puts.next().await {
+        result?;
+    }
+    Ok(())
+}
+
+fn png() -> anyhow::Result<Vec<u8>> {
+    let picture = image::RgbImage::from_pixel(16, 16, image::Rgb([30, 100, 200]));
+    let mut png = Vec::new();
+    picture
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("encoding the PNG")?;
+    Ok(png)
 }
 
 /// Writes `items` copies of one 16x16 PNG under `buckets/bench/set/`.

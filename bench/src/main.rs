@@ -55,6 +55,10 @@ enum Command {
         items: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Run on DynamoDB, S3 and SQS at this emulator endpoint (moto_server) instead of the
+        /// embedded store.
+        #[arg(long)]
+        aws_endpoint: Option<String>,
     },
 }
 
@@ -73,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
             clients,
             items,
             seconds,
-        } => checkout::run(clients, items, seconds).await,
+            aws_endpoint,
+        } => checkout::run(clients, items, seconds, aws_endpoint).await,
     }
 }
