@@ -23,7 +23,7 @@ const AZURE_ML_ITEMS_PER_SECOND: f64 = 20.0;
 const TARGET_KEYS: usize = 500_000;
 const TARGET_SECONDS: f64 = 30.0;
 
-pub async fn run(keys: usize) -> anyhow::Result<()> {
+pub async fn run(keys: usize, refresh_keys: Option<usize>) -> anyhow::Result<()> {
     let scratch = ScratchDir::new("ingest")?;
     let dir = scratch.path();
     println!("ingest benchmark");
@@ -126,6 +126,65 @@ pub async fn run(keys: usize) -> anyhow::Result<()> {
         "the manifest holds {} items and {} dropped, not {keys}",
         dashboard.total_items,
         dashboard.dropped
+    );
+    let Some(new_keys) = refresh_keys else {
+        return Ok(());
+    };
+
+    // A refresh that finds `new_keys` new files among the existing ones.
+    let folder = dir.join("buckets/bench/imgs/zz-new");
+    std::fs::create_dir_all(&folder)?;
+    for index in 0..new_keys {
+        std::fs::File::create(folder.join(format!("new-{index:06}.jpg")))?;
+    }
+    let table_before = table.counts();
+    let blobs_before = blobs.counts();
+    let job = labeling_core::jobs::Job::Refresh {
+        project_id: project.id.clone(),
+        trigger: "bench".to_owned(),
+        request_id: "r_bench".to_owned(),
+    };
+    let started = Instant::now();
+    service
+        .run_job(&job.to_body())
+        .await
+        .context("running the refresh job")?;
+    let seconds = started.elapsed().as_secs_f64();
+    let table_counts = table.counts().since(table_before);
+    let blob_counts = blobs.counts().since(blobs_before);
+    let after = service
+        .dashboard(&admin, &project.id)
+        .await
+        .context("reading the dashboard")?;
+    println!();
+    println!("refresh benchmark");
+    println!("  project               {keys} items, {new_keys} new files");
+    println!("  refresh seconds       {seconds:.3}");
+    println!(
+        "  items added           {}",
+        after.total_items - dashboard.total_items
+    );
+    println!(
+        "  table writes          {} ({} round trips)",
+        table_counts.writes, table_counts.round_trips
+    );
+    println!("  list calls            {}", blob_counts.lists);
+    println!(
+        "  blob puts             {} (chunks of the new batch, refresh status)",
+        blob_counts.puts
+    );
+    println!(
+        "  target                < 5 s and table writes independent of the {keys} existing items: {}",
+        if seconds < 5.0 && table_counts.writes < 16 {
+            "met"
+        } else {
+            "missed"
+        }
+    );
+    anyhow::ensure!(
+        after.total_items == dashboard.total_items + new_keys as u64,
+        "the refresh added {} items, not {new_keys}",
+        after.total_items - dashboard.total_items
     );
     Ok(())
 }

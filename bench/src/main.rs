@@ -25,6 +25,9 @@ enum Command {
     Ingest {
         #[arg(long, default_value_t = 500_000)]
         keys: usize,
+        /// Then add this many new files and time the incremental refresh that picks them up.
+        #[arg(long)]
+        refresh: Option<usize>,
     },
     /// Drive the HTTP server with concurrent labelers looping checkout then submit.
     /// Export a project of labeled images as COCO; compare with label-studio-converter.
@@ -65,7 +68,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Ingest { keys } => ingest::run(keys).await,
+        Command::Ingest { keys, refresh } => ingest::run(keys, refresh).await,
         Command::Export {
             images,
             boxes,

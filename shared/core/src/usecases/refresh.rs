@@ -447,9 +447,17 @@ impl Service {
             }
             Err(error) => return Err(error.into()),
         }
-        // Under the lease, merge again against the manifest as it is now.
-        let manifest = self.read_manifest(project_id).await?.unwrap_or(manifest);
-        let merge = self.merge_with_source(&project, &manifest).await?;
+        // Under the lease: if another refresh changed the manifest since the first look, merge again.
+        let current = self
+            .read_manifest(project_id)
+            .await?
+            .unwrap_or_else(|| manifest.clone());
+        let (manifest, merge) = if current == manifest {
+            (manifest, merge)
+        } else {
+            let merge = self.merge_with_source(&project, &current).await?;
+            (current, merge)
+        };
         let room = MAX_ITEMS.saturating_sub(manifest.total) as usize;
         let take = merge.new_keys.len().min(room);
         let dropped = (merge.new_keys.len() - take) as u64;
