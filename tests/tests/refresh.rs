@@ -165,7 +165,7 @@ async fn labelers_running_low_trigger_a_refresh() {
     }
     let before = app.dashboard(&project).await["refresh"].clone();
     let keys = app.drain_keys(&project, &ann).await;
-    assert_eq!(keys.len() >= 10, true);
+    assert!(keys.len() >= 10, "{keys:?}");
     let dashboard = app.wait_for_refresh_after(&project, &before).await;
     assert_eq!(dashboard["refresh"]["last_refresh_trigger"], "low_water");
     assert_eq!(dashboard["total_items"], 14, "{dashboard}");

@@ -84,3 +84,71 @@ async fn labeling_export_downloads_a_coco_file_with_a_progress_bar() {
     let _ = server.await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labeling_upload_sends_a_folder_and_resumes_without_sending_twice() {
+    let dir = std::env::temp_dir().join(format!("labeling-cli-upload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let pictures = dir.join("pictures");
+    std::fs::create_dir_all(pictures.join("sub")).unwrap();
+    for (index, name) in ["a.png", "b.png", "sub/c.png"].iter().enumerate() {
+        std::fs::write(pictures.join(name), demo::shapes_picture(index as u64)).unwrap();
+    }
+    std::fs::write(pictures.join("notes.txt"), b"not an image").unwrap();
+    let mut options = Options::new(dir.join("data"));
+    options.admin_token = Some("cli-admin".to_owned());
+    let local = Local::open(options).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let service = local.service.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(local.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let upload = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_labeling"))
+            .arg("upload")
+            .arg(&pictures)
+            .args([
+                "--dataset",
+                "pics",
+                "--server",
+                &base,
+                "--token",
+                "cli-admin",
+            ])
+            .output()
+    };
+    let first = upload().await.unwrap();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(stdout.contains("3 files uploaded"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&first.stderr).contains("3/3 files"),
+        "a progress bar"
+    );
+    let second = upload().await.unwrap();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        stdout.contains("0 files uploaded") && stdout.contains("3 already there"),
+        "{stdout}"
+    );
+    std::fs::write(pictures.join("b.png"), demo::shapes_picture(99)).unwrap();
+    let third = upload().await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&third.stdout).contains("1 files uploaded"),
+        "a changed file is sent again"
+    );
+    let dataset = service
+        .get_dataset(&Actor::admin("admin"), "pics")
+        .await
+        .unwrap();
+    assert_eq!(dataset.files, 3);
+    let _ = stop.send(());
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
