@@ -337,6 +337,43 @@ impl Selection {
     }
 }
 
+/// A project's item records in item order, a query page at a time, so memory stays flat.
+struct ItemPages {
+    pk: String,
+    start_after: Option<String>,
+    done: bool,
+}
+
+impl ItemPages {
+    fn new(project_id: &str) -> Self {
+        Self {
+            pk: keys::project_pk(project_id),
+            start_after: None,
+            done: false,
+        }
+    }
+
+    async fn next(&mut self, service: &Service) -> Result<Option<Vec<ItemRecord>>, JobError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut query = Query::new(
+            self.pk.clone(),
+            SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()),
+            5000,
+        );
+        query.start_after = self.start_after.take();
+        let page = service.table.query(query).await?;
+        self.start_after = page.last_evaluated;
+        self.done = self.start_after.is_none();
+        page.items
+            .into_iter()
+            .map(|item| from_item_owned(item).map_err(JobError::Unavailable))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+}
+
 fn image_format(key: &str) -> String {
     let extension = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     match extension.as_str() {
@@ -631,23 +668,11 @@ impl Service {
     where
         F: FnMut(ItemRecord) -> Result<(), JobError>,
     {
-        let mut start_after = None;
-        loop {
-            let mut query = Query::new(
-                keys::project_pk(project_id),
-                SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()),
-                5000,
-            );
-            query.start_after = start_after;
-            let page = self.table.query(query).await?;
-            for item in page.items {
-                visit(from_item_owned(item).map_err(JobError::Unavailable)?)?;
-            }
-            match page.last_evaluated {
-                Some(last) => start_after = Some(last),
-                None => return Ok(()),
-            }
+        let mut pages = ItemPages::new(project_id);
+        while let Some(page) = pages.next(self).await? {
+            page.into_iter().try_for_each(&mut visit)?;
         }
+        Ok(())
     }
 
     async fn count_export_items(
@@ -806,20 +831,9 @@ impl Service {
                 written += 1;
             }
         } else {
-            let mut start_after = None;
-            loop {
-                let mut query = Query::new(
-                    keys::project_pk(&project.id),
-                    SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()),
-                    5000,
-                );
-                query.start_after = start_after;
-                let page = self.table.query(query).await?;
-                for item in page.items {
-                    let item: ItemRecord = from_item_owned(item).map_err(JobError::Unavailable)?;
-                    if !selection.labeled(&item) {
-                        continue;
-                    }
+            let mut pages = ItemPages::new(&project.id);
+            while let Some(page) = pages.next(self).await? {
+                for item in page.into_iter().filter(|item| selection.labeled(item)) {
                     if !first {
                         pending.push(b',');
                     }
@@ -837,10 +851,6 @@ impl Service {
                 }
                 writer.write(&pending).await?;
                 pending.clear();
-                match page.last_evaluated {
-                    Some(last) => start_after = Some(last),
-                    None => break,
-                }
             }
         }
         record.items_written = written;
@@ -850,20 +860,9 @@ impl Service {
         let selection = Selection::of(record);
         let mut annotation_id = 0u64;
         let mut first = true;
-        let mut start_after = None;
-        loop {
-            let mut query = Query::new(
-                keys::project_pk(&project.id),
-                SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()),
-                5000,
-            );
-            query.start_after = start_after;
-            let page = self.table.query(query).await?;
-            for item in page.items {
-                let item: ItemRecord = from_item_owned(item).map_err(JobError::Unavailable)?;
-                if !selection.labeled(&item) {
-                    continue;
-                }
+        let mut pages = ItemPages::new(&project.id);
+        while let Some(page) = pages.next(self).await? {
+            for item in page.into_iter().filter(|item| selection.labeled(item)) {
                 for label in &item.labels {
                     annotation_id += 1;
                     if !first {
@@ -879,10 +878,6 @@ impl Service {
             }
             writer.write(&pending).await?;
             pending.clear();
-            match page.last_evaluated {
-                Some(last) => start_after = Some(last),
-                None => break,
-            }
         }
         record.annotations_written = annotation_id;
         writer.write(b"],\"categories\":").await?;
@@ -915,20 +910,9 @@ impl Service {
         let mut written = 0u64;
         let mut annotations = 0u64;
         let mut pending = Vec::new();
-        let mut start_after = None;
-        loop {
-            let mut query = Query::new(
-                keys::project_pk(&project.id),
-                SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()),
-                5000,
-            );
-            query.start_after = start_after;
-            let page = self.table.query(query).await?;
-            for item in page.items {
-                let item: ItemRecord = from_item_owned(item).map_err(JobError::Unavailable)?;
-                if !selection.labeled(&item) {
-                    continue;
-                }
+        let mut pages = ItemPages::new(&project.id);
+        while let Some(page) = pages.next(self).await? {
+            for item in page.into_iter().filter(|item| selection.labeled(item)) {
                 annotations += item.labels.len() as u64;
                 serde_json::to_writer(&mut pending, &jsonl_line(project, &source, &item))
                     .map_err(|e| JobError::Unavailable(Box::new(e)))?;
@@ -937,10 +921,6 @@ impl Service {
             }
             writer.write(&pending).await?;
             pending.clear();
-            match page.last_evaluated {
-                Some(last) => start_after = Some(last),
-                None => break,
-            }
         }
         record.items_written = written;
         record.annotations_written = annotations;
