@@ -61,6 +61,9 @@ impl Service {
         actor: &Actor,
         project_id: &str,
     ) -> Result<Dashboard, ProjectError> {
+        if !actor.is_admin() {
+            return Err(ProjectError::Forbidden);
+        }
         let project: ProjectRecord = self.load_project(actor, project_id).await?;
         let wanted = [
             keys::manifest(project_id),

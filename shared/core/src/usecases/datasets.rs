@@ -374,7 +374,8 @@ fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The content type a signed PUT is made for (clients must send the same).
+/// The content type of an object by its extension: what a signed PUT is made for (clients must
+/// send the same) and what the local server serves.
 pub fn content_type_of(key: &str) -> &'static str {
     let extension = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     match extension.as_str() {
@@ -384,6 +385,8 @@ pub fn content_type_of(key: &str) -> &'static str {
         "bmp" => "image/bmp",
         "tif" | "tiff" => "image/tiff",
         "webp" => "image/webp",
+        "json" => "application/json",
+        "jsonl" => "application/x-ndjson",
         _ => "application/octet-stream",
     }
 }

@@ -40,6 +40,32 @@ impl From<crate::usecases::projects::ProjectError> for JobError {
     }
 }
 
+/// The counter rows a labeling round starts with: its cursor over `total` positions and its
+/// statistics (ingest starts round 0; starting over starts the next).
+pub(crate) fn start_round(project_id: &str, round: u32, total: u64, now: i64) -> [Write; 2] {
+    let row = |value: serde_json::Value| value.as_object().cloned().unwrap_or_default();
+    [
+        Write::Put {
+            item: Item::new(
+                keys::cursor(project_id, round),
+                row(
+                    serde_json::json!({ "entity": "cursor", "v": keys::SCHEMA_VERSION, "next": 0, "total": total }),
+                ),
+            ),
+            condition: None,
+        },
+        Write::Put {
+            item: Item::new(
+                keys::stats(project_id, round),
+                row(
+                    serde_json::json!({ "entity": "stats", "v": keys::SCHEMA_VERSION, "started_at": now }),
+                ),
+            ),
+            condition: None,
+        },
+    ]
+}
+
 /// What one listing found.
 #[derive(Debug, Default)]
 pub struct Listing {
@@ -123,7 +149,7 @@ impl Service {
             removed: 0,
         };
         let round = project.round;
-        let writes = vec![
+        let mut writes = vec![
             Write::Update {
                 key: keys::project(project_id),
                 update: Update::default()
@@ -136,27 +162,8 @@ impl Service {
                 item: to_item(keys::manifest(project_id), "manifest", &manifest),
                 condition: None,
             },
-            Write::Put {
-                item: Item::new(
-                    keys::cursor(project_id, round),
-                    serde_json::json!({ "entity": "cursor", "v": keys::SCHEMA_VERSION, "next": 0, "total": total })
-                        .as_object()
-                        .cloned()
-                        .unwrap_or_default(),
-                ),
-                condition: None,
-            },
-            Write::Put {
-                item: Item::new(
-                    keys::stats(project_id, round),
-                    serde_json::json!({ "entity": "stats", "v": keys::SCHEMA_VERSION, "started_at": now })
-                        .as_object()
-                        .cloned()
-                        .unwrap_or_default(),
-                ),
-                condition: None,
-            },
         ];
+        writes.extend(start_round(project_id, round, total, now));
         let outcome = self.table.transact(writes).await;
         self.projects.forget(project_id);
         match outcome {

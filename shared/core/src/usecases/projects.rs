@@ -14,7 +14,7 @@ use crate::ids::{new_id, new_seed};
 use crate::jobs::Job;
 use crate::keys;
 use crate::manifest::ManifestRecord;
-use crate::ports::{BoxError, Condition, Item, Query, SkRange, TableError, Write};
+use crate::ports::{BoxError, Condition, Query, SkRange, TableError, Write};
 use crate::service::{Service, from_item, to_item};
 use crate::time::rfc3339;
 
@@ -572,29 +572,16 @@ impl Service {
                 }
                 record.round += 1;
                 record.keep_prelabels = mode == LabelMode::StartOverKeep;
-                let mut writes = Vec::new();
-                if let Some(manifest) = &manifest {
-                    writes.push(Write::Put {
-                        item: Item::new(
-                            keys::cursor(project_id, record.round),
-                            serde_json::json!({ "next": 0, "total": manifest.total, "entity": "cursor", "v": keys::SCHEMA_VERSION })
-                                .as_object()
-                                .cloned()
-                                .unwrap_or_default(),
-                        ),
-                        condition: None,
-                    });
-                    writes.push(Write::Put {
-                        item: Item::new(
-                            keys::stats(project_id, record.round),
-                            serde_json::json!({ "entity": "stats", "v": keys::SCHEMA_VERSION, "started_at": now })
-                                .as_object()
-                                .cloned()
-                                .unwrap_or_default(),
-                        ),
-                        condition: None,
-                    });
-                }
+                let writes = match &manifest {
+                    Some(manifest) => crate::usecases::ingest::start_round(
+                        project_id,
+                        record.round,
+                        manifest.total,
+                        now,
+                    )
+                    .to_vec(),
+                    None => Vec::new(),
+                };
                 Ok(writes)
             })
             .await?;
