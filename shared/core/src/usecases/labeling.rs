@@ -403,7 +403,8 @@ impl Service {
         let start = next - page_size;
         if next > total {
             // Give back the overshoot so positions appended later by a refresh are not skipped.
-            // Only the last overshooting caller's reset succeeds, which is the one that matters.
+            // Only the last overshooting caller's reset succeeds, which is the one that matters;
+            // a refresh landing before it winds the cursor back itself (`commit_refresh`).
             let _ = self
                 .table
                 .update(

@@ -174,36 +174,53 @@ impl Service {
         F: FnMut(&mut ProjectRecord) -> Result<Vec<Write>, ProjectError>,
     {
         for _ in 0..5 {
-            let mut record = self.load_project(actor, project_id).await?;
-            let version = record.version;
-            let mut extra = change(&mut record)?;
-            record.version += 1;
-            record.updated_at = self.clock.now();
-            let mut writes = vec![Write::Put {
-                item: to_item(keys::project(project_id), "project", &record),
-                condition: Some(Condition::equals("version", version)),
-            }];
-            writes.append(&mut extra);
-            let outcome = if writes.len() == 1 {
-                let Some(Write::Put { item, condition }) = writes.pop() else {
-                    return Err(ProjectError::Conflict);
-                };
-                self.table.put(item, condition).await
-            } else {
-                self.table.transact(writes).await
-            };
-            match outcome {
-                Ok(()) => {
-                    self.projects.remember(&record);
-                    return Ok(record);
-                }
-                Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => {
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
+            if let Some(record) = self
+                .try_change_project(actor, project_id, &mut change)
+                .await?
+            {
+                return Ok(record);
             }
         }
         Err(ProjectError::Conflict)
+    }
+
+    /// One optimistic attempt: `None` when the project (or a row the change checks) moved
+    /// since it was read.
+    async fn try_change_project<F>(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        change: &mut F,
+    ) -> Result<Option<ProjectRecord>, ProjectError>
+    where
+        F: FnMut(&mut ProjectRecord) -> Result<Vec<Write>, ProjectError>,
+    {
+        let mut record = self.load_project(actor, project_id).await?;
+        let version = record.version;
+        let mut extra = change(&mut record)?;
+        record.version += 1;
+        record.updated_at = self.clock.now();
+        let mut writes = vec![Write::Put {
+            item: to_item(keys::project(project_id), "project", &record),
+            condition: Some(Condition::equals("version", version)),
+        }];
+        writes.append(&mut extra);
+        let outcome = if writes.len() == 1 {
+            let Some(Write::Put { item, condition }) = writes.pop() else {
+                return Err(ProjectError::Conflict);
+            };
+            self.table.put(item, condition).await
+        } else {
+            self.table.transact(writes).await
+        };
+        match outcome {
+            Ok(()) => {
+                self.projects.remember(&record);
+                Ok(Some(record))
+            }
+            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 
     #[instrument(skip(self, input), fields(project_name = %input.name), err)]
@@ -553,38 +570,50 @@ impl Service {
                 "give at least one new label class",
             )));
         }
-        let manifest = self.read_manifest(project_id).await?;
         let now = self.clock.now();
-        let record = self
-            .change_project(actor, project_id, |record| {
-                let mut errors = ValidationErrors::default();
-                check_class_names(&names, &record.classes, "/labels", &mut errors);
-                errors.into_result().map_err(ProjectError::Invalid)?;
-                for name in &names {
-                    record.classes.push(LabelClass {
-                        id: record.next_class_id,
-                        name: name.clone(),
-                    });
-                    record.next_class_id += 1;
-                }
-                if mode == LabelMode::Continue {
-                    return Ok(Vec::new());
-                }
-                record.round += 1;
-                record.keep_prelabels = mode == LabelMode::StartOverKeep;
-                let writes = match &manifest {
-                    Some(manifest) => crate::usecases::ingest::start_round(
+        let mut changed = None;
+        for _ in 0..5 {
+            // Read inside the loop: a refresh growing the manifest between this read and the
+            // commit fails the check below, and the new round starts over the grown total.
+            let manifest = self.read_manifest(project_id).await?;
+            changed = self
+                .try_change_project(actor, project_id, &mut |record: &mut ProjectRecord| {
+                    let mut errors = ValidationErrors::default();
+                    check_class_names(&names, &record.classes, "/labels", &mut errors);
+                    errors.into_result().map_err(ProjectError::Invalid)?;
+                    for name in &names {
+                        record.classes.push(LabelClass {
+                            id: record.next_class_id,
+                            name: name.clone(),
+                        });
+                        record.next_class_id += 1;
+                    }
+                    if mode == LabelMode::Continue {
+                        return Ok(Vec::new());
+                    }
+                    record.round += 1;
+                    record.keep_prelabels = mode == LabelMode::StartOverKeep;
+                    let Some(manifest) = &manifest else {
+                        return Ok(Vec::new());
+                    };
+                    let mut writes = vec![Write::Check {
+                        key: keys::manifest(project_id),
+                        condition: Condition::equals("total", manifest.total),
+                    }];
+                    writes.extend(crate::usecases::ingest::start_round(
                         project_id,
                         record.round,
                         manifest.total,
                         now,
-                    )
-                    .to_vec(),
-                    None => Vec::new(),
-                };
-                Ok(writes)
-            })
-            .await?;
+                    ));
+                    Ok(writes)
+                })
+                .await?;
+            if changed.is_some() {
+                break;
+            }
+        }
+        let record = changed.ok_or(ProjectError::Conflict)?;
         tracing::info!(
             project_id,
             ?mode,

@@ -15,7 +15,7 @@ use crate::jobs::Job;
 use crate::keys;
 use crate::manifest::{Batch, CHUNK_KEYS, ManifestRecord, encode_chunk};
 use crate::ports::{BlobError, Condition, Item, Key, TableError, Update, Write};
-use crate::service::{Service, from_item, to_item};
+use crate::service::{Service, from_item, number, to_item};
 use crate::time::rfc3339;
 use crate::usecases::ingest::JobError;
 use crate::usecases::projects::ProjectError;
@@ -24,6 +24,8 @@ use crate::usecases::projects::ProjectError;
 const LEASE_MILLIS: i64 = 15 * 60 * 1000;
 /// Object-created events within this window share one refresh.
 const EVENT_DEBOUNCE_MILLIS: i64 = 5_000;
+/// Commits tried while checkouts keep moving the cursor, before the job is retried later.
+const CURSOR_ATTEMPTS: usize = 20;
 /// The daily refresh runs at this hour (UTC), locally and on the AWS schedule.
 pub const DAILY_REFRESH_HOUR_UTC: i64 = 2;
 
@@ -487,35 +489,15 @@ impl Service {
         next.last_refresh_at = Some(now);
         next.last_refresh_trigger = Some(trigger.to_owned());
         next.last_refresh_added = take as u64;
-        let writes = vec![
-            Write::Put {
-                item: to_item(keys::manifest(project_id), "manifest", &next),
-                condition: Some(Condition::equals("total", manifest.total)),
-            },
-            Write::Update {
-                key: keys::cursor(project_id, project.round),
-                update: Update::default().add("total", take as i64),
-                condition: Some(Condition::Exists),
-            },
-            Write::Check {
-                key: keys::project(project_id),
-                condition: Condition::equals("round", project.round),
-            },
-            Write::Delete {
-                key: lease_key(project_id),
-                condition: Some(Condition::equals("holder", request_id)),
-            },
-        ];
-        match self.table.transact(writes).await {
-            Ok(()) => {}
-            Err(TableError::ConditionFailed { index }) => {
-                return Err(JobError::Unavailable(
-                    format!("the project changed during the refresh (write {index}); retrying")
-                        .into(),
-                ));
-            }
-            Err(error) => return Err(error.into()),
-        }
+        self.commit_refresh(
+            project_id,
+            project.round,
+            &manifest,
+            &next,
+            take as i64,
+            request_id,
+        )
+        .await?;
         let status = RefreshStatus {
             at: now,
             trigger: trigger.to_owned(),
@@ -534,6 +516,73 @@ impl Service {
             "refresh added items"
         );
         Ok(())
+    }
+    /// Publishes the grown manifest and the round's larger total in one transaction. Checkouts
+    /// that ran past the old end reserved positions that did not exist yet; the cursor goes
+    /// back to the old end in the same write, so the new items at those positions are handed
+    /// out instead of skipped. The cursor is compared as read, so a checkout moving it in
+    /// between makes this write retry rather than lose its reservation.
+    async fn commit_refresh(
+        &self,
+        project_id: &str,
+        round: u32,
+        manifest: &ManifestRecord,
+        grown: &ManifestRecord,
+        added: i64,
+        request_id: &str,
+    ) -> Result<(), JobError> {
+        let cursor_key = keys::cursor(project_id, round);
+        for _ in 0..CURSOR_ATTEMPTS {
+            let Some(cursor) = self.table.get(&cursor_key).await? else {
+                return Err(JobError::Unavailable(
+                    "the labeling round has no cursor yet; retrying".into(),
+                ));
+            };
+            let next = number(&cursor.attrs, "next");
+            let total = number(&cursor.attrs, "total");
+            let mut update = Update::default().set("total", total + added);
+            if next > total {
+                update = update.set("next", total);
+            }
+            let writes = vec![
+                Write::Put {
+                    item: to_item(keys::manifest(project_id), "manifest", grown),
+                    condition: Some(Condition::equals("total", manifest.total)),
+                },
+                Write::Update {
+                    key: cursor_key.clone(),
+                    update,
+                    condition: Some(Condition::And(vec![
+                        Condition::equals("next", next),
+                        Condition::equals("total", total),
+                    ])),
+                },
+                Write::Check {
+                    key: keys::project(project_id),
+                    condition: Condition::equals("round", round),
+                },
+                Write::Delete {
+                    key: lease_key(project_id),
+                    condition: Some(Condition::equals("holder", request_id)),
+                },
+            ];
+            match self.table.transact(writes).await {
+                Ok(()) => return Ok(()),
+                Err(TableError::ConditionFailed { index: 1 } | TableError::TransactionConflict) => {
+                    continue;
+                }
+                Err(TableError::ConditionFailed { index }) => {
+                    return Err(JobError::Unavailable(
+                        format!("the project changed during the refresh (write {index}); retrying")
+                            .into(),
+                    ));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(JobError::Unavailable(
+            "labelers kept moving the cursor during the refresh; retrying".into(),
+        ))
     }
 }
 
