@@ -90,6 +90,11 @@ struct ServeArgs {
     create_resources: bool,
 }
 
+/// The server allocates many small, short-lived values per request (JSON, items, keys);
+/// mimalloc serves those markedly faster than the system allocator under concurrency.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

@@ -234,22 +234,39 @@ impl Table for SqliteTable {
             ),
             (None, _) => (low, high),
         };
+        // One fixed statement per shape: a bound value tested in SQL (`?3 IS NULL`) makes
+        // SQLite re-plan the statement on every run.
         let order = if query.descending { "DESC" } else { "ASC" };
-        let sql = format!(
-            "SELECT sk, attrs FROM items WHERE pk = ?1 AND sk >= ?2 AND (?3 IS NULL OR sk < ?3) ORDER BY sk {order} LIMIT ?4"
-        );
-        let connection = self.database.lock();
-        let mut statement = connection.prepare_cached(&sql).map_err(unavailable)?;
         let limit = query.limit.max(1);
-        let rows = statement
-            .query_map(params![query.pk, low, high, (limit + 1) as i64], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })
-            .map_err(unavailable)?;
+        let fetch = (limit + 1) as i64;
+        let connection = self.database.lock();
+        let collect =
+            |rows: rusqlite::MappedRows<'_, _>| rows.collect::<Result<Vec<(String, String)>, _>>();
+        let read_row =
+            |row: &rusqlite::Row<'_>| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?));
+        let rows = match high {
+            Some(high) => {
+                let sql = format!("SELECT sk, attrs FROM items WHERE pk = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk {order} LIMIT ?4");
+                let mut statement = connection.prepare_cached(&sql).map_err(unavailable)?;
+                let rows = statement
+                    .query_map(params![query.pk, low, high, fetch], read_row)
+                    .map_err(unavailable)?;
+                collect(rows)
+            }
+            None => {
+                let sql = format!("SELECT sk, attrs FROM items WHERE pk = ?1 AND sk >= ?2 ORDER BY sk {order} LIMIT ?3");
+                let mut statement = connection.prepare_cached(&sql).map_err(unavailable)?;
+                let rows = statement
+                    .query_map(params![query.pk, low, fetch], read_row)
+                    .map_err(unavailable)?;
+                collect(rows)
+            }
+        }
+        .map_err(unavailable)?;
+        drop(connection);
         let mut page = Page::default();
         let mut bytes = 0usize;
-        for row in rows {
-            let (sk, text) = row.map_err(unavailable)?;
+        for (sk, text) in rows {
             if !query.range.contains(&sk) {
                 continue;
             }
