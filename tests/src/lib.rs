@@ -43,19 +43,28 @@ impl MotoServer {
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap();
-            for _ in 0..200 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Self {
-                        endpoint: format!("http://127.0.0.1:{port}"),
-                        child,
-                    };
-                }
+            // Python takes seconds to start on a loaded machine: wait as long as the child
+            // lives. It exits at once when the port was taken meanwhile; then try another.
+            let deadline = std::time::Instant::now() + Duration::from_secs(90);
+            while std::time::Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
-                    break; // the port was taken meanwhile: try another
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // Something answers; make sure it is ours and not a thief of the port.
+                    std::thread::sleep(Duration::from_millis(100));
+                    if let Ok(None) = child.try_wait() {
+                        return Self {
+                            endpoint: format!("http://127.0.0.1:{port}"),
+                            child,
+                        };
+                    }
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(25));
             }
             let _ = child.kill();
+            let _ = child.wait();
         }
         panic!("moto_server did not start");
     }
@@ -65,6 +74,37 @@ impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Polling for background work: up to two minutes of real time (CI machines are slow and
+/// busy), moving the fake clock a little on each poll so that delayed jobs and retries of
+/// failed jobs come due, and each refresh leaves a distinct time.
+pub struct Patience {
+    deadline: std::time::Instant,
+}
+
+impl Patience {
+    const POLL: Duration = Duration::from_millis(10);
+    const FAKE_STEP: Duration = Duration::from_millis(100);
+
+    pub fn new() -> Self {
+        Self {
+            deadline: std::time::Instant::now() + Duration::from_secs(120),
+        }
+    }
+
+    /// Waits one poll; false once the patience is used up.
+    pub async fn wait(&mut self, clock: &FakeClock) -> bool {
+        clock.advance(Self::FAKE_STEP);
+        tokio::time::sleep(Self::POLL).await;
+        std::time::Instant::now() < self.deadline
+    }
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -300,14 +340,17 @@ impl TestApp {
 
     /// Polls the project until it reaches `status` (ingest runs on the background worker).
     pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
-        for _ in 0..500 {
+        let mut patience = Patience::new();
+        loop {
             let reply = self.get(&format!("/projects/{id}"), &self.admin).await;
             if reply.body["status"] == status {
                 return reply.body;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(
+                patience.wait(&self.clock).await,
+                "project {id} never reached {status}: {reply:?}"
+            );
         }
-        panic!("project {id} never reached {status}");
     }
 
     /// A project of `count` images of 64x48, with `labeler` as a member.
@@ -383,7 +426,8 @@ impl TestApp {
             .await;
         assert_eq!(started.status, StatusCode::ACCEPTED, "{started:?}");
         let id = started.body["id"].as_str().unwrap().to_owned();
-        for _ in 0..1000 {
+        let mut patience = Patience::new();
+        loop {
             let view = self
                 .get(&format!("/projects/{project}/exports/{id}"), &self.admin)
                 .await
@@ -397,10 +441,12 @@ impl TestApp {
                     return (view, bytes);
                 }
                 Some("failed") => panic!("export failed: {view}"),
-                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+                _ => assert!(
+                    patience.wait(&self.clock).await,
+                    "export {id} never finished: {view}"
+                ),
             }
         }
-        panic!("export {id} never finished");
     }
 
     /// Queues a refresh and waits until one has run after this call (its status changed).
@@ -421,17 +467,17 @@ impl TestApp {
 
     /// Waits until the project's refresh status differs from `before`.
     pub async fn wait_for_refresh_after(&self, project: &str, before: &Value) -> Value {
-        for _ in 0..1000 {
+        let mut patience = Patience::new();
+        loop {
             let now = self.dashboard(project).await;
             if &now["refresh"] != before {
                 return now;
             }
-            // The fake clock stands still: move it, so delayed jobs come due and each refresh
-            // leaves a distinct time.
-            self.clock.advance(Duration::from_millis(50));
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(
+                patience.wait(&self.clock).await,
+                "no refresh of {project} ran"
+            );
         }
-        panic!("no refresh of {project} ran");
     }
 
     /// Keys of every item handed out until nothing is left (each task released afterwards is

@@ -19,11 +19,14 @@ use labeling_core::usecases::ingest::JobError;
 use labeling_core::{Service, ServiceConfig};
 use labeling_embedded::{Database, FolderBlobs, SqliteQueue, SqliteTable, UsersFile};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 /// Deliveries of a job before it goes to the dead-letter queue.
 const MAX_JOB_RECEIVES: u32 = 5;
 /// How long a job is hidden from other workers while one runs it.
 const JOB_VISIBILITY: Duration = Duration::from_secs(300);
+/// The first retry of a failed job; each further retry waits twice as long.
+const RETRY_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Where the service keeps its data.
 pub enum Store {
@@ -246,8 +249,14 @@ pub async fn run_daily_refresh(service: Arc<Service>, queue: Arc<dyn Queue>) {
     }
 }
 
-/// Takes jobs off the queue and runs them; a failed job is retried after its visibility
-/// timeout and dead-lettered after five tries.
+/// How long a job that failed on its `receive_count`-th try waits before the next.
+fn retry_backoff(receive_count: u32) -> Duration {
+    let doublings = receive_count.saturating_sub(1).min(6);
+    (RETRY_BACKOFF * 2u32.pow(doublings)).min(JOB_VISIBILITY)
+}
+
+/// Takes jobs off the queue and runs them; a failed job comes back after a backoff that
+/// doubles with each try (5 s, 10 s, 20 s, ...) and is dead-lettered after five tries.
 pub async fn run_worker(
     service: Arc<Service>,
     queue: Arc<dyn Queue>,
@@ -269,14 +278,24 @@ pub async fn run_worker(
         };
         for message in messages {
             let span = tracing::info_span!("job", message_id = %message.id, receive_count = message.receive_count);
-            let _guard = span.enter();
-            match service.run_job(&message.body).await {
+            match service
+                .run_job(&message.body)
+                .instrument(span.clone())
+                .await
+            {
                 Ok(()) => {}
                 Err(JobError::Malformed(reason)) => {
-                    tracing::error!(%reason, "dropping a malformed job")
+                    tracing::error!(parent: &span, %reason, "dropping a malformed job")
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "job failed; it will be retried");
+                    let backoff = retry_backoff(message.receive_count);
+                    tracing::warn!(parent: &span, %error, retry_in_s = backoff.as_secs(), "job failed; it will be retried");
+                    if let Err(error) = queue
+                        .extend_visibility(&jobs, &message.receipt, backoff)
+                        .await
+                    {
+                        tracing::warn!(parent: &span, %error, "could not schedule the retry; it comes after the visibility timeout");
+                    }
                     continue;
                 }
             }
@@ -284,5 +303,18 @@ pub async fn run_worker(
                 tracing::warn!(%error, "could not delete a finished job");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_jobs_back_off_doubling_up_to_the_visibility_timeout() {
+        assert_eq!(retry_backoff(1), Duration::from_secs(5));
+        assert_eq!(retry_backoff(2), Duration::from_secs(10));
+        assert_eq!(retry_backoff(4), Duration::from_secs(40));
+        assert_eq!(retry_backoff(40), JOB_VISIBILITY);
     }
 }

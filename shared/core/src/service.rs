@@ -41,40 +41,35 @@ impl Default for ServiceConfig {
 pub const PROJECT_CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// Project records recently read or written by this process. Writes through this process
-/// replace the copy at once; other processes' writes show within [`PROJECT_CACHE_TTL`].
+/// replace the copy at once; other processes' writes show within [`PROJECT_CACHE_TTL`]. Ages
+/// are read off the service's clock (milliseconds), so tests control them.
 #[derive(Default)]
 pub(crate) struct ProjectCache {
-    records:
-        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, ProjectRecord)>>,
+    records: std::sync::Mutex<std::collections::HashMap<String, (i64, ProjectRecord)>>,
 }
 
 impl ProjectCache {
     fn lock(
         &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<String, (std::time::Instant, ProjectRecord)>,
-    > {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (i64, ProjectRecord)>> {
         self.records
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn get(&self, project_id: &str) -> Option<ProjectRecord> {
+    pub(crate) fn get(&self, project_id: &str, now: i64) -> Option<ProjectRecord> {
         let records = self.lock();
         let (fetched, record) = records.get(project_id)?;
-        (fetched.elapsed() < PROJECT_CACHE_TTL).then(|| record.clone())
+        let age = now.saturating_sub(*fetched);
+        (age < PROJECT_CACHE_TTL.as_millis() as i64).then(|| record.clone())
     }
 
-    pub(crate) fn remember(&self, record: &ProjectRecord) {
+    pub(crate) fn remember(&self, record: &ProjectRecord, now: i64) {
         let mut records = self.lock();
         if records.len() > 4096 {
             records.clear();
         }
-        records.insert(
-            record.id.clone(),
-            (std::time::Instant::now(), record.clone()),
-        );
+        records.insert(record.id.clone(), (now, record.clone()));
     }
 
     pub(crate) fn forget(&self, project_id: &str) {

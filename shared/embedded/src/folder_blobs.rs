@@ -16,6 +16,9 @@ use labeling_core::ports::{
 };
 use sha2::Sha256;
 
+/// A folder unchanged for this long has a modification time that later changes will move.
+const SETTLED_FOLDER_AGE: Duration = Duration::from_secs(2);
+
 /// A folder's entries sorted as S3 would sort the keys below it: a directory sorts as its
 /// name followed by `/`.
 #[derive(Debug)]
@@ -210,6 +213,15 @@ impl FolderBlobs {
             .map(|(_, name, is_dir)| (name, is_dir))
             .collect();
         let entries = Arc::new(entries);
+        // A folder's modification time ticks coarsely: a change within the same tick as this
+        // read would leave it unchanged. Only remember listings of folders that have been still
+        // for a while (git's "racy timestamp" rule).
+        let settled = SystemTime::now()
+            .duration_since(modified)
+            .is_ok_and(|age| age > SETTLED_FOLDER_AGE);
+        if !settled {
+            return Ok(entries);
+        }
         let mut listings = self.listings.lock().unwrap_or_else(PoisonError::into_inner);
         if listings.len() > 4096 {
             listings.clear();

@@ -65,6 +65,8 @@ impl Service {
             return Err(ProjectError::Forbidden);
         }
         let project: ProjectRecord = self.load_project(actor, project_id).await?;
+        // Before the counters: see `refresh_view_with`.
+        let refresh_status = self.read_refresh_status(project_id).await;
         let wanted = [
             keys::manifest(project_id),
             keys::cursor(project_id, project.round),
@@ -80,7 +82,7 @@ impl Service {
         let cursor = find(&wanted[1]).map_or(&empty, |item| &item.attrs);
         let stats = find(&wanted[2]).map_or(&empty, |item| &item.attrs);
         let total = manifest.as_ref().map_or(0, |m| m.total);
-        let refresh = self.refresh_view_with(&project, manifest.as_ref()).await;
+        let refresh = self.refresh_view_with(&project, refresh_status, manifest.as_ref());
         let handed_out = count(cursor, "next").min(total);
         let labeled = count(stats, "labeled");
         let skipped = count(stats, "skipped");

@@ -145,7 +145,7 @@ impl Service {
             .await?
             .ok_or_else(|| ProjectError::NotFound(project_id.to_owned()))?;
         let record: ProjectRecord = from_item(&item).map_err(ProjectError::Unavailable)?;
-        self.projects.remember(&record);
+        self.projects.remember(&record, self.clock.now());
         authorize(actor, record)
     }
 
@@ -157,7 +157,7 @@ impl Service {
         actor: &Actor,
         project_id: &str,
     ) -> Result<ProjectRecord, ProjectError> {
-        match self.projects.get(project_id) {
+        match self.projects.get(project_id, self.clock.now()) {
             Some(record) => authorize(actor, record),
             None => self.load_project(actor, project_id).await,
         }
@@ -215,7 +215,7 @@ impl Service {
         };
         match outcome {
             Ok(()) => {
-                self.projects.remember(&record);
+                self.projects.remember(&record, self.clock.now());
                 Ok(Some(record))
             }
             Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => Ok(None),

@@ -180,16 +180,19 @@ impl Service {
         &self,
         project: &ProjectRecord,
     ) -> Result<RefreshView, ProjectError> {
+        let status = self.read_refresh_status(&project.id).await;
         let manifest = self.read_manifest(&project.id).await?;
-        Ok(self.refresh_view_with(project, manifest.as_ref()).await)
+        Ok(self.refresh_view_with(project, status, manifest.as_ref()))
     }
 
-    pub(crate) async fn refresh_view_with(
+    /// `status` must be read before `manifest`: a refresh commits the manifest, then writes
+    /// its status, so a view never pairs a new status with the counts from before it.
+    pub(crate) fn refresh_view_with(
         &self,
         project: &ProjectRecord,
+        status: Option<RefreshStatus>,
         manifest: Option<&ManifestRecord>,
     ) -> RefreshView {
-        let status = self.read_refresh_status(&project.id).await;
         let (at, trigger, added, dropped, removed, note) = match (&status, manifest) {
             (Some(status), _) => (
                 Some(status.at),
@@ -222,7 +225,7 @@ impl Service {
         }
     }
 
-    async fn read_refresh_status(&self, project_id: &str) -> Option<RefreshStatus> {
+    pub(crate) async fn read_refresh_status(&self, project_id: &str) -> Option<RefreshStatus> {
         let body = self
             .blobs
             .get(&self.config.system_bucket, &status_key(project_id), None)
@@ -449,55 +452,74 @@ impl Service {
             }
             Err(error) => return Err(error.into()),
         }
-        // Under the lease: if another refresh changed the manifest since the first look, merge again.
-        let current = self
-            .read_manifest(project_id)
-            .await?
-            .unwrap_or_else(|| manifest.clone());
-        let (manifest, merge) = if current == manifest {
-            (manifest, merge)
-        } else {
-            let merge = self.merge_with_source(&project, &current).await?;
-            (current, merge)
-        };
-        let room = MAX_ITEMS.saturating_sub(manifest.total) as usize;
-        let take = merge.new_keys.len().min(room);
-        let dropped = (merge.new_keys.len() - take) as u64;
-        let added = &merge.new_keys[..take];
-        let mut next = manifest.clone();
-        if take > 0 {
-            let batch = Batch {
-                start: manifest.total,
-                len: take as u64,
-                tag: Some(request_id.to_owned()),
+        let under_lease: Result<_, JobError> = async {
+            // Under the lease: if another refresh changed the manifest since the first look, merge again.
+            let current = self
+                .read_manifest(project_id)
+                .await?
+                .unwrap_or_else(|| manifest.clone());
+            let (manifest, merge) = if current == manifest {
+                (manifest, merge)
+            } else {
+                let merge = self.merge_with_source(&project, &current).await?;
+                (current, merge)
             };
-            for (chunk, keys) in added.chunks(CHUNK_KEYS as usize).enumerate() {
-                self.blobs
-                    .put(
-                        &self.config.system_bucket,
-                        &batch.chunk_key(project_id, chunk as u64),
-                        encode_chunk(keys),
-                        "text/plain",
-                    )
-                    .await?;
+            let room = MAX_ITEMS.saturating_sub(manifest.total) as usize;
+            let take = merge.new_keys.len().min(room);
+            let dropped = (merge.new_keys.len() - take) as u64;
+            let added = &merge.new_keys[..take];
+            let mut next = manifest.clone();
+            if take > 0 {
+                let batch = Batch {
+                    start: manifest.total,
+                    len: take as u64,
+                    tag: Some(request_id.to_owned()),
+                };
+                for (chunk, keys) in added.chunks(CHUNK_KEYS as usize).enumerate() {
+                    self.blobs
+                        .put(
+                            &self.config.system_bucket,
+                            &batch.chunk_key(project_id, chunk as u64),
+                            encode_chunk(keys),
+                            "text/plain",
+                        )
+                        .await?;
+                }
+                next.batches.push(batch);
+                next.total += take as u64;
             }
-            next.batches.push(batch);
-            next.total += take as u64;
+            next.dropped = dropped;
+            next.removed = merge.removed;
+            next.last_refresh_at = Some(now);
+            next.last_refresh_trigger = Some(trigger.to_owned());
+            next.last_refresh_added = take as u64;
+            self.commit_refresh(
+                project_id,
+                project.round,
+                &manifest,
+                &next,
+                take as i64,
+                request_id,
+            )
+            .await?;
+            Ok((take, dropped, merge))
         }
-        next.dropped = dropped;
-        next.removed = merge.removed;
-        next.last_refresh_at = Some(now);
-        next.last_refresh_trigger = Some(trigger.to_owned());
-        next.last_refresh_added = take as u64;
-        self.commit_refresh(
-            project_id,
-            project.round,
-            &manifest,
-            &next,
-            take as i64,
-            request_id,
-        )
-        .await?;
+        .await;
+        if under_lease.is_err() {
+            // Give the lease up at once, so other refreshes need not wait for it to expire; a
+            // retry of this job takes it again.
+            let released = self
+                .table
+                .delete(
+                    &lease_key(project_id),
+                    Some(Condition::equals("holder", request_id)),
+                )
+                .await;
+            if let Err(error) = released {
+                tracing::warn!(%error, project_id, "could not give the refresh lease back");
+            }
+        }
+        let (take, dropped, merge) = under_lease?;
         let status = RefreshStatus {
             at: now,
             trigger: trigger.to_owned(),
