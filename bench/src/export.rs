@@ -94,6 +94,7 @@ async fn seed(dir: &Path, images: u64, boxes: u64) -> anyhow::Result<String> {
             labeled_at: Some(now),
             width: Some(WIDTH),
             height: Some(HEIGHT),
+            superseded: Vec::new(),
         };
         let serde_json::Value::Object(attrs) = serde_json::to_value(&record)? else {
             bail!("an item record is not an object");

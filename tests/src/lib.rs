@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod direct;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

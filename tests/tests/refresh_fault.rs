@@ -6,21 +6,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use labeling_core::domain::labeling::{SubmissionInput, SubmittedItemInput};
-use labeling_core::domain::project::NewProjectInput;
 use labeling_core::jobs::Job;
 use labeling_core::ports::{
-    Blobs, Condition, Item, Key, Page, Query, Queue, Table, TableError, Update, Write,
+    Condition, Item, Key, Page, Query, Queue, Table, TableError, Update, Write,
 };
-use labeling_core::{Actor, Service, ServiceConfig};
-use labeling_embedded::{Database, FolderBlobs, SqliteQueue, SqliteTable};
-use labeling_testkit::FakeClock;
+use labeling_embedded::SqliteTable;
+use labeling_tests::direct::Direct;
 
 /// The embedded table with two faults that can be switched on.
 struct Faulty {
@@ -87,165 +82,34 @@ impl Table for Faulty {
     }
 }
 
-/// A service on a faulty embedded table over five images, ingested, with its ingest job
-/// already taken off the queue.
-struct Fixture {
-    dir: PathBuf,
-    clock: Arc<FakeClock>,
-    table: Arc<Faulty>,
-    blobs: Arc<FolderBlobs>,
-    queue: Arc<SqliteQueue>,
-    config: ServiceConfig,
-    service: Service,
-    admin: Actor,
-    project_id: String,
+type Fixture = Direct<Faulty>;
+
+/// Five images in a running project on a faulty table with no fault switched on.
+async fn fixture(name: &str) -> (Fixture, String) {
+    let fixture = Direct::new(name, |inner| Faulty {
+        inner,
+        crash_manifest_commit: AtomicBool::new(false),
+        lose_cursor_give_back: AtomicBool::new(false),
+        stale_manifest_read: AtomicBool::new(false),
+    });
+    fixture.add_images("old", 5).await;
+    let project = fixture
+        .project(name, "image_classification_multiclass", &["a"])
+        .await;
+    (fixture, project)
 }
 
-impl Fixture {
-    async fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(labeling_testkit::unique(name));
-        std::fs::create_dir_all(dir.join("buckets/photos/set")).unwrap();
-        let clock = Arc::new(FakeClock::default());
-        let database = Database::open(&dir.join("db.sqlite")).unwrap();
-        let table = Arc::new(Faulty {
-            inner: SqliteTable::new(database.clone()),
-            crash_manifest_commit: AtomicBool::new(false),
-            lose_cursor_give_back: AtomicBool::new(false),
-            stale_manifest_read: AtomicBool::new(false),
-        });
-        let blobs = Arc::new(FolderBlobs::new(&dir, clock.clone(), b"secret".to_vec()));
-        let queue = Arc::new(SqliteQueue::new(database, clock.clone(), 5));
-        let config = ServiceConfig::default();
-        std::fs::create_dir_all(dir.join("buckets").join(&config.system_bucket)).unwrap();
-        let service = Service::new(
-            table.clone(),
-            blobs.clone(),
-            queue.clone(),
-            clock.clone(),
-            config.clone(),
-        );
-        let admin = Actor::admin("admin");
-        let mut fixture = Self {
-            dir,
-            clock,
-            table,
-            blobs,
-            queue,
-            config,
-            service,
-            admin,
-            project_id: String::new(),
-        };
-        fixture.add_images("old", 5).await;
-        let project = fixture
-            .service
-            .create_project(
-                &fixture.admin,
-                NewProjectInput {
-                    name: name.to_owned(),
-                    task_type: "image_classification_multiclass".to_owned(),
-                    labels: vec!["a".to_owned()],
-                    source: "s3://photos/set/**".to_owned(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        fixture.service.ingest_now(&project.id).await.unwrap();
-        let jobs = &fixture.config.jobs_queue;
-        for message in fixture
-            .queue
-            .receive(jobs, 10, Duration::from_secs(60), Duration::ZERO)
-            .await
-            .unwrap()
-        {
-            fixture.queue.delete(jobs, &message.receipt).await.unwrap();
-        }
-        fixture.project_id = project.id;
-        fixture
-    }
-
-    async fn add_images(&self, prefix: &str, count: usize) {
-        let png = labeling_tests::png(8, 8, 1);
-        for index in 0..count {
-            self.blobs
-                .put(
-                    "photos",
-                    &format!("set/{prefix}-{index}.png"),
-                    png.clone(),
-                    "image/png",
-                )
-                .await
-                .unwrap();
-        }
-    }
-
-    async fn queue_refresh(&self, request_id: &str) {
-        let job = Job::Refresh {
-            project_id: self.project_id.clone(),
-            trigger: "on_demand".to_owned(),
-            request_id: request_id.to_owned(),
-        };
-        self.queue
-            .send(&self.config.jobs_queue, &job.to_body(), Duration::ZERO)
-            .await
-            .unwrap();
-    }
-
-    async fn run_refresh(&self, request_id: &str) {
-        self.queue_refresh(request_id).await;
-        let jobs = &self.config.jobs_queue;
-        let refresh = self
-            .queue
-            .receive(jobs, 1, Duration::from_secs(30), Duration::ZERO)
-            .await
-            .unwrap();
-        self.service.run_job(&refresh[0].body).await.unwrap();
-        self.queue.delete(jobs, &refresh[0].receipt).await.unwrap();
-    }
-
-    async fn total_items(&self) -> u64 {
-        self.service
-            .dashboard(&self.admin, &self.project_id)
-            .await
-            .unwrap()
-            .total_items
-    }
-
-    /// Checks out and skips until nothing is left; the keys handed out, in order.
-    async fn drain(&self) -> Vec<String> {
-        let mut keys = Vec::new();
-        while let Some(task) = self
-            .service
-            .checkout(&self.admin, &self.project_id)
-            .await
-            .unwrap()
-        {
-            keys.extend(task.items.iter().map(|i| i.key.clone()));
-            let submission = SubmissionInput {
-                items: task
-                    .items
-                    .iter()
-                    .map(|i| SubmittedItemInput {
-                        item_id: Some(i.item_id),
-                        skip: Some(true),
-                        ..Default::default()
-                    })
-                    .collect(),
-            };
-            self.service
-                .submit(&self.admin, &self.project_id, &task.task_id, submission)
-                .await
-                .unwrap();
-        }
-        keys
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+async fn queue_refresh(fixture: &Fixture, project_id: &str, request_id: &str) {
+    let job = Job::Refresh {
+        project_id: project_id.to_owned(),
+        trigger: "on_demand".to_owned(),
+        request_id: request_id.to_owned(),
+    };
+    fixture
+        .queue
+        .send(&fixture.config.jobs_queue, &job.to_body(), Duration::ZERO)
+        .await
+        .unwrap();
 }
 
 fn assert_each_once(keys: &[String], expected: usize) {
@@ -260,45 +124,37 @@ fn assert_each_once(keys: &[String], expected: usize) {
 
 #[tokio::test]
 async fn a_crashed_refresh_retried_by_the_queue_adds_each_item_once() {
-    let fixture = Fixture::new("refresh-crash").await;
+    let (fixture, project) = fixture("refresh-crash").await;
     fixture.add_images("new", 4).await;
-    fixture.queue_refresh("r_crash").await;
+    queue_refresh(&fixture, &project, "r_crash").await;
     fixture
         .table
         .crash_manifest_commit
         .store(true, Ordering::SeqCst);
-
-    let jobs = &fixture.config.jobs_queue;
-    let first = fixture
-        .queue
-        .receive(jobs, 1, Duration::from_secs(30), Duration::ZERO)
-        .await
-        .unwrap();
     assert!(
-        fixture.service.run_job(&first[0].body).await.is_err(),
+        fixture.run_next_job().await.is_err(),
         "the injected crash fails the first run"
     );
-    assert_eq!(fixture.total_items().await, 5, "nothing was committed");
+    assert_eq!(
+        fixture.total_items(&project).await,
+        5,
+        "nothing was committed"
+    );
 
     fixture.clock.advance(Duration::from_secs(31));
-    let retry = fixture
-        .queue
-        .receive(jobs, 1, Duration::from_secs(30), Duration::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(retry.len(), 1, "the queue redelivers the job");
-    assert_eq!(retry[0].receive_count, 2);
-    fixture.service.run_job(&retry[0].body).await.unwrap();
-    fixture.queue.delete(jobs, &retry[0].receipt).await.unwrap();
-    assert_eq!(fixture.total_items().await, 9);
+    let jobs = &fixture.config.jobs_queue;
+    let depth = fixture.queue.depth(jobs).await.unwrap();
+    assert_eq!(depth, 1, "the queue keeps the job for another try");
+    fixture.run_next_job().await.unwrap();
+    assert_eq!(fixture.total_items(&project).await, 9);
 
-    assert_each_once(&fixture.drain().await, 9);
+    assert_each_once(&fixture.drain(&project).await, 9);
 }
 
 #[tokio::test]
 async fn a_refresh_landing_before_a_checkout_gives_back_its_overshoot_skips_nothing() {
-    let fixture = Fixture::new("refresh-overshoot").await;
-    let mut keys = fixture.drain().await;
+    let (fixture, project) = fixture("refresh-overshoot").await;
+    let mut keys = fixture.drain(&project).await;
     assert_each_once(&keys, 5);
 
     // One more checkout runs past the end; its give-back loses the race.
@@ -309,7 +165,7 @@ async fn a_refresh_landing_before_a_checkout_gives_back_its_overshoot_skips_noth
     assert!(
         fixture
             .service
-            .checkout(&fixture.admin, &fixture.project_id)
+            .checkout(&fixture.admin, &project)
             .await
             .unwrap()
             .is_none()
@@ -320,19 +176,21 @@ async fn a_refresh_landing_before_a_checkout_gives_back_its_overshoot_skips_noth
         .store(false, Ordering::SeqCst);
 
     fixture.add_images("new", 4).await;
-    fixture.run_refresh("r_overshoot").await;
-    assert_eq!(fixture.total_items().await, 9);
+    queue_refresh(&fixture, &project, "r_overshoot").await;
+    fixture.run_next_job().await.unwrap();
+    assert_eq!(fixture.total_items(&project).await, 9);
 
-    keys.extend(fixture.drain().await);
+    keys.extend(fixture.drain(&project).await);
     assert_each_once(&keys, 9);
 }
 
 #[tokio::test]
 async fn starting_over_on_a_manifest_read_before_a_refresh_committed_still_covers_every_item() {
-    let fixture = Fixture::new("refresh-start-over").await;
+    let (fixture, project) = fixture("refresh-start-over").await;
     fixture.add_images("new", 4).await;
-    fixture.run_refresh("r_before_start_over").await;
-    assert_eq!(fixture.total_items().await, 9);
+    queue_refresh(&fixture, &project, "r_before_start_over").await;
+    fixture.run_next_job().await.unwrap();
+    assert_eq!(fixture.total_items(&project).await, 9);
 
     fixture
         .table
@@ -342,7 +200,7 @@ async fn starting_over_on_a_manifest_read_before_a_refresh_committed_still_cover
         .service
         .add_labels(
             &fixture.admin,
-            &fixture.project_id,
+            &project,
             vec!["b".to_owned()],
             Some("start_over_remove".to_owned()),
         )
@@ -352,6 +210,6 @@ async fn starting_over_on_a_manifest_read_before_a_refresh_committed_still_cover
         !fixture.table.stale_manifest_read.load(Ordering::SeqCst),
         "the start-over read the manifest"
     );
-    assert_eq!(fixture.total_items().await, 9);
-    assert_each_once(&fixture.drain().await, 9);
+    assert_eq!(fixture.total_items(&project).await, 9);
+    assert_each_once(&fixture.drain(&project).await, 9);
 }

@@ -10,7 +10,7 @@ use tracing::instrument;
 use crate::access::Actor;
 use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
 use crate::domain::geometry::shoelace_area;
-use crate::domain::labeling::{ItemRecord, ItemState, StoredAnnotation};
+use crate::domain::labeling::{ItemRecord, StoredAnnotation};
 use crate::domain::project::{ProjectRecord, ProjectStatus, TaskType};
 use crate::domain::source::Source;
 use crate::ids::new_id;
@@ -310,8 +310,8 @@ impl<'a> PartWriter<'a> {
     }
 }
 
-/// Which records an export holds: labeled in the export's round, by its snapshot time, and
-/// not before `since`.
+/// Which records an export holds: labeled in the export's round by its snapshot time (with
+/// the labels they had then, even when rejected or relabeled since), and not before `since`.
 #[derive(Clone, Copy)]
 struct Selection {
     round: u32,
@@ -328,12 +328,13 @@ impl Selection {
         }
     }
 
-    fn labeled(&self, item: &ItemRecord) -> bool {
-        item.round == self.round
-            && item.state == ItemState::Labeled
-            && item.labeled_at.is_some_and(|at| {
-                at <= self.snapshot_at && self.since.is_none_or(|since| at >= since)
-            })
+    /// The item as the snapshot saw it, when the export holds it.
+    fn snapshot(&self, item: ItemRecord) -> Option<ItemRecord> {
+        let item = item.as_labeled_at(self.round, self.snapshot_at)?;
+        let labeled_at = item.labeled_at?;
+        self.since
+            .is_none_or(|since| labeled_at >= since)
+            .then_some(item)
     }
 }
 
@@ -700,7 +701,7 @@ impl Service {
         let selection = Selection::of(record);
         let mut count = 0;
         self.for_each_record(&project.id, |item| {
-            if selection.labeled(&item) {
+            if selection.snapshot(item).is_some() {
                 count += 1;
             }
             Ok(())
@@ -833,7 +834,7 @@ impl Service {
         } else {
             let mut pages = ItemPages::new(&project.id);
             while let Some(page) = pages.next(self).await? {
-                for item in page.into_iter().filter(|item| selection.labeled(item)) {
+                for item in page.into_iter().filter_map(|item| selection.snapshot(item)) {
                     if !first {
                         pending.push(b',');
                     }
@@ -862,7 +863,7 @@ impl Service {
         let mut first = true;
         let mut pages = ItemPages::new(&project.id);
         while let Some(page) = pages.next(self).await? {
-            for item in page.into_iter().filter(|item| selection.labeled(item)) {
+            for item in page.into_iter().filter_map(|item| selection.snapshot(item)) {
                 for label in &item.labels {
                     annotation_id += 1;
                     if !first {
@@ -912,7 +913,7 @@ impl Service {
         let mut pending = Vec::new();
         let mut pages = ItemPages::new(&project.id);
         while let Some(page) = pages.next(self).await? {
-            for item in page.into_iter().filter(|item| selection.labeled(item)) {
+            for item in page.into_iter().filter_map(|item| selection.snapshot(item)) {
                 annotations += item.labels.len() as u64;
                 serde_json::to_writer(&mut pending, &jsonl_line(project, &source, &item))
                     .map_err(|e| JobError::Unavailable(Box::new(e)))?;

@@ -526,9 +526,9 @@ impl Service {
         for result in keys_and_sizes {
             prepared.push(result?);
         }
-        let earlier: std::collections::HashMap<u64, ItemRecord> = if project.round > 0
-            && project.keep_prelabels
-        {
+        // After a start-over, the items' records from earlier rounds hold labels to show as
+        // prelabels and to keep for exports that began before the start-over.
+        let earlier: std::collections::HashMap<u64, ItemRecord> = if project.round > 0 {
             let record_keys: Vec<_> = items.iter().map(|i| keys::item(&project.id, *i)).collect();
             self.table
                 .batch_get(&record_keys)
@@ -587,6 +587,9 @@ impl Service {
                 labeled_at: None,
                 width,
                 height,
+                superseded: earlier
+                    .map(|record| record.history_after_replacing(now))
+                    .unwrap_or_default(),
             };
             item_writes.push(Write::Put {
                 item: to_item(keys::item(&project.id, item), "item", &record),

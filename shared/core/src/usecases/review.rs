@@ -349,6 +349,11 @@ impl Service {
                     .set("state", ItemState::Queued.as_str())
                     .set("labels", Value::Array(Vec::new()))
                     .set("rejected_at", now)
+                    .set(
+                        "superseded",
+                        serde_json::to_value(record.history_after_replacing(now))
+                            .unwrap_or_default(),
+                    )
                     .remove("labeled_by")
                     .remove("labeled_at"),
                 condition: Some(Condition::And(vec![
