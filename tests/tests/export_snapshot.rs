@@ -20,13 +20,12 @@ fn labeled(class: &str) -> SubmittedItemInput {
     }
 }
 
-/// Runs the next queued job (an export) and returns its COCO's class name by file name.
-async fn classes_by_file(
+/// A finished export's view and its COCO document.
+async fn read_export(
     fixture: &Direct<SqliteTable>,
     project: &str,
     export_id: &str,
-) -> BTreeMap<String, String> {
-    fixture.run_next_job().await.unwrap();
+) -> (labeling_core::usecases::export::ExportView, Value) {
     let view = fixture
         .service
         .get_export(&fixture.admin, project, export_id)
@@ -37,8 +36,19 @@ async fn classes_by_file(
         .strip_prefix("s3://")
         .and_then(|rest| rest.split_once('/'))
         .unwrap();
-    let coco: Value =
+    let coco =
         serde_json::from_slice(&fixture.blobs.get(bucket, key, None).await.unwrap()).unwrap();
+    (view, coco)
+}
+
+/// Runs the next queued job (an export) and returns its COCO's class name by file name.
+async fn classes_by_file(
+    fixture: &Direct<SqliteTable>,
+    project: &str,
+    export_id: &str,
+) -> BTreeMap<String, String> {
+    fixture.run_next_job().await.unwrap();
+    let (_, coco) = read_export(fixture, project, export_id).await;
     let category = |id: &Value| {
         coco["categories"]
             .as_array()
@@ -154,4 +164,46 @@ async fn an_export_writes_labels_as_they_were_when_it_was_requested() {
     let new = classes_by_file(&fixture, &project, &after.id).await;
     assert_eq!(new.len(), 6, "{new:?}");
     assert!(new.values().all(|class| class == "bird"), "{new:?}");
+}
+
+#[tokio::test]
+async fn an_export_of_every_image_leaves_out_images_added_after_it_was_requested() {
+    let fixture = Direct::new("export-snapshot-unlabeled", |table| table);
+    fixture.add_images("img", 3).await;
+    let project = fixture
+        .project("unlabeled", "image_classification_multiclass", &["cat"])
+        .await;
+    let export = fixture
+        .service
+        .start_export(
+            &fixture.admin,
+            &project,
+            ExportInput {
+                format: Some("coco".to_owned()),
+                include_unlabeled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    fixture.add_images("later", 2).await;
+    let refresh = labeling_core::jobs::Job::Refresh {
+        project_id: project.clone(),
+        trigger: "on_demand".to_owned(),
+        request_id: "r_after_export".to_owned(),
+    };
+    fixture.service.run_job(&refresh.to_body()).await.unwrap();
+    assert_eq!(fixture.total_items(&project).await, 5);
+
+    fixture.run_next_job().await.unwrap();
+    let (view, coco) = read_export(&fixture, &project, &export.id).await;
+    let files: Vec<&str> = coco["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|image| image["file_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files.iter().all(|f| f.contains("img-")), "{files:?}");
+    assert_eq!(view.progress.items_total, 3);
 }

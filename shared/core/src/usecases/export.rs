@@ -80,6 +80,10 @@ pub struct ExportRecord {
     pub include_unlabeled: bool,
     /// What was labeled at this instant is what the export holds.
     pub snapshot_at: i64,
+    /// With `include_unlabeled`: the project's items at the snapshot (later refreshes add
+    /// items the export leaves out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_items: Option<u64>,
     pub round: u32,
     pub bucket: String,
     pub key: String,
@@ -441,6 +445,12 @@ impl Service {
             return Err(ExportError::NotReady(project.status.as_str()));
         }
         let now = self.clock.now();
+        let include_unlabeled = input.include_unlabeled.unwrap_or(false);
+        let snapshot_items = if include_unlabeled {
+            Some(self.read_manifest(project_id).await?.map_or(0, |m| m.total))
+        } else {
+            None
+        };
         let id = new_id("x");
         let bucket = self.export_bucket(&project);
         let key = format!(
@@ -455,8 +465,9 @@ impl Service {
             format,
             status: ExportStatus::Queued,
             since,
-            include_unlabeled: input.include_unlabeled.unwrap_or(false),
+            include_unlabeled,
             snapshot_at: now,
+            snapshot_items,
             round: project.round,
             bucket,
             key,
@@ -682,10 +693,11 @@ impl Service {
         record: &ExportRecord,
     ) -> Result<u64, JobError> {
         if record.include_unlabeled {
-            return Ok(self
+            let total = self
                 .read_manifest(&project.id)
                 .await?
-                .map_or(0, |m| m.total));
+                .map_or(0, |m| m.total);
+            return Ok(record.snapshot_items.map_or(total, |n| n.min(total)));
         }
         if record.since.is_none() {
             // The round's counter, without a pass over the items: labels made after the
@@ -797,7 +809,9 @@ impl Service {
         if include_unlabeled {
             // Every item of the manifest, labeled or not, in item order.
             let manifest = self.read_manifest(&project.id).await?.unwrap_or_default();
-            let total = manifest.total;
+            let total = record
+                .snapshot_items
+                .map_or(manifest.total, |n| n.min(manifest.total));
             let mut records = std::collections::HashMap::new();
             self.for_each_record(&project.id, |item| {
                 records.insert(item.item, (item.width, item.height));
