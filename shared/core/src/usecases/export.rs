@@ -95,7 +95,13 @@ pub struct ExportRecord {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub error: Option<String>,
+    /// Runs started so far; the last allowed failure marks the export failed.
+    #[serde(default)]
+    pub attempts: u32,
 }
+
+/// Runs of one export before it is marked failed (the queue's dead-letter count).
+pub const MAX_EXPORT_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ExportInput {
@@ -479,6 +485,7 @@ impl Service {
             started_at: None,
             finished_at: None,
             error: None,
+            attempts: 0,
         };
         self.table
             .put(
@@ -630,13 +637,69 @@ impl Service {
         let started = self.clock.now();
         record.status = ExportStatus::Running;
         record.started_at = Some(started);
+        record.attempts += 1;
         record.items_written = 0;
         record.annotations_written = 0;
-        record.items_total = self.count_export_items(&project, &record).await?;
         self.table
             .put(to_item(key.clone(), "export", &record), None)
             .await?;
+        match self.write_export(&project, &mut record).await {
+            Ok(()) => {
+                record.status = ExportStatus::Succeeded;
+                record.items_total = record.items_written;
+                record.error = None;
+                record.finished_at = Some(self.clock.now());
+                self.table
+                    .put(to_item(key, "export", &record), None)
+                    .await?;
+                tracing::info!(
+                    items = record.items_written,
+                    annotations = record.annotations_written,
+                    elapsed_ms = record.finished_at.unwrap_or(started) - started,
+                    "export finished"
+                );
+                Ok(())
+            }
+            Err(error) => {
+                // Show what went wrong at once; the last allowed try marks the export failed
+                // and ends the job, earlier ones leave it to the queue to retry.
+                let last = record.attempts >= MAX_EXPORT_ATTEMPTS;
+                record.error = Some(if last {
+                    format!("{error} (gave up after {} tries)", record.attempts)
+                } else {
+                    format!(
+                        "{error} (try {} of {MAX_EXPORT_ATTEMPTS}; retrying)",
+                        record.attempts
+                    )
+                });
+                if last {
+                    record.status = ExportStatus::Failed;
+                    record.finished_at = Some(self.clock.now());
+                }
+                if let Err(put_error) = self.table.put(to_item(key, "export", &record), None).await
+                {
+                    tracing::warn!(%put_error, "could not record the export's failure");
+                    return Err(error);
+                }
+                if last {
+                    tracing::error!(%error, attempts = record.attempts, "export failed");
+                    Ok(())
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
 
+    /// Counts, then streams the export through a multipart upload that appears only when
+    /// complete (a failure aborts it).
+    async fn write_export(
+        &self,
+        project: &ProjectRecord,
+        record: &mut ExportRecord,
+    ) -> Result<(), JobError> {
+        record.items_total = self.count_export_items(project, record).await?;
+        self.save_progress(record).await;
         let mut writer = PartWriter::start(
             self,
             &record.bucket,
@@ -645,29 +708,16 @@ impl Service {
         )
         .await?;
         let outcome = match record.format {
-            ExportFormat::Coco => self.write_coco(&project, &mut record, &mut writer).await,
-            ExportFormat::Jsonl => self.write_jsonl(&project, &mut record, &mut writer).await,
+            ExportFormat::Coco => self.write_coco(project, record, &mut writer).await,
+            ExportFormat::Jsonl => self.write_jsonl(project, record, &mut writer).await,
         };
         match outcome {
-            Ok(()) => writer.finish().await?,
+            Ok(()) => Ok(writer.finish().await?),
             Err(error) => {
                 writer.abort().await;
-                return Err(error);
+                Err(error)
             }
         }
-        record.status = ExportStatus::Succeeded;
-        record.items_total = record.items_written;
-        record.finished_at = Some(self.clock.now());
-        self.table
-            .put(to_item(key, "export", &record), None)
-            .await?;
-        tracing::info!(
-            items = record.items_written,
-            annotations = record.annotations_written,
-            elapsed_ms = record.finished_at.unwrap_or(started) - started,
-            "export finished"
-        );
-        Ok(())
     }
 
     /// Runs an export job now, without the queue (tests, benchmarks and the CLI).
@@ -724,6 +774,7 @@ impl Service {
 
     async fn save_progress(&self, record: &ExportRecord) {
         let update = Update::default()
+            .set("items_total", record.items_total)
             .set("items_written", record.items_written)
             .set("annotations_written", record.annotations_written);
         if let Err(error) = self

@@ -1,5 +1,6 @@
-//! An export is a snapshot of the labels as they were when it was requested: labels rejected,
-//! replaced by a start-over or relabeled while it waits or runs are written as they were.
+//! Export jobs staged step by step: an export is a snapshot of the labels as they were when it
+//! was requested (labels rejected, replaced by a start-over or relabeled while it waits or runs
+//! are written as they were), and an export that keeps failing ends as failed, with the reason.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use labeling_core::domain::labeling::SubmittedItemInput;
-use labeling_core::ports::Blobs;
+use labeling_core::ports::{Blobs, Queue};
 use labeling_core::usecases::export::ExportInput;
 use labeling_embedded::SqliteTable;
 use labeling_tests::direct::Direct;
@@ -206,4 +207,73 @@ async fn an_export_of_every_image_leaves_out_images_added_after_it_was_requested
     assert_eq!(files.len(), 3, "{files:?}");
     assert!(files.iter().all(|f| f.contains("img-")), "{files:?}");
     assert_eq!(view.progress.items_total, 3);
+}
+
+#[tokio::test]
+async fn an_export_that_keeps_failing_is_marked_failed_with_the_reason() {
+    let fixture = Direct::new("export-failing", |table| table);
+    fixture.add_images("img", 2).await;
+    let project = fixture
+        .project("failing", "image_classification_multiclass", &["cat"])
+        .await;
+    fixture.drain_with(&project, |_| labeled("cat")).await;
+    // A file where the export folder must go: every try fails to write the export.
+    std::fs::write(fixture.dir.join("buckets/photos/export"), b"in the way").unwrap();
+    let export = fixture
+        .service
+        .start_export(
+            &fixture.admin,
+            &project,
+            ExportInput {
+                format: Some("coco".to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    for attempt in 1..labeling_core::usecases::export::MAX_EXPORT_ATTEMPTS {
+        assert!(fixture.run_next_job().await.is_err(), "try {attempt} fails");
+        let shown = fixture
+            .service
+            .get_export(&fixture.admin, &project, &export.id)
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(shown.status).unwrap(),
+            "running",
+            "{shown:?}"
+        );
+        let error = shown.error.unwrap_or_default();
+        assert!(error.contains("retrying"), "{error}");
+        fixture.clock.advance(Duration::from_secs(31));
+    }
+    fixture.run_next_job().await.unwrap();
+    let shown = fixture
+        .service
+        .get_export(&fixture.admin, &project, &export.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(shown.status).unwrap(),
+        "failed",
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("gave up after 5 tries"),
+        "{shown:?}"
+    );
+    assert!(shown.download_url.is_none());
+    assert_eq!(
+        fixture
+            .queue
+            .depth(&fixture.config.jobs_queue)
+            .await
+            .unwrap(),
+        0,
+        "the job is done with"
+    );
 }
