@@ -58,6 +58,13 @@ async fn a_refresh_after_adding_three_files_adds_exactly_three_items() {
     assert_eq!(dashboard["total_items"], 8, "{dashboard}");
     assert_eq!(dashboard["refresh"]["items_added"], 3);
     assert_eq!(dashboard["refresh"]["last_refresh_trigger"], "on_demand");
+    let shown = app.get(&format!("/projects/{project}"), &app.admin).await;
+    assert_eq!(
+        shown.body["refresh"], dashboard["refresh"],
+        "the project page shows the same refresh"
+    );
+    let to_labeler = app.get(&format!("/projects/{project}"), &ann).await;
+    assert!(to_labeler.body.get("refresh").is_none(), "{to_labeler:?}");
     assert_each_once(&app.drain_keys(&project, &ann).await, 8);
 }
 

@@ -87,6 +87,9 @@ pub struct ProjectView {
     pub created_by: String,
     pub created_at: String,
     pub updated_at: String,
+    /// The last refresh and the next scheduled one (admins, on `GET /projects/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<crate::usecases::refresh::RefreshView>,
 }
 
 impl ProjectView {
@@ -109,6 +112,7 @@ impl ProjectView {
             created_by: record.created_by.clone(),
             created_at: rfc3339(record.created_at),
             updated_at: rfc3339(record.updated_at),
+            refresh: None,
         }
     }
 }
@@ -382,7 +386,11 @@ impl Service {
         project_id: &str,
     ) -> Result<ProjectView, ProjectError> {
         let record = self.load_project(actor, project_id).await?;
-        Ok(ProjectView::of(&record, actor))
+        let mut view = ProjectView::of(&record, actor);
+        if actor.is_admin() {
+            view.refresh = Some(self.refresh_view(&record).await?);
+        }
+        Ok(view)
     }
 
     /// Edits instructions, lease time and the switches. Task type, source and page size are
