@@ -7,6 +7,9 @@ use std::time::Duration;
 use labeling_core::ports::Queue;
 
 const VISIBILITY: Duration = Duration::from_secs(900);
+/// How often a running job's message is made invisible for another [`VISIBILITY`], so a long
+/// job is never handed to a second worker while this one is alive.
+const HEARTBEAT: Duration = Duration::from_secs(300);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -36,7 +39,25 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             for message in messages {
-                match service.run_job(&message.body).await {
+                let job = service.run_job(&message.body);
+                tokio::pin!(job);
+                let mut heartbeat =
+                    tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+                let outcome = loop {
+                    tokio::select! {
+                        outcome = &mut job => break outcome,
+                        _ = heartbeat.tick() => {
+                            if let Err(error) = aws
+                                .queue
+                                .extend_visibility(queue, &message.receipt, VISIBILITY)
+                                .await
+                            {
+                                tracing::warn!(%error, message_id = %message.id, "could not extend the job's visibility");
+                            }
+                        }
+                    }
+                };
+                match outcome {
                     Ok(()) => {
                         if let Err(error) = aws.queue.delete(queue, &message.receipt).await {
                             tracing::warn!(%error, "could not delete a finished job");
