@@ -26,6 +26,16 @@ const LEASE_MILLIS: i64 = 15 * 60 * 1000;
 const EVENT_DEBOUNCE_MILLIS: i64 = 5_000;
 /// Commits tried while checkouts keep moving the cursor, before the job is retried later.
 const CURSOR_ATTEMPTS: usize = 20;
+/// Rows that only coordinate refreshes are useless a day after they stop mattering.
+const COORDINATION_ROW_LIFETIME_MILLIS: i64 = 24 * 3600 * 1000;
+
+/// The table's `ttl` attribute (epoch seconds, as DynamoDB's time to live reads it) of a
+/// coordination row that stops mattering at `millis`: DynamoDB deletes it a day later, should
+/// the job that would have deleted it have died.
+fn expiry_seconds(millis: i64) -> i64 {
+    (millis + COORDINATION_ROW_LIFETIME_MILLIS) / 1000
+}
+
 /// The daily refresh runs at this hour (UTC), locally and on the AWS schedule.
 pub const DAILY_REFRESH_HOUR_UTC: i64 = 2;
 
@@ -290,7 +300,7 @@ impl Service {
                 .put(
                     Item::new(
                         pending_key(&project.id),
-                        serde_json::json!({ "at": now, "entity": "refresh_pending" })
+                        serde_json::json!({ "at": now, "entity": "refresh_pending", "ttl": expiry_seconds(now) })
                             .as_object()
                             .cloned()
                             .unwrap_or_default(),
@@ -425,7 +435,7 @@ impl Service {
         // (after a crash) holds the same request id and may take its own lease back.
         let lease = Item::new(
             lease_key(project_id),
-            serde_json::json!({ "entity": "refresh_lease", "holder": request_id, "expires_at": now + LEASE_MILLIS })
+            serde_json::json!({ "entity": "refresh_lease", "holder": request_id, "expires_at": now + LEASE_MILLIS, "ttl": expiry_seconds(now + LEASE_MILLIS) })
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
@@ -611,6 +621,12 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coordination_rows_expire_a_day_late_in_epoch_seconds() {
+        let midnight = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        assert_eq!(expiry_seconds(midnight), 1_767_225_600 + 86_400);
+    }
 
     #[test]
     fn event_keys_are_decoded() {
