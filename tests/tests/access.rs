@@ -69,6 +69,26 @@ async fn a_labeler_gets_403_on_every_admin_path() {
             "/users".to_owned(),
             Some(json!({ "name": "eve", "role": "admin" })),
         ),
+        (Method::POST, format!("{p}/refresh"), Some(json!({}))),
+        (
+            Method::POST,
+            format!("{p}/exports"),
+            Some(json!({ "format": "coco" })),
+        ),
+        (Method::GET, format!("{p}/exports"), None),
+        (Method::GET, format!("{p}/exports/x_any"), None),
+        (
+            Method::POST,
+            "/datasets".to_owned(),
+            Some(json!({ "name": "pets" })),
+        ),
+        (Method::GET, "/datasets".to_owned(), None),
+        (Method::GET, "/datasets/pets".to_owned(), None),
+        (
+            Method::POST,
+            "/datasets/pets/uploads".to_owned(),
+            Some(json!({ "files": ["a.jpg"] })),
+        ),
     ];
     for (method, path, body) in admin_paths {
         let reply = app.request(method.clone(), &path, Some(&ann), body).await;

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,7 +17,7 @@ use labeling_core::ports::{
 use labeling_embedded::SqliteTable;
 use labeling_tests::direct::Direct;
 
-/// The embedded table with two faults that can be switched on.
+/// The embedded table, yielding before every call, with faults that can be switched on.
 struct Faulty {
     inner: SqliteTable,
     /// Fails the next transaction that commits a manifest, as a process dying there would.
@@ -28,11 +28,15 @@ struct Faulty {
     /// Serves the next read of a manifest as it was before the last four items were added, as
     /// a reader that ran just before a refresh committed saw it.
     stale_manifest_read: AtomicBool,
+    /// Refresh lease claims refused because another refresh held the lease.
+    refused_lease_claims: AtomicUsize,
 }
 
 #[async_trait]
 impl Table for Faulty {
     async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+        // Let concurrent jobs interleave at every table call, as they do on DynamoDB.
+        tokio::task::yield_now().await;
         let mut item = self.inner.get(key).await?;
         if key.sk == "MANIFEST"
             && self.stale_manifest_read.swap(false, Ordering::SeqCst)
@@ -44,10 +48,19 @@ impl Table for Faulty {
         Ok(item)
     }
     async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
+        // Let concurrent jobs interleave at every table call, as they do on DynamoDB.
+        tokio::task::yield_now().await;
         self.inner.batch_get(keys).await
     }
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
-        self.inner.put(item, condition).await
+        // Let concurrent jobs interleave at every table call, as they do on DynamoDB.
+        tokio::task::yield_now().await;
+        let claims_lease = item.key.sk == "REFRESH";
+        let outcome = self.inner.put(item, condition).await;
+        if claims_lease && matches!(outcome, Err(TableError::ConditionFailed { .. })) {
+            self.refused_lease_claims.fetch_add(1, Ordering::SeqCst);
+        }
+        outcome
     }
     async fn update(
         &self,
@@ -55,6 +68,8 @@ impl Table for Faulty {
         update: Update,
         condition: Option<Condition>,
     ) -> Result<Item, TableError> {
+        // Let concurrent jobs interleave at every table call, as they do on DynamoDB.
+        tokio::task::yield_now().await;
         let gives_back =
             key.sk.starts_with("CURSOR") && matches!(condition, Some(Condition::And(_)));
         if gives_back && self.lose_cursor_give_back.load(Ordering::SeqCst) {
@@ -63,9 +78,13 @@ impl Table for Faulty {
         self.inner.update(key, update, condition).await
     }
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError> {
+        // Let concurrent jobs interleave at every table call, as they do on DynamoDB.
+        tokio::task::yield_now().await;
         self.inner.delete(key, condition).await
     }
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
+        // Let concurrent jobs interleave at every table call, as they do on DynamoDB.
+        tokio::task::yield_now().await;
         let commits_manifest = writes.iter().any(|w| w.key().sk == "MANIFEST");
         if commits_manifest
             && writes.len() > 1
@@ -78,6 +97,8 @@ impl Table for Faulty {
         self.inner.transact(writes).await
     }
     async fn query(&self, query: Query) -> Result<Page, TableError> {
+        // Let concurrent jobs interleave at every table call, as they do on DynamoDB.
+        tokio::task::yield_now().await;
         self.inner.query(query).await
     }
 }
@@ -91,6 +112,7 @@ async fn fixture(name: &str) -> (Fixture, String) {
         crash_manifest_commit: AtomicBool::new(false),
         lose_cursor_give_back: AtomicBool::new(false),
         stale_manifest_read: AtomicBool::new(false),
+        refused_lease_claims: AtomicUsize::new(0),
     });
     fixture.add_images("old", 5).await;
     let project = fixture
@@ -211,5 +233,81 @@ async fn starting_over_on_a_manifest_read_before_a_refresh_committed_still_cover
         "the start-over read the manifest"
     );
     assert_eq!(fixture.total_items(&project).await, 9);
+    assert_each_once(&fixture.drain(&project).await, 9);
+}
+
+#[tokio::test]
+async fn two_refreshes_running_at_once_add_each_new_item_once() {
+    let (fixture, project) = fixture("refresh-two-at-once").await;
+    fixture.add_images("new", 4).await;
+    let job = |request_id: &str| {
+        Job::Refresh {
+            project_id: project.clone(),
+            trigger: "on_demand".to_owned(),
+            request_id: request_id.to_owned(),
+        }
+        .to_body()
+    };
+    let (a, b) = (job("r_a"), job("r_b"));
+    let (first, second) = tokio::join!(fixture.service.run_job(&a), fixture.service.run_job(&b));
+    first.unwrap();
+    second.unwrap();
+    assert_eq!(
+        fixture.table.refused_lease_claims.load(Ordering::SeqCst),
+        1,
+        "the two met at the lease"
+    );
+    assert_eq!(fixture.total_items(&project).await, 9);
+    let lease = fixture
+        .table
+        .get(&Key::new(format!("P#{project}"), "REFRESH".to_owned()))
+        .await
+        .unwrap();
+    assert!(lease.is_none(), "the winner gave its lease back: {lease:?}");
+    assert_each_once(&fixture.drain(&project).await, 9);
+}
+
+#[tokio::test]
+async fn a_refresh_that_died_holding_its_lease_takes_it_back_when_retried() {
+    let (fixture, project) = fixture("refresh-died").await;
+    fixture.add_images("new", 4).await;
+    // What a process that died mid-refresh leaves: its lease, for another 15 minutes.
+    let lease = serde_json::json!({
+        "entity": "refresh_lease",
+        "holder": "r_died",
+        "expires_at": fixture.service.now() + 15 * 60 * 1000,
+    });
+    fixture
+        .table
+        .put(
+            Item::new(
+                Key::new(format!("P#{project}"), "REFRESH".to_owned()),
+                lease.as_object().cloned().unwrap(),
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    let job = |request_id: &str| {
+        Job::Refresh {
+            project_id: project.clone(),
+            trigger: "on_demand".to_owned(),
+            request_id: request_id.to_owned(),
+        }
+        .to_body()
+    };
+    fixture.service.run_job(&job("r_other")).await.unwrap();
+    assert_eq!(fixture.table.refused_lease_claims.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        fixture.total_items(&project).await,
+        5,
+        "another refresh leaves the work to the lease holder"
+    );
+    fixture.service.run_job(&job("r_died")).await.unwrap();
+    assert_eq!(
+        fixture.total_items(&project).await,
+        9,
+        "the retry takes its lease back"
+    );
     assert_each_once(&fixture.drain(&project).await, 9);
 }
