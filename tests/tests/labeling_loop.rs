@@ -260,6 +260,18 @@ async fn an_expired_lease_returns_its_items_to_the_next_labeler() {
         StatusCode::NO_CONTENT,
         "the only item is leased"
     );
+    let at_once = app
+        .post(
+            &format!("/projects/{project}/tasks/{}/renew", task_id(&anns.body)),
+            &ann,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        at_once.status,
+        StatusCode::OK,
+        "a renew in the checkout's millisecond: {at_once:?}"
+    );
 
     app.clock.advance(Duration::from_secs(30));
     let renewed = app

@@ -151,6 +151,29 @@ async fn api_gateway_events_get_the_same_answers_as_the_local_server() {
     assert_eq!(status, StatusCode::OK, "{task}");
     let task_id = task["task_id"].as_str().unwrap();
     let item = task["items"][0]["item_id"].clone();
+    let (status, renewed) = via_lambda(
+        &lambda_app,
+        "POST",
+        &format!("/projects/{id}/tasks/{task_id}/renew"),
+        None,
+        ann,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    assert!(renewed["lease_expires_at"].is_string(), "{renewed}");
+    let someone_elses = via_lambda(
+        &lambda_app,
+        "POST",
+        &format!("/projects/{id}/tasks/{task_id}/release"),
+        None,
+        Some(("bob", "[labelers]")),
+    )
+    .await;
+    assert_eq!(
+        someone_elses.0,
+        StatusCode::NOT_FOUND,
+        "bob is not a member: {someone_elses:?}"
+    );
     let submit = format!("/projects/{id}/tasks/{task_id}/submit");
     let bad = json!({ "items": [{ "item_id": item, "annotations": [{ "label": "cat", "bbox": [0, 0, 0, 3] }] }] });
     let from_lambda = via_lambda(&lambda_app, "POST", &submit, Some(&bad), ann).await;
@@ -175,6 +198,74 @@ async fn api_gateway_events_get_the_same_answers_as_the_local_server() {
     )
     .await;
     assert_eq!(labeled.1["items"][0]["labeled_by"], "ann");
+
+    // A second task, released back to the queue.
+    let (status, second) = via_lambda(
+        &lambda_app,
+        "POST",
+        &format!("/projects/{id}/tasks/checkout"),
+        None,
+        ann,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let release = format!(
+        "/projects/{id}/tasks/{}/release",
+        second["task_id"].as_str().unwrap()
+    );
+    let (status, released) = via_lambda(&lambda_app, "POST", &release, None, ann).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{released}");
+    let from_lambda = via_lambda(
+        &lambda_app,
+        "GET",
+        &format!("/projects/{id}/dashboard"),
+        None,
+        admin,
+    )
+    .await;
+    let from_local = via_local(
+        &local_app,
+        "GET",
+        &format!("/projects/{id}/dashboard"),
+        None,
+        "admin-token",
+    )
+    .await;
+    assert_eq!(from_lambda, from_local);
+    assert_eq!(from_lambda.1["pending"]["queued"], 1, "{from_lambda:?}");
+
+    // An export, started through API Gateway and run as its job would.
+    let (status, export) = via_lambda(
+        &lambda_app,
+        "POST",
+        &format!("/projects/{id}/exports"),
+        Some(&json!({ "format": "coco" })),
+        admin,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{export}");
+    let export_id = export["id"].as_str().unwrap();
+    local.service.run_export_now(&id, export_id).await.unwrap();
+    let path = format!("/projects/{id}/exports/{export_id}");
+    let from_lambda = via_lambda(&lambda_app, "GET", &path, None, admin).await;
+    let from_local = via_local(&local_app, "GET", &path, None, "admin-token").await;
+    assert_eq!(from_lambda.0, StatusCode::OK);
+    assert_eq!(from_lambda.1["status"], "succeeded", "{from_lambda:?}");
+    assert_eq!(from_lambda.1["progress"], from_local.1["progress"]);
+    assert_eq!(from_lambda.1["progress"]["items_written"], 1);
+    let listed = via_lambda(
+        &lambda_app,
+        "GET",
+        &format!("/projects/{id}/exports"),
+        None,
+        admin,
+    )
+    .await;
+    assert_eq!(listed.0, StatusCode::OK);
+    assert_eq!(
+        via_lambda(&lambda_app, "GET", &path, None, ann).await.0,
+        StatusCode::FORBIDDEN
+    );
 
     let forbidden = via_lambda(
         &lambda_app,

@@ -799,7 +799,10 @@ impl Service {
         let task = self.load_task(actor, project_id, task_id).await?;
         let now = self.clock.now();
         let mut renewed = task.clone();
-        renewed.lease_expires_at = now + i64::from(project.lease_seconds) * 1000;
+        // Always later than the current expiry: the lease entry's key holds the expiry, and
+        // a renew in the checkout's millisecond must not delete and put the same row.
+        renewed.lease_expires_at =
+            (now + i64::from(project.lease_seconds) * 1000).max(task.lease_expires_at + 1);
         renewed.lease_version += 1;
         let writes = vec![
             Write::Put {
