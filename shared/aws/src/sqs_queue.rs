@@ -115,8 +115,12 @@ impl SqsQueue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The URL of queue `name`, from the cache or `GetQueueUrl`.
+    /// The URL of queue `name`, from the cache or `GetQueueUrl`. A queue given by its URL
+    /// (as the stack's functions are) is used as it is, so they need no `sqs:GetQueueUrl`.
     pub async fn url(&self, name: &str) -> Result<String, QueueError> {
+        if name.starts_with("https://") || name.starts_with("http://") {
+            return Ok(name.to_owned());
+        }
         if let Some(url) = self.urls().get(name) {
             return Ok(url.clone());
         }

@@ -258,3 +258,24 @@ async fn ranges_are_clipped_and_missing_buckets_named() {
         Err(BlobError::NoSuchBucket(_))
     ));
 }
+
+#[tokio::test]
+async fn a_queue_given_by_its_url_needs_no_lookup() {
+    let (aws, settings) = connect().await;
+    let url = aws.queue.url(&settings.jobs_queue).await.unwrap();
+    assert!(url.starts_with("http"), "{url}");
+    aws.requests.reset();
+    aws.queue
+        .send(&url, "by url", Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(aws.requests.sqs(), 1, "no GetQueueUrl");
+    let received = aws
+        .queue
+        .receive(&url, 10, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body, "by url");
+    aws.queue.delete(&url, &received[0].receipt).await.unwrap();
+}

@@ -27,7 +27,7 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// The queues the functions use, from the environment (names, not URLs).
+/// The queues the functions use, from the environment (names, or URLs as the stack gives them).
 pub struct Queues {
     pub jobs: String,
     pub exports: String,
