@@ -277,3 +277,66 @@ async fn an_export_that_keeps_failing_is_marked_failed_with_the_reason() {
         "the job is done with"
     );
 }
+
+#[tokio::test]
+async fn an_export_of_every_image_walks_sparse_records_in_item_order() {
+    let fixture = Direct::new("export-every-image", |table| table);
+    fixture.add_images("img", 2_345).await;
+    let project = fixture
+        .project("every", "image_classification_multiclass", &["cat"])
+        .await;
+    // Some items handed out (and so with a record), most never opened.
+    for _ in 0..300 {
+        let task = fixture
+            .service
+            .checkout(&fixture.admin, &project)
+            .await
+            .unwrap()
+            .unwrap();
+        let items = task
+            .items
+            .iter()
+            .map(|i| SubmittedItemInput {
+                item_id: Some(i.item_id),
+                ..labeled("cat")
+            })
+            .collect();
+        fixture
+            .service
+            .submit(
+                &fixture.admin,
+                &project,
+                &task.task_id,
+                labeling_core::domain::labeling::SubmissionInput { items },
+            )
+            .await
+            .unwrap();
+    }
+    let export = fixture
+        .service
+        .start_export(
+            &fixture.admin,
+            &project,
+            ExportInput {
+                format: Some("coco".to_owned()),
+                include_unlabeled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    fixture.run_next_job().await.unwrap();
+    let (view, coco) = read_export(&fixture, &project, &export.id).await;
+    let images = coco["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2_345);
+    for (index, image) in images.iter().enumerate() {
+        assert_eq!(image["id"], index as u64 + 1, "{image}");
+        assert_eq!(
+            (image["width"].clone(), image["height"].clone()),
+            (8.into(), 8.into()),
+            "{image}"
+        );
+    }
+    assert_eq!(coco["annotations"].as_array().unwrap().len(), 300);
+    assert_eq!(view.progress.items_written, 2_345);
+}

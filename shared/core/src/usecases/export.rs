@@ -3,6 +3,7 @@
 //! project. The object appears whole or not at all: a multipart upload is invisible until it is
 //! completed, and a retried job starts a fresh upload (abandoned parts expire by lifecycle rule).
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::instrument;
@@ -99,6 +100,11 @@ pub struct ExportRecord {
     #[serde(default)]
     pub attempts: u32,
 }
+
+/// Items listed at a time when an export lists unlabeled images too.
+const INCLUDE_UNLABELED_BATCH: u64 = 1000;
+/// Image header reads in flight at once for images no labeler has opened.
+const HEADER_READS_AT_ONCE: usize = 32;
 
 /// Runs of one export before it is marked failed (the queue's dead-letter count).
 pub const MAX_EXPORT_ATTEMPTS: u32 = 5;
@@ -863,38 +869,67 @@ impl Service {
             let total = record
                 .snapshot_items
                 .map_or(manifest.total, |n| n.min(manifest.total));
-            let mut records = std::collections::HashMap::new();
-            self.for_each_record(&project.id, |item| {
-                records.insert(item.item, (item.width, item.height));
-                Ok(())
-            })
-            .await?;
-            for item in 0..total {
-                let key = self
-                    .manifests
-                    .key_of(
-                        self.blobs.as_ref(),
-                        &self.config.system_bucket,
-                        &project.id,
-                        &manifest,
-                        item,
-                    )
-                    .await?;
-                let (width, height) = match records.get(&item) {
-                    Some((Some(w), Some(h))) => (Some(*w), Some(*h)),
-                    _ => self.header_size(source.bucket(), &key).await,
-                };
-                if !first {
-                    writer.write(b",").await?;
+            // Item records come in item order: walk them beside the item ids, a page at a
+            // time, so memory stays flat; images no labeler opened yet get their size from
+            // their headers, many reads at a time.
+            let mut pages = ItemPages::new(&project.id);
+            let mut known: std::collections::VecDeque<ItemRecord> = Default::default();
+            let mut start = 0u64;
+            while start < total {
+                let end = (start + INCLUDE_UNLABELED_BATCH).min(total);
+                while known.back().is_none_or(|record| record.item < end) {
+                    match pages.next(self).await? {
+                        Some(page) => known.extend(page),
+                        None => break,
+                    }
                 }
-                first = false;
-                writer
-                    .write(
-                        &serde_json::to_vec(&image_entry(item, &key, width, height))
-                            .unwrap_or_default(),
-                    )
-                    .await?;
-                written += 1;
+                let mut batch = Vec::with_capacity((end - start) as usize);
+                for item in start..end {
+                    while known.front().is_some_and(|record| record.item < item) {
+                        known.pop_front();
+                    }
+                    let size = known
+                        .front()
+                        .filter(|record| record.item == item)
+                        .and_then(|record| record.width.zip(record.height));
+                    let key = self
+                        .manifests
+                        .key_of(
+                            self.blobs.as_ref(),
+                            &self.config.system_bucket,
+                            &project.id,
+                            &manifest,
+                            item,
+                        )
+                        .await?;
+                    batch.push((item, key, size));
+                }
+                let bucket = source.bucket();
+                let sized: Vec<(u64, String, Option<u32>, Option<u32>)> =
+                    futures::stream::iter(batch.into_iter().map(|(item, key, size)| async move {
+                        let (width, height) = match size {
+                            Some((w, h)) => (Some(w), Some(h)),
+                            None => self.header_size(bucket, &key).await,
+                        };
+                        (item, key, width, height)
+                    }))
+                    .buffered(HEADER_READS_AT_ONCE)
+                    .collect()
+                    .await;
+                for (item, key, width, height) in sized {
+                    if !first {
+                        pending.push(b',');
+                    }
+                    first = false;
+                    serde_json::to_writer(&mut pending, &image_entry(item, &key, width, height))
+                        .map_err(|e| JobError::Unavailable(Box::new(e)))?;
+                    written += 1;
+                }
+                writer.write(&pending).await?;
+                pending.clear();
+                record.items_written = written;
+                self.save_progress(record).await;
+                start = end;
             }
         } else {
             let mut pages = ItemPages::new(&project.id);
