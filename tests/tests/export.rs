@@ -292,9 +292,30 @@ async fn multilabel_exports_load_in_pycocotools_with_one_annotation_per_class() 
 }
 
 #[tokio::test]
-async fn exports_follow_added_classes_and_rejects() {
+async fn detection_exports_follow_added_classes_and_rejects() {
+    added_classes_and_reject_round_trip("object_detection", &["bbox"]).await;
+}
+
+#[tokio::test]
+async fn segmentation_exports_follow_added_classes_and_rejects() {
+    added_classes_and_reject_round_trip("instance_segmentation", &["bbox", "segm"]).await;
+}
+
+#[tokio::test]
+async fn multiclass_exports_follow_added_classes_and_rejects() {
+    added_classes_and_reject_round_trip("image_classification_multiclass", &[]).await;
+}
+
+#[tokio::test]
+async fn multilabel_exports_follow_added_classes_and_rejects() {
+    added_classes_and_reject_round_trip("image_classification_multilabel", &[]).await;
+}
+
+/// Export, add a class, reject an item, export, relabel it with the new class, export: each
+/// export matches what was submitted, and class and image ids never move.
+async fn added_classes_and_reject_round_trip(task_type: &str, iou_types: &[&str]) {
     let app = spawn_app().await;
-    let (project, ann, mut submitted) = labeled(&app, "object_detection", 4).await;
+    let (project, ann, mut submitted) = labeled(&app, task_type, 4).await;
     let first = app.export(&project, json!({ "format": "coco" })).await.1;
     let first: Value = serde_json::from_slice(&first).unwrap();
     let added = app
@@ -324,17 +345,31 @@ async fn exports_follow_added_classes_and_rejects() {
     let after_reject = app.export(&project, json!({ "format": "coco" })).await.1;
     let after_reject: Value = serde_json::from_slice(&after_reject).unwrap();
     submitted.remove(&rejected_key);
-    assert_coco_matches(&after_reject, "object_detection", &submitted);
-    let relabel = json!({ "annotations": [{ "label": "bird", "bbox": [5.0, 5.0, 20.0, 20.0] }] });
+    assert_coco_matches(&after_reject, task_type, &submitted);
+    let relabel = match task_type {
+        "object_detection" => {
+            json!({ "annotations": [{ "label": "bird", "bbox": [5.0, 5.0, 20.0, 20.0] }] })
+        }
+        "instance_segmentation" => {
+            json!({ "annotations": [{ "label": "bird", "polygon": [[5.0, 5.0], [25.0, 5.0], [5.0, 25.0]] }] })
+        }
+        "image_classification_multilabel" => json!({ "labels": ["bird", "cat"] }),
+        _ => json!({ "labels": ["bird"] }),
+    };
     let again = app.label_all(&project, &ann, |_| relabel.clone()).await;
     assert_eq!(again.len(), 1, "only the rejected item comes back");
     submitted.extend(again);
     let (_, bytes) = app.export(&project, json!({ "format": "coco" })).await;
     let last: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_coco_matches(&last, "object_detection", &submitted);
+    assert_coco_matches(&last, task_type, &submitted);
+    let supercategory = if task_type.starts_with("image_classification") {
+        "class"
+    } else {
+        "object"
+    };
     assert_eq!(
         last["categories"][2],
-        json!({ "id": 3, "name": "bird", "supercategory": "object" }),
+        json!({ "id": 3, "name": "bird", "supercategory": supercategory }),
         "new classes get the next id"
     );
     assert_eq!(
@@ -363,7 +398,11 @@ async fn exports_follow_added_classes_and_rejects() {
         );
     }
     let path = write_temp(&app, "export.json", &bytes);
-    judge(&path, &["bbox"]);
+    for report in judge(&path, iou_types) {
+        for iou in iou_types {
+            assert_eq!(report[format!("{iou}_ap")], 1.0, "{report}");
+        }
+    }
 }
 
 #[tokio::test]
