@@ -311,3 +311,43 @@ async fn a_refresh_that_died_holding_its_lease_takes_it_back_when_retried() {
     );
     assert_each_once(&fixture.drain(&project).await, 9);
 }
+
+#[tokio::test]
+async fn new_objects_from_events_racing_each_other_are_added_once() {
+    let (fixture, project) = fixture("refresh-events").await;
+    fixture.add_images("new", 5).await;
+    let add = |keys: &[&str], request_id: &str| {
+        Job::AddKeys {
+            project_id: project.clone(),
+            keys: keys.iter().map(|k| format!("set/{k}.png")).collect(),
+            request_id: request_id.to_owned(),
+        }
+        .to_body()
+    };
+    let first = add(&["new-0", "new-1", "new-2", "old-1"], "r_first");
+    let second = add(&["new-2", "new-3", "new-4", "new-4"], "r_second");
+    let (a, b) = tokio::join!(
+        fixture.service.run_job(&first),
+        fixture.service.run_job(&second)
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(fixture.total_items(&project).await, 10);
+    fixture.service.run_job(&first).await.unwrap();
+    assert_eq!(
+        fixture.total_items(&project).await,
+        10,
+        "a redelivered event adds nothing"
+    );
+    let refresh = fixture
+        .service
+        .dashboard(&fixture.admin, &project)
+        .await
+        .unwrap()
+        .refresh;
+    assert_eq!(
+        refresh.last_refresh_trigger.as_deref(),
+        Some("object_created")
+    );
+    assert_each_once(&fixture.drain(&project).await, 10);
+}

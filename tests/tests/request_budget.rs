@@ -1,6 +1,7 @@
 //! Requests each use case sends to AWS (counted by the SDK clients, against the emulator):
 //! checkout at most 3 table round trips and submit at most 2 in the common case, whatever the
-//! project size, and ingest of N keys ceil(N/1000) list calls plus a constant number of writes.
+//! project size; ingest of N keys ceil(N/1000) list calls plus a constant number of writes; and
+//! new objects reported by events added without a single list call.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,6 +20,9 @@ async fn aws_local(moto: &labeling_tests::MotoServer) -> (Local, String) {
         .to_owned();
     let dir = std::env::temp_dir().join(format!("labeling-budget-{suffix}"));
     let mut options = Options::new(&dir);
+    // The clock stands still: the warm project copy cannot age out between the counted calls
+    // however slow the emulator is.
+    options.clock = std::sync::Arc::new(labeling_testkit::FakeClock::default());
     options.store = Store::Aws {
         settings: labeling_aws::AwsSettings {
             table: format!("budget-{suffix}"),
@@ -159,4 +163,71 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
             "submit touches neither S3 nor SQS"
         );
     }
+
+    // Two new objects reported by an event (one twice, one already in the project).
+    local
+        .service
+        .update_project(
+            &admin,
+            &project.id,
+            serde_json::json!({ "incremental_refresh": true }),
+        )
+        .await
+        .unwrap();
+    for name in ["imgs/new-a.png", "imgs/new-b.png"] {
+        local
+            .blobs
+            .put(&bucket, name, body.clone(), "image/png")
+            .await
+            .unwrap();
+    }
+    let event = |key: &str| (bucket.clone(), key.to_owned());
+    local
+        .service
+        .objects_created(&[
+            event("imgs/new-a.png"),
+            event("imgs/new-b.png"),
+            event("imgs/new-a.png"),
+            event("imgs/00007.png"),
+        ])
+        .await
+        .unwrap();
+    let jobs = local.service.config().jobs_queue.clone();
+    let queued = local
+        .queue
+        .receive(
+            &jobs,
+            10,
+            std::time::Duration::from_secs(60),
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let add_keys: Vec<_> = queued
+        .iter()
+        .filter(|message| message.body.contains("add_keys"))
+        .collect();
+    assert_eq!(add_keys.len(), 1, "one job for the project: {queued:?}");
+    aws.requests.reset();
+    local.service.run_job(&add_keys[0].body).await.unwrap();
+    let s3 = aws.requests.s3();
+    let table = aws.requests.dynamodb();
+    assert_eq!(
+        local
+            .service
+            .dashboard(&admin, &project.id)
+            .await
+            .unwrap()
+            .total_items,
+        keys + 2,
+        "exactly the two new keys"
+    );
+    assert!(
+        s3 <= 4,
+        "adding two keys from an event: {s3} S3 requests (no listing: manifest chunks, the new batch, the status)"
+    );
+    assert!(
+        table <= 4,
+        "adding two keys from an event: {table} table round trips"
+    );
 }

@@ -15,6 +15,13 @@ pub enum Job {
         trigger: String,
         request_id: String,
     },
+    /// Adds these keys of new objects (from object-created events) to a project, those not in
+    /// it yet, without listing its source.
+    AddKeys {
+        project_id: String,
+        keys: Vec<String>,
+        request_id: String,
+    },
     /// Queues a refresh of every project with incremental refresh on (the daily schedule).
     RefreshAll { trigger: String },
     /// Writes an export into the project's bucket.

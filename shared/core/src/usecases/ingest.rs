@@ -89,7 +89,15 @@ impl Service {
                 project_id,
                 trigger,
                 request_id,
-            } => self.refresh(&project_id, &trigger, &request_id).await,
+            } => self.refresh(&project_id, &trigger, &request_id, None).await,
+            Job::AddKeys {
+                project_id,
+                keys,
+                request_id,
+            } => {
+                self.refresh(&project_id, "object_created", &request_id, Some(&keys))
+                    .await
+            }
             Job::RefreshAll { trigger } => self.refresh_all(&trigger).await,
             Job::Export {
                 project_id,

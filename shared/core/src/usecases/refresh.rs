@@ -20,10 +20,17 @@ use crate::time::rfc3339;
 use crate::usecases::ingest::JobError;
 use crate::usecases::projects::ProjectError;
 
+/// Whether a refresh's commit landed.
+enum Committed {
+    Yes,
+    /// Another refresh published a manifest since this one read it.
+    ManifestMoved,
+}
+
 /// How long a refresh holds its project's refresh lease.
 const LEASE_MILLIS: i64 = 15 * 60 * 1000;
-/// Object-created events within this window share one refresh.
-const EVENT_DEBOUNCE_MILLIS: i64 = 5_000;
+/// Keys of new objects one job adds at most (well within a queue message).
+const EVENT_KEYS_PER_JOB: usize = 500;
 /// Commits tried while checkouts keep moving the cursor, before the job is retried later.
 const CURSOR_ATTEMPTS: usize = 20;
 /// Rows that only coordinate refreshes are useless a day after they stop mattering.
@@ -79,10 +86,6 @@ fn status_key(project_id: &str) -> String {
 
 fn lease_key(project_id: &str) -> Key {
     Key::new(keys::project_pk(project_id), "REFRESH")
-}
-
-fn pending_key(project_id: &str) -> Key {
-    Key::new(keys::project_pk(project_id), "REFRESH_PENDING")
 }
 
 /// The next daily run after `now`.
@@ -273,14 +276,14 @@ impl Service {
         Ok(())
     }
 
-    /// An object was created in a bucket: projects with incremental refresh whose source holds
-    /// it get a refresh within seconds (one per project per few seconds, however many files).
-    #[instrument(skip(self), err)]
+    /// Objects were created in buckets: each project with incremental refresh whose source
+    /// admits some of them gets a job adding exactly those keys (looked up in its manifest, so
+    /// a redelivered event or an object already listed is not added twice).
+    #[instrument(skip(self, objects), fields(objects = objects.len()), err)]
     pub async fn objects_created(&self, objects: &[(String, String)]) -> Result<(), JobError> {
         if objects.is_empty() {
             return Ok(());
         }
-        let now = self.clock.now();
         for project in self.list_projects(&Actor::admin("system")).await? {
             if !project.incremental_refresh || !matches!(project.status, "running" | "paused") {
                 continue;
@@ -288,43 +291,95 @@ impl Service {
             let Ok(source) = Source::parse(&project.source, self.config.allow_file_sources) else {
                 continue;
             };
-            if !objects.iter().any(|(bucket, key)| {
-                bucket == source.bucket()
-                    && key.starts_with(source.list_prefix())
-                    && source.admits(key)
-            }) {
-                continue;
-            }
-            let claimed = self
-                .table
-                .put(
-                    Item::new(
-                        pending_key(&project.id),
-                        serde_json::json!({ "at": now, "entity": "refresh_pending", "ttl": expiry_seconds(now) })
-                            .as_object()
-                            .cloned()
-                            .unwrap_or_default(),
-                    ),
-                    Some(Condition::Or(vec![
-                        Condition::NotExists,
-                        Condition::less_than("at", now - EVENT_DEBOUNCE_MILLIS),
-                    ])),
-                )
-                .await;
-            match claimed {
-                Ok(()) => self
-                    .enqueue_refresh(
-                        &project.id,
-                        "object_created",
-                        std::time::Duration::from_secs(2),
+            let mut keys: Vec<String> = objects
+                .iter()
+                .filter(|(bucket, key)| {
+                    bucket == source.bucket()
+                        && key.starts_with(source.list_prefix())
+                        && source.admits(key)
+                })
+                .map(|(_, key)| key.clone())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            for keys in keys.chunks(EVENT_KEYS_PER_JOB) {
+                let job = Job::AddKeys {
+                    project_id: project.id.clone(),
+                    keys: keys.to_vec(),
+                    request_id: new_id("r"),
+                };
+                self.queue
+                    .send(
+                        &self.config.jobs_queue,
+                        &job.to_body(),
+                        std::time::Duration::ZERO,
                     )
                     .await
-                    .map_err(|e| JobError::Unavailable(Box::new(e)))?,
-                Err(TableError::ConditionFailed { .. }) => {} // a refresh is already on its way
-                Err(error) => return Err(error.into()),
+                    .map_err(|e| JobError::Unavailable(Box::new(e)))?;
             }
         }
         Ok(())
+    }
+
+    /// The event keys the source admits that the manifest does not hold yet.
+    async fn new_event_keys(
+        &self,
+        project: &ProjectRecord,
+        manifest: &ManifestRecord,
+        keys: &[String],
+    ) -> Result<Merge, JobError> {
+        let source = Source::parse(&project.source, self.config.allow_file_sources)
+            .map_err(|e| JobError::Unavailable(Box::new(e)))?;
+        let mut candidates: Vec<String> = keys
+            .iter()
+            .filter(|key| key.starts_with(source.list_prefix()) && source.admits(key))
+            .cloned()
+            .collect();
+        candidates.sort();
+        candidates.dedup();
+        let mut new_keys = Vec::with_capacity(candidates.len());
+        for key in candidates {
+            if !self.manifest_holds(&project.id, manifest, &key).await? {
+                new_keys.push(key);
+            }
+        }
+        Ok(Merge {
+            new_keys,
+            removed: manifest.removed,
+            listed: 0,
+        })
+    }
+
+    /// Binary search of each batch (its keys are sorted by item id); chunks read on the way
+    /// stay cached, so a few lookups cost a few small reads, whatever the project's size.
+    async fn manifest_holds(
+        &self,
+        project_id: &str,
+        manifest: &ManifestRecord,
+        key: &str,
+    ) -> Result<bool, JobError> {
+        for batch in &manifest.batches {
+            let (mut low, mut high) = (batch.start, batch.start + batch.len);
+            while low < high {
+                let middle = low + (high - low) / 2;
+                let found = self
+                    .manifests
+                    .key_of(
+                        self.blobs.as_ref(),
+                        &self.config.system_bucket,
+                        project_id,
+                        manifest,
+                        middle,
+                    )
+                    .await?;
+                match found.as_str().cmp(key) {
+                    std::cmp::Ordering::Equal => return Ok(true),
+                    std::cmp::Ordering::Less => low = middle + 1,
+                    std::cmp::Ordering::Greater => high = middle,
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Lists the source and merges it with the manifest's keys.
@@ -380,11 +435,14 @@ impl Service {
     }
 
     #[instrument(skip(self), err)]
+    /// Looks for new images: by listing the source, or, given the keys of new objects (from
+    /// object-created events), by looking only those up in the manifest.
     pub(crate) async fn refresh(
         &self,
         project_id: &str,
         trigger: &str,
         request_id: &str,
+        event_keys: Option<&[String]>,
     ) -> Result<(), JobError> {
         let Some(item) = self.table.get(&keys::project(project_id)).await? else {
             return Ok(());
@@ -413,6 +471,11 @@ impl Service {
             };
             self.write_refresh_status(project_id, &status).await?;
             return Ok(());
+        }
+        if let Some(keys) = event_keys {
+            return self
+                .add_event_keys(&project, manifest, keys, request_id, now)
+                .await;
         }
         let merge = self.merge_with_source(&project, &manifest).await?;
         if merge.new_keys.is_empty() {
@@ -474,45 +537,24 @@ impl Service {
                 let merge = self.merge_with_source(&project, &current).await?;
                 (current, merge)
             };
-            let room = MAX_ITEMS.saturating_sub(manifest.total) as usize;
-            let take = merge.new_keys.len().min(room);
-            let dropped = (merge.new_keys.len() - take) as u64;
-            let added = &merge.new_keys[..take];
-            let mut next = manifest.clone();
-            if take > 0 {
-                let batch = Batch {
-                    start: manifest.total,
-                    len: take as u64,
-                    tag: Some(request_id.to_owned()),
-                };
-                for (chunk, keys) in added.chunks(CHUNK_KEYS as usize).enumerate() {
-                    self.blobs
-                        .put(
-                            &self.config.system_bucket,
-                            &batch.chunk_key(project_id, chunk as u64),
-                            encode_chunk(keys),
-                            "text/plain",
-                        )
-                        .await?;
-                }
-                next.batches.push(batch);
-                next.total += take as u64;
+            let grown = self
+                .grow_manifest(project_id, &manifest, &merge, trigger, request_id, now)
+                .await?;
+            match self
+                .commit_refresh(
+                    project_id,
+                    project.round,
+                    &manifest,
+                    &grown,
+                    Some(request_id),
+                )
+                .await?
+            {
+                Committed::Yes => Ok((grown.last_refresh_added as usize, grown.dropped, merge)),
+                Committed::ManifestMoved => Err(JobError::Unavailable(
+                    "another refresh changed the manifest meanwhile; retrying".into(),
+                )),
             }
-            next.dropped = dropped;
-            next.removed = merge.removed;
-            next.last_refresh_at = Some(now);
-            next.last_refresh_trigger = Some(trigger.to_owned());
-            next.last_refresh_added = take as u64;
-            self.commit_refresh(
-                project_id,
-                project.round,
-                &manifest,
-                &next,
-                take as i64,
-                request_id,
-            )
-            .await?;
-            Ok((take, dropped, merge))
         }
         .await;
         if under_lease.is_err() {
@@ -549,6 +591,112 @@ impl Service {
         );
         Ok(())
     }
+    /// The manifest with `merge`'s new keys (as many as the cap allows) appended as one batch
+    /// tagged `request_id`, whose chunks are written here; published by `commit_refresh`.
+    async fn grow_manifest(
+        &self,
+        project_id: &str,
+        manifest: &ManifestRecord,
+        merge: &Merge,
+        trigger: &str,
+        request_id: &str,
+        now: i64,
+    ) -> Result<ManifestRecord, JobError> {
+        let room = MAX_ITEMS.saturating_sub(manifest.total) as usize;
+        let take = merge.new_keys.len().min(room);
+        let added = &merge.new_keys[..take];
+        let mut next = manifest.clone();
+        if take > 0 {
+            let batch = Batch {
+                start: manifest.total,
+                len: take as u64,
+                tag: Some(request_id.to_owned()),
+            };
+            for (chunk, keys) in added.chunks(CHUNK_KEYS as usize).enumerate() {
+                self.blobs
+                    .put(
+                        &self.config.system_bucket,
+                        &batch.chunk_key(project_id, chunk as u64),
+                        encode_chunk(keys),
+                        "text/plain",
+                    )
+                    .await?;
+            }
+            next.batches.push(batch);
+            next.total += take as u64;
+        }
+        next.dropped = (merge.new_keys.len() - take) as u64;
+        next.removed = merge.removed;
+        next.last_refresh_at = Some(now);
+        next.last_refresh_trigger = Some(trigger.to_owned());
+        next.last_refresh_added = take as u64;
+        Ok(next)
+    }
+
+    /// New objects reported by events: looks their keys up in the manifest and appends those
+    /// it lacks, without listing the source. No lease: the manifest's optimistic commit keeps
+    /// concurrent appends apart, and one that lost the race looks its keys up again.
+    async fn add_event_keys(
+        &self,
+        project: &ProjectRecord,
+        manifest: ManifestRecord,
+        keys: &[String],
+        request_id: &str,
+        now: i64,
+    ) -> Result<(), JobError> {
+        let mut manifest = manifest;
+        for attempt in 0..CURSOR_ATTEMPTS {
+            if attempt > 0 {
+                let Some(current) = self.read_manifest(&project.id).await? else {
+                    return Ok(());
+                };
+                manifest = current;
+            }
+            let merge = self.new_event_keys(project, &manifest, keys).await?;
+            if merge.new_keys.is_empty() {
+                tracing::info!(project_id = %project.id, "the new objects are in the project already");
+                return Ok(());
+            }
+            let grown = self
+                .grow_manifest(
+                    &project.id,
+                    &manifest,
+                    &merge,
+                    "object_created",
+                    request_id,
+                    now,
+                )
+                .await?;
+            match self
+                .commit_refresh(&project.id, project.round, &manifest, &grown, None)
+                .await?
+            {
+                Committed::ManifestMoved => continue,
+                Committed::Yes => {
+                    let status = RefreshStatus {
+                        at: now,
+                        trigger: "object_created".to_owned(),
+                        added: grown.last_refresh_added,
+                        dropped: grown.dropped,
+                        removed: merge.removed,
+                        listed: 0,
+                        note: None,
+                    };
+                    self.write_refresh_status(&project.id, &status).await?;
+                    tracing::info!(
+                        project_id = %project.id,
+                        added = grown.last_refresh_added,
+                        "objects from events added"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        Err(JobError::Unavailable(
+            "the manifest kept moving while new objects were added; retrying".into(),
+        ))
+    }
+
     /// Publishes the grown manifest and the round's larger total in one transaction. Checkouts
     /// that ran past the old end reserved positions that did not exist yet; the cursor goes
     /// back to the old end in the same write, so the new items at those positions are handed
@@ -560,9 +708,9 @@ impl Service {
         round: u32,
         manifest: &ManifestRecord,
         grown: &ManifestRecord,
-        added: i64,
-        request_id: &str,
-    ) -> Result<(), JobError> {
+        lease_holder: Option<&str>,
+    ) -> Result<Committed, JobError> {
+        let added = grown.total.saturating_sub(manifest.total) as i64;
         let cursor_key = keys::cursor(project_id, round);
         for _ in 0..CURSOR_ATTEMPTS {
             let Some(cursor) = self.table.get(&cursor_key).await? else {
@@ -576,7 +724,7 @@ impl Service {
             if next > total {
                 update = update.set("next", total);
             }
-            let writes = vec![
+            let mut writes = vec![
                 Write::Put {
                     item: to_item(keys::manifest(project_id), "manifest", grown),
                     condition: Some(Condition::equals("total", manifest.total)),
@@ -593,13 +741,18 @@ impl Service {
                     key: keys::project(project_id),
                     condition: Condition::equals("round", round),
                 },
-                Write::Delete {
-                    key: lease_key(project_id),
-                    condition: Some(Condition::equals("holder", request_id)),
-                },
             ];
+            if let Some(holder) = lease_holder {
+                writes.push(Write::Delete {
+                    key: lease_key(project_id),
+                    condition: Some(Condition::equals("holder", holder)),
+                });
+            }
             match self.table.transact(writes).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(Committed::Yes),
+                Err(TableError::ConditionFailed { index: 0 }) => {
+                    return Ok(Committed::ManifestMoved);
+                }
                 Err(TableError::ConditionFailed { index: 1 } | TableError::TransactionConflict) => {
                     continue;
                 }
