@@ -21,6 +21,27 @@ fn labeled(class: &str) -> SubmittedItemInput {
     }
 }
 
+/// Queues a COCO export (the job waits on the queue until the test runs it).
+async fn start_coco(
+    fixture: &Direct<SqliteTable>,
+    project: &str,
+    include_unlabeled: bool,
+) -> labeling_core::usecases::export::ExportView {
+    fixture
+        .service
+        .start_export(
+            &fixture.admin,
+            project,
+            ExportInput {
+                format: Some("coco".to_owned()),
+                include_unlabeled: Some(include_unlabeled),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
 /// A finished export's view and its COCO document.
 async fn read_export(
     fixture: &Direct<SqliteTable>,
@@ -91,18 +112,7 @@ async fn an_export_writes_labels_as_they_were_when_it_was_requested() {
     assert_eq!(keys.len(), 6);
 
     fixture.clock.advance(Duration::from_secs(1));
-    let before = fixture
-        .service
-        .start_export(
-            &fixture.admin,
-            &project,
-            ExportInput {
-                format: Some("coco".to_owned()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let before = start_coco(&fixture, &project, false).await;
 
     // While the export waits on the queue: reject one item and relabel it, then start over
     // and relabel everything.
@@ -150,18 +160,7 @@ async fn an_export_writes_labels_as_they_were_when_it_was_requested() {
         "the export holds the labels of when it was requested: {old:?}"
     );
 
-    let after = fixture
-        .service
-        .start_export(
-            &fixture.admin,
-            &project,
-            ExportInput {
-                format: Some("coco".to_owned()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let after = start_coco(&fixture, &project, false).await;
     let new = classes_by_file(&fixture, &project, &after.id).await;
     assert_eq!(new.len(), 6, "{new:?}");
     assert!(new.values().all(|class| class == "bird"), "{new:?}");
@@ -174,19 +173,7 @@ async fn an_export_of_every_image_leaves_out_images_added_after_it_was_requested
     let project = fixture
         .project("unlabeled", "image_classification_multiclass", &["cat"])
         .await;
-    let export = fixture
-        .service
-        .start_export(
-            &fixture.admin,
-            &project,
-            ExportInput {
-                format: Some("coco".to_owned()),
-                include_unlabeled: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let export = start_coco(&fixture, &project, true).await;
     fixture.add_images("later", 2).await;
     let refresh = labeling_core::jobs::Job::Refresh {
         project_id: project.clone(),
@@ -219,18 +206,7 @@ async fn an_export_that_keeps_failing_is_marked_failed_with_the_reason() {
     fixture.drain_with(&project, |_| labeled("cat")).await;
     // A file where the export folder must go: every try fails to write the export.
     std::fs::write(fixture.dir.join("buckets/photos/export"), b"in the way").unwrap();
-    let export = fixture
-        .service
-        .start_export(
-            &fixture.admin,
-            &project,
-            ExportInput {
-                format: Some("coco".to_owned()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let export = start_coco(&fixture, &project, false).await;
     for attempt in 1..labeling_core::usecases::export::MAX_EXPORT_ATTEMPTS {
         assert!(fixture.run_next_job().await.is_err(), "try {attempt} fails");
         let shown = fixture
@@ -312,19 +288,7 @@ async fn an_export_of_every_image_walks_sparse_records_in_item_order() {
             .await
             .unwrap();
     }
-    let export = fixture
-        .service
-        .start_export(
-            &fixture.admin,
-            &project,
-            ExportInput {
-                format: Some("coco".to_owned()),
-                include_unlabeled: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let export = start_coco(&fixture, &project, true).await;
     fixture.run_next_job().await.unwrap();
     let (view, coco) = read_export(&fixture, &project, &export.id).await;
     let images = coco["images"].as_array().unwrap();

@@ -121,15 +121,24 @@ async fn fixture(name: &str) -> (Fixture, String) {
     (fixture, project)
 }
 
-async fn queue_refresh(fixture: &Fixture, project_id: &str, request_id: &str) {
-    let job = Job::Refresh {
+/// An on-demand refresh job's message.
+fn refresh_job(project_id: &str, request_id: &str) -> String {
+    Job::Refresh {
         project_id: project_id.to_owned(),
         trigger: "on_demand".to_owned(),
         request_id: request_id.to_owned(),
-    };
+    }
+    .to_body()
+}
+
+async fn queue_refresh(fixture: &Fixture, project_id: &str, request_id: &str) {
     fixture
         .queue
-        .send(&fixture.config.jobs_queue, &job.to_body(), Duration::ZERO)
+        .send(
+            &fixture.config.jobs_queue,
+            &refresh_job(project_id, request_id),
+            Duration::ZERO,
+        )
         .await
         .unwrap();
 }
@@ -240,14 +249,7 @@ async fn starting_over_on_a_manifest_read_before_a_refresh_committed_still_cover
 async fn two_refreshes_running_at_once_add_each_new_item_once() {
     let (fixture, project) = fixture("refresh-two-at-once").await;
     fixture.add_images("new", 4).await;
-    let job = |request_id: &str| {
-        Job::Refresh {
-            project_id: project.clone(),
-            trigger: "on_demand".to_owned(),
-            request_id: request_id.to_owned(),
-        }
-        .to_body()
-    };
+    let job = |request_id: &str| refresh_job(&project, request_id);
     let (a, b) = (job("r_a"), job("r_b"));
     let (first, second) = tokio::join!(fixture.service.run_job(&a), fixture.service.run_job(&b));
     first.unwrap();
@@ -288,14 +290,7 @@ async fn a_refresh_that_died_holding_its_lease_takes_it_back_when_retried() {
         )
         .await
         .unwrap();
-    let job = |request_id: &str| {
-        Job::Refresh {
-            project_id: project.clone(),
-            trigger: "on_demand".to_owned(),
-            request_id: request_id.to_owned(),
-        }
-        .to_body()
-    };
+    let job = |request_id: &str| refresh_job(&project, request_id);
     fixture.service.run_job(&job("r_other")).await.unwrap();
     assert_eq!(fixture.table.refused_lease_claims.load(Ordering::SeqCst), 1);
     assert_eq!(

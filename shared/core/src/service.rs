@@ -114,6 +114,24 @@ impl Service {
     pub fn now(&self) -> i64 {
         self.clock.now()
     }
+
+    /// The object key of item `item` of the project, from its manifest's chunks (cached).
+    pub(crate) async fn item_key(
+        &self,
+        project_id: &str,
+        manifest: &crate::manifest::ManifestRecord,
+        item: u64,
+    ) -> Result<String, crate::ports::BlobError> {
+        self.manifests
+            .key_of(
+                self.blobs.as_ref(),
+                &self.config.system_bucket,
+                project_id,
+                manifest,
+                item,
+            )
+            .await
+    }
 }
 
 /// A stored record was not what this code expects (a bug or a foreign write).

@@ -892,16 +892,7 @@ impl Service {
                         .front()
                         .filter(|record| record.item == item)
                         .and_then(|record| record.width.zip(record.height));
-                    let key = self
-                        .manifests
-                        .key_of(
-                            self.blobs.as_ref(),
-                            &self.config.system_bucket,
-                            &project.id,
-                            &manifest,
-                            item,
-                        )
-                        .await?;
+                    let key = self.item_key(&project.id, &manifest, item).await?;
                     batch.push((item, key, size));
                 }
                 let bucket = source.bucket();

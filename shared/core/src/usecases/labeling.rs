@@ -509,16 +509,7 @@ impl Service {
     ) -> Result<Claim, LabelingError> {
         let mut prepared = Vec::with_capacity(items.len());
         let keys_and_sizes = futures::future::join_all(items.iter().map(|item| async move {
-            let key = self
-                .manifests
-                .key_of(
-                    self.blobs.as_ref(),
-                    &self.config.system_bucket,
-                    &project.id,
-                    manifest,
-                    *item,
-                )
-                .await?;
+            let key = self.item_key(&project.id, manifest, *item).await?;
             let size = self.image_size(source.bucket(), &key).await?;
             Ok::<_, LabelingError>((*item, key, size))
         }))
@@ -668,17 +659,7 @@ impl Service {
     ) {
         let mut task_items = Vec::new();
         for item in items {
-            if let Ok(key) = self
-                .manifests
-                .key_of(
-                    self.blobs.as_ref(),
-                    &self.config.system_bucket,
-                    &project.id,
-                    manifest,
-                    *item,
-                )
-                .await
-            {
+            if let Ok(key) = self.item_key(&project.id, manifest, *item).await {
                 task_items.push(TaskItem {
                     item: *item,
                     key,

@@ -362,16 +362,7 @@ impl Service {
             let (mut low, mut high) = (batch.start, batch.start + batch.len);
             while low < high {
                 let middle = low + (high - low) / 2;
-                let found = self
-                    .manifests
-                    .key_of(
-                        self.blobs.as_ref(),
-                        &self.config.system_bucket,
-                        project_id,
-                        manifest,
-                        middle,
-                    )
-                    .await?;
+                let found = self.item_key(project_id, manifest, middle).await?;
                 match found.as_str().cmp(key) {
                     std::cmp::Ordering::Equal => return Ok(true),
                     std::cmp::Ordering::Less => low = middle + 1,

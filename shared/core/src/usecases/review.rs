@@ -255,16 +255,7 @@ impl Service {
                 .collect();
             while next < window_end && views.len() < limit {
                 if !busy.contains(&next) {
-                    let key = self
-                        .manifests
-                        .key_of(
-                            self.blobs.as_ref(),
-                            &self.config.system_bucket,
-                            &project.id,
-                            &manifest,
-                            next,
-                        )
-                        .await?;
+                    let key = self.item_key(&project.id, &manifest, next).await?;
                     let (width, height) = earlier
                         .remove(&next)
                         .map_or((None, None), |r| (r.width, r.height));
