@@ -288,16 +288,42 @@ async fn an_export_of_every_image_walks_sparse_records_in_item_order() {
             .await
             .unwrap();
     }
+    // Every image grows to 16x16: opened items keep the 8x8 their record holds, so each size
+    // in the export tells whether it came from a record or from a header read.
+    let bigger = labeling_tests::png(16, 16, 1);
+    for index in 0..2_345 {
+        fixture
+            .blobs
+            .put(
+                "photos",
+                &format!("set/img-{index}.png"),
+                bigger.clone(),
+                "image/png",
+            )
+            .await
+            .unwrap();
+    }
     let export = start_coco(&fixture, &project, true).await;
     fixture.run_next_job().await.unwrap();
     let (view, coco) = read_export(&fixture, &project, &export.id).await;
     let images = coco["images"].as_array().unwrap();
     assert_eq!(images.len(), 2_345);
+    let annotated: std::collections::HashSet<u64> = coco["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["image_id"].as_u64().unwrap())
+        .collect();
     for (index, image) in images.iter().enumerate() {
         assert_eq!(image["id"], index as u64 + 1, "{image}");
+        let side = if annotated.contains(&(index as u64 + 1)) {
+            8
+        } else {
+            16
+        };
         assert_eq!(
             (image["width"].clone(), image["height"].clone()),
-            (8.into(), 8.into()),
+            (side.into(), side.into()),
             "{image}"
         );
     }

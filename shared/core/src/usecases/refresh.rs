@@ -332,7 +332,12 @@ impl Service {
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
         let mut candidates: Vec<String> = keys
             .iter()
-            .filter(|key| key.starts_with(source.list_prefix()) && source.admits(key))
+            .filter(|key| {
+                // As a listing does: a key with a line break cannot be stored in a chunk.
+                key.starts_with(source.list_prefix())
+                    && source.admits(key)
+                    && !key.contains(['\n', '\r'])
+            })
             .cloned()
             .collect();
         candidates.sort();
@@ -598,10 +603,12 @@ impl Service {
         let added = &merge.new_keys[..take];
         let mut next = manifest.clone();
         if take > 0 {
+            // A tag of its own for every grow: a retry of a job whose earlier grow was
+            // committed (its status write failed, say) must not rewrite that batch's chunks.
             let batch = Batch {
                 start: manifest.total,
                 len: take as u64,
-                tag: Some(request_id.to_owned()),
+                tag: Some(format!("{request_id}-{}", new_id("b"))),
             };
             for (chunk, keys) in added.chunks(CHUNK_KEYS as usize).enumerate() {
                 self.blobs
