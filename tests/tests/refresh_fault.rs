@@ -308,41 +308,91 @@ async fn a_refresh_that_died_holding_its_lease_takes_it_back_when_retried() {
 }
 
 #[tokio::test]
-async fn new_objects_from_events_racing_each_other_are_added_once() {
+async fn new_objects_from_events_are_added_once_in_one_batch_and_wait_for_a_running_refresh() {
     let (fixture, project) = fixture("refresh-events").await;
-    fixture.add_images("new", 5).await;
-    let add = |keys: &[&str], request_id: &str| {
-        Job::AddKeys {
-            project_id: project.clone(),
-            keys: keys.iter().map(|k| format!("set/{k}.png")).collect(),
-            request_id: request_id.to_owned(),
-        }
-        .to_body()
+    fixture
+        .service
+        .update_project(
+            &fixture.admin,
+            &project,
+            serde_json::json!({ "incremental_refresh": true }),
+        )
+        .await
+        .unwrap();
+    fixture.add_images("new", 6).await;
+    let event = |names: &[&str]| -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|n| ("photos".to_owned(), format!("set/{n}.png")))
+            .collect()
     };
-    let first = add(&["new-0", "new-1", "new-2", "old-1"], "r_first");
-    let second = add(&["new-2", "new-3", "new-4", "new-4"], "r_second");
+    let first = event(&["new-0", "new-1", "new-2", "old-1"]);
+    let second = event(&["new-2", "new-3", "new-4", "new-4"]);
     let (a, b) = tokio::join!(
-        fixture.service.run_job(&first),
-        fixture.service.run_job(&second)
+        fixture.service.objects_created(&first),
+        fixture.service.objects_created(&second)
     );
     a.unwrap();
     b.unwrap();
-    assert_eq!(fixture.total_items(&project).await, 10);
-    fixture.service.run_job(&first).await.unwrap();
+    let jobs = &fixture.config.jobs_queue;
     assert_eq!(
-        fixture.total_items(&project).await,
-        10,
-        "a redelivered event adds nothing"
+        fixture.queue.depth(jobs).await.unwrap(),
+        1,
+        "events close together share one job"
     );
-    let refresh = fixture
+    fixture.clock.advance(Duration::from_secs(3));
+    fixture.run_next_job().await.unwrap();
+    let dashboard = fixture
         .service
         .dashboard(&fixture.admin, &project)
         .await
-        .unwrap()
-        .refresh;
+        .unwrap();
+    assert_eq!(dashboard.total_items, 10);
     assert_eq!(
-        refresh.last_refresh_trigger.as_deref(),
+        dashboard.refresh.items_added, 5,
+        "one batch of the five new keys"
+    );
+    assert_eq!(
+        dashboard.refresh.last_refresh_trigger.as_deref(),
         Some("object_created")
     );
-    assert_each_once(&fixture.drain(&project).await, 10);
+
+    // A redelivered event adds nothing.
+    fixture.service.objects_created(&first).await.unwrap();
+    fixture.clock.advance(Duration::from_secs(3));
+    fixture.run_next_job().await.unwrap();
+    assert_eq!(fixture.total_items(&project).await, 10);
+
+    // While a listing refresh holds the lease, the event job comes back later.
+    let lease = serde_json::json!({
+        "entity": "refresh_lease",
+        "holder": "r_listing",
+        "expires_at": fixture.service.now() + 15 * 60 * 1000,
+    });
+    let lease_key = Key::new(format!("P#{project}"), "REFRESH".to_owned());
+    fixture
+        .table
+        .put(
+            Item::new(lease_key.clone(), lease.as_object().cloned().unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+    fixture
+        .service
+        .objects_created(&event(&["new-5"]))
+        .await
+        .unwrap();
+    fixture.clock.advance(Duration::from_secs(3));
+    fixture.run_next_job().await.unwrap();
+    assert_eq!(
+        fixture.total_items(&project).await,
+        10,
+        "not while the lease is held"
+    );
+    fixture.table.delete(&lease_key, None).await.unwrap();
+    fixture.clock.advance(Duration::from_secs(31));
+    fixture.run_next_job().await.unwrap();
+    assert_eq!(fixture.total_items(&project).await, 11);
+    assert_each_once(&fixture.drain(&project).await, 11);
 }

@@ -1,7 +1,8 @@
 //! Requests each use case sends to AWS (counted by the SDK clients, against the emulator):
 //! checkout at most 3 table round trips and submit at most 2 in the common case, whatever the
 //! project size; ingest of N keys ceil(N/1000) list calls plus a constant number of writes; and
-//! new objects reported by events added without a single list call.
+//! new objects reported by events added without a single list call, in a constant number of
+//! table round trips.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -193,6 +194,8 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
         .await
         .unwrap();
     let jobs = local.service.config().jobs_queue.clone();
+    // The job is delayed (events close together share it): let it come due.
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
     let queued = local
         .queue
         .receive(
@@ -205,7 +208,7 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
         .unwrap();
     let add_keys: Vec<_> = queued
         .iter()
-        .filter(|message| message.body.contains("add_keys"))
+        .filter(|message| message.body.contains("add_event_keys"))
         .collect();
     assert_eq!(add_keys.len(), 1, "one job for the project: {queued:?}");
     aws.requests.reset();
@@ -227,7 +230,7 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
         "adding two keys from an event: {s3} S3 requests (no listing: manifest chunks, the new batch, the status)"
     );
     assert!(
-        table <= 4,
-        "adding two keys from an event: {table} table round trips"
+        table <= 8,
+        "adding two keys from an event: {table} table round trips (a constant number: marker, project, event rows, manifest, lease, cursor, commit, clean-up)"
     );
 }

@@ -15,11 +15,10 @@ pub enum Job {
         trigger: String,
         request_id: String,
     },
-    /// Adds these keys of new objects (from object-created events) to a project, those not in
-    /// it yet, without listing its source.
-    AddKeys {
+    /// Adds the new objects that events recorded for the project (rows `EVENT#<key>`), those
+    /// not in it yet, without listing its source.
+    AddEventKeys {
         project_id: String,
-        keys: Vec<String>,
         request_id: String,
     },
     /// Queues a refresh of every project with incremental refresh on (the daily schedule).

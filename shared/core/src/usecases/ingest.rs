@@ -89,15 +89,11 @@ impl Service {
                 project_id,
                 trigger,
                 request_id,
-            } => self.refresh(&project_id, &trigger, &request_id, None).await,
-            Job::AddKeys {
+            } => self.refresh(&project_id, &trigger, &request_id).await,
+            Job::AddEventKeys {
                 project_id,
-                keys,
                 request_id,
-            } => {
-                self.refresh(&project_id, "object_created", &request_id, Some(&keys))
-                    .await
-            }
+            } => self.add_event_keys(&project_id, &request_id).await,
             Job::RefreshAll { trigger } => self.refresh_all(&trigger).await,
             Job::Export {
                 project_id,

@@ -14,7 +14,8 @@ use crate::ids::new_id;
 use crate::jobs::Job;
 use crate::keys;
 use crate::manifest::{Batch, CHUNK_KEYS, ManifestRecord, encode_chunk};
-use crate::ports::{BlobError, Condition, Item, Key, TableError, Update, Write};
+use crate::ports::table::MAX_TRANSACTION_WRITES;
+use crate::ports::{BlobError, Condition, Item, Key, Query, SkRange, TableError, Update, Write};
 use crate::service::{Service, from_item, number, to_item};
 use crate::time::rfc3339;
 use crate::usecases::ingest::JobError;
@@ -29,8 +30,16 @@ enum Committed {
 
 /// How long a refresh holds its project's refresh lease.
 const LEASE_MILLIS: i64 = 15 * 60 * 1000;
-/// Keys of new objects one job adds at most (well within a queue message).
-const EVENT_KEYS_PER_JOB: usize = 500;
+/// New objects' keys one event job adds at most; more wait for the next job.
+const EVENT_KEYS_PER_JOB: usize = 5000;
+/// Events within this window after the first share one job, and so one manifest batch.
+const EVENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+/// When a listing refresh holds the lease, the event job comes back after this long.
+const LEASE_BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+/// Sort keys are at most 1,024 bytes: longer object keys are left to the daily listing.
+const MAX_EVENT_KEY_BYTES: usize = 1000;
+/// Rows `P#<pid>` / `EVENT#<object key>`: new objects an event job has yet to add.
+const EVENT_KEY_PREFIX: &str = "EVENT#";
 /// Commits tried while checkouts keep moving the cursor, before the job is retried later.
 const CURSOR_ATTEMPTS: usize = 20;
 /// Rows that only coordinate refreshes are useless a day after they stop mattering.
@@ -86,6 +95,11 @@ fn status_key(project_id: &str) -> String {
 
 fn lease_key(project_id: &str) -> Key {
     Key::new(keys::project_pk(project_id), "REFRESH")
+}
+
+/// Present while an event-keys job of the project is queued.
+fn events_scheduled_key(project_id: &str) -> Key {
+    Key::new(keys::project_pk(project_id), "EVENTS_SCHEDULED")
 }
 
 /// The next daily run after `now`.
@@ -297,26 +311,37 @@ impl Service {
                     bucket == source.bucket()
                         && key.starts_with(source.list_prefix())
                         && source.admits(key)
+                        && !key.contains(['\n', '\r'])
+                        && key.len() <= MAX_EVENT_KEY_BYTES
                 })
                 .map(|(_, key)| key.clone())
                 .collect();
             keys.sort();
             keys.dedup();
-            for keys in keys.chunks(EVENT_KEYS_PER_JOB) {
-                let job = Job::AddKeys {
-                    project_id: project.id.clone(),
-                    keys: keys.to_vec(),
-                    request_id: new_id("r"),
-                };
-                self.queue
-                    .send(
-                        &self.config.jobs_queue,
-                        &job.to_body(),
-                        std::time::Duration::ZERO,
-                    )
-                    .await
-                    .map_err(|e| JobError::Unavailable(Box::new(e)))?;
+            if keys.is_empty() {
+                continue;
             }
+            let now = self.clock.now();
+            for chunk in keys.chunks(MAX_TRANSACTION_WRITES) {
+                let writes = chunk
+                    .iter()
+                    .map(|key| Write::Put {
+                        item: Item::new(
+                            Key::new(
+                                keys::project_pk(&project.id),
+                                format!("{EVENT_KEY_PREFIX}{key}"),
+                            ),
+                            serde_json::json!({ "entity": "event_key", "key": key, "at": now, "ttl": expiry_seconds(now) })
+                                .as_object()
+                                .cloned()
+                                .unwrap_or_default(),
+                        ),
+                        condition: None,
+                    })
+                    .collect();
+                self.table.transact(writes).await?;
+            }
+            self.schedule_event_keys(&project.id, EVENT_WINDOW).await?;
         }
         Ok(())
     }
@@ -431,14 +456,12 @@ impl Service {
     }
 
     #[instrument(skip(self), err)]
-    /// Looks for new images: by listing the source, or, given the keys of new objects (from
-    /// object-created events), by looking only those up in the manifest.
+    /// Lists the source and adds what the manifest lacks.
     pub(crate) async fn refresh(
         &self,
         project_id: &str,
         trigger: &str,
         request_id: &str,
-        event_keys: Option<&[String]>,
     ) -> Result<(), JobError> {
         let Some(item) = self.table.get(&keys::project(project_id)).await? else {
             return Ok(());
@@ -468,11 +491,6 @@ impl Service {
             self.write_refresh_status(project_id, &status).await?;
             return Ok(());
         }
-        if let Some(keys) = event_keys {
-            return self
-                .add_event_keys(&project, manifest, keys, request_id, now)
-                .await;
-        }
         let merge = self.merge_with_source(&project, &manifest).await?;
         if merge.new_keys.is_empty() {
             let status = RefreshStatus {
@@ -492,34 +510,12 @@ impl Service {
         }
         // Something to add: one refresh of a project at a time. A redelivery of this same job
         // (after a crash) holds the same request id and may take its own lease back.
-        let lease = Item::new(
-            lease_key(project_id),
-            serde_json::json!({ "entity": "refresh_lease", "holder": request_id, "expires_at": now + LEASE_MILLIS, "ttl": expiry_seconds(now + LEASE_MILLIS) })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        );
-        let acquired = self
-            .table
-            .put(
-                lease,
-                Some(Condition::Or(vec![
-                    Condition::NotExists,
-                    Condition::less_than("expires_at", now),
-                    Condition::equals("holder", request_id),
-                ])),
-            )
-            .await;
-        match acquired {
-            Ok(()) => {}
-            Err(TableError::ConditionFailed { .. }) => {
-                tracing::info!(
-                    project_id,
-                    "another refresh is running; it covers these files"
-                );
-                return Ok(());
-            }
-            Err(error) => return Err(error.into()),
+        if !self.take_refresh_lease(project_id, request_id, now).await? {
+            tracing::info!(
+                project_id,
+                "another refresh is running; it covers these files"
+            );
+            return Ok(());
         }
         let under_lease: Result<_, JobError> = async {
             // Under the lease: if another refresh changed the manifest since the first look, merge again.
@@ -554,18 +550,7 @@ impl Service {
         }
         .await;
         if under_lease.is_err() {
-            // Give the lease up at once, so other refreshes need not wait for it to expire; a
-            // retry of this job takes it again.
-            let released = self
-                .table
-                .delete(
-                    &lease_key(project_id),
-                    Some(Condition::equals("holder", request_id)),
-                )
-                .await;
-            if let Err(error) = released {
-                tracing::warn!(%error, project_id, "could not give the refresh lease back");
-            }
+            self.give_refresh_lease_back(project_id, request_id).await;
         }
         let (take, dropped, merge) = under_lease?;
         let status = RefreshStatus {
@@ -631,33 +616,128 @@ impl Service {
         Ok(next)
     }
 
-    /// New objects reported by events: looks their keys up in the manifest and appends those
-    /// it lacks, without listing the source. No lease: the manifest's optimistic commit keeps
-    /// concurrent appends apart, and one that lost the race looks its keys up again.
-    async fn add_event_keys(
+    /// Takes the project's refresh lease; false when another refresh holds it. A redelivery
+    /// of the same job (after a crash) holds the same request id and takes its own lease back.
+    async fn take_refresh_lease(
         &self,
-        project: &ProjectRecord,
-        manifest: ManifestRecord,
-        keys: &[String],
+        project_id: &str,
         request_id: &str,
         now: i64,
+    ) -> Result<bool, JobError> {
+        let lease = Item::new(
+            lease_key(project_id),
+            serde_json::json!({ "entity": "refresh_lease", "holder": request_id, "expires_at": now + LEASE_MILLIS, "ttl": expiry_seconds(now + LEASE_MILLIS) })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let acquired = self
+            .table
+            .put(
+                lease,
+                Some(Condition::Or(vec![
+                    Condition::NotExists,
+                    Condition::less_than("expires_at", now),
+                    Condition::equals("holder", request_id),
+                ])),
+            )
+            .await;
+        match acquired {
+            Ok(()) => Ok(true),
+            Err(TableError::ConditionFailed { .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Gives the lease up at once (after a failure, or when there was nothing to add), so other
+    /// refreshes need not wait for it to expire.
+    async fn give_refresh_lease_back(&self, project_id: &str, request_id: &str) {
+        let released = self
+            .table
+            .delete(
+                &lease_key(project_id),
+                Some(Condition::equals("holder", request_id)),
+            )
+            .await;
+        if let Err(error) = released {
+            tracing::warn!(%error, project_id, "could not give the refresh lease back");
+        }
+    }
+
+    /// Adds the keys that object-created events recorded for the project: looks each up in the
+    /// manifest and appends, as one batch, those it lacks, without listing the source. Runs
+    /// under the refresh lease; while a listing refresh holds it, tries again a little later.
+    #[instrument(skip(self), err)]
+    pub(crate) async fn add_event_keys(
+        &self,
+        project_id: &str,
+        request_id: &str,
     ) -> Result<(), JobError> {
-        let mut manifest = manifest;
-        for attempt in 0..CURSOR_ATTEMPTS {
-            if attempt > 0 {
-                let Some(current) = self.read_manifest(&project.id).await? else {
-                    return Ok(());
-                };
-                manifest = current;
+        // Events from now on schedule the next job; the rows read below are this one's.
+        self.table
+            .delete(&events_scheduled_key(project_id), None)
+            .await?;
+        let Some(item) = self.table.get(&keys::project(project_id)).await? else {
+            return Ok(());
+        };
+        let project: ProjectRecord = from_item(&item).map_err(JobError::Unavailable)?;
+        let query = Query::new(
+            keys::project_pk(project_id),
+            SkRange::BeginsWith(EVENT_KEY_PREFIX.to_owned()),
+            EVENT_KEYS_PER_JOB,
+        );
+        let page = self.table.query(query).await?;
+        let rows: Vec<Key> = page.items.iter().map(|item| item.key.clone()).collect();
+        let keys: Vec<String> = page
+            .items
+            .iter()
+            .filter_map(|item| {
+                item.attrs
+                    .get("key")
+                    .and_then(|k| k.as_str())
+                    .map(str::to_owned)
+            })
+            .collect();
+        if page.last_evaluated.is_some() {
+            // More than one job's worth: the next job takes the rest.
+            self.schedule_event_keys(project_id, EVENT_WINDOW).await?;
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let manifest = match self.read_manifest(project_id).await? {
+            Some(manifest)
+                if matches!(
+                    project.status,
+                    ProjectStatus::Running | ProjectStatus::Paused
+                ) && manifest.total < MAX_ITEMS =>
+            {
+                manifest
             }
-            let merge = self.new_event_keys(project, &manifest, keys).await?;
-            if merge.new_keys.is_empty() {
-                tracing::info!(project_id = %project.id, "the new objects are in the project already");
+            // Deleted, not ingested yet (the ingest lists these files), or full: nothing to add.
+            _ => {
+                self.forget_event_keys(&rows).await;
                 return Ok(());
+            }
+        };
+        let now = self.clock.now();
+        if !self.take_refresh_lease(project_id, request_id, now).await? {
+            tracing::info!(
+                project_id,
+                "a refresh is running; adding the new objects a little later"
+            );
+            self.schedule_event_keys(project_id, LEASE_BUSY_RETRY)
+                .await?;
+            return Ok(());
+        }
+        let under_lease: Result<_, JobError> = async {
+            let merge = self.new_event_keys(&project, &manifest, &keys).await?;
+            if merge.new_keys.is_empty() {
+                return Ok(None);
             }
             let grown = self
                 .grow_manifest(
-                    &project.id,
+                    project_id,
                     &manifest,
                     &merge,
                     "object_created",
@@ -666,33 +746,112 @@ impl Service {
                 )
                 .await?;
             match self
-                .commit_refresh(&project.id, project.round, &manifest, &grown, None)
+                .commit_refresh(
+                    project_id,
+                    project.round,
+                    &manifest,
+                    &grown,
+                    Some(request_id),
+                )
                 .await?
             {
-                Committed::ManifestMoved => continue,
-                Committed::Yes => {
-                    let status = RefreshStatus {
-                        at: now,
-                        trigger: "object_created".to_owned(),
-                        added: grown.last_refresh_added,
-                        dropped: grown.dropped,
-                        removed: merge.removed,
-                        listed: 0,
-                        note: None,
-                    };
-                    self.write_refresh_status(&project.id, &status).await?;
-                    tracing::info!(
-                        project_id = %project.id,
-                        added = grown.last_refresh_added,
-                        "objects from events added"
-                    );
-                    return Ok(());
-                }
+                Committed::Yes => Ok(Some(grown)),
+                Committed::ManifestMoved => Err(JobError::Unavailable(
+                    "the manifest changed under the refresh lease; retrying".into(),
+                )),
             }
         }
-        Err(JobError::Unavailable(
-            "the manifest kept moving while new objects were added; retrying".into(),
-        ))
+        .await;
+        match under_lease {
+            Err(error) => {
+                self.give_refresh_lease_back(project_id, request_id).await;
+                Err(error)
+            }
+            Ok(None) => {
+                self.give_refresh_lease_back(project_id, request_id).await;
+                self.forget_event_keys(&rows).await;
+                tracing::info!(project_id, "the new objects are in the project already");
+                Ok(())
+            }
+            Ok(Some(grown)) => {
+                let status = RefreshStatus {
+                    at: now,
+                    trigger: "object_created".to_owned(),
+                    added: grown.last_refresh_added,
+                    dropped: grown.dropped,
+                    removed: grown.removed,
+                    listed: 0,
+                    note: None,
+                };
+                self.write_refresh_status(project_id, &status).await?;
+                self.forget_event_keys(&rows).await;
+                tracing::info!(
+                    project_id,
+                    added = grown.last_refresh_added,
+                    "objects from events added"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues an event-keys job after `delay`, unless one is queued already.
+    async fn schedule_event_keys(
+        &self,
+        project_id: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), JobError> {
+        let now = self.clock.now();
+        let marker = Item::new(
+            events_scheduled_key(project_id),
+            serde_json::json!({ "entity": "events_scheduled", "at": now, "ttl": expiry_seconds(now) })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        // A marker older than any job's delay belongs to a job that died: replace it.
+        let stale_before = now - (LEASE_BUSY_RETRY + EVENT_WINDOW).as_millis() as i64 * 4;
+        let claimed = self
+            .table
+            .put(
+                marker,
+                Some(Condition::Or(vec![
+                    Condition::NotExists,
+                    Condition::less_than("at", stale_before),
+                ])),
+            )
+            .await;
+        match claimed {
+            Ok(()) => {
+                let job = Job::AddEventKeys {
+                    project_id: project_id.to_owned(),
+                    request_id: new_id("r"),
+                };
+                self.queue
+                    .send(&self.config.jobs_queue, &job.to_body(), delay)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| JobError::Unavailable(Box::new(e)))
+            }
+            Err(TableError::ConditionFailed { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Deletes handled event rows (best effort: a row left behind is looked up again and found).
+    async fn forget_event_keys(&self, rows: &[Key]) {
+        for chunk in rows.chunks(MAX_TRANSACTION_WRITES) {
+            let writes = chunk
+                .iter()
+                .map(|key| Write::Delete {
+                    key: key.clone(),
+                    condition: None,
+                })
+                .collect();
+            if let Err(error) = self.table.transact(writes).await {
+                tracing::warn!(%error, "could not delete handled event keys");
+            }
+        }
     }
 
     /// Publishes the grown manifest and the round's larger total in one transaction. Checkouts
