@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use labeling_core::domain::labeling::SubmittedItemInput;
-use labeling_core::ports::{Blobs, Queue};
+use labeling_core::ports::{Blobs, Queue, Table};
 use labeling_core::usecases::export::ExportInput;
 use labeling_embedded::SqliteTable;
 use labeling_tests::direct::Direct;
@@ -239,7 +239,7 @@ async fn an_export_that_keeps_failing_is_marked_failed_with_the_reason() {
             .error
             .as_deref()
             .unwrap_or_default()
-            .contains("gave up after 5 tries"),
+            .contains("gave up after 4 tries"),
         "{shown:?}"
     );
     assert!(shown.download_url.is_none());
@@ -329,4 +329,51 @@ async fn an_export_of_every_image_walks_sparse_records_in_item_order() {
     }
     assert_eq!(coco["annotations"].as_array().unwrap().len(), 300);
     assert_eq!(view.progress.items_written, 2_345);
+}
+
+#[tokio::test]
+async fn an_export_whose_runs_keep_dying_is_marked_failed_before_the_queue_gives_up() {
+    let fixture = Direct::new("export-dying", |table| table);
+    fixture.add_images("img", 2).await;
+    let project = fixture
+        .project("dying", "image_classification_multiclass", &["cat"])
+        .await;
+    let export = start_coco(&fixture, &project, false).await;
+    // What four runs that died mid-way (a crash, a timeout) leave behind.
+    fixture
+        .table
+        .update(
+            &labeling_core::ports::Key::new(
+                format!("P#{project}"),
+                format!("RUN#EXPORT#{}", export.id),
+            ),
+            labeling_core::ports::Update::default()
+                .set(
+                    "attempts",
+                    labeling_core::usecases::export::MAX_EXPORT_ATTEMPTS,
+                )
+                .set("status", "running"),
+            None,
+        )
+        .await
+        .unwrap();
+    fixture.run_next_job().await.unwrap();
+    let shown = fixture
+        .service
+        .get_export(&fixture.admin, &project, &export.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(shown.status).unwrap(),
+        "failed",
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stopped without finishing 4 times"),
+        "{shown:?}"
+    );
 }

@@ -122,7 +122,7 @@ impl ItemRecord {
         }
         let excess = history.len().saturating_sub(MAX_LABEL_VERSIONS);
         history.drain(..excess);
-        while history.len() > 1
+        while !history.is_empty()
             && serde_json::to_vec(&history).map_or(0, |bytes| bytes.len()) > MAX_LABEL_HISTORY_BYTES
         {
             history.remove(0);
@@ -572,5 +572,9 @@ mod tests {
         let bytes = serde_json::to_vec(&item.superseded).unwrap().len();
         assert!(bytes <= MAX_LABEL_HISTORY_BYTES, "{bytes} bytes kept");
         assert!(!item.superseded.is_empty());
+        // A single version larger than the allowance is not kept at all.
+        let polygon: Vec<[f64; 2]> = (0..20_000).map(|i| [f64::from(i), 1.5]).collect();
+        item.labels[0].polygon = Some(polygon);
+        assert!(item.history_after_replacing(100).is_empty());
     }
 }

@@ -106,8 +106,9 @@ const INCLUDE_UNLABELED_BATCH: u64 = 1000;
 /// Image header reads in flight at once for images no labeler has opened.
 const HEADER_READS_AT_ONCE: usize = 32;
 
-/// Runs of one export before it is marked failed (the queue's dead-letter count).
-pub const MAX_EXPORT_ATTEMPTS: u32 = 5;
+/// Runs of one export before it is marked failed: one fewer than the queue's receives before
+/// dead-lettering, so that a run after this many crashed ones still marks it failed.
+pub const MAX_EXPORT_ATTEMPTS: u32 = 4;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ExportInput {
@@ -641,6 +642,19 @@ impl Service {
         };
         let project: ProjectRecord = from_item(&project_item).map_err(JobError::Unavailable)?;
         let started = self.clock.now();
+        if record.attempts >= MAX_EXPORT_ATTEMPTS {
+            // The earlier runs died without recording an outcome (a crash or a timeout).
+            record.status = ExportStatus::Failed;
+            record.finished_at = Some(started);
+            record.error = Some(format!(
+                "the export stopped without finishing {} times; gave up",
+                record.attempts
+            ));
+            self.table
+                .put(to_item(key, "export", &record), None)
+                .await?;
+            return Ok(());
+        }
         record.status = ExportStatus::Running;
         record.started_at = Some(started);
         record.attempts += 1;

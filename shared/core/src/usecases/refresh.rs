@@ -878,9 +878,15 @@ impl Service {
             let next = number(&cursor.attrs, "next");
             let total = number(&cursor.attrs, "total");
             let mut update = Update::default().set("total", total + added);
-            if next > total {
+            // A cursor past the end is wound back, so this write must see it exactly as read;
+            // otherwise checkouts may move it meanwhile, as long as none runs past the end
+            // (that one's give-back would then be lost to the new total).
+            let cursor_as_read = if next > total {
                 update = update.set("next", total);
-            }
+                Condition::equals("next", next)
+            } else {
+                Condition::less_than("next", total + 1)
+            };
             let mut writes = vec![
                 Write::Put {
                     item: to_item(keys::manifest(project_id), "manifest", grown),
@@ -890,7 +896,7 @@ impl Service {
                     key: cursor_key.clone(),
                     update,
                     condition: Some(Condition::And(vec![
-                        Condition::equals("next", next),
+                        cursor_as_read,
                         Condition::equals("total", total),
                     ])),
                 },
