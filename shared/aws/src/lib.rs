@@ -218,6 +218,8 @@ impl Aws {
     }
 
     async fn create_queue(&self, queue: &str, max_receives: u32) -> anyhow::Result<()> {
+        // A queue given by its URL (as the stack passes them) is created by its name.
+        let queue = queue.rsplit('/').next().unwrap_or(queue);
         let client = self.queue.client();
         // Creating a queue that exists returns its URL, as long as no attribute differs: create
         // both bare, then set their attributes, so a changed `max_receives` applies too.
