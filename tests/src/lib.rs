@@ -482,31 +482,13 @@ impl TestApp {
         }
     }
 
-    /// Keys of every item handed out until nothing is left (each task released afterwards is
-    /// not needed: items are labeled with an empty annotation list or skipped).
+    /// Keys of every item handed out until nothing is left, in order (each item skipped).
     pub async fn drain_keys(&self, project: &str, token: &str) -> Vec<String> {
-        let mut keys = Vec::new();
-        loop {
-            let task = self.checkout(project, token).await;
-            if task.status == StatusCode::NO_CONTENT {
-                return keys;
-            }
-            assert_eq!(task.status, StatusCode::OK, "{task:?}");
-            let mut items = Vec::new();
-            for item in task.body["items"].as_array().unwrap() {
-                keys.push(item["key"].as_str().unwrap().to_owned());
-                items.push(json!({ "item_id": item["item_id"], "skip": true }));
-            }
-            let reply = self
-                .submit(
-                    project,
-                    task.body["task_id"].as_str().unwrap(),
-                    token,
-                    json!({ "items": items }),
-                )
-                .await;
-            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-        }
+        self.submit_until_empty(project, token, |_| json!({ "skip": true }))
+            .await
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect()
     }
 
     /// Checks out and submits until nothing is left, building each item's labels with `labels`
@@ -515,12 +497,29 @@ impl TestApp {
         &self,
         project: &str,
         token: &str,
-        mut labels: F,
+        labels: F,
     ) -> std::collections::BTreeMap<String, Value>
     where
         F: FnMut(&str) -> Value,
     {
-        let mut submitted = std::collections::BTreeMap::new();
+        self.submit_until_empty(project, token, labels)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Checks out and submits until checkout answers 204, each item answered with `answer`
+    /// (given its key); every (key, submitted entry) in the order handed out.
+    async fn submit_until_empty<F>(
+        &self,
+        project: &str,
+        token: &str,
+        mut answer: F,
+    ) -> Vec<(String, Value)>
+    where
+        F: FnMut(&str) -> Value,
+    {
+        let mut submitted = Vec::new();
         loop {
             let task = self.checkout(project, token).await;
             if task.status == StatusCode::NO_CONTENT {
@@ -530,10 +529,10 @@ impl TestApp {
             let mut items = Vec::new();
             for item in task.body["items"].as_array().unwrap() {
                 let key = item["key"].as_str().unwrap().to_owned();
-                let mut entry = labels(&key);
+                let mut entry = answer(&key);
                 entry["item_id"] = item["item_id"].clone();
-                submitted.insert(key, entry.clone());
-                items.push(entry);
+                items.push(entry.clone());
+                submitted.push((key, entry));
             }
             let reply = self
                 .submit(

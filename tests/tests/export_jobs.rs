@@ -42,6 +42,30 @@ async fn start_coco(
         .unwrap()
 }
 
+/// The export's view, once it shows `failed` with `reason` in its error.
+async fn assert_failed(
+    fixture: &Direct<SqliteTable>,
+    project: &str,
+    export_id: &str,
+    reason: &str,
+) -> labeling_core::usecases::export::ExportView {
+    let shown = fixture
+        .service
+        .get_export(&fixture.admin, project, export_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(shown.status).unwrap(),
+        "failed",
+        "{shown:?}"
+    );
+    assert!(
+        shown.error.as_deref().unwrap_or_default().contains(reason),
+        "{shown:?}"
+    );
+    shown
+}
+
 /// A finished export's view and its COCO document.
 async fn read_export(
     fixture: &Direct<SqliteTable>,
@@ -224,24 +248,7 @@ async fn an_export_that_keeps_failing_is_marked_failed_with_the_reason() {
         fixture.clock.advance(Duration::from_secs(31));
     }
     fixture.run_next_job().await.unwrap();
-    let shown = fixture
-        .service
-        .get_export(&fixture.admin, &project, &export.id)
-        .await
-        .unwrap();
-    assert_eq!(
-        serde_json::to_value(shown.status).unwrap(),
-        "failed",
-        "{shown:?}"
-    );
-    assert!(
-        shown
-            .error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("gave up after 4 tries"),
-        "{shown:?}"
-    );
+    let shown = assert_failed(&fixture, &project, &export.id, "gave up after 4 tries").await;
     assert!(shown.download_url.is_none());
     assert_eq!(
         fixture
@@ -358,22 +365,11 @@ async fn an_export_whose_runs_keep_dying_is_marked_failed_before_the_queue_gives
         .await
         .unwrap();
     fixture.run_next_job().await.unwrap();
-    let shown = fixture
-        .service
-        .get_export(&fixture.admin, &project, &export.id)
-        .await
-        .unwrap();
-    assert_eq!(
-        serde_json::to_value(shown.status).unwrap(),
-        "failed",
-        "{shown:?}"
-    );
-    assert!(
-        shown
-            .error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("stopped without finishing 4 times"),
-        "{shown:?}"
-    );
+    assert_failed(
+        &fixture,
+        &project,
+        &export.id,
+        "stopped without finishing 4 times",
+    )
+    .await;
 }

@@ -97,9 +97,11 @@ impl Source {
         &self.list_prefix
     }
 
-    /// True when `key` matches the glob and names an image file.
+    /// True when `key` matches the glob and names an image file that can be an item: a key
+    /// with a line break cannot be stored in a manifest chunk (one key a line).
     pub fn admits(&self, key: &str) -> bool {
         is_image_key(key)
+            && !key.contains(['\n', '\r'])
             && self
                 .matcher
                 .get_or_init(|| Regex::new(&self.pattern).ok())

@@ -13,7 +13,7 @@ use crate::ports::blobs::MAX_LIST_KEYS;
 use crate::ports::{Condition, Key, Query, SkRange, TableError, Write};
 use crate::service::{Service, from_item, to_item};
 use crate::time::rfc3339;
-use crate::usecases::projects::ProjectError;
+use crate::usecases::projects::{ProjectError, require_admin};
 
 /// Files one upload request may name.
 pub const MAX_FILES_PER_REQUEST: usize = 1000;
@@ -144,14 +144,6 @@ pub fn check_upload_name(name: &str) -> Option<&'static str> {
         );
     }
     None
-}
-
-fn require_admin(actor: &Actor) -> Result<(), ProjectError> {
-    if actor.is_admin() {
-        Ok(())
-    } else {
-        Err(ProjectError::Forbidden)
-    }
 }
 
 impl Service {

@@ -208,7 +208,7 @@ impl Service {
                 .await?;
             listing.list_calls += 1;
             for object in &page.objects {
-                if !source.admits(&object.key) || object.key.contains(['\n', '\r']) {
+                if !source.admits(&object.key) {
                     continue;
                 }
                 if (listing.keys.len() as u64) < cap {

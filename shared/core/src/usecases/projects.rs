@@ -127,7 +127,8 @@ fn authorize(actor: &Actor, record: ProjectRecord) -> Result<ProjectRecord, Proj
     Ok(record)
 }
 
-fn require_admin(actor: &Actor) -> Result<(), ProjectError> {
+/// Admin-only use cases start here (a labeler gets 403).
+pub(crate) fn require_admin(actor: &Actor) -> Result<(), ProjectError> {
     if actor.is_admin() {
         Ok(())
     } else {

@@ -21,13 +21,6 @@ use crate::time::rfc3339;
 use crate::usecases::ingest::JobError;
 use crate::usecases::projects::ProjectError;
 
-/// Whether a refresh's commit landed.
-enum Committed {
-    Yes,
-    /// Another refresh published a manifest since this one read it.
-    ManifestMoved,
-}
-
 /// How long a refresh holds its project's refresh lease.
 const LEASE_MILLIS: i64 = 15 * 60 * 1000;
 /// New objects' keys one event job adds at most; more wait for the next job.
@@ -309,9 +302,7 @@ impl Service {
                 .iter()
                 .filter(|(bucket, key)| {
                     bucket == source.bucket()
-                        && key.starts_with(source.list_prefix())
                         && source.admits(key)
-                        && !key.contains(['\n', '\r'])
                         && key.len() <= MAX_EVENT_KEY_BYTES
                 })
                 .map(|(_, key)| key.clone())
@@ -357,12 +348,7 @@ impl Service {
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
         let mut candidates: Vec<String> = keys
             .iter()
-            .filter(|key| {
-                // As a listing does: a key with a line break cannot be stored in a chunk.
-                key.starts_with(source.list_prefix())
-                    && source.admits(key)
-                    && !key.contains(['\n', '\r'])
-            })
+            .filter(|key| source.admits(key))
             .cloned()
             .collect();
         candidates.sort();
@@ -530,23 +516,9 @@ impl Service {
                 (current, merge)
             };
             let grown = self
-                .grow_manifest(project_id, &manifest, &merge, trigger, request_id, now)
+                .append_under_lease(&project, &manifest, &merge, trigger, request_id, now)
                 .await?;
-            match self
-                .commit_refresh(
-                    project_id,
-                    project.round,
-                    &manifest,
-                    &grown,
-                    Some(request_id),
-                )
-                .await?
-            {
-                Committed::Yes => Ok((grown.last_refresh_added as usize, grown.dropped, merge)),
-                Committed::ManifestMoved => Err(JobError::Unavailable(
-                    "another refresh changed the manifest meanwhile; retrying".into(),
-                )),
-            }
+            Ok((grown.last_refresh_added as usize, grown.dropped, merge))
         }
         .await;
         if under_lease.is_err() {
@@ -572,17 +544,19 @@ impl Service {
         );
         Ok(())
     }
-    /// The manifest with `merge`'s new keys (as many as the cap allows) appended as one batch
-    /// tagged `request_id`, whose chunks are written here; published by `commit_refresh`.
-    async fn grow_manifest(
+    /// Appends `merge`'s new keys (as many as the cap allows) to the manifest as one batch:
+    /// writes its chunks, then publishes it and gives the refresh lease back in one commit.
+    /// Returns the published manifest.
+    async fn append_under_lease(
         &self,
-        project_id: &str,
+        project: &ProjectRecord,
         manifest: &ManifestRecord,
         merge: &Merge,
         trigger: &str,
         request_id: &str,
         now: i64,
     ) -> Result<ManifestRecord, JobError> {
+        let project_id = project.id.as_str();
         let room = MAX_ITEMS.saturating_sub(manifest.total) as usize;
         let take = merge.new_keys.len().min(room);
         let added = &merge.new_keys[..take];
@@ -613,6 +587,8 @@ impl Service {
         next.last_refresh_at = Some(now);
         next.last_refresh_trigger = Some(trigger.to_owned());
         next.last_refresh_added = take as u64;
+        self.commit_refresh(project_id, project.round, manifest, &next, request_id)
+            .await?;
         Ok(next)
     }
 
@@ -736,8 +712,8 @@ impl Service {
                 return Ok(None);
             }
             let grown = self
-                .grow_manifest(
-                    project_id,
+                .append_under_lease(
+                    &project,
                     &manifest,
                     &merge,
                     "object_created",
@@ -745,21 +721,7 @@ impl Service {
                     now,
                 )
                 .await?;
-            match self
-                .commit_refresh(
-                    project_id,
-                    project.round,
-                    &manifest,
-                    &grown,
-                    Some(request_id),
-                )
-                .await?
-            {
-                Committed::Yes => Ok(Some(grown)),
-                Committed::ManifestMoved => Err(JobError::Unavailable(
-                    "the manifest changed under the refresh lease; retrying".into(),
-                )),
-            }
+            Ok(Some(grown))
         }
         .await;
         match under_lease {
@@ -854,7 +816,8 @@ impl Service {
         }
     }
 
-    /// Publishes the grown manifest and the round's larger total in one transaction. Checkouts
+    /// Publishes the grown manifest and the round's larger total, and deletes the refresh lease
+    /// held by `lease_holder`, in one transaction. Checkouts
     /// that ran past the old end reserved positions that did not exist yet; the cursor goes
     /// back to the old end in the same write, so the new items at those positions are handed
     /// out instead of skipped. The cursor is compared as read, so a checkout moving it in
@@ -865,8 +828,8 @@ impl Service {
         round: u32,
         manifest: &ManifestRecord,
         grown: &ManifestRecord,
-        lease_holder: Option<&str>,
-    ) -> Result<Committed, JobError> {
+        lease_holder: &str,
+    ) -> Result<(), JobError> {
         let added = grown.total.saturating_sub(manifest.total) as i64;
         let cursor_key = keys::cursor(project_id, round);
         for _ in 0..CURSOR_ATTEMPTS {
@@ -887,7 +850,7 @@ impl Service {
             } else {
                 Condition::less_than("next", total + 1)
             };
-            let mut writes = vec![
+            let writes = vec![
                 Write::Put {
                     item: to_item(keys::manifest(project_id), "manifest", grown),
                     condition: Some(Condition::equals("total", manifest.total)),
@@ -904,18 +867,13 @@ impl Service {
                     key: keys::project(project_id),
                     condition: Condition::equals("round", round),
                 },
-            ];
-            if let Some(holder) = lease_holder {
-                writes.push(Write::Delete {
+                Write::Delete {
                     key: lease_key(project_id),
-                    condition: Some(Condition::equals("holder", holder)),
-                });
-            }
+                    condition: Some(Condition::equals("holder", lease_holder)),
+                },
+            ];
             match self.table.transact(writes).await {
-                Ok(()) => return Ok(Committed::Yes),
-                Err(TableError::ConditionFailed { index: 0 }) => {
-                    return Ok(Committed::ManifestMoved);
-                }
+                Ok(()) => return Ok(()),
                 Err(TableError::ConditionFailed { index: 1 } | TableError::TransactionConflict) => {
                     continue;
                 }

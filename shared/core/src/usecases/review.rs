@@ -119,11 +119,7 @@ pub struct ItemPage {
 }
 
 fn require_admin(actor: &Actor) -> Result<(), ReviewError> {
-    if actor.is_admin() {
-        Ok(())
-    } else {
-        Err(ReviewError::Forbidden)
-    }
+    Ok(crate::usecases::projects::require_admin(actor)?)
 }
 
 impl Service {
