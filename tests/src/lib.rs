@@ -147,6 +147,11 @@ pub struct Reply {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with options of the test's own (limits, for example).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Options)) -> TestApp {
     // `LABELING_TEST_LOG=warn` (or any filter) shows the server's logs, e.g. causes of a 503.
     if let Ok(filter) = std::env::var("LABELING_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
@@ -179,6 +184,7 @@ pub async fn spawn_app() -> TestApp {
             create_resources: true,
         };
     }
+    configure(&mut options);
     let local = Local::open(options).await.unwrap();
     let service = local.service.clone();
     let blobs = local.blobs.clone();

@@ -1,6 +1,7 @@
 //! The whole service in one process: the embedded adapters (SQLite table and queue, folder blob
 //! store) or the AWS ones, the users file, the HTTP router and the job worker.
 
+pub mod blob_server;
 pub mod client;
 pub mod demo;
 
@@ -11,7 +12,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use labeling_api::auth::BearerTokens;
-use labeling_api::routes::SignedBlobs;
 use labeling_api::{AppState, router};
 use labeling_core::ports::counting::CountingTable;
 use labeling_core::ports::{Blobs, Clock, Queue, SystemClock};
@@ -46,6 +46,8 @@ pub struct Options {
     pub admin_token: Option<String>,
     pub clock: Arc<dyn Clock>,
     pub store: Store,
+    /// The largest body a signed upload URL takes (embedded store).
+    pub max_upload_bytes: u64,
 }
 
 impl Options {
@@ -55,6 +57,7 @@ impl Options {
             admin_token: None,
             clock: Arc::new(SystemClock),
             store: Store::Embedded,
+            max_upload_bytes: blob_server::MAX_UPLOAD_BYTES,
         }
     }
 }
@@ -74,18 +77,25 @@ pub struct Local {
     pub data_dir: PathBuf,
     /// Set when this start created the first admin: the token, to be shown once.
     pub new_admin_token: Option<String>,
+    pub max_upload_bytes: u64,
 }
 
+/// The key that signs blob URLs: 32 random bytes, made on first start, readable by the owner
+/// only (whoever reads it can sign a URL for any object the server serves).
 fn signing_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     let path = data_dir.join("signing.key");
     match std::fs::read(&path) {
-        Ok(secret) if secret.len() >= 32 => Ok(secret),
+        Ok(secret) if secret.len() >= 32 => {
+            labeling_embedded::private_file::restrict(&path)
+                .with_context(|| format!("restricting {}", path.display()))?;
+            Ok(secret)
+        }
         _ => {
             let secret: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
                 .iter()
                 .flat_map(|u| u.as_bytes().to_vec())
                 .collect();
-            std::fs::write(&path, &secret)
+            labeling_embedded::private_file::write(&path, &secret)
                 .with_context(|| format!("writing {}", path.display()))?;
             Ok(secret)
         }
@@ -95,6 +105,9 @@ fn signing_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
 impl Local {
     pub async fn open(options: Options) -> anyhow::Result<Self> {
         let data_dir = options.data_dir;
+        // The data directory holds the users, the signing key and every label: its owner's only.
+        labeling_embedded::private_file::create_directory(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
         std::fs::create_dir_all(data_dir.join("buckets"))
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let users = Arc::new(UsersFile::open(data_dir.join("users.json"))?);
@@ -179,21 +192,27 @@ impl Local {
             users,
             data_dir,
             new_admin_token,
+            max_upload_bytes: options.max_upload_bytes,
         })
     }
 
     pub fn router(&self) -> axum::Router {
-        router(AppState {
+        let api = router(AppState {
             service: self.service.clone(),
             authenticator: Arc::new(BearerTokens(self.users.clone())),
             users: Some(self.users.clone()),
-            signed_blobs: self.folder.as_ref().map(|folder| {
-                Arc::new(SignedBlobs {
-                    verifier: folder.clone(),
-                    blobs: folder.clone(),
-                })
-            }),
-        })
+        });
+        match &self.folder {
+            // The embedded store's signed URLs point at this server.
+            Some(folder) => api.merge(
+                Arc::new(
+                    blob_server::BlobServer::new(folder.clone(), self.service.clone())
+                        .with_max_upload_bytes(self.max_upload_bytes),
+                )
+                .routes(),
+            ),
+            None => api,
+        }
     }
 
     /// Points the embedded store's signed URLs at this server.

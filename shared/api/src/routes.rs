@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -15,8 +15,8 @@ use labeling_core::access::Role;
 use labeling_core::domain::errors::DomainError;
 use labeling_core::domain::labeling::SubmissionInput;
 use labeling_core::domain::project::NewProjectInput;
-use labeling_core::ports::{BlobError, Blobs, SignedUrlVerifier, UserError, Users};
-use labeling_core::usecases::datasets::{NewDatasetInput, UploadsInput, content_type_of};
+use labeling_core::ports::{UserError, Users};
+use labeling_core::usecases::datasets::{NewDatasetInput, UploadsInput};
 use labeling_core::usecases::export::ExportInput;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -25,12 +25,6 @@ use serde_json::{Value, json};
 use crate::auth::{Authenticator, Caller};
 use crate::problem::Problem;
 
-/// Serving signed blob URLs from this process (the embedded deployment).
-pub struct SignedBlobs {
-    pub verifier: Arc<dyn SignedUrlVerifier>,
-    pub blobs: Arc<dyn Blobs>,
-}
-
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<Service>,
@@ -38,7 +32,6 @@ pub struct AppState {
     /// Present where users are managed by this service (locally); on AWS the identity
     /// provider owns users.
     pub users: Option<Arc<dyn Users>>,
-    pub signed_blobs: Option<Arc<SignedBlobs>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -90,7 +83,6 @@ pub fn router(state: AppState) -> Router {
             "/projects/{project_id}/exports/{export_id}",
             get(get_export),
         )
-        .route("/blobs/{bucket}/{*key}", get(get_blob).put(put_blob))
         .fallback(not_found)
         .with_state(state)
 }
@@ -607,91 +599,4 @@ async fn get_export(
             .map_err(domain)?,
     )
     .into_response())
-}
-
-#[derive(Deserialize)]
-struct Signature {
-    expires: Option<i64>,
-    signature: Option<String>,
-}
-
-fn signed<'a>(
-    state: &'a AppState,
-    method: &str,
-    bucket: &str,
-    key: &str,
-    signature: &Signature,
-) -> Result<&'a SignedBlobs, Problem> {
-    let signed = state
-        .signed_blobs
-        .as_deref()
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "not-found", "no such route"))?;
-    match (signature.expires, signature.signature.as_deref()) {
-        (Some(expires), Some(sig)) if signed.verifier.verify(method, bucket, key, expires, sig) => {
-            Ok(signed)
-        }
-        _ => Err(Problem::forbidden("the signed URL is invalid or expired")),
-    }
-}
-
-async fn get_blob(
-    State(state): State<AppState>,
-    Path((bucket, key)): Path<(String, String)>,
-    Query(signature): Query<Signature>,
-) -> Result<Response, Problem> {
-    let signed = signed(&state, "GET", &bucket, &key, &signature)?;
-    match signed.blobs.get(&bucket, &key, None).await {
-        Ok(body) => Ok((
-            [
-                (header::CONTENT_TYPE, content_type_of(&key)),
-                (header::CACHE_CONTROL, "private, max-age=600"),
-            ],
-            body,
-        )
-            .into_response()),
-        Err(BlobError::NotFound { .. } | BlobError::NoSuchBucket(_)) => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            "no such object",
-        )),
-        Err(error) => {
-            tracing::error!(%error, "could not read a blob");
-            Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the blob store is unavailable",
-            ))
-        }
-    }
-}
-
-async fn put_blob(
-    State(state): State<AppState>,
-    Path((bucket, key)): Path<(String, String)>,
-    Query(signature): Query<Signature>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<StatusCode, Problem> {
-    let signed = signed(&state, "PUT", &bucket, &key, &signature)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/octet-stream");
-    signed
-        .blobs
-        .put(&bucket, &key, body.to_vec(), content_type)
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "could not write a blob");
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the blob store is unavailable",
-            )
-        })?;
-    // The local store's object-created event: projects watching this bucket refresh.
-    if let Err(error) = state.service.objects_created(&[(bucket, key)]).await {
-        tracing::warn!(%error, "could not notify projects of a new object");
-    }
-    Ok(StatusCode::OK)
 }

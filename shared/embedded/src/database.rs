@@ -14,7 +14,11 @@ pub struct Database {
 }
 
 impl Database {
+    /// Opens (or creates) the database file, readable and writable by its owner only: it holds
+    /// every label and member list. SQLite gives its journal files the database's mode.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        crate::private_file::create_or_restrict(path)
+            .with_context(|| format!("creating the database {}", path.display()))?;
         let connection = Connection::open(path)
             .with_context(|| format!("opening the database {}", path.display()))?;
         Self::init(connection)

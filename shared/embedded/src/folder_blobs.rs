@@ -128,13 +128,6 @@ impl FolderBlobs {
         Ok(self.bucket_dir(bucket)?.join(key))
     }
 
-    fn not_found(bucket: &str, key: &str) -> BlobError {
-        BlobError::NotFound {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-        }
-    }
-
     fn signature(&self, method: SignedMethod, bucket: &str, key: &str, expires: i64) -> String {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.secret) else {
             return String::new();
@@ -184,6 +177,25 @@ impl FolderBlobs {
         };
         mac.update(format!("{}\n{bucket}\n{key}\n{expires}", method.as_str()).as_bytes());
         mac.verify_slice(&given).is_ok()
+    }
+
+    /// Opens an object for a streamed read (the local server's signed GET): the file and its
+    /// size. Only regular files are objects.
+    pub async fn open_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(std::fs::File, u64), BlobError> {
+        let path = self.object_path(bucket, key)?;
+        let bucket_dir = self.bucket_dir(bucket)?;
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        off_the_workers(move || open_regular(&path, &bucket_dir, &bucket, &key)).await
+    }
+
+    /// Starts a streamed write of an object (the local server's signed PUT).
+    pub async fn create_object(&self, bucket: &str, key: &str) -> Result<PendingObject, BlobError> {
+        let path = self.object_path(bucket, key)?;
+        off_the_workers(move || create_pending(path).map_err(unavailable)).await
     }
 
     fn sorted_entries(&self, dir: &Path) -> std::io::Result<Arc<Vec<(String, bool)>>> {
@@ -308,18 +320,110 @@ fn etag(metadata: &std::fs::Metadata) -> String {
     format!("{:x}-{:x}", modified, metadata.len())
 }
 
-/// Writes through a temporary file and a rename, so readers never see half an object.
-fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
+/// Runs blocking file-system work on tokio's blocking pool, so a slow disk, a network mount or a
+/// huge read never stalls the async workers that serve every other request.
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
+) -> Result<T, BlobError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| BlobError::Unavailable(Box::new(error)))?
+}
+
+/// Opens an object's file for reading, and only if it is a regular file. The file is opened
+/// non-blocking first: opening a FIFO for reading otherwise waits for a writer for ever (a FIFO
+/// named `x.png` in a bucket froze whole servers), and a device or socket is no object either.
+/// Anything but a regular file reads as a missing object, as S3 has no such thing.
+fn open_regular(
+    path: &Path,
+    bucket_dir: &Path,
+    bucket: &str,
+    key: &str,
+) -> Result<(std::fs::File, u64), BlobError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_found = || BlobError::NotFound {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(if bucket_dir.is_dir() {
+                not_found()
+            } else {
+                BlobError::NoSuchBucket(bucket.to_owned())
+            });
+        }
+        // A path through a file ("a.png/b.png") is no object either.
+        Err(error) if error.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(not_found());
+        }
+        Err(error) => return Err(unavailable(error)),
+    };
+    let metadata = file.metadata().map_err(unavailable)?;
+    if !metadata.is_file() {
+        return Err(not_found());
+    }
+    Ok((file, metadata.len()))
+}
+
+/// An object being written: a temporary file beside its final path, renamed over it by
+/// [`PendingObject::commit`] so readers never see half an object, and removed if dropped
+/// uncommitted (a client that disconnects mid-upload leaves nothing behind).
+pub struct PendingObject {
+    file: Option<std::fs::File>,
+    temporary: PathBuf,
+    path: PathBuf,
+}
+
+impl PendingObject {
+    /// The temporary file to write the body into.
+    pub fn file(&mut self) -> std::io::Result<&mut std::fs::File> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the object was already committed"))
+    }
+
+    /// Makes the written bytes the object, whole.
+    pub fn commit(mut self) -> std::io::Result<()> {
+        if let Some(file) = self.file.take() {
+            file.sync_data()?;
+        }
+        std::fs::rename(&self.temporary, &self.path)
+    }
+}
+
+impl Drop for PendingObject {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+fn create_pending(path: PathBuf) -> std::io::Result<PendingObject> {
     let parent = path
         .parent()
         .ok_or_else(|| std::io::Error::other("object path has no parent"))?;
     std::fs::create_dir_all(parent)?;
     let temporary = parent.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(body)?;
-    file.sync_data()?;
-    drop(file);
-    std::fs::rename(&temporary, path)
+    let file = std::fs::File::create(&temporary)?;
+    Ok(PendingObject {
+        file: Some(file),
+        temporary,
+        path,
+    })
+}
+
+/// Writes through a temporary file and a rename, so readers never see half an object.
+fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let mut pending = create_pending(path.to_owned())?;
+    pending.file()?.write_all(body)?;
+    pending.commit()
 }
 
 #[async_trait]
@@ -331,34 +435,27 @@ impl Blobs for FolderBlobs {
         range: Option<ByteRange>,
     ) -> Result<Vec<u8>, BlobError> {
         let path = self.object_path(bucket, key)?;
-        let mut file = match std::fs::File::open(&path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Err(if self.bucket_dir(bucket)?.is_dir() {
-                    Self::not_found(bucket, key)
-                } else {
-                    BlobError::NoSuchBucket(bucket.to_owned())
-                });
+        let bucket_dir = self.bucket_dir(bucket)?;
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        off_the_workers(move || {
+            let (file, _) = open_regular(&path, &bucket_dir, &bucket, &key)?;
+            let mut body = Vec::new();
+            match range {
+                None => {
+                    (&file).read_to_end(&mut body).map_err(unavailable)?;
+                }
+                Some(range) => {
+                    let mut file = file;
+                    file.seek(SeekFrom::Start(range.start))
+                        .map_err(unavailable)?;
+                    file.take(range.end.saturating_sub(range.start))
+                        .read_to_end(&mut body)
+                        .map_err(unavailable)?;
+                }
             }
-            Err(error) => return Err(unavailable(error)),
-        };
-        if file.metadata().map_err(unavailable)?.is_dir() {
-            return Err(Self::not_found(bucket, key));
-        }
-        let mut body = Vec::new();
-        match range {
-            None => {
-                file.read_to_end(&mut body).map_err(unavailable)?;
-            }
-            Some(range) => {
-                file.seek(SeekFrom::Start(range.start))
-                    .map_err(unavailable)?;
-                file.take(range.end.saturating_sub(range.start))
-                    .read_to_end(&mut body)
-                    .map_err(unavailable)?;
-            }
-        }
-        Ok(body)
+            Ok(body)
+        })
+        .await
     }
 
     async fn put(
@@ -369,30 +466,33 @@ impl Blobs for FolderBlobs {
         _content_type: &str,
     ) -> Result<(), BlobError> {
         let path = self.object_path(bucket, key)?;
-        write_atomically(&path, &body).map_err(unavailable)
+        off_the_workers(move || write_atomically(&path, &body).map_err(unavailable)).await
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, BlobError> {
         let path = self.object_path(bucket, key)?;
-        match std::fs::metadata(&path) {
+        let key = key.to_owned();
+        off_the_workers(move || match std::fs::metadata(&path) {
             Ok(metadata) if metadata.is_file() => Ok(Some(ObjectMeta {
-                key: key.to_owned(),
+                key,
                 size: metadata.len(),
                 etag: etag(&metadata),
             })),
             Ok(_) => Ok(None),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(unavailable(error)),
-        }
+        })
+        .await
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
         let path = self.object_path(bucket, key)?;
-        match std::fs::remove_file(&path) {
+        off_the_workers(move || match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(error) => Err(unavailable(error)),
-        }
+        })
+        .await
     }
 
     async fn list(
@@ -550,15 +650,4 @@ fn md5_like(body: &[u8]) -> u128 {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     u128::from_be_bytes(bytes)
-}
-
-impl labeling_core::ports::SignedUrlVerifier for FolderBlobs {
-    fn verify(&self, method: &str, bucket: &str, key: &str, expires: i64, signature: &str) -> bool {
-        let method = match method {
-            "GET" => SignedMethod::Get,
-            "PUT" => SignedMethod::Put,
-            _ => return false,
-        };
-        FolderBlobs::verify(self, method, bucket, key, expires, signature)
-    }
 }

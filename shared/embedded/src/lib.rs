@@ -3,12 +3,13 @@
 
 pub mod database;
 pub mod folder_blobs;
+pub mod private_file;
 pub mod sqlite_queue;
 pub mod sqlite_table;
 pub mod users_file;
 
 pub use database::Database;
-pub use folder_blobs::FolderBlobs;
+pub use folder_blobs::{FolderBlobs, PendingObject};
 pub use sqlite_queue::SqliteQueue;
 pub use sqlite_table::SqliteTable;
 pub use users_file::UsersFile;

@@ -36,6 +36,11 @@ pub fn new_token() -> String {
 impl UsersFile {
     pub fn open(path: impl Into<PathBuf>) -> anyhow::Result<Self> {
         let path = path.into();
+        // Files from before private modes were enforced get tightened.
+        if path.exists() {
+            crate::private_file::restrict(&path)
+                .with_context(|| format!("restricting {}", path.display()))?;
+        }
         let users = match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text)
                 .with_context(|| format!("reading {}", path.display()))?,
@@ -75,7 +80,7 @@ impl UsersFile {
         let text = serde_json::to_string_pretty(&*users)
             .map_err(|e| UserError::Unavailable(Box::new(e)))?;
         let temporary = self.path.with_extension("json.tmp");
-        std::fs::write(&temporary, text)
+        crate::private_file::write(&temporary, text.as_bytes())
             .and_then(|()| std::fs::rename(&temporary, &self.path))
             .map_err(|e| {
                 users.pop();

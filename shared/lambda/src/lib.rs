@@ -76,7 +76,6 @@ pub fn http_app(service: Arc<Service>) -> axum::Router {
         service,
         authenticator: Arc::new(JwtClaims::from_env()),
         users: None,
-        signed_blobs: None,
     })
 }
 

@@ -124,10 +124,3 @@ pub trait Blobs: Send + Sync {
         expires_in: Duration,
     ) -> Result<String, BlobError>;
 }
-
-/// Checks the signed URLs an embedded blob store hands out, for the server that serves them.
-/// (On S3 the service itself checks them and this is not used.)
-pub trait SignedUrlVerifier: Send + Sync {
-    /// `method` is "GET" or "PUT"; true when the signature matches and has not expired.
-    fn verify(&self, method: &str, bucket: &str, key: &str, expires: i64, signature: &str) -> bool;
-}

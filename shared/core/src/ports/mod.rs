@@ -8,9 +8,7 @@ pub mod queue;
 pub mod table;
 pub mod users;
 
-pub use blobs::{
-    BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectMeta, SignedUrlVerifier,
-};
+pub use blobs::{BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectMeta};
 pub use clock::{Clock, EpochMillis, SystemClock};
 pub use queue::{Message, Queue, QueueError};
 pub use table::{

@@ -99,8 +99,16 @@ fn dataset_index(name: &str) -> Key {
     Key::new("DATASETS", format!("D#{name}"))
 }
 
+const DATASETS_FOLDER: &str = "datasets/";
+
 pub fn dataset_prefix(name: &str) -> String {
-    format!("datasets/{name}/")
+    format!("{DATASETS_FOLDER}{name}/")
+}
+
+/// True for keys under the datasets folder of the service's bucket: the only place signed
+/// upload URLs point at.
+pub fn is_upload_key(key: &str) -> bool {
+    key.starts_with(DATASETS_FOLDER)
 }
 
 /// Dataset names: 1 to 63 lower-case letters, digits, dots, dashes and underscores.
