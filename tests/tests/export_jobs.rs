@@ -5,10 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use labeling_core::domain::labeling::SubmittedItemInput;
-use labeling_core::ports::{Blobs, Queue, Table};
+use async_trait::async_trait;
+use labeling_core::domain::labeling::{AnnotationInput, SubmittedItemInput};
+use labeling_core::ports::{
+    Blobs, Condition, Item, Key, Page, Query, Queue, Table, TableError, Update, Write,
+};
 use labeling_core::usecases::export::ExportInput;
 use labeling_embedded::SqliteTable;
 use labeling_tests::direct::Direct;
@@ -372,4 +376,117 @@ async fn an_export_whose_runs_keep_dying_is_marked_failed_before_the_queue_gives
         "stopped without finishing 4 times",
     )
     .await;
+}
+
+/// The embedded table, noting the progress each update of an export's record writes.
+struct ProgressSpy {
+    inner: SqliteTable,
+    items_written: Mutex<Vec<u64>>,
+}
+
+#[async_trait]
+impl Table for ProgressSpy {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+        self.inner.get(key).await
+    }
+    async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
+        self.inner.batch_get(keys).await
+    }
+    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
+        self.inner.put(item, condition).await
+    }
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> Result<Item, TableError> {
+        if key.sk.starts_with("RUN#EXPORT#")
+            && let Some(written) = update.set.get("items_written").and_then(|v| v.as_u64())
+        {
+            self.items_written.lock().unwrap().push(written);
+        }
+        self.inner.update(key, update, condition).await
+    }
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError> {
+        self.inner.delete(key, condition).await
+    }
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
+        self.inner.transact(writes).await
+    }
+    async fn query(&self, query: Query) -> Result<Page, TableError> {
+        self.inner.query(query).await
+    }
+}
+
+#[tokio::test]
+async fn an_export_of_several_parts_shows_its_progress_as_each_part_is_written() {
+    let fixture = Direct::new("export-progress", |inner| ProgressSpy {
+        inner,
+        items_written: Mutex::new(Vec::new()),
+    });
+    const ITEMS: u64 = 200;
+    fixture.add_images("img", ITEMS as usize).await;
+    let project = fixture
+        .project("progress", "instance_segmentation", &["cell"])
+        .await;
+    // A polygon of 5,000 points makes a JSON Lines record of about 100 KB: 200 of them take
+    // three parts of 8 MiB.
+    let outline: Vec<Vec<f64>> = (0..5_000)
+        .map(|step| {
+            let angle = f64::from(step) / 5_000.0 * std::f64::consts::TAU;
+            vec![4.0 + 3.9 * angle.cos(), 4.0 + 3.9 * angle.sin()]
+        })
+        .collect();
+    fixture
+        .drain_with(&project, |_| SubmittedItemInput {
+            annotations: Some(vec![AnnotationInput {
+                label: "cell".to_owned(),
+                polygon: Some(outline.clone()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        })
+        .await;
+    let export = fixture
+        .service
+        .start_export(
+            &fixture.admin,
+            &project,
+            ExportInput {
+                format: Some("jsonl".to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    fixture.run_next_job().await.unwrap();
+    let view = fixture
+        .service
+        .get_export(&fixture.admin, &project, &export.id)
+        .await
+        .unwrap();
+    assert_eq!(view.progress.items_written, ITEMS);
+    let (bucket, key) = view
+        .location
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+        .unwrap();
+    let size = fixture.blobs.head(bucket, key).await.unwrap().unwrap().size;
+    assert!(
+        size > 16 * 1024 * 1024,
+        "three parts at least: {size} bytes"
+    );
+    // Written while the parts were (the last value comes with the final record instead).
+    let progress = fixture.table.items_written.lock().unwrap().clone();
+    let midway: Vec<u64> = progress
+        .iter()
+        .copied()
+        .filter(|&n| n > 0 && n < ITEMS)
+        .collect();
+    assert!(
+        midway.len() >= 2,
+        "progress moved part by part: {progress:?}"
+    );
+    assert!(midway.is_sorted(), "{progress:?}");
 }

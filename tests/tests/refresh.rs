@@ -343,3 +343,43 @@ async fn the_cap_holds_across_refreshes() {
         again["refresh"]
     );
 }
+
+#[tokio::test]
+async fn entries_of_a_source_folder_that_cannot_be_read_are_skipped_and_counted() {
+    if labeling_tests::on_aws() {
+        return; // Local folders as sources exist only in the embedded store.
+    }
+    let app = spawn_app().await;
+    let folder = app.data_dir.join("outside");
+    std::fs::create_dir_all(folder.join("sub")).unwrap();
+    for name in ["a.png", "sub/b.png", "z.png"] {
+        std::fs::write(folder.join(name), png(8, 8, 3)).unwrap();
+    }
+    // One dangling link was enough to fail every try of the ingest, and the project stayed
+    // `initializing` for ever.
+    std::os::unix::fs::symlink(folder.join("gone.png"), folder.join("dangling.png")).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(folder.join("sub/pipe.png"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    let project = app
+        .project(json!({
+            "name": labeling_testkit::unique("unreadable"),
+            "task_type": "image_classification_multiclass",
+            "labels": ["a"],
+            "source": format!("file://{}/**", folder.display()),
+        }))
+        .await;
+    let dashboard = app.dashboard(&project).await;
+    assert_eq!(dashboard["total_items"], 3, "{dashboard}");
+    assert_eq!(dashboard["refresh"]["files_unreadable"], 2, "{dashboard}");
+
+    std::fs::write(folder.join("sub/c.png"), png(8, 8, 4)).unwrap();
+    std::os::unix::fs::symlink(folder.join("gone-too.png"), folder.join("sub/d.png")).unwrap();
+    let dashboard = app.refresh(&project).await;
+    assert_eq!(dashboard["total_items"], 4, "{dashboard}");
+    assert_eq!(dashboard["refresh"]["items_added"], 1, "{dashboard}");
+    assert_eq!(dashboard["refresh"]["files_unreadable"], 3, "{dashboard}");
+    assert_eq!(dashboard["refresh"]["files_removed"], 0, "{dashboard}");
+}

@@ -122,16 +122,28 @@ impl Local {
                 let table = Arc::new(CountingTable::new(Arc::new(SqliteTable::new(
                     database.clone(),
                 ))));
-                let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::new(
-                    database,
-                    options.clock.clone(),
-                    MAX_JOB_RECEIVES,
-                ));
+                let sqlite_queue =
+                    SqliteQueue::new(database, options.clock.clone(), MAX_JOB_RECEIVES);
                 let folder = Arc::new(FolderBlobs::new(
                     &data_dir,
                     options.clock.clone(),
                     signing_secret(&data_dir)?,
                 ));
+                // Whatever the previous process was running died with it (killed, say): its
+                // jobs run again at once rather than after their visibility timeout, and the
+                // parts of its unfinished uploads go (a retried export starts a new upload).
+                let released = sqlite_queue
+                    .release_in_flight()
+                    .context("releasing the jobs of the previous process")?;
+                let aborted = folder.abort_uploads_older_than(std::time::SystemTime::now());
+                if released > 0 || aborted > 0 {
+                    tracing::info!(
+                        released,
+                        aborted,
+                        "jobs and uploads of the previous process taken back"
+                    );
+                }
+                let queue: Arc<dyn Queue> = Arc::new(sqlite_queue);
                 let config = ServiceConfig::default();
                 std::fs::create_dir_all(data_dir.join("buckets").join(&config.system_bucket))?;
                 let service = Service::new(

@@ -257,6 +257,7 @@ impl Blobs for S3Blobs {
                 })
                 .collect(),
             truncated: output.is_truncated().unwrap_or(false),
+            unreadable: 0,
         })
     }
 

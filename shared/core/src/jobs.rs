@@ -3,6 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Runs of one job (an ingest, an export) before it gives up and records why: one fewer than
+/// the queue's receives before dead-lettering (5 locally and in template.yaml), so that a run
+/// after this many crashed ones still records the failure.
+pub const MAX_JOB_ATTEMPTS: u32 = 4;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Job {

@@ -18,14 +18,29 @@ use sha2::Sha256;
 
 /// A folder unchanged for this long has a modification time that later changes will move.
 const SETTLED_FOLDER_AGE: Duration = Duration::from_secs(2);
+/// A multipart upload no part was written to for this long is abandoned (as S3's lifecycle
+/// rule `AbortIncompleteMultipartUpload` after one day).
+pub const ABANDONED_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// A folder's entries sorted as S3 would sort the keys below it: a directory sorts as its
 /// name followed by `/`.
 #[derive(Debug)]
 struct DirectoryListing {
     modified: SystemTime,
-    /// (name, is_dir), sorted by name + "/" for directories.
-    entries: Arc<Vec<(String, bool)>>,
+    /// (name, kind), sorted by name + "/" for folders.
+    entries: Arc<Vec<(String, EntryKind)>>,
+}
+
+/// What a folder entry can be in a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EntryKind {
+    Folder,
+    /// A regular file, or a link that may lead to one (followed when listed: a link whose
+    /// target is gone or is not a regular file is unreadable).
+    File,
+    /// Never an object (a FIFO, socket or device, a name that is not UTF-8): left out of
+    /// listings and counted. A FIFO is never opened, so listing one cannot block.
+    Unreadable,
 }
 
 pub struct FolderBlobs {
@@ -198,7 +213,7 @@ impl FolderBlobs {
         off_the_workers(move || create_pending(path).map_err(unavailable)).await
     }
 
-    fn sorted_entries(&self, dir: &Path) -> std::io::Result<Arc<Vec<(String, bool)>>> {
+    fn sorted_entries(&self, dir: &Path) -> std::io::Result<Arc<Vec<(String, EntryKind)>>> {
         let modified = std::fs::metadata(dir)?.modified()?;
         let listings = self.listings.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(listing) = listings.get(dir)
@@ -209,20 +224,36 @@ impl FolderBlobs {
         drop(listings);
         let mut entries = Vec::new();
         for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
+            let entry = match entry {
+                Ok(entry) => entry,
+                // Nameless, so it has no place in key order to be counted at.
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), %error, "a folder entry cannot be read");
+                    continue;
+                }
             };
-            if name.starts_with(".tmp-") {
-                continue;
-            }
-            let is_dir = entry.file_type()?.is_dir();
-            entries.push((sort_name(&name, is_dir), name, is_dir));
+            let (name, kind) = match entry.file_name().into_string() {
+                Ok(name) => {
+                    if name.starts_with(".tmp-") {
+                        continue;
+                    }
+                    let kind = match entry.file_type() {
+                        Ok(kind) if kind.is_dir() => EntryKind::Folder,
+                        Ok(kind) if kind.is_file() || kind.is_symlink() => EntryKind::File,
+                        _ => EntryKind::Unreadable,
+                    };
+                    (name, kind)
+                }
+                // Counted where its readable part of the name sorts.
+                Err(raw) => (raw.to_string_lossy().into_owned(), EntryKind::Unreadable),
+            };
+            let is_dir = kind == EntryKind::Folder;
+            entries.push((sort_name(&name, is_dir), name, kind));
         }
-        entries.sort_unstable();
-        let entries: Vec<(String, bool)> = entries
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        let entries: Vec<(String, EntryKind)> = entries
             .into_iter()
-            .map(|(_, name, is_dir)| (name, is_dir))
+            .map(|(_, name, kind)| (name, kind))
             .collect();
         let entries = Arc::new(entries);
         // A folder's modification time ticks coarsely: a change within the same tick as this
@@ -249,7 +280,10 @@ impl FolderBlobs {
     }
 
     /// Depth-first walk in key order. Returns true when it stopped because `out` was full
-    /// and another key follows.
+    /// and another entry follows. An entry that cannot be an object (or a folder that cannot
+    /// be read) is counted in `unreadable` by the page whose key range holds it; it never
+    /// fails the listing.
+    #[allow(clippy::too_many_arguments)]
     fn walk(
         &self,
         dir: &Path,
@@ -258,8 +292,23 @@ impl FolderBlobs {
         start_after: &str,
         max: usize,
         out: &mut Vec<ObjectMeta>,
-    ) -> std::io::Result<bool> {
-        let entries = self.sorted_entries(dir)?;
+        unreadable: &mut u64,
+    ) -> bool {
+        let entries = match self.sorted_entries(dir) {
+            Ok(entries) => entries,
+            Err(error) => {
+                // Its keys would sort from `base` on: the page that reaches it counts it (a
+                // page that is already full leaves it to the next).
+                if out.len() == max {
+                    return true;
+                }
+                if start_after.is_empty() || base > start_after {
+                    tracing::warn!(dir = %dir.display(), %error, "a folder cannot be read; skipped");
+                    *unreadable += 1;
+                }
+                return false;
+            }
+        };
         // Skip straight to the first entry that can hold a key after `start_after` and
         // under `prefix`.
         let lower = if start_after > prefix {
@@ -267,40 +316,88 @@ impl FolderBlobs {
         } else {
             prefix
         };
-        let mut first = entries.partition_point(|(name, is_dir)| {
-            format!("{base}{}", sort_name(name, *is_dir)).as_str() < lower
+        let mut first = entries.partition_point(|(name, kind)| {
+            format!("{base}{}", sort_name(name, *kind == EntryKind::Folder)).as_str() < lower
         });
         if first > 0 {
-            let (name, is_dir) = &entries[first - 1];
-            if *is_dir && lower.starts_with(&format!("{base}{name}/")) {
+            let (name, kind) = &entries[first - 1];
+            if *kind == EntryKind::Folder && lower.starts_with(&format!("{base}{name}/")) {
                 first -= 1;
             }
         }
-        for (name, is_dir) in &entries[first..] {
-            let key = format!("{base}{}", sort_name(name, *is_dir));
+        for (name, kind) in &entries[first..] {
+            let is_dir = *kind == EntryKind::Folder;
+            let key = format!("{base}{}", sort_name(name, is_dir));
             if !key.starts_with(prefix) && !prefix.starts_with(&key) {
                 if key.as_str() > prefix {
                     break;
                 }
                 continue;
             }
-            if *is_dir {
-                if self.walk(&dir.join(name), &key, prefix, start_after, max, out)? {
-                    return Ok(true);
+            if is_dir {
+                if self.walk(
+                    &dir.join(name),
+                    &key,
+                    prefix,
+                    start_after,
+                    max,
+                    out,
+                    unreadable,
+                ) {
+                    return true;
                 }
             } else if key.as_str() > start_after && key.starts_with(prefix) {
                 if out.len() == max {
-                    return Ok(true);
+                    return true;
                 }
-                let metadata = std::fs::metadata(dir.join(name))?;
-                out.push(ObjectMeta {
-                    etag: etag(&metadata),
-                    key,
-                    size: metadata.len(),
-                });
+                // Follows links: only a regular file (or a link to one) is an object.
+                match std::fs::metadata(dir.join(name)) {
+                    Ok(metadata) if *kind == EntryKind::File && metadata.is_file() => {
+                        out.push(ObjectMeta {
+                            etag: etag(&metadata),
+                            key,
+                            size: metadata.len(),
+                        });
+                    }
+                    outcome => {
+                        tracing::debug!(key, error = ?outcome.err(), "not a readable file; skipped");
+                        *unreadable += 1;
+                    }
+                }
             }
         }
-        Ok(false)
+        false
+    }
+
+    /// Removes the parts of every multipart upload last written to before `before`, and
+    /// returns how many uploads it removed. At start, with the start time: no job of an earlier
+    /// process can still finish them. While running, uploads a day old are abandoned (S3's
+    /// lifecycle rule `AbortIncompleteMultipartUpload` does the same on AWS).
+    pub fn abort_uploads_older_than(&self, before: SystemTime) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.root.join("multipart")) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            // A part written moves the folder's modification time: it tells the last activity.
+            let stale = entry
+                .metadata()
+                .and_then(|metadata| metadata.modified())
+                .is_ok_and(|modified| modified < before);
+            if !stale {
+                continue;
+            }
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(error) => {
+                    tracing::warn!(upload = ?entry.file_name(), %error, "could not remove an abandoned upload")
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed abandoned multipart uploads");
+        }
+        removed
     }
 
     fn multipart_dir(&self, upload_id: &str) -> Result<PathBuf, BlobError> {
@@ -328,6 +425,19 @@ async fn off_the_workers<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|error| BlobError::Unavailable(Box::new(error)))?
+}
+
+/// Runs file-system work that borrows the store (walks that use its listing cache) without
+/// stalling the other tasks of an async worker: on a multi-threaded runtime the worker hands
+/// them to another thread while this one blocks. (A current-thread runtime, in some tests, has
+/// no other worker to hand them to.)
+fn in_place<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
 }
 
 /// Opens an object's file for reading, and only if it is a regular file. The file is opened
@@ -508,17 +618,23 @@ impl Blobs for FolderBlobs {
         }
         let max = max_keys.clamp(1, MAX_LIST_KEYS);
         let mut objects = Vec::with_capacity(max);
-        let truncated = self
-            .walk(
+        let mut unreadable = 0;
+        let truncated = in_place(|| {
+            self.walk(
                 &dir,
                 "",
                 prefix,
                 start_after.unwrap_or(""),
                 max,
                 &mut objects,
+                &mut unreadable,
             )
-            .map_err(unavailable)?;
-        Ok(ListPage { objects, truncated })
+        });
+        Ok(ListPage {
+            objects,
+            truncated,
+            unreadable,
+        })
     }
 
     async fn start_multipart(
@@ -528,8 +644,15 @@ impl Blobs for FolderBlobs {
         _content_type: &str,
     ) -> Result<String, BlobError> {
         self.object_path(bucket, key)?;
+        // Uploads start seldom (one an export): a look at the others now is cheap.
         let upload_id = uuid::Uuid::new_v4().simple().to_string();
-        std::fs::create_dir_all(self.multipart_dir(&upload_id)?).map_err(unavailable)?;
+        let dir = self.multipart_dir(&upload_id)?;
+        in_place(|| {
+            if let Some(day_ago) = SystemTime::now().checked_sub(ABANDONED_UPLOAD_AGE) {
+                self.abort_uploads_older_than(day_ago);
+            }
+            std::fs::create_dir_all(dir).map_err(unavailable)
+        })?;
         Ok(upload_id)
     }
 
@@ -542,17 +665,21 @@ impl Blobs for FolderBlobs {
         body: Vec<u8>,
     ) -> Result<String, BlobError> {
         let dir = self.multipart_dir(upload_id)?;
-        if !dir.is_dir() {
-            return Err(BlobError::Invalid(format!("no upload {upload_id}")));
-        }
         if !(1..=10_000).contains(&part_number) {
             return Err(BlobError::Invalid(
                 "part numbers are 1 to 10,000".to_owned(),
             ));
         }
-        let etag = format!("{:x}", md5_like(&body));
-        write_atomically(&dir.join(format!("{part_number:05}")), &body).map_err(unavailable)?;
-        Ok(etag)
+        let upload_id = upload_id.to_owned();
+        off_the_workers(move || {
+            if !dir.is_dir() {
+                return Err(BlobError::Invalid(format!("no upload {upload_id}")));
+            }
+            let etag = format!("{:x}", md5_like(&body));
+            write_atomically(&dir.join(format!("{part_number:05}")), &body).map_err(unavailable)?;
+            Ok(etag)
+        })
+        .await
     }
 
     async fn complete_multipart(
@@ -573,38 +700,34 @@ impl Blobs for FolderBlobs {
                 "parts must be given in ascending order".to_owned(),
             ));
         }
-        let parent = path
-            .parent()
-            .ok_or_else(|| BlobError::Invalid("no parent".to_owned()))?;
-        std::fs::create_dir_all(parent).map_err(unavailable)?;
-        let temporary = parent.join(format!(".tmp-{upload_id}"));
-        let mut out = std::fs::File::create(&temporary).map_err(unavailable)?;
-        for (index, part) in parts.iter().enumerate() {
-            let body =
-                std::fs::read(dir.join(format!("{:05}", part.part_number))).map_err(|_| {
-                    BlobError::Invalid(format!("part {} was not uploaded", part.part_number))
-                })?;
-            if format!("{:x}", md5_like(&body)) != part.etag {
-                return Err(BlobError::Invalid(format!(
-                    "part {} etag mismatch",
-                    part.part_number
-                )));
+        off_the_workers(move || {
+            // Dropped on any refusal below, the half-written object disappears with it.
+            let mut pending = create_pending(path).map_err(unavailable)?;
+            let out = pending.file().map_err(unavailable)?;
+            for (index, part) in parts.iter().enumerate() {
+                let body =
+                    std::fs::read(dir.join(format!("{:05}", part.part_number))).map_err(|_| {
+                        BlobError::Invalid(format!("part {} was not uploaded", part.part_number))
+                    })?;
+                if format!("{:x}", md5_like(&body)) != part.etag {
+                    return Err(BlobError::Invalid(format!(
+                        "part {} etag mismatch",
+                        part.part_number
+                    )));
+                }
+                if index + 1 < parts.len() && body.len() < MIN_PART_BYTES {
+                    return Err(BlobError::Invalid(format!(
+                        "part {} is {} bytes; every part but the last must be at least 5 MiB",
+                        part.part_number,
+                        body.len()
+                    )));
+                }
+                out.write_all(&body).map_err(unavailable)?;
             }
-            if index + 1 < parts.len() && body.len() < MIN_PART_BYTES {
-                let _ = std::fs::remove_file(&temporary);
-                return Err(BlobError::Invalid(format!(
-                    "part {} is {} bytes; every part but the last must be at least 5 MiB",
-                    part.part_number,
-                    body.len()
-                )));
-            }
-            out.write_all(&body).map_err(unavailable)?;
-        }
-        out.sync_data().map_err(unavailable)?;
-        drop(out);
-        std::fs::rename(&temporary, &path).map_err(unavailable)?;
-        std::fs::remove_dir_all(&dir).map_err(unavailable)?;
-        Ok(())
+            pending.commit().map_err(unavailable)?;
+            std::fs::remove_dir_all(&dir).map_err(unavailable)
+        })
+        .await
     }
 
     async fn abort_multipart(
@@ -614,11 +737,12 @@ impl Blobs for FolderBlobs {
         upload_id: &str,
     ) -> Result<(), BlobError> {
         let dir = self.multipart_dir(upload_id)?;
-        match std::fs::remove_dir_all(&dir) {
+        off_the_workers(move || match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(error) => Err(unavailable(error)),
-        }
+        })
+        .await
     }
 
     async fn presign_get(
@@ -650,4 +774,142 @@ fn md5_like(body: &[u8]) -> u128 {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     u128::from_be_bytes(bytes)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::os::unix::ffi::OsStrExt as _;
+
+    use super::*;
+
+    fn store() -> (FolderBlobs, PathBuf) {
+        let root = std::env::temp_dir().join(labeling_testkit::unique("folder-blobs"));
+        let blobs = FolderBlobs::new(
+            &root,
+            Arc::new(labeling_testkit::FakeClock::default()),
+            b"secret".to_vec(),
+        );
+        let source = root.join("source");
+        std::fs::create_dir_all(&source).unwrap();
+        (blobs, source)
+    }
+
+    /// Every page of a listing of `bucket` in pages of `max`: the keys, and the unreadable
+    /// entries counted.
+    async fn list_all(blobs: &FolderBlobs, bucket: &str, max: usize) -> (Vec<String>, u64) {
+        let (mut keys, mut unreadable) = (Vec::new(), 0);
+        let mut start_after: Option<String> = None;
+        loop {
+            let page = blobs
+                .list(bucket, "", start_after.as_deref(), max)
+                .await
+                .unwrap();
+            keys.extend(page.objects.iter().map(|o| o.key.clone()));
+            unreadable += page.unreadable;
+            match (page.truncated, page.objects.last()) {
+                (true, Some(last)) => start_after = Some(last.key.clone()),
+                _ => return (keys, unreadable),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listing_skips_and_counts_entries_that_cannot_be_objects() {
+        let (blobs, source) = store();
+        for name in ["a.png", "m/b.png", "z.png"] {
+            std::fs::create_dir_all(source.join(name).parent().unwrap()).unwrap();
+            std::fs::write(source.join(name), b"png").unwrap();
+        }
+        std::os::unix::fs::symlink(source.join("a.png"), source.join("link-to-a.png")).unwrap();
+        // Each of these is one unreadable entry.
+        std::os::unix::fs::symlink(source.join("gone.png"), source.join("dangling.png")).unwrap();
+        std::os::unix::fs::symlink(source.join("m"), source.join("link-to-folder")).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(source.join("m/fifo.png"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let _socket = std::os::unix::net::UnixListener::bind(source.join("socket.png")).unwrap();
+        std::fs::write(
+            source.join(std::ffi::OsStr::from_bytes(b"latin-\xe9.png")),
+            b"png",
+        )
+        .unwrap();
+        // Mode 000: unreadable to anyone but root (who reads it, and lists its file).
+        std::fs::create_dir_all(source.join("closed")).unwrap();
+        std::fs::write(source.join("closed/c.png"), b"png").unwrap();
+        std::fs::set_permissions(
+            source.join("closed"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o000),
+        )
+        .unwrap();
+        let closed_is_readable = std::fs::read_dir(source.join("closed")).is_ok();
+
+        let bucket = format!("file://{}", source.display());
+        for max in [1000, 1, 2] {
+            let (keys, unreadable) = list_all(&blobs, &bucket, max).await;
+            let mut expected = vec!["a.png", "link-to-a.png", "m/b.png", "z.png"];
+            if closed_is_readable {
+                expected.insert(1, "closed/c.png");
+            }
+            assert_eq!(keys, expected, "pages of {max}");
+            assert_eq!(
+                unreadable,
+                5 + u64::from(!closed_is_readable),
+                "each unreadable entry counted once, in pages of {max}"
+            );
+        }
+        std::fs::set_permissions(
+            source.join("closed"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn uploads_a_day_old_are_removed_when_an_upload_starts() {
+        let (blobs, _) = store();
+        std::fs::create_dir_all(blobs.root.join("buckets/b")).unwrap();
+        let old = blobs.start_multipart("b", "old.json", "").await.unwrap();
+        blobs
+            .upload_part("b", "old.json", &old, 1, vec![1; 10])
+            .await
+            .unwrap();
+        let old_dir = blobs.multipart_dir(&old).unwrap();
+        let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+        std::fs::File::open(&old_dir)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        let recent = blobs.start_multipart("b", "recent.json", "").await.unwrap();
+        let fresh = blobs.start_multipart("b", "new.json", "").await.unwrap();
+        assert!(!old_dir.exists(), "the day-old upload is gone");
+        assert!(blobs.multipart_dir(&recent).unwrap().is_dir());
+        // At start, every upload from before is abandoned.
+        let removed = blobs.abort_uploads_older_than(SystemTime::now() + Duration::from_secs(1));
+        assert_eq!(removed, 2);
+        assert!(!blobs.multipart_dir(&fresh).unwrap().exists());
+    }
+
+    #[tokio::test]
+    async fn a_folder_that_cannot_be_read_is_counted_not_an_error() {
+        let (blobs, source) = store();
+        std::fs::write(source.join("a.png"), b"png").unwrap();
+        let mut unreadable = 0;
+        let mut out = Vec::new();
+        // A path that is no folder stands for one the listing may not read.
+        let stopped = blobs.walk(
+            &source.join("a.png"),
+            "sub/",
+            "",
+            "",
+            10,
+            &mut out,
+            &mut unreadable,
+        );
+        assert!(!stopped);
+        assert!(out.is_empty());
+        assert_eq!(unreadable, 1);
+    }
 }

@@ -31,6 +31,27 @@ impl SqliteQueue {
         }
     }
 
+    /// Makes every message in flight visible at once, on every queue, and returns how many.
+    /// Called once at start, before any worker receives: the previous process held them, and
+    /// being gone (killed, say) it will never finish or delete them, so waiting out their
+    /// visibility timeout would only delay the retry. Delayed messages keep their delay.
+    pub fn release_in_flight(&self) -> Result<u64, QueueError> {
+        let now = self.clock.now();
+        let released = self
+            .database
+            .lock()
+            .execute(
+                "UPDATE messages SET visible_at = ?1, receipt = NULL
+                 WHERE receipt IS NOT NULL AND visible_at > ?1",
+                params![now],
+            )
+            .map_err(unavailable)?;
+        if released > 0 {
+            self.sent.notify_waiters();
+        }
+        Ok(released as u64)
+    }
+
     fn try_receive(
         &self,
         queue: &str,

@@ -15,7 +15,14 @@ pub async fn handle_batch(service: &Service, event: SqsEvent) -> SqsBatchRespons
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
         let body = record.body.unwrap_or_default();
-        let span = tracing::info_span!("job", message_id = %id);
+        // Jobs count their own runs and give up on the last one the queue allows (ingest and
+        // export records hold the count): the receive count is for the logs.
+        let receive_count = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .cloned()
+            .unwrap_or_default();
+        let span = tracing::info_span!("job", message_id = %id, %receive_count);
         let outcome = service.run_job(&body).instrument(span).await;
         match outcome {
             Ok(()) => {}

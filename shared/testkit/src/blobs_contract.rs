@@ -91,6 +91,7 @@ async fn listing_is_lexicographic_and_pages(blobs: &dyn Blobs, bucket: &str) {
             .unwrap();
         pages += 1;
         assert!(page.objects.len() <= 2, "a page holds at most max_keys");
+        assert_eq!(page.unreadable, 0, "objects are all readable");
         listed.extend(page.objects.iter().map(|o| o.key.clone()));
         if !page.truncated {
             break;

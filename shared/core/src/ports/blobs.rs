@@ -3,6 +3,8 @@
 //! An adapter MUST guarantee:
 //! - keys list in lexicographic byte order, as S3 does, `max_keys` at most 1000 a page, and a
 //!   listing resumes strictly after `start_after`;
+//! - one entry that cannot be read never fails a listing: it is left out and counted in
+//!   [`ListPage::unreadable`];
 //! - `get` with a range returns exactly those bytes (clipped at the end of the object);
 //! - a multipart upload is invisible until `complete_multipart`, then appears whole; every part
 //!   but the last is at least [`MIN_PART_BYTES`] (S3's rule, enforced everywhere);
@@ -30,6 +32,10 @@ pub struct ListPage {
     pub objects: Vec<ObjectMeta>,
     /// True when more keys follow the last one of this page.
     pub truncated: bool,
+    /// Entries in this page's key range that cannot be objects and were left out: on a folder,
+    /// dangling links, FIFOs, sockets, devices, folders it may not read, names that are not
+    /// UTF-8. Each is counted on exactly one page. S3 lists only objects: always 0 there.
+    pub unreadable: u64,
 }
 
 /// Bytes `start..end` (end exclusive).

@@ -27,8 +27,6 @@ use crate::usecases::projects::ProjectError;
 
 /// Bytes buffered before a part is uploaded (S3 wants at least 5 MiB for all parts but the last).
 const PART_BYTES: usize = 8 * 1024 * 1024;
-/// Progress is written back every this many items.
-const PROGRESS_EVERY: u64 = 50_000;
 /// How long a download URL of a finished export stays valid.
 const DOWNLOAD_URL_SECONDS: u64 = 3600;
 
@@ -106,9 +104,8 @@ const INCLUDE_UNLABELED_BATCH: u64 = 1000;
 /// Image header reads in flight at once for images no labeler has opened.
 const HEADER_READS_AT_ONCE: usize = 32;
 
-/// Runs of one export before it is marked failed: one fewer than the queue's receives before
-/// dead-lettering, so that a run after this many crashed ones still marks it failed.
-pub const MAX_EXPORT_ATTEMPTS: u32 = 4;
+/// Runs of one export before it is marked failed (see [`crate::jobs::MAX_JOB_ATTEMPTS`]).
+pub const MAX_EXPORT_ATTEMPTS: u32 = crate::jobs::MAX_JOB_ATTEMPTS;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ExportInput {
@@ -288,12 +285,15 @@ impl<'a> PartWriter<'a> {
         })
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
+    /// True when this write uploaded a part: everything written so far is then in the store,
+    /// the moment for the job to record its progress (one table write a part, not an item).
+    async fn write(&mut self, bytes: &[u8]) -> Result<bool, BlobError> {
         self.buffer.extend_from_slice(bytes);
         if self.buffer.len() >= PART_BYTES {
             self.flush().await?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     async fn flush(&mut self) -> Result<(), BlobError> {
@@ -950,13 +950,13 @@ impl Service {
                     )
                     .map_err(|e| JobError::Unavailable(Box::new(e)))?;
                     written += 1;
-                    if written.is_multiple_of(PROGRESS_EVERY) {
-                        record.items_written = written;
-                        self.save_progress(record).await;
-                    }
                 }
-                writer.write(&pending).await?;
+                let uploaded = writer.write(&pending).await?;
                 pending.clear();
+                if uploaded {
+                    record.items_written = written;
+                    self.save_progress(record).await;
+                }
             }
         }
         record.items_written = written;
@@ -982,8 +982,12 @@ impl Service {
                     .map_err(|e| JobError::Unavailable(Box::new(e)))?;
                 }
             }
-            writer.write(&pending).await?;
+            let uploaded = writer.write(&pending).await?;
             pending.clear();
+            if uploaded {
+                record.annotations_written = annotation_id;
+                self.save_progress(record).await;
+            }
         }
         record.annotations_written = annotation_id;
         writer.write(b"],\"categories\":").await?;
@@ -1025,8 +1029,13 @@ impl Service {
                 pending.push(b'\n');
                 written += 1;
             }
-            writer.write(&pending).await?;
+            let uploaded = writer.write(&pending).await?;
             pending.clear();
+            if uploaded {
+                record.items_written = written;
+                record.annotations_written = annotations;
+                self.save_progress(record).await;
+            }
         }
         record.items_written = written;
         record.annotations_written = annotations;

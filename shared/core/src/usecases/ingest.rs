@@ -7,12 +7,17 @@ use tracing::instrument;
 use crate::access::Actor;
 use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
 use crate::domain::source::Source;
-use crate::jobs::Job;
+use crate::jobs::{Job, MAX_JOB_ATTEMPTS};
 use crate::keys;
 use crate::manifest::{Batch, CHUNK_KEYS, ManifestRecord, chunk_key, encode_chunk};
 use crate::ports::blobs::MAX_LIST_KEYS;
 use crate::ports::{BlobError, BoxError, Condition, Item, TableError, Update, Write};
-use crate::service::{Service, from_item, to_item};
+use crate::service::{Service, from_item, number, to_item};
+use crate::usecases::refresh::RefreshStatus;
+
+/// The project's count of ingest runs started (an attribute of its record that only ingest
+/// writes; any other write of the record starts the count again).
+const INGEST_ATTEMPTS: &str = "ingest_attempts";
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -71,7 +76,26 @@ pub(crate) fn start_round(project_id: &str, round: u32, total: u64, now: i64) ->
 pub struct Listing {
     pub keys: Vec<String>,
     pub dropped: u64,
+    /// Entries of the source that could not be read (dangling links, FIFOs, folders it may
+    /// not read): left out, as files removed are.
+    pub unreadable: u64,
     pub list_calls: u64,
+}
+
+/// What went wrong below a job error, cause after cause ("the blob store is unavailable: Not
+/// a directory"), for a reason a user can act on.
+pub(crate) fn causes(error: &JobError) -> String {
+    let mut parts = Vec::new();
+    let mut next = std::error::Error::source(error);
+    while let Some(cause) = next {
+        parts.push(cause.to_string());
+        next = cause.source();
+    }
+    if parts.is_empty() {
+        error.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 impl Service {
@@ -102,6 +126,9 @@ impl Service {
         }
     }
 
+    /// The ingest job. Each run counts itself on the project (as export runs do); the last
+    /// allowed run that fails, or a run after that many that died, moves the project to
+    /// `failed` with the reason, so it never stays `initializing` for ever.
     #[instrument(skip(self), err)]
     async fn ingest(&self, project_id: &str) -> Result<(), JobError> {
         let Some(item) = self.table.get(&keys::project(project_id)).await? else {
@@ -115,6 +142,62 @@ impl Service {
         if project.status != ProjectStatus::Initializing {
             return Ok(());
         }
+        let attempts = u32::try_from(number(&item.attrs, INGEST_ATTEMPTS)).unwrap_or(0);
+        if attempts >= MAX_JOB_ATTEMPTS {
+            // The earlier runs died without recording an outcome (a crash or a timeout).
+            self.fail_project(
+                project_id,
+                &format!(
+                    "the first listing of the source stopped without finishing {attempts} times; \
+                     gave up. Retry the project (POST /projects/{project_id}/retry) once the \
+                     cause is fixed"
+                ),
+            )
+            .await?;
+            return Ok(());
+        }
+        // Not a new version of the project: an edit meanwhile still succeeds (and its write,
+        // of the whole record, starts the count again).
+        let counted = self
+            .table
+            .update(
+                &keys::project(project_id),
+                Update::default().set(INGEST_ATTEMPTS, attempts + 1),
+                Some(Condition::equals("version", project.version)),
+            )
+            .await;
+        match counted {
+            Ok(_) => {}
+            Err(TableError::ConditionFailed { .. }) => {
+                return Err(JobError::Unavailable(
+                    "the project changed during ingest".into(),
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let attempts = attempts + 1;
+        match self.ingest_source(project_id, &project).await {
+            Err(error @ JobError::Unavailable(_)) if attempts >= MAX_JOB_ATTEMPTS => {
+                let reason = format!(
+                    "the first listing of the source failed: {} (gave up after {attempts} \
+                     tries). Retry the project (POST /projects/{project_id}/retry) once the \
+                     cause is fixed",
+                    causes(&error)
+                );
+                tracing::error!(project_id, %reason, "ingest failed");
+                self.fail_project(project_id, &reason).await?;
+                Ok(())
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// One run of the ingest job: lists the source, writes the manifest, starts the project.
+    async fn ingest_source(
+        &self,
+        project_id: &str,
+        project: &ProjectRecord,
+    ) -> Result<(), JobError> {
         let source = match Source::parse(&project.source, self.config.allow_file_sources) {
             Ok(source) => source,
             Err(error) => {
@@ -135,6 +218,18 @@ impl Service {
         self.write_chunks(project_id, 0, &listing.keys).await?;
         let total = listing.keys.len() as u64;
         let now = self.clock.now();
+        // The refresh block shows what the listing left out. Written before the commit, so a
+        // running project always has it; a retry of this job writes it again.
+        let status = RefreshStatus {
+            at: now,
+            trigger: "create".to_owned(),
+            added: total,
+            dropped: listing.dropped,
+            unreadable: listing.unreadable,
+            listed: total + listing.dropped,
+            ..RefreshStatus::default()
+        };
+        self.write_refresh_status(project_id, &status).await?;
         let manifest = ManifestRecord {
             total,
             batches: if total > 0 {
@@ -184,6 +279,7 @@ impl Service {
             project_id,
             items = total,
             dropped = listing.dropped,
+            unreadable = listing.unreadable,
             list_calls = listing.list_calls,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "ingest finished"
@@ -207,6 +303,7 @@ impl Service {
                 )
                 .await?;
             listing.list_calls += 1;
+            listing.unreadable += page.unreadable;
             for object in &page.objects {
                 if !source.admits(&object.key) {
                     continue;

@@ -335,10 +335,7 @@ impl Service {
         {
             tracing::error!(%error, project_id = %id, "could not queue the ingest job");
             let _ = self
-                .fail_project(
-                    &id,
-                    "the ingest job could not be queued; recreate the project",
-                )
+                .fail_project(&id, "the ingest job could not be queued; retry the project")
                 .await;
             return Err(ProjectError::Unavailable(Box::new(error)));
         }
@@ -686,6 +683,63 @@ impl Service {
                 Ok(Vec::new())
             })
             .await?;
+        Ok(ProjectView::of(&record, actor))
+    }
+
+    /// `POST /projects/{id}/retry`: a failed project tries again. One that has no items yet
+    /// goes back to `initializing` and lists its source afresh; one that has them (its first
+    /// listing finished) goes back to `running` with a refresh, which adds only keys it lacks,
+    /// so a retry never duplicates items.
+    #[instrument(skip(self), err)]
+    pub async fn retry_project(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<ProjectView, ProjectError> {
+        require_admin(actor)?;
+        let has_items = self.read_manifest(project_id).await?.is_some();
+        let record = self
+            .change_project(actor, project_id, |record| {
+                if record.status != ProjectStatus::Failed {
+                    return Err(ProjectError::WrongStatus {
+                        status: record.status.as_str(),
+                        action: "retry",
+                        needed: ProjectStatus::Failed.as_str(),
+                    });
+                }
+                record.status = if has_items {
+                    ProjectStatus::Running
+                } else {
+                    ProjectStatus::Initializing
+                };
+                record.failure = None;
+                Ok(Vec::new())
+            })
+            .await?;
+        let queued = if has_items {
+            self.enqueue_refresh(project_id, "retry", std::time::Duration::ZERO)
+                .await
+        } else {
+            let job = Job::Ingest {
+                project_id: project_id.to_owned(),
+            };
+            self.queue
+                .send(
+                    &self.config.jobs_queue,
+                    &job.to_body(),
+                    std::time::Duration::ZERO,
+                )
+                .await
+                .map(|_| ())
+        };
+        if let Err(error) = queued {
+            tracing::error!(%error, project_id, "could not queue the retry");
+            let _ = self
+                .fail_project(project_id, "the retry could not be queued; retry again")
+                .await;
+            return Err(ProjectError::Unavailable(Box::new(error)));
+        }
+        tracing::info!(project_id, has_items, "failed project retried");
         Ok(ProjectView::of(&record, actor))
     }
 

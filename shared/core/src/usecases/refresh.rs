@@ -57,6 +57,9 @@ pub struct RefreshStatus {
     pub added: u64,
     pub dropped: u64,
     pub removed: u64,
+    /// Entries of the source the last listing could not read (left out, like files removed).
+    #[serde(default)]
+    pub unreadable: u64,
     pub listed: u64,
     /// Why nothing was looked at, when the project is full.
     #[serde(default)]
@@ -70,6 +73,9 @@ pub struct RefreshView {
     pub items_added: u64,
     pub items_dropped: u64,
     pub files_removed: u64,
+    /// Entries of the source the last listing left out because they could not be read:
+    /// dangling links, FIFOs, sockets, devices, folders it may not open.
+    pub files_unreadable: u64,
     pub next_scheduled_at: Option<String>,
     pub note: Option<String>,
 }
@@ -79,6 +85,7 @@ pub struct RefreshView {
 struct Merge {
     new_keys: Vec<String>,
     removed: u64,
+    unreadable: u64,
     listed: u64,
 }
 
@@ -232,12 +239,14 @@ impl Service {
             ),
             (None, None) => (None, None, 0, 0, 0, None),
         };
+        let unreadable = status.as_ref().map_or(0, |status| status.unreadable);
         RefreshView {
             last_refresh_at: at.map(rfc3339),
             last_refresh_trigger: trigger,
             items_added: added,
             items_dropped: dropped,
             files_removed: removed,
+            files_unreadable: unreadable,
             next_scheduled_at: project
                 .incremental_refresh
                 .then(|| rfc3339(next_daily_run(self.clock.now()))),
@@ -254,7 +263,7 @@ impl Service {
         serde_json::from_slice(&body).ok()
     }
 
-    async fn write_refresh_status(
+    pub(crate) async fn write_refresh_status(
         &self,
         project_id: &str,
         status: &RefreshStatus,
@@ -362,6 +371,7 @@ impl Service {
         Ok(Merge {
             new_keys,
             removed: manifest.removed,
+            unreadable: 0,
             listed: 0,
         })
     }
@@ -415,6 +425,7 @@ impl Service {
         existing.sort();
         let mut merge = Merge {
             listed: listing.keys.len() as u64,
+            unreadable: listing.unreadable,
             ..Merge::default()
         };
         let (mut listed, mut known) = (
@@ -483,6 +494,7 @@ impl Service {
                 at: now,
                 trigger: trigger.to_owned(),
                 removed: merge.removed,
+                unreadable: merge.unreadable,
                 listed: merge.listed,
                 ..RefreshStatus::default()
             };
@@ -490,6 +502,7 @@ impl Service {
             tracing::info!(
                 project_id,
                 removed = merge.removed,
+                unreadable = merge.unreadable,
                 "refresh found nothing new"
             );
             return Ok(());
@@ -531,6 +544,7 @@ impl Service {
             added: take as u64,
             dropped,
             removed: merge.removed,
+            unreadable: merge.unreadable,
             listed: merge.listed,
             note: None,
         };
@@ -736,12 +750,18 @@ impl Service {
                 Ok(())
             }
             Ok(Some(grown)) => {
+                // Events list nothing: what the last listing found unreadable still stands.
+                let unreadable = self
+                    .read_refresh_status(project_id)
+                    .await
+                    .map_or(0, |status| status.unreadable);
                 let status = RefreshStatus {
                     at: now,
                     trigger: "object_created".to_owned(),
                     added: grown.last_refresh_added,
                     dropped: grown.dropped,
                     removed: grown.removed,
+                    unreadable,
                     listed: 0,
                     note: None,
                 };
