@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod demo;
+pub mod http;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,15 @@ impl Options {
             store: Store::Embedded,
         }
     }
+}
+
+/// How [`Local::serve_with`] meets clients.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub limits: http::Limits,
+    /// The base of signed blob URLs (a proxy in front, a public name); the bound address
+    /// when absent.
+    pub public_url: Option<String>,
 }
 
 /// An opened data directory, ready to serve.
@@ -203,14 +213,29 @@ impl Local {
         }
     }
 
-    /// Serves HTTP on `listener` and runs the job worker until `shutdown` resolves.
+    /// Serves HTTP on `listener` with the default limits and runs the job worker until
+    /// `shutdown` resolves.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let address = listener.local_addr()?;
-        self.set_public_base(&format!("http://{address}"));
+        self.serve_with(listener, ServeOptions::default(), shutdown)
+            .await
+    }
+
+    /// [`Local::serve`] with chosen connection limits and public URL.
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        options: ServeOptions,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let address = listener.local_addr().context("reading the bound address")?;
+        match &options.public_url {
+            Some(base) => self.set_public_base(base),
+            None => self.set_public_base(&format!("http://{address}")),
+        }
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(run_worker(
             self.service.clone(),
@@ -219,10 +244,7 @@ impl Local {
         ));
         let schedule = tokio::spawn(run_daily_refresh(self.service.clone(), self.queue.clone()));
         let app = self.router();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        http::serve(listener, app, options.limits, shutdown).await;
         let _ = stop_worker.send(true);
         schedule.abort();
         let _ = worker.await;
