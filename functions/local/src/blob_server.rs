@@ -128,23 +128,17 @@ impl BlobServer {
 fn signature_of(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<(i64, String), Problem> {
-    let Query(query) = query.map_err(|rejection| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad-query",
-            format!("the query string is malformed: {}", rejection.body_text()),
-        )
-    })?;
+    let Query(query) =
+        query.map_err(|rejection| Problem::bad_query(None, rejection.body_text()))?;
     let (Some(expires), Some(signature)) = (query.get("expires"), query.get("signature")) else {
         return Err(Problem::forbidden(
             "a signed URL needs its expires and signature parameters",
         ));
     };
     let expires = expires.parse::<i64>().map_err(|_| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad-query",
-            format!("expires must be a whole number of milliseconds, got {expires:?}"),
+        Problem::bad_query(
+            Some("expires"),
+            format_args!("a whole number of milliseconds, got {expires:?}"),
         )
     })?;
     Ok((expires, signature.clone()))

@@ -4,6 +4,7 @@
 pub mod blob_server;
 pub mod client;
 pub mod demo;
+pub mod http;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,15 @@ impl Options {
             max_upload_bytes: blob_server::MAX_UPLOAD_BYTES,
         }
     }
+}
+
+/// How [`Local::serve_with`] meets clients.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub limits: http::Limits,
+    /// The base of signed blob URLs (a proxy in front, a public name); the bound address
+    /// when absent.
+    pub public_url: Option<String>,
 }
 
 /// An opened data directory, ready to serve.
@@ -215,14 +225,19 @@ impl Local {
             users: Some(self.users.clone()),
         });
         match &self.folder {
-            // The embedded store's signed URLs point at this server.
-            Some(folder) => api.merge(
-                Arc::new(
-                    blob_server::BlobServer::new(folder.clone(), self.service.clone())
-                        .with_max_upload_bytes(self.max_upload_bytes),
+            // The embedded store's signed URLs point at this server; its refusals (a 405 on
+            // a blob URL) are problem+json too.
+            Some(folder) => api
+                .merge(
+                    Arc::new(
+                        blob_server::BlobServer::new(folder.clone(), self.service.clone())
+                            .with_max_upload_bytes(self.max_upload_bytes),
+                    )
+                    .routes(),
                 )
-                .routes(),
-            ),
+                .layer(axum::middleware::map_response(
+                    labeling_api::routes::problem_for_every_error,
+                )),
             None => api,
         }
     }
@@ -234,14 +249,29 @@ impl Local {
         }
     }
 
-    /// Serves HTTP on `listener` and runs the job worker until `shutdown` resolves.
+    /// Serves HTTP on `listener` with the default limits and runs the job worker until
+    /// `shutdown` resolves.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let address = listener.local_addr()?;
-        self.set_public_base(&format!("http://{address}"));
+        self.serve_with(listener, ServeOptions::default(), shutdown)
+            .await
+    }
+
+    /// [`Local::serve`] with chosen connection limits and public URL.
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        options: ServeOptions,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let address = listener.local_addr().context("reading the bound address")?;
+        match &options.public_url {
+            Some(base) => self.set_public_base(base),
+            None => self.set_public_base(&format!("http://{address}")),
+        }
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(run_worker(
             self.service.clone(),
@@ -250,10 +280,7 @@ impl Local {
         ));
         let schedule = tokio::spawn(run_daily_refresh(self.service.clone(), self.queue.clone()));
         let app = self.router();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        http::serve(listener, app, options.limits, shutdown).await;
         let _ = stop_worker.send(true);
         schedule.abort();
         let _ = worker.await;

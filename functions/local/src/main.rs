@@ -2,13 +2,19 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use labeling_aws::AwsSettings;
 use labeling_core::Actor;
 use labeling_local::client::Client;
-use labeling_local::{Local, Options, Store, demo};
+use labeling_local::http::Limits;
+use labeling_local::{Local, Options, ServeOptions, Store, demo};
+
+/// The shortest admin token accepted: a token is the only thing between the network and
+/// every project, so it must not be guessable.
+const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 #[derive(Parser)]
 #[command(
@@ -35,7 +41,7 @@ enum Command {
         parallel: usize,
         #[arg(long, default_value = "http://127.0.0.1:8080", env = "LABELING_SERVER")]
         server: String,
-        #[arg(long, env = "LABELING_TOKEN")]
+        #[arg(long, env = "LABELING_TOKEN", hide_env_values = true)]
         token: String,
     },
     /// Export a project's labels through a running server and download them.
@@ -51,7 +57,7 @@ enum Command {
         include_unlabeled: bool,
         #[arg(long, default_value = "http://127.0.0.1:8080", env = "LABELING_SERVER")]
         server: String,
-        #[arg(long, env = "LABELING_TOKEN")]
+        #[arg(long, env = "LABELING_TOKEN", hide_env_values = true)]
         token: String,
     },
 }
@@ -62,9 +68,33 @@ struct ServeArgs {
     data_dir: PathBuf,
     #[arg(long, default_value = "127.0.0.1:8080", env = "LABELING_ADDR")]
     addr: SocketAddr,
-    /// The first admin's token (only on a fresh data directory); generated if absent.
-    #[arg(long, env = "LABELING_ADMIN_TOKEN")]
+    /// The first admin's token (only on a fresh data directory); generated if absent. At least
+    /// 32 printable ASCII characters, no spaces (e.g. `openssl rand -hex 24`).
+    #[arg(long, env = "LABELING_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// The base of signed image and upload URLs when clients reach the server by another
+    /// address, such as a TLS proxy in front (embedded store): http(s), no query or fragment.
+    /// Default: the bound address.
+    #[arg(long, env = "LABELING_PUBLIC_URL", value_parser = parse_public_url)]
+    public_url: Option<String>,
+    /// Seconds a client has to send a request's whole header; also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, env = "LABELING_HEADER_TIMEOUT", value_name = "SECONDS",
+          default_value_t = Limits::default().header_read_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    header_timeout: u64,
+    /// Seconds a connection may move no byte either way (a stalled body, an unread response)
+    /// before it is closed.
+    #[arg(long, env = "LABELING_IDLE_TIMEOUT", value_name = "SECONDS",
+          default_value_t = Limits::default().idle_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idle_timeout: u64,
+    /// Connections served at once; more wait in the accept queue. Keep it below the open-file
+    /// limit (`ulimit -n`).
+    #[arg(long, env = "LABELING_MAX_CONNECTIONS",
+          default_value_t = Limits::default().max_connections as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
     /// Do not create the demo project on a fresh data directory.
     #[arg(long)]
     no_demo: bool,
@@ -144,7 +174,59 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A `--public-url`: an http(s) URL without credentials, query or fragment (signed URLs append
+/// their own path and query to it).
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text).map_err(|error| format!("not a URL: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("the public URL must start with http:// or https://".to_owned());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the public URL needs a host".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the public URL must have no query (?...) or fragment (#...)".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the public URL must carry no user name or password".to_owned());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Refuses a guessable admin token, or one that cannot travel in an `Authorization` header.
+/// The message never repeats the token.
+fn check_admin_token(token: &str) -> anyhow::Result<()> {
+    if !token.chars().all(|c| c.is_ascii_graphic()) {
+        anyhow::bail!(
+            "the admin token (--admin-token or LABELING_ADMIN_TOKEN) may hold only printable ASCII \
+             characters, without spaces or control characters"
+        );
+    }
+    let length = token.chars().count();
+    if length < MIN_ADMIN_TOKEN_CHARS {
+        anyhow::bail!(
+            "the admin token (--admin-token or LABELING_ADMIN_TOKEN) is too short: {length} \
+             characters, at least {MIN_ADMIN_TOKEN_CHARS} are needed (e.g. `openssl rand -hex 24`), \
+             or leave it out to have one generated"
+        );
+    }
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(token) = &args.admin_token {
+        check_admin_token(token)?;
+    }
+    let token_given = args.admin_token.is_some();
+    let serve_options = ServeOptions {
+        limits: Limits {
+            header_read_timeout: Duration::from_secs(args.header_timeout),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            ..Limits::default()
+        },
+        public_url: args.public_url.clone(),
+    };
     let mut options = Options::new(&args.data_dir);
     options.admin_token = args.admin_token;
     let demo_bucket = if args.store == "aws" {
@@ -167,7 +249,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     let address = listener.local_addr()?;
-    local.set_public_base(&format!("http://{address}"));
+    if !address.ip().is_loopback() {
+        tracing::warn!(
+            %address,
+            "listening beyond this machine over plain HTTP: tokens and labels travel in clear; \
+             put a TLS proxy in front and pass its address as --public-url"
+        );
+    }
+    let public_base = serve_options
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
+    local.set_public_base(&public_base);
     let fresh = local.new_admin_token.is_some();
     let mut demo_project = None;
     if fresh && !args.no_demo {
@@ -188,8 +281,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.data_dir.display(),
         args.store
     );
-    if let Some(token) = &local.new_admin_token {
-        println!("admin token (shown once, keep it): {token}");
+    if serve_options.public_url.is_some() {
+        println!("signed URLs point at {public_base}");
+    }
+    match (&local.new_admin_token, token_given) {
+        (Some(_), true) => println!("admin token: the one you gave"),
+        (Some(token), false) => println!("admin token (shown once, keep it): {token}"),
+        (None, true) => println!(
+            "admin token: unchanged (--admin-token only applies to a fresh data directory)"
+        ),
+        (None, false) => {}
     }
     if let Some(project) = demo_project {
         println!(
@@ -197,7 +298,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     local
-        .serve(listener, async {
+        .serve_with(listener, serve_options, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await

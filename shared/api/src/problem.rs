@@ -15,6 +15,10 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The query parameter at fault, where one is (an RFC 9457 extension member: `errors`
+    /// point into the JSON body, this names a part of the URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
 }
 
 impl Problem {
@@ -25,7 +29,60 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
+            parameter: None,
         }
+    }
+
+    /// A query string that does not parse into what the route expects.
+    pub fn bad_query(parameter: Option<&str>, reason: impl std::fmt::Display) -> Self {
+        let detail = match parameter {
+            Some(name) => format!("query parameter `{name}`: {reason}"),
+            None => format!("the query string is invalid: {reason}"),
+        };
+        let mut problem = Self::new(StatusCode::BAD_REQUEST, "bad-query", detail);
+        problem.parameter = parameter.map(str::to_owned);
+        problem
+    }
+
+    /// A request body over the size the route accepts.
+    pub fn too_large(limit_bytes: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("the request body is over the limit of {limit_bytes} bytes"),
+        )
+    }
+
+    /// A route that exists, asked with a method it does not serve (the response's `Allow`
+    /// header lists the ones it does).
+    pub fn method_not_allowed(method: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            format!("{method} is not allowed on this route; the Allow header lists what is"),
+        )
+    }
+
+    /// Any other error status, for responses made outside the handlers (axum's own
+    /// rejections): the type is named after the status. Server errors get a generic detail,
+    /// since their text may describe internals.
+    pub fn from_status(status: StatusCode, detail: &str) -> Self {
+        let slug = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "too-large".to_owned(),
+            _ => status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase()
+                .replace(' ', "-"),
+        };
+        let detail = if status.is_server_error() {
+            "the service could not complete the request; retry shortly".to_owned()
+        } else if detail.trim().is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            detail.trim().to_owned()
+        };
+        Self::new(status, &slug, detail)
     }
 
     pub fn unauthorized() -> Self {

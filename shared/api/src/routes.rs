@@ -1,12 +1,12 @@
 //! Routes and handlers. A handler parses the request, calls one use case and shapes the
 //! response; persistence and rules live in `labeling-core`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -84,21 +84,87 @@ pub fn router(state: AppState) -> Router {
             "/projects/{project_id}/exports/{export_id}",
             get(get_export),
         )
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
+        .layer(axum::middleware::map_response(problem_for_every_error))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
+/// The largest request body the extractors buffer (axum's default, stated so the 413 can say
+/// it).
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// How much of a plain-text error body is kept as a problem's detail.
+const PLAIN_ERROR_KEPT: usize = 4096;
+
+/// axum answers its own rejections (a path parameter that does not decode, a body over the
+/// limit in an extractor we do not wrap, ...) in text/plain, and a handler may return a bare
+/// status: this turns every error response that is not problem+json yet into one, keeping its
+/// status and headers (`Allow`, `Retry-After`).
+pub async fn problem_for_every_error(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, PLAIN_ERROR_KEPT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    if status.is_server_error() {
+        tracing::error!(%status, body = %text, "a response outside the handlers failed");
+    }
+    let mut problem = Problem::from_status(status, &text).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().append(name, value.clone());
+        }
+    }
+    problem
+}
+
+/// A query string parsed into `T`, refused with a 400 problem+json that names the parameter
+/// at fault (axum's `Query` answers text/plain).
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(QueryParams)
+            .map_err(|error| {
+                // The root path (a missing parameter, a wrong overall shape) prints as ".".
+                let parameter = error.path().to_string();
+                let parameter = (parameter != ".").then_some(parameter);
+                Problem::bad_query(parameter.as_deref(), error.inner())
+            })
+    }
+}
+
 /// A JSON body, parsed whatever the content type says, with problem+json errors:
-/// 400 for malformed JSON, 422 for JSON of the wrong shape.
+/// 413 over [`BODY_LIMIT`], 400 for malformed JSON, 422 for JSON of the wrong shape.
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-body", e.body_text()))?;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => Problem::too_large(BODY_LIMIT),
+                    _ => Problem::new(StatusCode::BAD_REQUEST, "bad-body", rejection.body_text()),
+                })?;
         let bytes = if bytes.is_empty() {
             Bytes::from_static(b"{}")
         } else {
@@ -136,6 +202,10 @@ fn admin_only(caller: &Caller) -> Result<(), Problem> {
 
 async fn not_found() -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "not-found", "no such route")
+}
+
+async fn method_not_allowed(method: Method) -> Problem {
+    Problem::method_not_allowed(method.as_str())
 }
 
 async fn healthz() -> Json<Value> {
@@ -454,27 +524,27 @@ async fn submit(
     .into_response())
 }
 
+#[derive(Deserialize)]
+struct ItemsQuery {
+    state: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
 async fn list_items(
     State(state): State<AppState>,
     caller: Caller,
     Path(project_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    QueryParams(query): QueryParams<ItemsQuery>,
 ) -> Result<Response, Problem> {
-    let limit = match query.get("limit") {
-        None => None,
-        Some(text) => Some(
-            text.parse::<usize>()
-                .map_err(|_| Problem::invalid("/limit", "limit is a whole number"))?,
-        ),
-    };
     let page = state
         .service
         .list_items(
             &caller.0,
             &project_id,
-            query.get("state").map(String::as_str),
-            query.get("cursor").map(String::as_str),
-            limit,
+            query.state.as_deref(),
+            query.cursor.as_deref(),
+            query.limit,
         )
         .await
         .map_err(domain)?;
