@@ -176,6 +176,20 @@ fn stats_update(changes: &[(&str, i64)]) -> Update {
         })
 }
 
+/// Sides a header may declare for the image to be handed out: 0 x 0 is no canvas at all,
+/// and sides of 2^31 and more are no real image (a crafted header) and would not fit the
+/// integer width and height clients and COCO readers expect. Such images count as unreadable.
+pub const MAX_IMAGE_SIDE: usize = (1 << 31) - 1;
+
+fn usable_size(width: usize, height: usize) -> Option<(u32, u32)> {
+    let side = 1..=MAX_IMAGE_SIDE;
+    if side.contains(&width) && side.contains(&height) {
+        Some((u32::try_from(width).ok()?, u32::try_from(height).ok()?))
+    } else {
+        None
+    }
+}
+
 /// The counter of label class `id`.
 pub fn class_counter(id: u32) -> String {
     format!("c_{id}")
@@ -723,13 +737,13 @@ impl Service {
             Err(error) => return Err(error.into()),
         };
         if let Ok(size) = imagesize::blob_size(&head) {
-            return Ok(Some((size.width as u32, size.height as u32)));
+            return Ok(usable_size(size.width, size.height));
         }
         if head.len() as u64 == HEADER_BYTES {
             // Large metadata blocks can push the size past the first 64 KB.
             let whole = self.blobs.get(bucket, key, None).await?;
             if let Ok(size) = imagesize::blob_size(&whole) {
-                return Ok(Some((size.width as u32, size.height as u32)));
+                return Ok(usable_size(size.width, size.height));
             }
         }
         Ok(None)
