@@ -176,6 +176,71 @@ async fn a_labeler_sees_nothing_of_a_project_it_is_not_a_member_of() {
 }
 
 #[tokio::test]
+async fn users_members_and_classes_compare_like_project_names() {
+    let app = spawn_app().await;
+    let ann = app.user("Ann", "labeler").await;
+    let twin = app
+        .post(
+            "/users",
+            &app.admin,
+            json!({ "name": " ann ", "role": "labeler" }),
+        )
+        .await;
+    assert_eq!(twin.status, StatusCode::CONFLICT, "{twin:?}");
+    let project = app
+        .labeled_project("image_classification_multiclass", &["Cat"], 1, 1, "Ann")
+        .await;
+    let members = format!("/projects/{project}/members");
+    let nobody = app
+        .post(&members, &app.admin, json!({ "user": "nobody" }))
+        .await;
+    assert_eq!(nobody.status, StatusCode::NOT_FOUND, "{nobody:?}");
+    assert_eq!(nobody.content_type, "application/problem+json");
+    let again = app
+        .post(&members, &app.admin, json!({ "user": "ANN" }))
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    assert_eq!(
+        again.body["members"],
+        json!(["Ann"]),
+        "one member, under the user's own spelling"
+    );
+    let task = app.checkout(&project, &ann).await;
+    assert_eq!(task.status, StatusCode::OK, "{task:?}");
+    let item = task.body["items"][0]["item_id"].clone();
+    let submitted = app
+        .submit(
+            &project,
+            task.body["task_id"].as_str().unwrap(),
+            &ann,
+            json!({ "items": [{ "item_id": item, "labels": [" cat"] }] }),
+        )
+        .await;
+    assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
+    assert_eq!(
+        app.dashboard(&project).await["label_distribution"],
+        json!({ "Cat": 1 })
+    );
+    let labels = format!("/projects/{project}/labels");
+    let same_class = app
+        .post(
+            &labels,
+            &app.admin,
+            json!({ "labels": ["CAT"], "mode": "continue" }),
+        )
+        .await;
+    assert_eq!(
+        same_class.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{same_class:?}"
+    );
+    assert_eq!(same_class.body["errors"][0]["pointer"], "/labels/0");
+    let removed = app.delete(&format!("{members}/aNN"), &app.admin).await;
+    assert_eq!(removed.status, StatusCode::OK, "{removed:?}");
+    assert_eq!(removed.body["members"], json!([]));
+}
+
+#[tokio::test]
 async fn a_project_name_is_never_reused_even_after_delete() {
     let app = spawn_app().await;
     let photos = app.bucket("photos");

@@ -230,6 +230,51 @@ pub struct WorkEntry {
     /// For lease entries: the lease version the entry was written for.
     #[serde(default)]
     pub lease_version: u64,
+    /// For lease entries: who holds the lease, so a member's leases are found without
+    /// reading every task (absent in entries written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labeler: Option<String>,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskEnd {
+    Submitted,
+    /// Its lease expired and another labeler's checkout took the items.
+    TakenOver,
+    Released,
+    /// The labeler was removed from the project; the items went back to the queue.
+    Revoked,
+}
+
+/// What stays of a task (`P#<pid>` / `TASK#<tid>`) once it ended, so a late submit, renew
+/// or release is told what happened instead of "no such task". The table deletes it after
+/// `ttl` (clean-up only: nothing depends on it being gone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndedTask {
+    pub id: String,
+    /// Empty when the task's lease entry predates recording its labeler.
+    pub labeler: String,
+    pub ended: TaskEnd,
+    pub ended_at: i64,
+    /// Epoch seconds.
+    pub ttl: i64,
+}
+
+/// How long an ended task is remembered: longer than the longest lease.
+pub const ENDED_TASK_KEPT_MILLIS: i64 = 8 * 24 * 3600 * 1000;
+
+impl EndedTask {
+    pub fn new(id: &str, labeler: &str, ended: TaskEnd, now: i64) -> Self {
+        Self {
+            id: id.to_owned(),
+            labeler: labeler.to_owned(),
+            ended,
+            ended_at: now,
+            ttl: (now + ENDED_TASK_KEPT_MILLIS) / 1000,
+        }
+    }
 }
 
 /// One item of a submission, as sent.

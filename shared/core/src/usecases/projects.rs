@@ -687,6 +687,12 @@ impl Service {
                 Ok(Vec::new())
             })
             .await?;
+        // Their tasks go back to the queue now rather than when the leases expire.
+        let given_back = self
+            .give_back_tasks_of(&record, user)
+            .await
+            .map_err(|error| ProjectError::Unavailable(Box::new(error)))?;
+        tracing::info!(project_id, user, given_back, "member removed");
         Ok(ProjectView::of(&record, actor))
     }
 
