@@ -208,8 +208,8 @@ async fn the_most_boxes_allowed_are_stored_through_start_overs_rejects_and_relab
 #[tokio::test]
 async fn class_names_and_instructions_are_limited_in_bytes_and_fit_at_their_limits() {
     let app = spawn_app().await;
-    app.images("limits", "set", 1, 64, 48).await;
     let bucket = app.bucket("limits");
+    app.images(&bucket, "set", 1, 64, 48).await;
     let body = |labels: Vec<String>, text: String| {
         json!({
             "name": labeling_testkit::unique("limits"),
