@@ -388,6 +388,13 @@ impl TestApp {
                 "page_size": page_size,
             }))
             .await;
+        // A member must be a user: create the labeler unless the test did (409 then).
+        self.post(
+            "/users",
+            &self.admin,
+            json!({ "name": labeler, "role": "labeler" }),
+        )
+        .await;
         let reply = self
             .post(
                 &format!("/projects/{id}/members"),

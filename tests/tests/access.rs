@@ -176,6 +176,71 @@ async fn a_labeler_sees_nothing_of_a_project_it_is_not_a_member_of() {
 }
 
 #[tokio::test]
+async fn users_members_and_classes_compare_like_project_names() {
+    let app = spawn_app().await;
+    let ann = app.user("Ann", "labeler").await;
+    let twin = app
+        .post(
+            "/users",
+            &app.admin,
+            json!({ "name": " ann ", "role": "labeler" }),
+        )
+        .await;
+    assert_eq!(twin.status, StatusCode::CONFLICT, "{twin:?}");
+    let project = app
+        .labeled_project("image_classification_multiclass", &["Cat"], 1, 1, "Ann")
+        .await;
+    let members = format!("/projects/{project}/members");
+    let nobody = app
+        .post(&members, &app.admin, json!({ "user": "nobody" }))
+        .await;
+    assert_eq!(nobody.status, StatusCode::NOT_FOUND, "{nobody:?}");
+    assert_eq!(nobody.content_type, "application/problem+json");
+    let again = app
+        .post(&members, &app.admin, json!({ "user": "ANN" }))
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    assert_eq!(
+        again.body["members"],
+        json!(["Ann"]),
+        "one member, under the user's own spelling"
+    );
+    let task = app.checkout(&project, &ann).await;
+    assert_eq!(task.status, StatusCode::OK, "{task:?}");
+    let item = task.body["items"][0]["item_id"].clone();
+    let submitted = app
+        .submit(
+            &project,
+            task.body["task_id"].as_str().unwrap(),
+            &ann,
+            json!({ "items": [{ "item_id": item, "labels": [" cat"] }] }),
+        )
+        .await;
+    assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
+    assert_eq!(
+        app.dashboard(&project).await["label_distribution"],
+        json!({ "Cat": 1 })
+    );
+    let labels = format!("/projects/{project}/labels");
+    let same_class = app
+        .post(
+            &labels,
+            &app.admin,
+            json!({ "labels": ["CAT"], "mode": "continue" }),
+        )
+        .await;
+    assert_eq!(
+        same_class.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{same_class:?}"
+    );
+    assert_eq!(same_class.body["errors"][0]["pointer"], "/labels/0");
+    let removed = app.delete(&format!("{members}/aNN"), &app.admin).await;
+    assert_eq!(removed.status, StatusCode::OK, "{removed:?}");
+    assert_eq!(removed.body["members"], json!([]));
+}
+
+#[tokio::test]
 async fn a_project_name_is_never_reused_even_after_delete() {
     let app = spawn_app().await;
     let photos = app.bucket("photos");
@@ -363,6 +428,96 @@ async fn an_image_deleted_before_checkout_is_marked_missing_and_skipped() {
     let dashboard = app.dashboard(&project).await;
     assert_eq!(dashboard["missing"], 1);
     assert_eq!(dashboard["labeled"], 2);
+}
+
+/// A PNG whose header declares `width` x `height` (the pixels are a 4 x 4 picture's).
+fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    let mut bytes = labeling_tests::png(4, 4, 9);
+    bytes[16..20].copy_from_slice(&width.to_be_bytes());
+    bytes[20..24].copy_from_slice(&height.to_be_bytes());
+    bytes
+}
+
+#[tokio::test]
+async fn images_declaring_no_size_or_absurd_sizes_are_marked_missing_not_handed_out() {
+    let app = spawn_app().await;
+    let ann = app.user("ann", "labeler").await;
+    let project = app
+        .labeled_project("object_detection", &["cat"], 5, 1, "ann")
+        .await;
+    let source = app
+        .get(&format!("/projects/{project}"), &app.admin)
+        .await
+        .body["source"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bucket = source
+        .trim_start_matches("s3://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    for (key, width, height) in [
+        ("set/img-00001.png", 0, 0),
+        ("set/img-00002.png", 1 << 31, 10),
+        ("set/img-00003.png", 10, u32::MAX),
+    ] {
+        app.put_object(&bucket, key, png_declaring(width, height))
+            .await;
+    }
+    let mut handed_out = Vec::new();
+    loop {
+        let task = app.checkout(&project, &ann).await;
+        if task.status == StatusCode::NO_CONTENT {
+            break;
+        }
+        assert_eq!(task.status, StatusCode::OK, "{task:?}");
+        let item = &task.body["items"][0];
+        handed_out.push((
+            item["key"].as_str().unwrap().to_owned(),
+            item["width"].clone(),
+            item["height"].clone(),
+        ));
+        let id = item["item_id"].as_u64().unwrap();
+        app.submit(
+            &project,
+            task.body["task_id"].as_str().unwrap(),
+            &ann,
+            json!({ "items": [{ "item_id": id, "annotations": [] }] }),
+        )
+        .await;
+    }
+    handed_out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        handed_out,
+        [
+            ("set/img-00000.png".to_owned(), json!(64), json!(48)),
+            ("set/img-00004.png".to_owned(), json!(64), json!(48)),
+        ]
+    );
+    assert_eq!(app.dashboard(&project).await["missing"], 3);
+    let listed = app
+        .get(
+            &format!("/projects/{project}/items?state=missing"),
+            &app.admin,
+        )
+        .await;
+    let mut keys: Vec<&str> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["key"].as_str().unwrap())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "set/img-00001.png",
+            "set/img-00002.png",
+            "set/img-00003.png"
+        ]
+    );
 }
 
 #[tokio::test]

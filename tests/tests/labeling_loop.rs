@@ -307,9 +307,21 @@ async fn an_expired_lease_returns_its_items_to_the_next_labeler() {
             labels_for("image_classification_multiclass", &anns.body, "cat"),
         )
         .await;
-    assert!(
-        late.status == StatusCode::CONFLICT || late.status == StatusCode::NOT_FOUND,
+    assert_eq!(
+        late.status,
+        StatusCode::CONFLICT,
         "the old lease is gone: {late:?}"
+    );
+    assert_eq!(
+        late.body["type"], "https://labeling.dev/problems/lease-taken-over",
+        "{late:?}"
+    );
+    assert!(
+        late.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("took the task over"),
+        "the answer says what happened: {late:?}"
     );
     let ok = app
         .submit(
@@ -379,8 +391,117 @@ async fn released_tasks_go_to_the_front_of_the_queue() {
         .await;
     assert_eq!(
         released_again.status,
-        StatusCode::NOT_FOUND,
-        "a released task is gone"
+        StatusCode::CONFLICT,
+        "a released task is gone: {released_again:?}"
+    );
+    assert_eq!(
+        released_again.body["type"],
+        "https://labeling.dev/problems/task-released"
+    );
+}
+
+#[tokio::test]
+async fn a_second_submit_of_a_submitted_task_answers_409_saying_so() {
+    let app = spawn_app().await;
+    let ann = app.user("ann", "labeler").await;
+    let project = app
+        .labeled_project(
+            "image_classification_multiclass",
+            &["cat", "dog"],
+            2,
+            1,
+            "ann",
+        )
+        .await;
+    let task = app.checkout(&project, &ann).await;
+    let body = labels_for("image_classification_multiclass", &task.body, "cat");
+    let first = app
+        .submit(&project, &task_id(&task.body), &ann, body.clone())
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{first:?}");
+    let second = app
+        .submit(
+            &project,
+            &task_id(&task.body),
+            &ann,
+            labels_for("image_classification_multiclass", &task.body, "dog"),
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::CONFLICT, "{second:?}");
+    assert_eq!(second.content_type, "application/problem+json");
+    assert_eq!(
+        second.body["type"],
+        "https://labeling.dev/problems/task-already-submitted"
+    );
+    assert!(
+        second.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("submitted already"),
+        "{second:?}"
+    );
+    let dashboard = app.dashboard(&project).await;
+    assert_eq!(dashboard["labeled"], 1);
+    assert_eq!(
+        dashboard["label_distribution"],
+        json!({ "cat": 1, "dog": 0 }),
+        "the first submit's labels stand"
+    );
+}
+
+#[tokio::test]
+async fn removing_a_member_gives_their_tasks_back_at_once() {
+    let app = spawn_app().await;
+    let ann = app.user("ann", "labeler").await;
+    let bob = app.user("bob", "labeler").await;
+    let project = app
+        .labeled_project("image_classification_multiclass", &["cat"], 8, 4, "ann")
+        .await;
+    app.post(
+        &format!("/projects/{project}/members"),
+        &app.admin,
+        json!({ "user": "bob" }),
+    )
+    .await;
+    let anns = app.checkout(&project, &ann).await;
+    assert_eq!(anns.status, StatusCode::OK);
+    let bobs = app.checkout(&project, &bob).await;
+    assert_eq!(bobs.status, StatusCode::OK);
+    assert_eq!(
+        app.checkout(&project, &bob).await.status,
+        StatusCode::NO_CONTENT,
+        "every item is leased"
+    );
+    let removed = app
+        .delete(&format!("/projects/{project}/members/ANN"), &app.admin)
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{removed:?}");
+    let dashboard = app.dashboard(&project).await;
+    assert_eq!(
+        dashboard["pending"]["in_task"], 4,
+        "only bob's task is leased"
+    );
+    assert_eq!(dashboard["pending"]["queued"], 4);
+    let next = app.checkout(&project, &bob).await;
+    assert_eq!(
+        next.status,
+        StatusCode::OK,
+        "no waiting for ann's lease to expire"
+    );
+    assert_eq!(next.body["kind"], "requeued");
+    assert_eq!(item_ids(&next.body), item_ids(&anns.body));
+    let late = app
+        .submit(
+            &project,
+            &task_id(&anns.body),
+            &app.admin,
+            labels_for("image_classification_multiclass", &anns.body, "cat"),
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{late:?}");
+    assert_eq!(
+        late.body["type"],
+        "https://labeling.dev/problems/task-revoked"
     );
 }
 

@@ -352,6 +352,39 @@ async fn project_creation_validates_every_field() {
             with("name", json!("n".repeat(129))),
             "/name",
         ),
+        ("name '.'", with("name", json!(" . ")), "/name"),
+        ("name '..'", with("name", json!("..")), "/name"),
+        (
+            "name with a backslash",
+            with("name", json!("a\\b")),
+            "/name",
+        ),
+        ("name with a slash", with("name", json!("a/b")), "/name"),
+        (
+            "name with a right-to-left override",
+            with("name", json!("pets\u{202E}gpj")),
+            "/name",
+        ),
+        (
+            "class with a bidirectional isolate",
+            with("labels", json!(["cat", "d\u{2067}og"])),
+            "/labels/1",
+        ),
+        (
+            "class with a zero-width space",
+            with("labels", json!(["c\u{200B}at"])),
+            "/labels/0",
+        ),
+        (
+            "classes differing only in case",
+            with("labels", json!(["Cat", "cat"])),
+            "/labels/1",
+        ),
+        (
+            "classes differing only in spaces around them",
+            with("labels", json!(["cat", " cat "])),
+            "/labels/1",
+        ),
         (
             "unknown task type",
             with("task_type", json!("video_tracking")),

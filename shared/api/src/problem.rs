@@ -132,6 +132,7 @@ impl Problem {
                 "the service could not complete the request; retry shortly",
             );
         }
+        let slug = error.problem_type().unwrap_or(slug);
         let mut problem = Self::new(status, slug, error.to_string());
         problem.errors = error.field_errors().to_vec();
         if !problem.errors.is_empty() {

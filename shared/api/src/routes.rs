@@ -424,10 +424,24 @@ async fn add_member(
     Path(project_id): Path<String>,
     Body(input): Body<NewMember>,
 ) -> Result<Response, Problem> {
+    // Where this service keeps the users, a member must be one of them (stored under the
+    // user's own spelling); on AWS the identity provider owns users and cannot be asked.
+    let user = match &state.users {
+        Some(users) if caller.0.is_admin() && !input.user.trim().is_empty() => {
+            users.find_user(&input.user).ok_or_else(|| {
+                Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    format!("no user named {:?}", input.user.trim()),
+                )
+            })?
+        }
+        _ => input.user,
+    };
     Ok(Json(
         state
             .service
-            .add_member(&caller.0, &project_id, &input.user)
+            .add_member(&caller.0, &project_id, &user)
             .await
             .map_err(domain)?,
     )

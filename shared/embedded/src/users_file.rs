@@ -1,10 +1,15 @@
 //! The `Users` port on a JSON file in the data directory. Only token hashes are stored.
+//!
+//! User names compare like every name (trimmed, case-insensitively): `Ann` and `ann` are one
+//! user. Token hashes are compared in constant time, so response times do not reveal how much
+//! of a stored hash a guess matched.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
 use anyhow::Context;
 use labeling_core::access::{Actor, Role};
+use labeling_core::domain::names::same_name;
 use labeling_core::ports::users::{UserError, Users, valid_user_name};
 use sha2::{Digest, Sha256};
 
@@ -22,6 +27,15 @@ pub struct UsersFile {
 
 fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Equality whose time depends only on the lengths, not on where the first difference is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
 }
 
 /// A fresh random token.
@@ -69,8 +83,8 @@ impl UsersFile {
 
     fn insert(&self, name: &str, role: Role, token: &str) -> Result<(), UserError> {
         let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-        if users.iter().any(|u| u.name == name) {
-            return Err(UserError::Exists(name.to_owned()));
+        if let Some(existing) = users.iter().find(|u| same_name(&u.name, name)) {
+            return Err(UserError::Exists(existing.name.clone()));
         }
         users.push(StoredUser {
             name: name.to_owned(),
@@ -93,21 +107,87 @@ impl Users for UsersFile {
     fn authenticate(&self, token: &str) -> Option<Actor> {
         let hashed = hash(token);
         let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-        users
-            .iter()
-            .find(|u| u.token_sha256 == hashed)
-            .map(|u| Actor {
-                user: u.name.clone(),
-                role: u.role,
-            })
+        // Every stored hash is compared, in full: no early exit tells where a match is.
+        let mut found = None;
+        for user in users.iter() {
+            if constant_time_eq(user.token_sha256.as_bytes(), hashed.as_bytes()) {
+                found = Some(user);
+            }
+        }
+        found.map(|u| Actor {
+            user: u.name.clone(),
+            role: u.role,
+        })
     }
 
     fn create_user(&self, name: &str, role: Role) -> Result<String, UserError> {
+        let name = name.trim();
         if !valid_user_name(name) {
             return Err(UserError::InvalidName);
         }
         let token = new_token();
         self.insert(name, role, &token)?;
         Ok(token)
+    }
+
+    fn find_user(&self, name: &str) -> Option<String> {
+        let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        users
+            .iter()
+            .find(|u| same_name(&u.name, name))
+            .map(|u| u.name.clone())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn users() -> (UsersFile, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("users-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        (UsersFile::open(dir.join("users.json")).unwrap(), dir)
+    }
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"xbc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn a_token_finds_its_user_among_many_and_a_near_miss_finds_none() {
+        let (users, dir) = users();
+        let mut tokens = Vec::new();
+        for i in 0..5 {
+            tokens.push(
+                users
+                    .create_user(&format!("user{i}"), Role::Labeler)
+                    .unwrap(),
+            );
+        }
+        assert_eq!(users.authenticate(&tokens[3]).unwrap().user, "user3");
+        let mut near = tokens[3].clone();
+        near.pop();
+        near.push('x');
+        assert!(users.authenticate(&near).is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn user_names_differing_only_in_case_cannot_coexist() {
+        let (users, dir) = users();
+        users.create_user("Ann", Role::Labeler).unwrap();
+        assert!(matches!(
+            users.create_user(" ann", Role::Labeler),
+            Err(UserError::Exists(name)) if name == "Ann"
+        ));
+        assert_eq!(users.find_user("ANN").as_deref(), Some("Ann"));
+        assert_eq!(users.find_user("bob"), None);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

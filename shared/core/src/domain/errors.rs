@@ -20,6 +20,11 @@ pub trait DomainError: std::error::Error {
     fn field_errors(&self) -> &[FieldError] {
         &[]
     }
+    /// A problem type more precise than the kind's, for outcomes a client acts on
+    /// differently (a task submitted twice, a lease another labeler took over).
+    fn problem_type(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// One offending field: a JSON pointer into the request and what is wrong with it.

@@ -230,6 +230,51 @@ pub struct WorkEntry {
     /// For lease entries: the lease version the entry was written for.
     #[serde(default)]
     pub lease_version: u64,
+    /// For lease entries: who holds the lease, so a member's leases are found without
+    /// reading every task (absent in entries written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labeler: Option<String>,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskEnd {
+    Submitted,
+    /// Its lease expired and another labeler's checkout took the items.
+    TakenOver,
+    Released,
+    /// The labeler was removed from the project; the items went back to the queue.
+    Revoked,
+}
+
+/// What stays of a task (`P#<pid>` / `TASK#<tid>`) once it ended, so a late submit, renew
+/// or release is told what happened instead of "no such task". The table deletes it after
+/// `ttl` (clean-up only: nothing depends on it being gone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndedTask {
+    pub id: String,
+    /// Empty when the task's lease entry predates recording its labeler.
+    pub labeler: String,
+    pub ended: TaskEnd,
+    pub ended_at: i64,
+    /// Epoch seconds.
+    pub ttl: i64,
+}
+
+/// How long an ended task is remembered: longer than the longest lease.
+pub const ENDED_TASK_KEPT_MILLIS: i64 = 8 * 24 * 3600 * 1000;
+
+impl EndedTask {
+    pub fn new(id: &str, labeler: &str, ended: TaskEnd, now: i64) -> Self {
+        Self {
+            id: id.to_owned(),
+            labeler: labeler.to_owned(),
+            ended,
+            ended_at: now,
+            ttl: (now + ENDED_TASK_KEPT_MILLIS) / 1000,
+        }
+    }
 }
 
 /// One item of a submission, as sent.
@@ -266,6 +311,18 @@ pub enum ItemOutcome {
     Labeled(Vec<StoredAnnotation>),
     Skipped,
 }
+
+// An item's row holds its labels, the labels of the previous round (shown as prelabels after
+// a start-over that keeps them) and up to 96 KB of replaced labels, and must stay under the
+// table's 400 KB item limit. Stored, a box takes at most 117 bytes and a polygon 128 bytes
+// plus 54 a point (coordinates of up to 24 characters), so these limits keep an item's labels
+// under 117 KB and its whole row near 340 KB (`the_largest_item_fits_in_a_row`).
+/// Boxes or polygons on one image.
+pub const MAX_ANNOTATIONS_PER_ITEM: usize = 1000;
+/// Points of one polygon.
+pub const MAX_POLYGON_POINTS: usize = 1000;
+/// Points of all the polygons of one image together.
+pub const MAX_POINTS_PER_ITEM: usize = 1000;
 
 /// Validates a whole submission against the task's items and the project's classes.
 /// All-or-nothing: every problem is reported, each with a pointer into the request.
@@ -388,6 +445,28 @@ fn validate_item(
             );
             return None;
         };
+        if annotations.len() > MAX_ANNOTATIONS_PER_ITEM {
+            errors.push(
+                format!("{at}/annotations"),
+                format!(
+                    "at most {MAX_ANNOTATIONS_PER_ITEM} annotations on one image, got {}",
+                    annotations.len()
+                ),
+            );
+            return None;
+        }
+        let points: usize = annotations
+            .iter()
+            .filter_map(|a| a.polygon.as_ref().map(Vec::len))
+            .sum();
+        if points > MAX_POINTS_PER_ITEM {
+            errors.push(
+                format!("{at}/annotations"),
+                format!(
+                    "at most {MAX_POINTS_PER_ITEM} polygon points on one image in all, got {points}"
+                ),
+            );
+        }
         let (Some(width), Some(height)) = (task_item.width, task_item.height) else {
             errors.push(
                 at.to_owned(),
@@ -431,6 +510,16 @@ fn validate_item(
                 _ => match &annotation.polygon {
                     None => {
                         errors.push(format!("{at}/polygon"), "a polygon is required");
+                        None
+                    }
+                    Some(points) if points.len() > MAX_POLYGON_POINTS => {
+                        errors.push(
+                            format!("{at}/polygon"),
+                            format!(
+                                "a polygon has at most {MAX_POLYGON_POINTS} points, got {}",
+                                points.len()
+                            ),
+                        );
                         None
                     }
                     Some(points) => match Polygon::parse(points, width, height) {
@@ -576,5 +665,99 @@ mod tests {
         let polygon: Vec<[f64; 2]> = (0..20_000).map(|i| [f64::from(i), 1.5]).collect();
         item.labels[0].polygon = Some(polygon);
         assert!(item.history_after_replacing(100).is_empty());
+    }
+
+    /// The longest a coordinate prints (23 characters).
+    const LONGEST: f64 = 1.234_567_890_123_456_7e-300;
+
+    fn worst_box() -> StoredAnnotation {
+        StoredAnnotation {
+            class_id: 499,
+            bbox: Some([LONGEST; 4]),
+            polygon: None,
+        }
+    }
+
+    fn worst_polygon(points: usize) -> StoredAnnotation {
+        StoredAnnotation {
+            polygon: Some(vec![[LONGEST, LONGEST]; points]),
+            ..worst_box()
+        }
+    }
+
+    /// An item at its largest: `labels` as its labels and prelabels, replaced labels kept up
+    /// to the history's limit, the longest key and user name.
+    fn largest_item(labels: Vec<StoredAnnotation>, history_labels: &[StoredAnnotation]) -> usize {
+        let mut item = labeled_item(1, 0, 0);
+        item.key = "k".repeat(1024);
+        item.labeled_by = Some("u".repeat(128));
+        item.task_id = Some("t_01JDZ8Q3M7X9V2K4N6P8R0S2T4".to_owned());
+        for version in 1..=8usize {
+            let mut next = ItemRecord {
+                superseded: item.history_after_replacing(version as i64),
+                labeled_at: Some(version as i64),
+                ..item.clone()
+            };
+            // Versions of about a quarter of the allowance each, of slightly different sizes,
+            // so the history fills its allowance closely.
+            let each = serde_json::to_vec(&history_labels[0]).unwrap().len() + 1;
+            let count = (MAX_LABEL_HISTORY_BYTES / 4 / each + version % 3).saturating_sub(2);
+            next.labels = history_labels[..count.min(history_labels.len())].to_vec();
+            item = next;
+        }
+        let history_json = serde_json::to_vec(&item.superseded).unwrap().len();
+        assert!(history_json <= MAX_LABEL_HISTORY_BYTES);
+        assert!(
+            history_json > MAX_LABEL_HISTORY_BYTES * 3 / 4,
+            "{history_json}"
+        );
+        item.labels = labels.clone();
+        item.prelabels = labels;
+        let size = |item: &ItemRecord| {
+            let key = crate::keys::item("p_01JDZ8Q3M7X9V2K4N6P8R0S2T4", u64::MAX);
+            crate::service::to_item(key, "item", item).size_bytes()
+        };
+        let with_history = size(&item);
+        item.superseded.clear();
+        let without = size(&item);
+        // The table counts the history at most a tenth above its JSON size (brackets of each
+        // point); a history filling its whole allowance adds at most this much.
+        let history = with_history - without;
+        assert!(
+            history * 10 <= history_json * 11,
+            "{history} for {history_json}"
+        );
+        without + MAX_LABEL_HISTORY_BYTES * 11 / 10
+    }
+
+    #[test]
+    fn the_largest_item_fits_in_a_row() {
+        let limit = crate::ports::table::MAX_ITEM_BYTES;
+        let boxes = vec![worst_box(); MAX_ANNOTATIONS_PER_ITEM];
+        let polygons: Vec<_> = (0..MAX_POINTS_PER_ITEM / 3)
+            .map(|i| {
+                worst_polygon(if i == 0 {
+                    3 + MAX_POINTS_PER_ITEM % 3
+                } else {
+                    3
+                })
+            })
+            .collect();
+        let long_polygon = vec![worst_polygon(MAX_POLYGON_POINTS)];
+        for (case, labels) in [
+            ("boxes", boxes.clone()),
+            ("polygons", polygons.clone()),
+            ("one long polygon", long_polygon),
+        ] {
+            for (history, history_labels) in [("boxes", &boxes), ("polygons", &polygons)] {
+                let bytes = largest_item(labels.clone(), history_labels);
+                eprintln!("{case} with a history of {history}: {bytes} bytes");
+                // Headroom for what the estimate may miss: at least 40 KB below the limit.
+                assert!(
+                    bytes + 40 * 1024 <= limit,
+                    "{case} with a history of {history}: {bytes} bytes"
+                );
+            }
+        }
     }
 }

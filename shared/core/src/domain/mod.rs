@@ -3,6 +3,7 @@
 pub mod errors;
 pub mod geometry;
 pub mod labeling;
+pub mod names;
 pub mod project;
 pub mod shuffle;
 pub mod source;

@@ -3,12 +3,25 @@
 use serde::{Deserialize, Serialize};
 
 use super::errors::ValidationErrors;
+use super::names::{forbidden_characters, name_key, same_name};
 use super::source::Source;
 
+// The project row holds the name, classes, instructions, source and members, and must stay
+// under the table's 400 KB item limit whatever a request within these limits holds: the
+// byte limits below keep its worst case near 310 KB (`the_largest_project_fits_in_a_row`).
 pub const MAX_CLASSES: usize = 500;
 pub const MAX_CLASS_NAME_CHARS: usize = 256;
+/// All class names of a project together, in UTF-8 bytes (500 names of 256 four-byte
+/// characters would be 512 KB).
+pub const MAX_CLASS_NAMES_BYTES: usize = 64 * 1024;
 pub const MAX_PROJECT_NAME_CHARS: usize = 128;
-pub const MAX_INSTRUCTIONS_CHARS: usize = 100_000;
+/// Instructions text, in UTF-8 bytes.
+pub const MAX_INSTRUCTIONS_BYTES: usize = 100_000;
+pub const MAX_INSTRUCTIONS_URL_BYTES: usize = 2048;
+pub const MAX_SOURCE_BYTES: usize = 2048;
+pub const MAX_MEMBERS: usize = 1000;
+/// A member's user name, in UTF-8 bytes.
+pub const MAX_MEMBER_NAME_BYTES: usize = 128;
 pub const MAX_ITEMS: u64 = 500_000;
 pub const DEFAULT_LEASE_SECONDS: u32 = 3600;
 pub const MIN_LEASE_SECONDS: u32 = 30;
@@ -150,8 +163,12 @@ pub struct ProjectRecord {
 }
 
 impl ProjectRecord {
+    /// Classes compare like every name: trimmed and case-insensitively.
     pub fn class_by_name(&self, name: &str) -> Option<&LabelClass> {
-        self.classes.iter().find(|c| c.name == name)
+        self.classes
+            .iter()
+            .find(|c| c.name == name)
+            .or_else(|| self.classes.iter().find(|c| same_name(&c.name, name)))
     }
     pub fn class_name(&self, id: u32) -> Option<&str> {
         self.classes
@@ -160,7 +177,7 @@ impl ProjectRecord {
             .map(|c| c.name.as_str())
     }
     pub fn is_member(&self, user: &str) -> bool {
-        self.members.iter().any(|m| m == user)
+        self.members.iter().any(|m| same_name(m, user))
     }
 }
 
@@ -212,17 +229,25 @@ impl NewProjectInput {
                 "must be one of image_classification_multiclass, image_classification_multilabel, object_detection, instance_segmentation",
             );
         }
-        check_class_names(&self.labels, &[], "/labels", &mut errors);
+        let labels = check_class_names(&self.labels, &[], "/labels", &mut errors);
         if self.labels.is_empty() {
             errors.push("/labels", "a project needs 1 to 500 label classes");
         }
         let instructions = self.instructions.unwrap_or_default();
         check_instructions(&instructions, &mut errors);
-        let source = match Source::parse(self.source.trim(), allow_file_sources) {
-            Ok(source) => Some(source),
-            Err(error) => {
-                errors.push("/source", error.to_string());
-                None
+        let source = if self.source.trim().len() > MAX_SOURCE_BYTES {
+            errors.push(
+                "/source",
+                format!("a source is at most {MAX_SOURCE_BYTES} bytes"),
+            );
+            None
+        } else {
+            match Source::parse(self.source.trim(), allow_file_sources) {
+                Ok(source) => Some(source),
+                Err(error) => {
+                    errors.push("/source", error.to_string());
+                    None
+                }
             }
         };
         let page_size = self.page_size.unwrap_or(1);
@@ -244,7 +269,7 @@ impl NewProjectInput {
             (Ok(()), Some(task_type), Some(source)) => Ok(NewProject {
                 name,
                 task_type,
-                labels: self.labels,
+                labels,
                 instructions,
                 source,
                 page_size,
@@ -263,24 +288,30 @@ fn check_project_name(name: &str, errors: &mut ValidationErrors) -> String {
     let chars = trimmed.chars().count();
     if chars == 0 || chars > MAX_PROJECT_NAME_CHARS {
         errors.push("/name", "a project name is 1 to 128 characters");
-    } else if trimmed.chars().any(char::is_control) {
-        errors.push("/name", "a project name has no control characters");
-    } else if trimmed.contains('/') {
+    } else if let Some(rule) = forbidden_characters(trimmed) {
+        errors.push("/name", format!("a project name has {rule}"));
+    } else if trimmed.contains(['/', '\\']) {
         errors.push(
             "/name",
-            "a project name has no '/' (it names export folders)",
+            "a project name has no '/' or '\\' (it names export folders)",
+        );
+    } else if trimmed == "." || trimmed == ".." {
+        errors.push(
+            "/name",
+            "a project name cannot be '.' or '..' (it names export folders)",
         );
     }
     trimmed.to_owned()
 }
 
-/// Checks new class names, also against `existing` names.
+/// Checks new class names, also against `existing` names, and returns them trimmed. Names
+/// compare trimmed and case-insensitively: `Cat` and `cat` cannot both be classes.
 pub fn check_class_names(
     names: &[String],
     existing: &[LabelClass],
     pointer: &str,
     errors: &mut ValidationErrors,
-) {
+) -> Vec<String> {
     if names.len() + existing.len() > MAX_CLASSES {
         errors.push(
             pointer,
@@ -289,31 +320,74 @@ pub fn check_class_names(
     }
     let mut seen = std::collections::HashSet::new();
     for (index, name) in names.iter().enumerate() {
-        let chars = name.chars().count();
+        let trimmed = name.trim();
+        let chars = trimmed.chars().count();
         let at = format!("{pointer}/{index}");
-        if name.trim().is_empty() || chars > MAX_CLASS_NAME_CHARS {
+        if chars == 0 || chars > MAX_CLASS_NAME_CHARS {
             errors.push(at, "a label class is 1 to 256 characters, not blank");
-        } else if name.chars().any(char::is_control) {
-            errors.push(at, "a label class has no control characters");
-        } else if !seen.insert(name.as_str()) || existing.iter().any(|c| &c.name == name) {
-            errors.push(at, format!("label class {name:?} appears twice"));
+        } else if let Some(rule) = forbidden_characters(trimmed) {
+            errors.push(at, format!("a label class has {rule}"));
+        } else if !seen.insert(name_key(trimmed))
+            || existing.iter().any(|c| same_name(&c.name, trimmed))
+        {
+            errors.push(
+                at,
+                format!("label class {trimmed:?} appears twice (names ignore case)"),
+            );
         }
     }
+    let bytes: usize = existing.iter().map(|c| c.name.len()).sum::<usize>()
+        + names.iter().map(|n| n.trim().len()).sum::<usize>();
+    if bytes > MAX_CLASS_NAMES_BYTES {
+        errors.push(
+            pointer,
+            format!(
+                "the class names of a project are at most {MAX_CLASS_NAMES_BYTES} bytes (UTF-8) together, got {bytes}"
+            ),
+        );
+    }
+    names.iter().map(|n| n.trim().to_owned()).collect()
+}
+
+/// Checks a member's user name and returns it trimmed.
+pub fn check_member_name(user: &str) -> Result<String, ValidationErrors> {
+    let user = user.trim();
+    if user.is_empty() || user.len() > MAX_MEMBER_NAME_BYTES {
+        return Err(ValidationErrors::single(
+            "/user",
+            format!("a user name is 1 to {MAX_MEMBER_NAME_BYTES} bytes (UTF-8)"),
+        ));
+    }
+    if let Some(rule) = forbidden_characters(user) {
+        return Err(ValidationErrors::single(
+            "/user",
+            format!("a user name has {rule}"),
+        ));
+    }
+    Ok(user.to_owned())
 }
 
 pub fn check_instructions(instructions: &Instructions, errors: &mut ValidationErrors) {
     if let Some(text) = &instructions.text
-        && text.chars().count() > MAX_INSTRUCTIONS_CHARS
+        && text.len() > MAX_INSTRUCTIONS_BYTES
     {
         errors.push(
             "/instructions/text",
-            "instructions are at most 100,000 characters",
+            format!(
+                "instructions are at most {MAX_INSTRUCTIONS_BYTES} bytes (UTF-8), got {}",
+                text.len()
+            ),
         );
     }
-    if let Some(url) = &instructions.url
-        && !(url.starts_with("https://") || url.starts_with("http://"))
-    {
-        errors.push("/instructions/url", "the instructions URL must be http(s)");
+    if let Some(url) = &instructions.url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            errors.push("/instructions/url", "the instructions URL must be http(s)");
+        } else if url.len() > MAX_INSTRUCTIONS_URL_BYTES {
+            errors.push(
+                "/instructions/url",
+                format!("the instructions URL is at most {MAX_INSTRUCTIONS_URL_BYTES} bytes"),
+            );
+        }
     }
 }
 
@@ -323,5 +397,91 @@ pub fn check_lease(lease_seconds: u32, errors: &mut ValidationErrors) {
             "/lease_seconds",
             format!("a lease lasts {MIN_LEASE_SECONDS} seconds to 7 days"),
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// A string of `bytes` UTF-8 bytes made of four-byte characters (and a few ASCII ones).
+    fn wide(bytes: usize) -> String {
+        let mut text = "𝄞".repeat(bytes / 4);
+        text.push_str(&"x".repeat(bytes % 4));
+        text
+    }
+
+    #[test]
+    fn the_largest_project_fits_in_a_row() {
+        let per_class = MAX_CLASS_NAMES_BYTES / MAX_CLASSES;
+        let classes: Vec<LabelClass> = (0..MAX_CLASSES as u32)
+            .map(|id| LabelClass {
+                id: id + 1_000_000,
+                name: format!("{id:03}{}", wide(per_class - 3)),
+            })
+            .collect();
+        let names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
+        let mut errors = ValidationErrors::default();
+        check_class_names(&names, &[], "/labels", &mut errors);
+        assert!(errors.is_empty(), "{errors}");
+        let instructions = Instructions {
+            text: Some(wide(MAX_INSTRUCTIONS_BYTES)),
+            url: Some(format!(
+                "https://{}",
+                "u".repeat(MAX_INSTRUCTIONS_URL_BYTES - 8)
+            )),
+        };
+        check_instructions(&instructions, &mut errors);
+        assert!(errors.is_empty(), "{errors}");
+        let record = ProjectRecord {
+            id: "p_01JDZ8Q3M7X9V2K4N6P8R0S2T4".to_owned(),
+            name: "𝄞".repeat(MAX_PROJECT_NAME_CHARS),
+            task_type: TaskType::InstanceSegmentation,
+            classes,
+            next_class_id: u32::MAX,
+            instructions,
+            page_size: 9,
+            lease_seconds: MAX_LEASE_SECONDS,
+            source: "s".repeat(MAX_SOURCE_BYTES),
+            status: ProjectStatus::Failed,
+            failure: Some("f".repeat(2048)),
+            round: u32::MAX,
+            keep_prelabels: true,
+            seed: u64::MAX,
+            incremental_refresh: true,
+            ml_assist: true,
+            members: (0..MAX_MEMBERS)
+                .map(|i| format!("{i:0width$}", width = MAX_MEMBER_NAME_BYTES))
+                .collect(),
+            created_by: "c".repeat(MAX_MEMBER_NAME_BYTES),
+            created_at: i64::MAX,
+            updated_at: i64::MAX,
+            version: u64::MAX,
+        };
+        let bytes = crate::service::to_item(crate::keys::project(&record.id), "project", &record)
+            .size_bytes();
+        assert!(
+            bytes + 40 * 1024 <= crate::ports::table::MAX_ITEM_BYTES,
+            "{bytes} bytes"
+        );
+    }
+
+    #[test]
+    fn class_names_over_their_byte_allowance_are_refused_even_if_each_is_short_enough() {
+        let names: Vec<String> = (0..MAX_CLASSES)
+            .map(|i| format!("{i:03}{}", "𝄞".repeat(MAX_CLASS_NAME_CHARS - 3)))
+            .collect();
+        let mut errors = ValidationErrors::default();
+        check_class_names(&names, &[], "/labels", &mut errors);
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].pointer, "/labels");
+    }
+
+    #[test]
+    fn member_names_refuse_bidirectional_overrides_and_keep_their_spelling_trimmed() {
+        assert!(check_member_name("ann\u{202E}").is_err());
+        assert!(check_member_name(&"a".repeat(129)).is_err());
+        assert_eq!(check_member_name(" Ann ").unwrap(), "Ann");
     }
 }

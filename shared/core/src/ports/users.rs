@@ -16,8 +16,11 @@ pub enum UserError {
 pub trait Users: Send + Sync {
     /// The user a token belongs to, if any.
     fn authenticate(&self, token: &str) -> Option<Actor>;
-    /// Creates a user and returns its token, shown this once.
+    /// Creates a user and returns its token, shown this once. Names compare trimmed and
+    /// case-insensitively (`Ann` and `ann` are one user): a second such name is `Exists`.
     fn create_user(&self, name: &str, role: Role) -> Result<String, UserError>;
+    /// The stored name of the user `name` refers to (compared as in `create_user`), if any.
+    fn find_user(&self, name: &str) -> Option<String>;
 }
 
 pub fn valid_user_name(name: &str) -> bool {

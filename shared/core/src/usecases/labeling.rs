@@ -12,9 +12,10 @@ use tracing::instrument;
 use crate::access::Actor;
 use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
 use crate::domain::labeling::{
-    ItemOutcome, ItemRecord, ItemState, StoredAnnotation, SubmissionInput, TaskItem, TaskKind,
-    TaskRecord, WorkEntry, annotations_to_json, validate_submission,
+    EndedTask, ItemOutcome, ItemRecord, ItemState, StoredAnnotation, SubmissionInput, TaskEnd,
+    TaskItem, TaskKind, TaskRecord, WorkEntry, annotations_to_json, validate_submission,
 };
+use crate::domain::names::same_name;
 use crate::domain::project::{ProjectRecord, ProjectStatus};
 use crate::domain::source::Source;
 use crate::ids::new_id;
@@ -42,6 +43,8 @@ pub enum LabelingError {
     NotYourTask,
     #[error("the project is {0}; labeling needs it running")]
     NotRunning(&'static str),
+    #[error("{}", ended_message(*.0))]
+    TaskEnded(TaskEnd),
     #[error("the lease on this task was lost: it expired and was handed to someone else")]
     LeaseLost,
     #[error("label classes changed and labeling started over; this task was cancelled")]
@@ -60,11 +63,23 @@ impl DomainError for LabelingError {
             LabelingError::NotFound(_) | LabelingError::TaskNotFound(_) => ErrorKind::NotFound,
             LabelingError::NotYourTask => ErrorKind::Forbidden,
             LabelingError::NotRunning(_)
+            | LabelingError::TaskEnded(_)
             | LabelingError::LeaseLost
             | LabelingError::RoundChanged
             | LabelingError::Contention => ErrorKind::Conflict,
             LabelingError::Invalid(_) => ErrorKind::Invalid,
             LabelingError::Unavailable(_) => ErrorKind::Unavailable,
+        }
+    }
+    fn problem_type(&self) -> Option<&'static str> {
+        match self {
+            LabelingError::TaskEnded(TaskEnd::Submitted) => Some("task-already-submitted"),
+            LabelingError::TaskEnded(TaskEnd::TakenOver) | LabelingError::LeaseLost => {
+                Some("lease-taken-over")
+            }
+            LabelingError::TaskEnded(TaskEnd::Released) => Some("task-released"),
+            LabelingError::TaskEnded(TaskEnd::Revoked) => Some("task-revoked"),
+            _ => None,
         }
     }
     fn field_errors(&self) -> &[FieldError] {
@@ -131,6 +146,40 @@ pub struct SubmissionReceipt {
     pub skipped: usize,
 }
 
+fn ended_message(end: TaskEnd) -> &'static str {
+    match end {
+        TaskEnd::Submitted => "this task was submitted already; its labels are stored",
+        TaskEnd::TakenOver => {
+            "the lease on this task expired and another labeler took the task over; check out a new task"
+        }
+        TaskEnd::Released => "this task was released; its items went back to the queue",
+        TaskEnd::Revoked => {
+            "this task was given back when its labeler was removed from the project"
+        }
+    }
+}
+
+/// The task row replaced by what stays of it once it ended, on the condition `condition`.
+fn ended_task_write(
+    project_id: &str,
+    task_id: &str,
+    labeler: &str,
+    end: TaskEnd,
+    now: i64,
+    condition: Condition,
+) -> Write {
+    Write::Put {
+        item: to_item(
+            keys::task(project_id, task_id),
+            ENDED_TASK_ENTITY,
+            &EndedTask::new(task_id, labeler, end, now),
+        ),
+        condition: Some(condition),
+    }
+}
+
+const ENDED_TASK_ENTITY: &str = "task_ended";
+
 /// Fresh positions that turned into a task, or into nothing (all images missing).
 enum Claim {
     Task(Box<CheckedOutTask>),
@@ -143,6 +192,7 @@ fn lease_entry_item(project_id: &str, round: u32, task: &TaskRecord) -> Item {
         kind: task.kind,
         items: task.items.clone(),
         lease_version: task.lease_version,
+        labeler: Some(task.labeler.clone()),
     };
     Item::new(
         crate::ports::Key::new(
@@ -176,6 +226,20 @@ fn stats_update(changes: &[(&str, i64)]) -> Update {
         })
 }
 
+/// Sides a header may declare for the image to be handed out: 0 x 0 is no canvas at all,
+/// and sides of 2^31 and more are no real image (a crafted header) and would not fit the
+/// integer width and height clients and COCO readers expect. Such images count as unreadable.
+pub const MAX_IMAGE_SIDE: usize = (1 << 31) - 1;
+
+fn usable_size(width: usize, height: usize) -> Option<(u32, u32)> {
+    let side = 1..=MAX_IMAGE_SIDE;
+    if side.contains(&width) && side.contains(&height) {
+        Some((u32::try_from(width).ok()?, u32::try_from(height).ok()?))
+    } else {
+        None
+    }
+}
+
 /// The counter of label class `id`.
 pub fn class_counter(id: u32) -> String {
     format!("c_{id}")
@@ -201,6 +265,13 @@ impl Service {
             .get(&keys::task(project_id, task_id))
             .await?
             .ok_or_else(|| LabelingError::TaskNotFound(task_id.to_owned()))?;
+        if item.attrs.get("entity").and_then(Value::as_str) == Some(ENDED_TASK_ENTITY) {
+            let ended: EndedTask = from_item(&item).map_err(LabelingError::Unavailable)?;
+            if !ended.labeler.is_empty() && ended.labeler != actor.user && !actor.is_admin() {
+                return Err(LabelingError::NotYourTask);
+            }
+            return Err(LabelingError::TaskEnded(ended.ended));
+        }
         let task: TaskRecord = from_item(&item).map_err(LabelingError::Unavailable)?;
         if task.labeler != actor.user && !actor.is_admin() {
             return Err(LabelingError::NotYourTask);
@@ -316,13 +387,17 @@ impl Service {
             },
         ];
         if is_lease {
-            writes.push(Write::Delete {
-                key: keys::task(&project.id, &entry.task_id),
-                condition: Some(Condition::And(vec![
+            writes.push(ended_task_write(
+                &project.id,
+                &entry.task_id,
+                entry.labeler.as_deref().unwrap_or_default(),
+                TaskEnd::TakenOver,
+                now,
+                Condition::And(vec![
                     Condition::equals("lease_version", entry.lease_version),
                     Condition::less_than("lease_expires_at", now + 1),
-                ])),
-            });
+                ]),
+            ));
         } else {
             let n = task.items.len() as i64;
             writes.push(Write::Update {
@@ -675,6 +750,7 @@ impl Service {
             kind: TaskKind::Manual,
             items: task_items,
             lease_version: 0,
+            labeler: None,
         };
         let n = entry.items.len() as i64;
         let writes = vec![
@@ -723,13 +799,13 @@ impl Service {
             Err(error) => return Err(error.into()),
         };
         if let Ok(size) = imagesize::blob_size(&head) {
-            return Ok(Some((size.width as u32, size.height as u32)));
+            return Ok(usable_size(size.width, size.height));
         }
         if head.len() as u64 == HEADER_BYTES {
             // Large metadata blocks can push the size past the first 64 KB.
             let whole = self.blobs.get(bucket, key, None).await?;
             if let Ok(size) = imagesize::blob_size(&whole) {
-                return Ok(Some((size.width as u32, size.height as u32)));
+                return Ok(usable_size(size.width, size.height));
             }
         }
         Ok(None)
@@ -805,7 +881,7 @@ impl Service {
                 lease_expires_at: rfc3339(renewed.lease_expires_at),
             }),
             Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => {
-                Err(LabelingError::LeaseLost)
+                Err(self.lease_lost(actor, project_id, task_id).await)
             }
             Err(error) => Err(error.into()),
         }
@@ -821,6 +897,19 @@ impl Service {
     ) -> Result<(), LabelingError> {
         self.project_for_labeling(actor, project_id).await?;
         let task = self.load_task(actor, project_id, task_id).await?;
+        match self.give_back(project_id, &task, TaskEnd::Released).await {
+            Err(LabelingError::LeaseLost) => Err(self.lease_lost(actor, project_id, task_id).await),
+            outcome => outcome,
+        }
+    }
+
+    /// Puts a leased task's items at the front of the queue and ends the task as `end`.
+    async fn give_back(
+        &self,
+        project_id: &str,
+        task: &TaskRecord,
+        end: TaskEnd,
+    ) -> Result<(), LabelingError> {
         let now = self.clock.now();
         let kind = TaskKind::Requeued;
         let waiting_id = new_id("t");
@@ -829,15 +918,20 @@ impl Service {
             kind,
             items: task.items.clone(),
             lease_version: 0,
+            labeler: None,
         };
         let n = task.items.len() as i64;
         let mut writes = vec![
+            ended_task_write(
+                project_id,
+                &task.id,
+                &task.labeler,
+                end,
+                now,
+                Condition::equals("lease_version", task.lease_version),
+            ),
             Write::Delete {
-                key: keys::task(project_id, task_id),
-                condition: Some(Condition::equals("lease_version", task.lease_version)),
-            },
-            Write::Delete {
-                key: lease_entry_key(project_id, &task),
+                key: lease_entry_key(project_id, task),
                 condition: Some(Condition::Exists),
             },
             Write::Put {
@@ -862,7 +956,7 @@ impl Service {
                 update: Update::default()
                     .set("state", ItemState::Queued.as_str())
                     .remove("task_id"),
-                condition: Some(Condition::equals("task_id", task_id)),
+                condition: Some(Condition::equals("task_id", task.id.as_str())),
             });
         }
         match self.table.transact(writes).await {
@@ -872,6 +966,67 @@ impl Service {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Why a write on a task's lease failed: the task ended meanwhile (submitted, taken over,
+    /// released), or its lease moved on.
+    async fn lease_lost(&self, actor: &Actor, project_id: &str, task_id: &str) -> LabelingError {
+        match self.load_task(actor, project_id, task_id).await {
+            Err(ended @ LabelingError::TaskEnded(_)) => ended,
+            _ => LabelingError::LeaseLost,
+        }
+    }
+
+    /// Gives back every task `user` holds in the project's current round (when a member is
+    /// removed), so their items wait at the front of the queue instead of until the leases
+    /// expire. Leases are found through their entries in the work partition: as many reads
+    /// as there are live leases, however many tasks the project ever had.
+    pub(crate) async fn give_back_tasks_of(
+        &self,
+        project: &ProjectRecord,
+        user: &str,
+    ) -> Result<usize, LabelingError> {
+        let mut held = Vec::new();
+        let mut cursor = None;
+        loop {
+            let mut query = Query::new(
+                keys::work_pk(&project.id, project.round),
+                SkRange::BeginsWith("L#".to_owned()),
+                100,
+            );
+            query.start_after = cursor.take();
+            let page = self.table.query(query).await?;
+            for candidate in &page.items {
+                let entry: WorkEntry = from_item(candidate).map_err(LabelingError::Unavailable)?;
+                match &entry.labeler {
+                    Some(labeler) if !same_name(labeler, user) => continue,
+                    _ => held.push(entry.task_id),
+                }
+            }
+            match page.last_evaluated {
+                Some(last) => cursor = Some(last),
+                None => break,
+            }
+        }
+        let mut given_back = 0;
+        for task_id in held {
+            let Some(item) = self.table.get(&keys::task(&project.id, &task_id)).await? else {
+                continue;
+            };
+            let Ok(task) = from_item::<TaskRecord>(&item) else {
+                continue;
+            };
+            if !same_name(&task.labeler, user) {
+                continue;
+            }
+            match self.give_back(&project.id, &task, TaskEnd::Revoked).await {
+                Ok(()) => given_back += 1,
+                // Submitted, renewed or taken over meanwhile: nothing of theirs to give back.
+                Err(LabelingError::LeaseLost) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(given_back)
     }
 
     /// Records the labels of every item of the task in one transaction, or nothing.
@@ -903,10 +1058,14 @@ impl Service {
         let mut skipped = 0i64;
         let mut class_counts: std::collections::BTreeMap<u32, i64> = Default::default();
         let mut writes = vec![
-            Write::Delete {
-                key: keys::task(project_id, task_id),
-                condition: Some(Condition::equals("lease_version", task.lease_version)),
-            },
+            ended_task_write(
+                project_id,
+                task_id,
+                &task.labeler,
+                TaskEnd::Submitted,
+                now,
+                Condition::equals("lease_version", task.lease_version),
+            ),
             Write::Delete {
                 key: lease_entry_key(project_id, &task),
                 condition: Some(Condition::Exists),
@@ -967,7 +1126,7 @@ impl Service {
             }),
             Err(TableError::ConditionFailed { index: 2 }) => Err(LabelingError::RoundChanged),
             Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => {
-                Err(LabelingError::LeaseLost)
+                Err(self.lease_lost(actor, project_id, task_id).await)
             }
             Err(error) => Err(error.into()),
         }

@@ -6,9 +6,10 @@ use tracing::instrument;
 
 use crate::access::Actor;
 use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
+use crate::domain::names::same_name;
 use crate::domain::project::{
-    Instructions, LabelClass, LabelMode, NewProjectInput, ProjectRecord, ProjectStatus,
-    check_class_names, check_instructions, check_lease,
+    Instructions, LabelClass, LabelMode, MAX_MEMBERS, NewProjectInput, ProjectRecord,
+    ProjectStatus, check_class_names, check_instructions, check_lease, check_member_name,
 };
 use crate::ids::{new_id, new_seed};
 use crate::jobs::Job;
@@ -585,12 +586,12 @@ impl Service {
             changed = self
                 .try_change_project(actor, project_id, &mut |record: &mut ProjectRecord| {
                     let mut errors = ValidationErrors::default();
-                    check_class_names(&names, &record.classes, "/labels", &mut errors);
+                    let names = check_class_names(&names, &record.classes, "/labels", &mut errors);
                     errors.into_result().map_err(ProjectError::Invalid)?;
-                    for name in &names {
+                    for name in names {
                         record.classes.push(LabelClass {
                             id: record.next_class_id,
-                            name: name.clone(),
+                            name,
                         });
                         record.next_class_id += 1;
                     }
@@ -647,17 +648,17 @@ impl Service {
         user: &str,
     ) -> Result<ProjectView, ProjectError> {
         require_admin(actor)?;
-        let user = user.trim();
-        if user.is_empty() || user.len() > 128 || user.chars().any(char::is_control) {
-            return Err(ProjectError::Invalid(ValidationErrors::single(
-                "/user",
-                "a user name is 1 to 128 characters without control characters",
-            )));
-        }
+        let user = check_member_name(user).map_err(ProjectError::Invalid)?;
         let record = self
             .change_project(actor, project_id, |record| {
-                if !record.is_member(user) {
-                    record.members.push(user.to_owned());
+                if !record.is_member(&user) {
+                    if record.members.len() >= MAX_MEMBERS {
+                        return Err(ProjectError::Invalid(ValidationErrors::single(
+                            "/user",
+                            format!("a project has at most {MAX_MEMBERS} members"),
+                        )));
+                    }
+                    record.members.push(user.clone());
                 }
                 Ok(Vec::new())
             })
@@ -676,13 +677,19 @@ impl Service {
         let record = self
             .change_project(actor, project_id, |record| {
                 let before = record.members.len();
-                record.members.retain(|m| m != user);
+                record.members.retain(|m| !same_name(m, user));
                 if record.members.len() == before {
                     return Err(ProjectError::NotFound(format!("member {user}")));
                 }
                 Ok(Vec::new())
             })
             .await?;
+        // Their tasks go back to the queue now rather than when the leases expire.
+        let given_back = self
+            .give_back_tasks_of(&record, user)
+            .await
+            .map_err(|error| ProjectError::Unavailable(Box::new(error)))?;
+        tracing::info!(project_id, user, given_back, "member removed");
         Ok(ProjectView::of(&record, actor))
     }
 

@@ -321,6 +321,7 @@ impl Service {
                 prelabels: Vec::new(),
             }],
             lease_version: 0,
+            labeler: None,
         };
         let mut stats = Update::default()
             .add("labeled", -1)
