@@ -49,7 +49,6 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/projects/{project_id}/pause", post(pause_project))
         .route("/projects/{project_id}/resume", post(resume_project))
-        .route("/projects/{project_id}/retry", post(retry_project))
         .route("/projects/{project_id}/labels", post(add_labels))
         .route("/projects/{project_id}/members", post(add_member))
         .route(
@@ -375,19 +374,6 @@ async fn resume_project(
             .map_err(domain)?,
     )
     .into_response())
-}
-
-async fn retry_project(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(project_id): Path<String>,
-) -> Result<Response, Problem> {
-    let view = state
-        .service
-        .retry_project(&caller.0, &project_id)
-        .await
-        .map_err(domain)?;
-    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -149,7 +149,7 @@ impl Service {
                 project_id,
                 &format!(
                     "the first listing of the source stopped without finishing {attempts} times; \
-                     gave up. Retry the project (POST /projects/{project_id}/retry) once the \
+                     gave up. Retry the project (POST /projects/{project_id}/refresh) once the \
                      cause is fixed"
                 ),
             )
@@ -176,11 +176,11 @@ impl Service {
             Err(error) => return Err(error.into()),
         }
         let attempts = attempts + 1;
-        match self.ingest_source(project_id, &project).await {
+        match self.ingest_source(project_id, &project, attempts > 1).await {
             Err(error @ JobError::Unavailable(_)) if attempts >= MAX_JOB_ATTEMPTS => {
                 let reason = format!(
                     "the first listing of the source failed: {} (gave up after {attempts} \
-                     tries). Retry the project (POST /projects/{project_id}/retry) once the \
+                     tries). Retry the project (POST /projects/{project_id}/refresh) once the \
                      cause is fixed",
                     causes(&error)
                 );
@@ -197,6 +197,7 @@ impl Service {
         &self,
         project_id: &str,
         project: &ProjectRecord,
+        retried: bool,
     ) -> Result<(), JobError> {
         let source = match Source::parse(&project.source, self.config.allow_file_sources) {
             Ok(source) => source,
@@ -219,17 +220,20 @@ impl Service {
         let total = listing.keys.len() as u64;
         let now = self.clock.now();
         // The refresh block shows what the listing left out. Written before the commit, so a
-        // running project always has it; a retry of this job writes it again.
-        let status = RefreshStatus {
-            at: now,
-            trigger: "create".to_owned(),
-            added: total,
-            dropped: listing.dropped,
-            unreadable: listing.unreadable,
-            listed: total + listing.dropped,
-            ..RefreshStatus::default()
-        };
-        self.write_refresh_status(project_id, &status).await?;
+        // running project always has it, and by a retry anyway (an earlier try may have left
+        // one). Otherwise the manifest tells the same, without an S3 request more.
+        if listing.unreadable > 0 || retried {
+            let status = RefreshStatus {
+                at: now,
+                trigger: "create".to_owned(),
+                added: total,
+                dropped: listing.dropped,
+                unreadable: listing.unreadable,
+                listed: total + listing.dropped,
+                ..RefreshStatus::default()
+            };
+            self.write_refresh_status(project_id, &status).await?;
+        }
         let manifest = ManifestRecord {
             total,
             batches: if total > 0 {

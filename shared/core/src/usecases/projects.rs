@@ -336,7 +336,7 @@ impl Service {
         {
             tracing::error!(%error, project_id = %id, "could not queue the ingest job");
             let _ = self
-                .fail_project(&id, "the ingest job could not be queued; retry the project")
+                .fail_project(&id, "the ingest job could not be queued; retry the project (POST /projects/{id}/refresh)")
                 .await;
             return Err(ProjectError::Unavailable(Box::new(error)));
         }
@@ -693,7 +693,7 @@ impl Service {
         Ok(ProjectView::of(&record, actor))
     }
 
-    /// `POST /projects/{id}/retry`: a failed project tries again. One that has no items yet
+    /// A failed project tries again (`POST /projects/{id}/refresh` on a failed project). One that has no items yet
     /// goes back to `initializing` and lists its source afresh; one that has them (its first
     /// listing finished) goes back to `running` with a refresh, which adds only keys it lacks,
     /// so a retry never duplicates items.

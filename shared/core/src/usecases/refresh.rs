@@ -158,7 +158,8 @@ pub fn parse_object_created(body: &str) -> Option<Vec<(String, String)>> {
 }
 
 impl Service {
-    /// `POST /projects/{id}/refresh`: queues a refresh now.
+    /// `POST /projects/{id}/refresh`: queues a refresh now; on a failed project, retries it
+    /// (see [`Service::retry_project`]).
     #[instrument(skip(self), err)]
     pub async fn request_refresh(
         &self,
@@ -169,6 +170,11 @@ impl Service {
             return Err(ProjectError::Forbidden);
         }
         let project = self.load_project(actor, project_id).await?;
+        if project.status == ProjectStatus::Failed {
+            self.retry_project(actor, project_id).await?;
+            let project = self.load_project(actor, project_id).await?;
+            return self.refresh_view(&project).await;
+        }
         if !matches!(
             project.status,
             ProjectStatus::Running | ProjectStatus::Paused
@@ -176,7 +182,7 @@ impl Service {
             return Err(ProjectError::WrongStatus {
                 status: project.status.as_str(),
                 action: "refresh",
-                needed: "running or paused",
+                needed: "running, paused or failed",
             });
         }
         self.enqueue_refresh(project_id, "on_demand", std::time::Duration::ZERO)
