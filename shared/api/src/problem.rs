@@ -10,7 +10,7 @@ use serde::Serialize;
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
-    pub title: String,
+    pub title: &'static str,
     pub status: u16,
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -25,7 +25,7 @@ impl Problem {
     pub fn new(status: StatusCode, slug: &str, detail: impl Into<String>) -> Self {
         Self {
             kind: format!("https://labeling.dev/problems/{slug}"),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
