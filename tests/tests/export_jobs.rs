@@ -428,23 +428,28 @@ async fn an_export_of_several_parts_shows_its_progress_as_each_part_is_written()
     const ITEMS: u64 = 200;
     fixture.add_images("img", ITEMS as usize).await;
     let project = fixture
-        .project("progress", "instance_segmentation", &["cell"])
+        .project("progress", "object_detection", &["cell"])
         .await;
-    // A polygon of 5,000 points makes a JSON Lines record of about 100 KB: 200 of them take
-    // three parts of 8 MiB.
-    let outline: Vec<Vec<f64>> = (0..5_000)
-        .map(|step| {
-            let angle = f64::from(step) / 5_000.0 * std::f64::consts::TAU;
-            vec![4.0 + 3.9 * angle.cos(), 4.0 + 3.9 * angle.sin()]
+    // The most boxes an image may hold (1,000), at coordinates that print long, make a JSON
+    // Lines record of about 100 KB: 200 of them take three parts of 8 MiB.
+    let boxes: Vec<AnnotationInput> = (0..1_000)
+        .map(|index| {
+            let step = f64::from(index);
+            AnnotationInput {
+                label: "cell".to_owned(),
+                bbox: Some(vec![
+                    0.5 + (step * 0.003_141_592_653).rem_euclid(3.0),
+                    0.5 + (step * 0.002_718_281_828).rem_euclid(3.0),
+                    1.123_456_789_012_3,
+                    2.718_281_828_459_04,
+                ]),
+                ..Default::default()
+            }
         })
         .collect();
     fixture
         .drain_with(&project, |_| SubmittedItemInput {
-            annotations: Some(vec![AnnotationInput {
-                label: "cell".to_owned(),
-                polygon: Some(outline.clone()),
-                ..Default::default()
-            }]),
+            annotations: Some(boxes.clone()),
             ..Default::default()
         })
         .await;
