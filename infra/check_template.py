@@ -264,9 +264,11 @@ def queue_visibility_problems(parsed: dict) -> list[str]:
                 problems.append(f"{name}.{event_name}: the queue is not a queue of this template")
                 continue
             visibility = number((queues[queue].get("Properties") or {}).get("VisibilityTimeout", 30))
-            if timeout is None or visibility is None or visibility < 6 * timeout:
-                problems.append(f"{queue}: VisibilityTimeout {visibility} is under 6x the Timeout "
-                                f"{timeout} of {name}, which consumes it ({event_name})")
+            if timeout is None or visibility is None:
+                problems.append(f"{queue} / {name}: VisibilityTimeout and Timeout must be literal numbers")
+            elif visibility < 6 * timeout:
+                problems.append(f"{queue}: VisibilityTimeout {visibility:g} is under 6x the Timeout "
+                                f"{timeout:g} of {name}, which consumes it ({event_name})")
     return problems
 
 
