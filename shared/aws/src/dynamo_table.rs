@@ -16,8 +16,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
-    Update as UpdateAction,
+    AttributeValue, ConditionCheck, ConsumedCapacity, Delete, KeysAndAttributes, Put,
+    ReturnConsumedCapacity, ReturnValue, TransactWriteItem, Update as UpdateAction,
 };
 use labeling_core::ports::table::{
     MAX_BATCH_GET, MAX_QUERY_PAGE_BYTES, check_item_size, check_transaction,
@@ -369,6 +369,29 @@ where
     }
 }
 
+/// Capacity units a write consumed, summed over the tables DynamoDB reports; None when it
+/// reported none (an emulator, or a request that did not ask).
+fn capacity_units(reported: &[ConsumedCapacity]) -> Option<f64> {
+    let units: Vec<f64> = reported
+        .iter()
+        .filter_map(|c| c.capacity_units().or(c.write_capacity_units()))
+        .collect();
+    (!units.is_empty()).then(|| units.iter().sum())
+}
+
+/// One line per committed transaction, so the write units per label can be read off the logs
+/// (CloudWatch Logs Insights: `stats sum(capacity_units) by table`).
+fn log_consumed_capacity(table: &str, items: usize, reported: &[ConsumedCapacity]) {
+    if let Some(capacity_units) = capacity_units(reported) {
+        tracing::info!(
+            table,
+            items,
+            capacity_units,
+            "TransactWriteItems consumed capacity"
+        );
+    }
+}
+
 fn unavailable(
     operation: &'static str,
     error: impl std::error::Error + Send + Sync + 'static,
@@ -601,14 +624,21 @@ impl Table for DynamoTable {
             }
             items.push(self.transact_item(write)?);
         }
+        // TOTAL costs nothing extra and answers one number per table: what the README's write
+        // units per label are checked against on AWS (emulators may leave it out).
         let outcome = self
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        let Err(error) = outcome else {
-            return Ok(());
+        let error = match outcome {
+            Ok(output) => {
+                log_consumed_capacity(&self.table, writes.len(), output.consumed_capacity());
+                return Ok(());
+            }
+            Err(error) => error,
         };
         if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
             error.as_service_error()
@@ -746,6 +776,24 @@ mod tests {
 
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn consumed_capacity_is_summed_over_tables_and_absent_when_not_reported() {
+        let on = |table: &str, units: f64| {
+            ConsumedCapacity::builder()
+                .table_name(table)
+                .capacity_units(units)
+                .build()
+        };
+        assert_eq!(capacity_units(&[on("t", 12.0)]), Some(12.0));
+        assert_eq!(capacity_units(&[on("t", 12.0), on("u", 2.0)]), Some(14.0));
+        let writes_only = ConsumedCapacity::builder()
+            .write_capacity_units(10.0)
+            .build();
+        assert_eq!(capacity_units(&[writes_only]), Some(10.0));
+        assert_eq!(capacity_units(&[]), None);
+        assert_eq!(capacity_units(&[ConsumedCapacity::builder().build()]), None);
+    }
 
     #[test]
     fn values_round_trip() {
