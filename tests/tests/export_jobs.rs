@@ -441,7 +441,7 @@ async fn an_export_of_several_parts_shows_its_progress_as_each_part_is_written()
                     0.5 + (step * 0.003_141_592_653).rem_euclid(3.0),
                     0.5 + (step * 0.002_718_281_828).rem_euclid(3.0),
                     1.123_456_789_012_3,
-                    2.718_281_828_459_04,
+                    2.718_281_9,
                 ]),
                 ..Default::default()
             }
