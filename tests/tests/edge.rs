@@ -93,7 +93,11 @@ async fn every_rejection_is_problem_json_with_the_right_status() {
             detail_mentions: "route",
         },
     ];
-    for case in cases {
+    // On the AWS store S3 serves signed URLs: this server has no /blobs route there.
+    for case in cases
+        .into_iter()
+        .filter(|case| !(on_aws() && case.path.starts_with("/blobs/")))
+    {
         let mut request = app
             .client
             .request(case.method.clone(), format!("{}{}", app.base, case.path))
