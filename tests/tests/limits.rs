@@ -264,3 +264,37 @@ async fn class_names_and_instructions_are_limited_in_bytes_and_fit_at_their_limi
         Some(1)
     );
 }
+
+#[tokio::test]
+async fn a_dataset_description_is_limited_in_bytes_and_fits_at_its_limit() {
+    let app = spawn_app().await;
+    // 2,501 four-byte characters: 10,004 bytes, over the 10,000 allowed.
+    let too_long = "𝄞".repeat(2_501);
+    let refused = app
+        .post(
+            "/datasets",
+            &app.admin,
+            json!({ "name": "long", "description": too_long }),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{refused:?}"
+    );
+    assert_eq!(pointers(&refused), vec!["/description".to_owned()]);
+    let missing = app.get("/datasets/long", &app.admin).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "nothing was written");
+
+    let at_limit = "𝄞".repeat(2_500);
+    let created = app
+        .post(
+            "/datasets",
+            &app.admin,
+            json!({ "name": "long", "description": at_limit }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let stored = app.get("/datasets/long", &app.admin).await;
+    assert_eq!(stored.body["description"], at_limit);
+}

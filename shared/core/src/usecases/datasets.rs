@@ -30,6 +30,9 @@ pub struct DatasetRecord {
     pub created_at: i64,
 }
 
+/// A dataset's description: its row stays far inside DynamoDB's 400 KB item.
+pub const MAX_DESCRIPTION_BYTES: usize = 10_000;
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct NewDatasetInput {
     #[serde(default)]
@@ -168,9 +171,19 @@ impl Service {
                 "a dataset name is 1 to 63 lower-case letters, digits, dots, dashes and underscores",
             )));
         }
+        let description = input.description.unwrap_or_default();
+        if description.len() > MAX_DESCRIPTION_BYTES {
+            return Err(ProjectError::Invalid(ValidationErrors::single(
+                "/description",
+                format!(
+                    "a description holds at most {MAX_DESCRIPTION_BYTES} bytes of UTF-8, got {}",
+                    description.len()
+                ),
+            )));
+        }
         let record = DatasetRecord {
             name: input.name.clone(),
-            description: input.description.unwrap_or_default(),
+            description,
             created_by: actor.user.clone(),
             created_at: self.clock.now(),
         };
