@@ -37,10 +37,17 @@ pub enum GeometryError {
     ZeroArea,
 }
 
+/// Coordinates closer to 0 than this are 0: a millionth of a pixel means nothing, and DynamoDB
+/// refuses numbers below 1e-130 (`[1e-300, 0, 5, 5]` was a 503 there). Every other stored
+/// coordinate, and every width or height (a difference of such coordinates), stays far above it.
+const SNAP_TO_ZERO: f64 = 1e-6;
+
 fn clamp_axis(value: f64, limit: u32) -> Option<f64> {
     let limit = f64::from(limit);
     if value < -EDGE_TOLERANCE || value > limit + EDGE_TOLERANCE {
         None
+    } else if value.abs() < SNAP_TO_ZERO {
+        Some(0.0)
     } else {
         Some(value.clamp(0.0, limit))
     }
@@ -184,6 +191,24 @@ pub fn shoelace_area(points: &[[f64; 2]]) -> f64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn coordinates_a_millionth_of_a_pixel_from_zero_are_zero() {
+        let parsed = BoundingBox::parse(&[1e-300, -1e-200, 5.0, 5.0], 10, 10).unwrap();
+        assert_eq!(parsed.to_array(), [0.0, 0.0, 5.0, 5.0]);
+        assert!(matches!(
+            BoundingBox::parse(&[0.0, 0.0, 1e-300, 5.0], 10, 10),
+            Err(GeometryError::EmptyBox { .. })
+        ));
+        let polygon = Polygon::parse(
+            &[vec![1e-250, 0.0], vec![4.0, 1e-131], vec![4.0, 4.0]],
+            10,
+            10,
+        )
+        .unwrap();
+        assert_eq!(polygon.points()[0], [0.0, 0.0]);
+        assert_eq!(polygon.points()[1], [4.0, 0.0]);
+    }
 
     #[test]
     fn zero_size_box_is_an_error_not_a_crash() {
