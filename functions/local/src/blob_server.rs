@@ -5,19 +5,18 @@
 //! valid signature is not enough: whoever got hold of the signing key must still not read
 //! `/etc/shadow` or write outside the data folder.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
 use labeling_api::problem::Problem;
+use labeling_api::routes::QueryParams;
 use labeling_core::domain::source::Source;
 use labeling_core::ports::BlobError;
 use labeling_core::usecases::datasets::{content_type_of, is_upload_key};
@@ -124,24 +123,12 @@ impl BlobServer {
     }
 }
 
-/// The query of a signed URL, checked by hand so that a malformed one is a problem+json 400.
-fn signature_of(
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<(i64, String), Problem> {
-    let Query(query) =
-        query.map_err(|rejection| Problem::bad_query(None, rejection.body_text()))?;
-    let (Some(expires), Some(signature)) = (query.get("expires"), query.get("signature")) else {
-        return Err(Problem::forbidden(
-            "a signed URL needs its expires and signature parameters",
-        ));
-    };
-    let expires = expires.parse::<i64>().map_err(|_| {
-        Problem::bad_query(
-            Some("expires"),
-            format_args!("a whole number of milliseconds, got {expires:?}"),
-        )
-    })?;
-    Ok((expires, signature.clone()))
+/// The query of a signed URL; a malformed one is refused by [`QueryParams`] as a 400 naming
+/// the parameter, a missing one as a forged URL.
+#[derive(serde::Deserialize)]
+struct Signature {
+    expires: Option<i64>,
+    signature: Option<String>,
 }
 
 fn verified(
@@ -149,9 +136,13 @@ fn verified(
     method: SignedMethod,
     bucket: &str,
     key: &str,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: Signature,
 ) -> Result<(), Problem> {
-    let (expires, signature) = signature_of(query)?;
+    let (Some(expires), Some(signature)) = (query.expires, query.signature) else {
+        return Err(Problem::forbidden(
+            "a signed URL needs its expires and signature parameters",
+        ));
+    };
     if server
         .folder
         .verify(method, bucket, key, expires, &signature)
@@ -187,7 +178,7 @@ fn too_large(max: u64) -> Problem {
 async fn get_blob(
     State(server): State<Arc<BlobServer>>,
     Path((bucket, key)): Path<(String, String)>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    QueryParams(query): QueryParams<Signature>,
 ) -> Result<Response, Problem> {
     verified(&server, SignedMethod::Get, &bucket, &key, query)?;
     if !server.readable(&bucket, &key).await? {
@@ -223,7 +214,7 @@ async fn get_blob(
 async fn put_blob(
     State(server): State<Arc<BlobServer>>,
     Path((bucket, key)): Path<(String, String)>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    QueryParams(query): QueryParams<Signature>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, Problem> {
