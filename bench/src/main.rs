@@ -29,7 +29,6 @@ enum Command {
         #[arg(long)]
         refresh: Option<usize>,
     },
-    /// Drive the HTTP server with concurrent labelers looping checkout then submit.
     /// Export a project of labeled images as COCO; compare with label-studio-converter.
     Export {
         #[arg(long, default_value_t = 500_000)]
@@ -51,6 +50,7 @@ enum Command {
         #[arg(long)]
         project: String,
     },
+    /// Drive the HTTP server with concurrent labelers looping checkout then submit.
     Checkout {
         #[arg(long, default_value_t = 32)]
         clients: usize,
@@ -87,5 +87,51 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             aws_endpoint,
         } => checkout::run(clients, items, seconds, aws_endpoint).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    fn about(subcommand: &str) -> String {
+        Cli::command()
+            .find_subcommand(subcommand)
+            .and_then(|command| command.get_about())
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn each_subcommand_is_described_by_its_own_line() {
+        assert!(
+            about("ingest").starts_with("Time the ingest job"),
+            "{}",
+            about("ingest")
+        );
+        assert!(
+            about("export").starts_with("Export a project"),
+            "{}",
+            about("export")
+        );
+        assert!(
+            !about("export").contains("checkout"),
+            "the checkout description is not under export: {}",
+            about("export")
+        );
+        assert!(
+            about("checkout").starts_with("Drive the HTTP server"),
+            "{}",
+            about("checkout")
+        );
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }
