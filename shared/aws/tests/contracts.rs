@@ -1,16 +1,17 @@
 //! The AWS adapters pass the port contract suites against moto, the AWS emulator, and count
-//! their requests. Each test makes its own table, bucket and queues, so tests share one server.
+//! their requests; every contract case is a test of its own. Each test makes its own table, bucket and queues, so tests share one server.
 //!
 //! Start one with `./infra/test.sh`, or by hand:
 //! `eval "$(./infra/python-env.sh)"; eval "$(./infra/moto.sh start)"`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use labeling_aws::{Aws, AwsSettings};
 use labeling_core::ports::{Blobs, Item, Key, Queue, Table};
-use labeling_testkit::{blobs_contract, queue_contract, table_contract, unique};
+use labeling_testkit::unique;
 
 const MAX_RECEIVES: u32 = 3;
 
@@ -45,28 +46,31 @@ async fn connect() -> (Aws, AwsSettings) {
     (aws, settings)
 }
 
-#[tokio::test]
-async fn dynamo_table_passes_the_table_contract() {
-    let (aws, _) = connect().await;
-    table_contract::run(aws.table.as_ref(), "contract").await;
+labeling_testkit::table_contract_tests!(fresh_table().await);
+labeling_testkit::blobs_contract_tests!(fresh_bucket().await);
+labeling_testkit::queue_contract_tests!(fresh_queue().await);
+
+async fn fresh_table() -> Arc<dyn Table> {
+    connect().await.0.table
 }
 
-#[tokio::test]
-async fn s3_blobs_pass_the_blobs_contract() {
+async fn fresh_bucket() -> labeling_testkit::blobs_contract::Fixture {
     let (aws, settings) = connect().await;
-    blobs_contract::run(aws.blobs.as_ref(), &settings.bucket).await;
+    labeling_testkit::blobs_contract::Fixture {
+        blobs: aws.blobs,
+        bucket: settings.bucket,
+    }
 }
 
-#[tokio::test]
-async fn sqs_queue_passes_the_queue_contract() {
+/// The emulator's queue keeps real time: the contract waits out timeouts with short sleeps.
+async fn fresh_queue() -> labeling_testkit::queue_contract::Fixture {
     let (aws, settings) = connect().await;
-    queue_contract::run(
-        aws.queue.as_ref(),
-        &settings.jobs_queue,
-        MAX_RECEIVES,
-        tokio::time::sleep,
-    )
-    .await;
+    labeling_testkit::queue_contract::Fixture {
+        queue: aws.queue,
+        name: settings.jobs_queue,
+        max_receives: MAX_RECEIVES,
+        advance: Box::new(|by| Box::pin(tokio::time::sleep(by))),
+    }
 }
 
 #[tokio::test]

@@ -168,6 +168,8 @@ impl Table for SqliteTable {
         if keys.len() > MAX_BATCH_GET {
             return Err(TableError::TooManyWrites(keys.len()));
         }
+        // DynamoDB answers a key given twice once.
+        let keys: std::collections::BTreeSet<&Key> = keys.iter().collect();
         let connection = self.database.lock();
         let mut items = Vec::with_capacity(keys.len());
         for key in keys {
@@ -270,14 +272,18 @@ impl Table for SqliteTable {
             if !query.range.contains(&sk) {
                 continue;
             }
-            if page.items.len() == limit || bytes > MAX_QUERY_PAGE_BYTES {
+            let attrs: Attrs = serde_json::from_str(&text).map_err(unavailable)?;
+            let item = Item::new(Key::new(query.pk.clone(), sk), attrs);
+            // The item that would take the page past 1 MB starts the next page, as on DynamoDB.
+            let size = item.size_bytes();
+            if page.items.len() == limit
+                || (!page.items.is_empty() && bytes + size > MAX_QUERY_PAGE_BYTES)
+            {
                 page.last_evaluated = page.items.last().map(|item| item.key.sk.clone());
                 break;
             }
-            bytes += text.len() + sk.len();
-            let attrs: Attrs = serde_json::from_str(&text).map_err(unavailable)?;
-            page.items
-                .push(Item::new(Key::new(query.pk.clone(), sk), attrs));
+            bytes += size;
+            page.items.push(item);
         }
         Ok(page)
     }

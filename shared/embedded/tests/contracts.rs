@@ -1,41 +1,56 @@
-//! The embedded adapters pass the port contract suites.
+//! The embedded adapters pass the port contract suites, one test per case.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
+use labeling_core::ports::{Blobs, Queue, Table};
 use labeling_embedded::{Database, FolderBlobs, SqliteQueue, SqliteTable};
-use labeling_testkit::{FakeClock, blobs_contract, queue_contract, table_contract};
+use labeling_testkit::FakeClock;
 
-#[tokio::test]
-async fn sqlite_table_passes_the_table_contract() {
+labeling_testkit::table_contract_tests!(fresh_table());
+labeling_testkit::blobs_contract_tests!(fresh_bucket());
+labeling_testkit::queue_contract_tests!(fresh_queue());
+
+fn fresh_table() -> Arc<dyn Table> {
     let dir = tempdir();
-    let table = SqliteTable::new(Database::open(&dir.join("db.sqlite")).unwrap());
-    table_contract::run(&table, "contract").await;
+    Arc::new(SqliteTable::new(
+        Database::open(&dir.join("db.sqlite")).unwrap(),
+    ))
 }
 
-#[tokio::test]
-async fn folder_blobs_pass_the_blobs_contract() {
+fn fresh_bucket() -> labeling_testkit::blobs_contract::Fixture {
     let dir = tempdir();
-    let blobs = FolderBlobs::new(&dir, Arc::new(FakeClock::default()), b"secret".to_vec());
     std::fs::create_dir_all(dir.join("buckets/contract")).unwrap();
-    blobs_contract::run(&blobs, "contract").await;
+    let blobs: Arc<dyn Blobs> = Arc::new(FolderBlobs::new(
+        &dir,
+        Arc::new(FakeClock::default()),
+        b"secret".to_vec(),
+    ));
+    labeling_testkit::blobs_contract::Fixture {
+        blobs,
+        bucket: "contract".to_owned(),
+    }
 }
 
-#[tokio::test]
-async fn sqlite_queue_passes_the_queue_contract() {
+/// The queue reads a fake clock, which the contract moves past timeouts without waiting.
+fn fresh_queue() -> labeling_testkit::queue_contract::Fixture {
     let dir = tempdir();
     let clock = Arc::new(FakeClock::default());
-    let queue = SqliteQueue::new(
+    let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::new(
         Database::open(&dir.join("db.sqlite")).unwrap(),
         clock.clone(),
         3,
-    );
-    queue_contract::run(&queue, "jobs", 3, |by| {
-        clock.advance(by);
-        async {}
-    })
-    .await;
+    ));
+    labeling_testkit::queue_contract::Fixture {
+        queue,
+        name: "jobs".to_owned(),
+        max_receives: 3,
+        advance: Box::new(move |by| {
+            clock.advance(by);
+            Box::pin(async {})
+        }),
+    }
 }
 
 #[tokio::test]

@@ -1,19 +1,20 @@
-//! The `Blobs` contract.
+//! The `Blobs` contract: one public async function per case, each in a fresh, empty bucket;
+//! [`crate::blobs_contract_tests`] makes each case a test of its own.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use labeling_core::ports::blobs::MIN_PART_BYTES;
 use labeling_core::ports::{BlobError, Blobs, ByteRange, CompletedPart};
 
-/// Runs every check against `blobs`, in `bucket` (which must exist and be empty).
-pub async fn run(blobs: &dyn Blobs, bucket: &str) {
-    put_get_head_delete(blobs, bucket).await;
-    listing_is_lexicographic_and_pages(blobs, bucket).await;
-    multipart_appears_whole_on_completion(blobs, bucket).await;
-    presigned_urls_are_made(blobs, bucket).await;
+/// What every case runs on: the store and a bucket in it that exists and is empty.
+pub struct Fixture {
+    pub blobs: Arc<dyn Blobs>,
+    pub bucket: String,
 }
 
-async fn put_get_head_delete(blobs: &dyn Blobs, bucket: &str) {
+pub async fn put_get_head_delete(fixture: &Fixture) {
+    let (blobs, bucket) = (fixture.blobs.as_ref(), fixture.bucket.as_str());
     blobs
         .put(bucket, "a/b.txt", b"hello world".to_vec(), "text/plain")
         .await
@@ -68,7 +69,8 @@ async fn put_get_head_delete(blobs: &dyn Blobs, bucket: &str) {
     blobs.delete(bucket, "a/b.txt").await.unwrap();
 }
 
-async fn listing_is_lexicographic_and_pages(blobs: &dyn Blobs, bucket: &str) {
+pub async fn listing_is_lexicographic_and_pages(fixture: &Fixture) {
+    let (blobs, bucket) = (fixture.blobs.as_ref(), fixture.bucket.as_str());
     // '-' (0x2d) sorts before '/' (0x2f): "l/a-c" comes before "l/a/b" in S3.
     let keys = [
         "l/a/b.jpg",
@@ -121,7 +123,8 @@ async fn listing_is_lexicographic_and_pages(blobs: &dyn Blobs, bucket: &str) {
     ));
 }
 
-async fn multipart_appears_whole_on_completion(blobs: &dyn Blobs, bucket: &str) {
+pub async fn multipart_appears_whole_on_completion(fixture: &Fixture) {
+    let (blobs, bucket) = (fixture.blobs.as_ref(), fixture.bucket.as_str());
     let key = "export/big.json";
     let upload = blobs
         .start_multipart(bucket, key, "application/json")
@@ -163,6 +166,12 @@ async fn multipart_appears_whole_on_completion(blobs: &dyn Blobs, bucket: &str) 
     let body = blobs.get(bucket, key, None).await.unwrap();
     assert_eq!(body.len(), MIN_PART_BYTES + 4, "parts are joined in order");
     assert_eq!(&body[MIN_PART_BYTES..], b"tail");
+}
+
+/// A part under 5 MiB that is not the last is refused at completion, as on S3, and an aborted
+/// upload leaves nothing.
+pub async fn a_small_part_that_is_not_the_last_is_refused(fixture: &Fixture) {
+    let (blobs, bucket) = (fixture.blobs.as_ref(), fixture.bucket.as_str());
     let small = blobs
         .start_multipart(bucket, "export/small.json", "application/json")
         .await
@@ -203,7 +212,8 @@ async fn multipart_appears_whole_on_completion(blobs: &dyn Blobs, bucket: &str) 
     assert_eq!(blobs.head(bucket, "export/small.json").await.unwrap(), None);
 }
 
-async fn presigned_urls_are_made(blobs: &dyn Blobs, bucket: &str) {
+pub async fn presigned_urls_are_made(fixture: &Fixture) {
+    let (blobs, bucket) = (fixture.blobs.as_ref(), fixture.bucket.as_str());
     blobs
         .put(bucket, "p/img 1.jpg", vec![1, 2, 3], "image/jpeg")
         .await

@@ -1,26 +1,28 @@
-//! The `Table` contract.
+//! The `Table` contract: one public async function per case, each on a fresh table;
+//! [`crate::table_contract_tests`] makes each case a test of its own.
 
-use labeling_core::ports::table::{MAX_ITEM_BYTES, MAX_TRANSACTION_WRITES};
+use std::sync::Arc;
+
+use labeling_core::ports::table::{
+    MAX_BATCH_GET, MAX_ITEM_BYTES, MAX_QUERY_PAGE_BYTES, MAX_TRANSACTION_WRITES,
+};
 use labeling_core::ports::{
-    Attrs, Condition, Item, Key, Query, SkRange, Table, TableError, Update, Write,
+    Attrs, Condition, Item, Key, Page, Query, SkRange, Table, TableError, Update, Write,
 };
 use serde_json::json;
+
+/// What every case runs on: a fresh, empty table.
+pub type Fixture = Arc<dyn Table>;
+
+/// The partition keys of the cases start with this.
+const PREFIX: &str = "contract";
 
 fn attrs(value: serde_json::Value) -> Attrs {
     value.as_object().cloned().unwrap()
 }
 
-/// Runs every check of the contract against `table`; `pk_prefix` isolates the run.
-pub async fn run(table: &dyn Table, pk_prefix: &str) {
-    put_get_and_conditions(table, pk_prefix).await;
-    update_is_an_upsert_with_atomic_add(table, pk_prefix).await;
-    transactions_are_all_or_nothing(table, pk_prefix).await;
-    limits_are_enforced(table, pk_prefix).await;
-    queries_page_in_sort_key_order(table, pk_prefix).await;
-    concurrent_adds_are_not_lost(table, pk_prefix).await;
-}
-
-async fn put_get_and_conditions(table: &dyn Table, prefix: &str) {
+pub async fn put_get_and_conditions(table: &Fixture) {
+    let prefix = PREFIX;
     let key = Key::new(format!("{prefix}#conditions"), "A");
     assert_eq!(
         table.get(&key).await.unwrap(),
@@ -94,7 +96,8 @@ async fn put_get_and_conditions(table: &dyn Table, prefix: &str) {
     );
 }
 
-async fn update_is_an_upsert_with_atomic_add(table: &dyn Table, prefix: &str) {
+pub async fn update_is_an_upsert_with_atomic_add(table: &Fixture) {
+    let prefix = PREFIX;
     let key = Key::new(format!("{prefix}#update"), "COUNTER");
     let after = table
         .update(
@@ -143,7 +146,8 @@ async fn update_is_an_upsert_with_atomic_add(table: &dyn Table, prefix: &str) {
     );
 }
 
-async fn transactions_are_all_or_nothing(table: &dyn Table, prefix: &str) {
+pub async fn transactions_are_all_or_nothing(table: &Fixture) {
+    let prefix = PREFIX;
     let pk = format!("{prefix}#tx");
     table
         .put(
@@ -211,7 +215,8 @@ async fn transactions_are_all_or_nothing(table: &dyn Table, prefix: &str) {
     assert_eq!(table.get(&Key::new(&pk, "EXISTING")).await.unwrap(), None);
 }
 
-async fn limits_are_enforced(table: &dyn Table, prefix: &str) {
+pub async fn limits_are_enforced(table: &Fixture) {
+    let prefix = PREFIX;
     let pk = format!("{prefix}#limits");
     let too_many: Vec<Write> = (0..=MAX_TRANSACTION_WRITES)
         .map(|i| Write::Put {
@@ -277,7 +282,8 @@ async fn limits_are_enforced(table: &dyn Table, prefix: &str) {
     );
 }
 
-async fn queries_page_in_sort_key_order(table: &dyn Table, prefix: &str) {
+pub async fn queries_page_in_sort_key_order(table: &Fixture) {
+    let prefix = PREFIX;
     let pk = format!("{prefix}#query");
     for sk in ["A#2", "A#1", "B#1", "L#0005", "L#0010", "A#3"] {
         table
@@ -292,7 +298,7 @@ async fn queries_page_in_sort_key_order(table: &dyn Table, prefix: &str) {
         )
         .await
         .unwrap();
-    let sks = |page: &labeling_core::ports::Page| {
+    let sks = |page: &Page| {
         page.items
             .iter()
             .map(|i| i.key.sk.clone())
@@ -338,13 +344,6 @@ async fn queries_page_in_sort_key_order(table: &dyn Table, prefix: &str) {
         .await
         .unwrap();
     assert_eq!(sks(&page), ["A#2", "A#3", "B#1"], "between is inclusive");
-    let mut descending = Query::new(&pk, SkRange::All, 2);
-    descending.descending = true;
-    assert_eq!(
-        sks(&table.query(descending).await.unwrap()),
-        ["L#0010", "L#0005"],
-        "descending order"
-    );
     let batch = table
         .batch_get(&[
             Key::new(&pk, "A#1"),
@@ -358,7 +357,8 @@ async fn queries_page_in_sort_key_order(table: &dyn Table, prefix: &str) {
     assert_eq!(found, ["A#1", "B#1"], "batch get leaves missing items out");
 }
 
-async fn concurrent_adds_are_not_lost(table: &dyn Table, prefix: &str) {
+pub async fn concurrent_adds_are_not_lost(table: &Fixture) {
+    let prefix = PREFIX;
     let key = Key::new(format!("{prefix}#concurrent"), "COUNTER");
     let adds = (0..50).map(|_| table.update(&key, Update::default().add("n", 1), None));
     let results = futures::future::join_all(adds).await;
@@ -371,5 +371,296 @@ async fn concurrent_adds_are_not_lost(table: &dyn Table, prefix: &str) {
         seen,
         (1..=50).collect::<Vec<_>>(),
         "every atomic ADD returns a distinct value"
+    );
+}
+
+/// Not-equals holds when the attribute is missing or differs, and fails when it is equal.
+pub async fn not_equals_holds_when_the_attribute_is_missing_or_differs(table: &Fixture) {
+    let pk = format!("{PREFIX}#not-equals");
+    let key = Key::new(&pk, "A");
+    table
+        .put(
+            Item::new(key.clone(), attrs(json!({"state": "open"}))),
+            None,
+        )
+        .await
+        .unwrap();
+    let not = |name: &str, value: &str| Some(Condition::NotEquals(name.into(), json!(value)));
+    table
+        .update(&key, Update::default().add("n", 1), not("other", "done"))
+        .await
+        .expect("a missing attribute is not equal");
+    table
+        .update(&key, Update::default().add("n", 1), not("state", "done"))
+        .await
+        .expect("a different value is not equal");
+    let refused = table
+        .update(&key, Update::default().add("n", 1), not("state", "open"))
+        .await;
+    assert!(
+        matches!(refused, Err(TableError::ConditionFailed { index: 0 })),
+        "an equal value fails not-equals: {refused:?}"
+    );
+    assert_eq!(
+        table.get(&key).await.unwrap().unwrap().attrs["n"],
+        json!(2),
+        "and the refused update applied nothing"
+    );
+    table
+        .put(
+            Item::new(Key::new(&pk, "NEW"), Attrs::new()),
+            not("state", "x"),
+        )
+        .await
+        .expect("on a missing item every attribute is missing");
+}
+
+/// And holds only when every condition does; an empty And always holds, an empty Or never.
+pub async fn and_needs_every_condition_and_empty_groups_are_true_and_false(table: &Fixture) {
+    let pk = format!("{PREFIX}#and");
+    let key = Key::new(&pk, "A");
+    table
+        .put(Item::new(key.clone(), attrs(json!({"a": 1, "b": 2}))), None)
+        .await
+        .unwrap();
+    let both = Condition::And(vec![Condition::equals("a", 1), Condition::equals("b", 2)]);
+    table
+        .update(&key, Update::default().set("seen", true), Some(both))
+        .await
+        .expect("both hold");
+    let one = Condition::And(vec![Condition::equals("a", 1), Condition::equals("b", 3)]);
+    assert!(
+        table
+            .update(&key, Update::default().set("seen", false), Some(one))
+            .await
+            .unwrap_err()
+            .is_condition_failed(),
+        "one of two is not enough"
+    );
+    assert_eq!(
+        table.get(&key).await.unwrap().unwrap().attrs["seen"],
+        json!(true)
+    );
+    table
+        .update(
+            &key,
+            Update::default().add("n", 1),
+            Some(Condition::And(vec![])),
+        )
+        .await
+        .expect("an empty And holds");
+    table
+        .put(
+            Item::new(Key::new(&pk, "NEW"), Attrs::new()),
+            Some(Condition::And(vec![])),
+        )
+        .await
+        .expect("an empty And holds on a missing item too");
+    assert!(
+        table
+            .update(
+                &key,
+                Update::default().add("n", 1),
+                Some(Condition::Or(vec![]))
+            )
+            .await
+            .unwrap_err()
+            .is_condition_failed(),
+        "an empty Or fails"
+    );
+    let write = Write::Check {
+        key: key.clone(),
+        condition: Condition::And(vec![Condition::Exists, Condition::less_than("a", 2)]),
+    };
+    table
+        .transact(vec![write])
+        .await
+        .expect("And in a transaction's check");
+}
+
+/// Comparisons need the attribute: equals and less-than fail when it is missing; less-than
+/// compares numbers as numbers and strings in byte order; Exists and NotExists guard puts and
+/// deletes as they guard updates.
+pub async fn comparisons_need_the_attribute_and_order_numbers_and_strings(table: &Fixture) {
+    let pk = format!("{PREFIX}#compare");
+    let key = Key::new(&pk, "A");
+    table
+        .put(
+            Item::new(key.clone(), attrs(json!({"n": 9, "s": "b"}))),
+            None,
+        )
+        .await
+        .unwrap();
+    let refused = |condition: Condition| {
+        let table = table.clone();
+        let key = key.clone();
+        async move {
+            table
+                .update(&key, Update::default().add("x", 1), Some(condition))
+                .await
+                .is_err_and(|e| e.is_condition_failed())
+        }
+    };
+    assert!(
+        refused(Condition::equals("missing", 1)).await,
+        "equals on a missing attribute"
+    );
+    assert!(
+        refused(Condition::less_than("missing", 1)).await,
+        "less-than on a missing attribute"
+    );
+    assert!(
+        !refused(Condition::less_than("n", 10)).await,
+        "9 < 10 as numbers, not as text"
+    );
+    assert!(
+        refused(Condition::less_than("n", 9)).await,
+        "less-than is strict"
+    );
+    assert!(
+        !refused(Condition::less_than("s", "c")).await,
+        "\"b\" < \"c\""
+    );
+    assert!(
+        refused(Condition::less_than("s", "a")).await,
+        "\"b\" is not < \"a\""
+    );
+    assert!(
+        table
+            .put(
+                Item::new(Key::new(&pk, "B"), Attrs::new()),
+                Some(Condition::Exists)
+            )
+            .await
+            .unwrap_err()
+            .is_condition_failed(),
+        "a put on a missing item with Exists fails"
+    );
+    assert_eq!(
+        table.get(&Key::new(&pk, "B")).await.unwrap(),
+        None,
+        "and writes nothing"
+    );
+    assert!(
+        table
+            .delete(&key, Some(Condition::NotExists))
+            .await
+            .unwrap_err()
+            .is_condition_failed(),
+        "a delete of an existing item with NotExists fails"
+    );
+    assert!(
+        table.get(&key).await.unwrap().is_some(),
+        "and deletes nothing"
+    );
+    table
+        .delete(&key, Some(Condition::Exists))
+        .await
+        .expect("Exists holds on the item");
+    assert_eq!(table.get(&key).await.unwrap(), None);
+}
+
+/// Every sort-key range pages the same way: `start_after` resumes strictly after the last key
+/// of the previous page, and paging through gives exactly the range in order.
+pub async fn every_range_pages_with_start_after(table: &Fixture) {
+    let pk = format!("{PREFIX}#ranges");
+    let sks = ["A#1", "A#2", "A#3", "B#1", "B#2", "L#1", "L#2"];
+    for sk in sks {
+        table
+            .put(Item::new(Key::new(&pk, sk), Attrs::new()), None)
+            .await
+            .unwrap();
+    }
+    let cases = [
+        (SkRange::All, &sks[..]),
+        (SkRange::BeginsWith("B#".into()), &sks[3..5]),
+        (SkRange::LessThan("B#2".into()), &sks[..4]),
+        (SkRange::Between("A#2".into(), "L#1".into()), &sks[1..6]),
+        (SkRange::Between("B#1".into(), "B#1".into()), &sks[3..4]),
+    ];
+    for (range, expected) in cases {
+        for limit in [1, 2, 3] {
+            let mut seen = Vec::new();
+            let mut start_after = None;
+            let mut pages = 0;
+            loop {
+                let mut query = Query::new(&pk, range.clone(), limit);
+                query.start_after = start_after;
+                let page = table.query(query).await.unwrap();
+                pages += 1;
+                assert!(
+                    page.items.len() <= limit,
+                    "{range:?}: at most {limit} a page"
+                );
+                seen.extend(page.items.iter().map(|i| i.key.sk.clone()));
+                start_after = page.last_evaluated;
+                if start_after.is_none() || pages > sks.len() {
+                    break;
+                }
+            }
+            assert_eq!(seen, expected, "{range:?} in pages of {limit}");
+        }
+    }
+}
+
+/// A page holds at most 1 MB of items, whatever its limit, and says where it stopped.
+pub async fn a_query_page_holds_at_most_one_megabyte(table: &Fixture) {
+    let pk = format!("{PREFIX}#megabyte");
+    let blob = "x".repeat(300 * 1024);
+    for sk in ["1", "2", "3", "4", "5"] {
+        table
+            .put(
+                Item::new(Key::new(&pk, sk), attrs(json!({"blob": blob}))),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut start_after = None;
+    loop {
+        let mut query = Query::new(&pk, SkRange::All, 100);
+        query.start_after = start_after;
+        let page = table.query(query).await.unwrap();
+        let bytes: usize = page.items.iter().map(Item::size_bytes).sum();
+        assert!(
+            bytes <= MAX_QUERY_PAGE_BYTES,
+            "a page of {} items holds {bytes} bytes",
+            page.items.len()
+        );
+        assert!(!page.items.is_empty(), "a page makes progress");
+        seen.extend(page.items.iter().map(|i| i.key.sk.clone()));
+        start_after = page.last_evaluated;
+        if start_after.is_none() {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        ["1", "2", "3", "4", "5"],
+        "paging reads every item once"
+    );
+}
+
+/// Batch get takes at most 100 keys, and a key asked twice comes back once.
+pub async fn batch_get_takes_at_most_100_keys_and_answers_each_item_once(table: &Fixture) {
+    let pk = format!("{PREFIX}#batch");
+    let key = Key::new(&pk, "A");
+    table
+        .put(Item::new(key.clone(), Attrs::new()), None)
+        .await
+        .unwrap();
+    let found = table.batch_get(&[key.clone(), key.clone()]).await.unwrap();
+    assert_eq!(found.len(), 1, "a key asked twice is one item: {found:?}");
+    let too_many: Vec<Key> = (0..=MAX_BATCH_GET)
+        .map(|i| Key::new(&pk, format!("{i}")))
+        .collect();
+    assert!(
+        table.batch_get(&too_many).await.is_err(),
+        "101 keys are refused"
+    );
+    assert!(
+        table.batch_get(&[]).await.unwrap().is_empty(),
+        "no keys, no items"
     );
 }
