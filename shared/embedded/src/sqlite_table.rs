@@ -226,19 +226,13 @@ impl Table for SqliteTable {
             SkRange::BeginsWith(prefix) => (prefix.clone(), prefix_end(prefix)),
             SkRange::LessThan(bound) => (String::new(), Some(bound.clone())),
             SkRange::Between(low, high) => (low.clone(), Some(format!("{high}\u{0}"))),
-            SkRange::From(low) => (low.clone(), None),
         };
-        let (low, high) = match (&query.start_after, query.descending) {
-            (Some(after), false) => (format!("{after}\u{0}").max(low), high),
-            (Some(after), true) => (
-                low,
-                Some(high.map_or(after.clone(), |h| h.min(after.clone()))),
-            ),
-            (None, _) => (low, high),
+        let low = match &query.start_after {
+            Some(after) => format!("{after}\u{0}").max(low),
+            None => low,
         };
         // One fixed statement per shape: a bound value tested in SQL (`?3 IS NULL`) makes
         // SQLite re-plan the statement on every run.
-        let order = if query.descending { "DESC" } else { "ASC" };
         let limit = query.limit.max(1);
         let fetch = (limit + 1) as i64;
         let connection = self.database.lock();
@@ -248,16 +242,16 @@ impl Table for SqliteTable {
             |row: &rusqlite::Row<'_>| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?));
         let rows = match high {
             Some(high) => {
-                let sql = format!("SELECT sk, attrs FROM items WHERE pk = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk {order} LIMIT ?4");
-                let mut statement = connection.prepare_cached(&sql).map_err(unavailable)?;
+                let sql = "SELECT sk, attrs FROM items WHERE pk = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk LIMIT ?4";
+                let mut statement = connection.prepare_cached(sql).map_err(unavailable)?;
                 let rows = statement
                     .query_map(params![query.pk, low, high, fetch], read_row)
                     .map_err(unavailable)?;
                 collect(rows)
             }
             None => {
-                let sql = format!("SELECT sk, attrs FROM items WHERE pk = ?1 AND sk >= ?2 ORDER BY sk {order} LIMIT ?3");
-                let mut statement = connection.prepare_cached(&sql).map_err(unavailable)?;
+                let sql = "SELECT sk, attrs FROM items WHERE pk = ?1 AND sk >= ?2 ORDER BY sk LIMIT ?3";
+                let mut statement = connection.prepare_cached(sql).map_err(unavailable)?;
                 let rows = statement
                     .query_map(params![query.pk, low, fetch], read_row)
                     .map_err(unavailable)?;

@@ -50,10 +50,6 @@ impl Expressions {
                 format!("(attribute_not_exists({name}) OR {name} <> {value})")
             }
             Condition::LessThan(name, value) => self.comparison(name, "<", value),
-            Condition::GreaterThan(name, value) => self.comparison(name, ">", value),
-            Condition::AttributeNotExists(name) => {
-                format!("attribute_not_exists({})", self.name(name))
-            }
             Condition::And(all) if all.is_empty() => self.always(true),
             Condition::Or(any) if any.is_empty() => self.always(false),
             Condition::And(all) => self.join(all, " AND "),

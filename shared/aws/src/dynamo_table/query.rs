@@ -46,12 +46,6 @@ impl DynamoTable {
                 let high = exprs.value(AttributeValue::S(high.clone()));
                 Some(format!("{sk} BETWEEN {low} AND {high}"))
             }
-            SkRange::From(low) if low.is_empty() => None,
-            SkRange::From(low) => {
-                let sk = exprs.name(SK);
-                let low = exprs.value(AttributeValue::S(low.clone()));
-                Some(format!("{sk} >= {low}"))
-            }
         };
         let key_condition = match sk_condition {
             Some(sk_condition) => format!("{pk} = {pk_value} AND {sk_condition}"),
@@ -59,7 +53,6 @@ impl DynamoTable {
         };
         let is_after = |sk: &str| match &query.start_after {
             None => true,
-            Some(after) if query.descending => sk < after.as_str(),
             Some(after) => sk > after.as_str(),
         };
         let mut page = Page::default();
@@ -75,7 +68,6 @@ impl DynamoTable {
                 .key_condition_expression(&key_condition)
                 .set_expression_attribute_names(exprs.names())
                 .set_expression_attribute_values(exprs.values())
-                .scan_index_forward(!query.descending)
                 .consistent_read(true)
                 .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(

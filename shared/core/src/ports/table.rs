@@ -90,9 +90,6 @@ pub enum Condition {
     NotEquals(String, Value),
     /// The attribute exists and is less than the value (numbers or strings).
     LessThan(String, Value),
-    /// The attribute exists and is greater than the value (numbers or strings).
-    GreaterThan(String, Value),
-    AttributeNotExists(String),
     And(Vec<Condition>),
     Or(Vec<Condition>),
 }
@@ -103,9 +100,6 @@ impl Condition {
     }
     pub fn less_than(name: &str, value: impl Into<Value>) -> Self {
         Self::LessThan(name.to_owned(), value.into())
-    }
-    pub fn greater_than(name: &str, value: impl Into<Value>) -> Self {
-        Self::GreaterThan(name.to_owned(), value.into())
     }
 
     /// Evaluates the condition against the current item (None when missing). Adapters that
@@ -119,11 +113,6 @@ impl Condition {
             Condition::LessThan(name, value) => {
                 compare(current.and_then(|a| a.get(name)), value) == Some(std::cmp::Ordering::Less)
             }
-            Condition::GreaterThan(name, value) => {
-                compare(current.and_then(|a| a.get(name)), value)
-                    == Some(std::cmp::Ordering::Greater)
-            }
-            Condition::AttributeNotExists(name) => current.and_then(|a| a.get(name)).is_none(),
             Condition::And(all) => all.iter().all(|c| c.holds(current)),
             Condition::Or(any) => any.iter().any(|c| c.holds(current)),
         }
@@ -221,8 +210,6 @@ pub enum SkRange {
     LessThan(String),
     /// Inclusive on both ends.
     Between(String, String),
-    /// Greater than or equal.
-    From(String),
 }
 
 impl SkRange {
@@ -232,7 +219,6 @@ impl SkRange {
             SkRange::BeginsWith(prefix) => sk.starts_with(prefix.as_str()),
             SkRange::LessThan(bound) => sk < bound.as_str(),
             SkRange::Between(low, high) => sk >= low.as_str() && sk <= high.as_str(),
-            SkRange::From(low) => sk >= low.as_str(),
         }
     }
 }
@@ -243,9 +229,9 @@ pub struct Query {
     pub range: SkRange,
     /// At most this many items (an adapter may return fewer, with `last_evaluated`).
     pub limit: usize,
-    /// Continue after this sort key (the previous page's `last_evaluated`).
+    /// Continue after this sort key (the previous page's `last_evaluated`); pages come in
+    /// ascending sort-key order.
     pub start_after: Option<String>,
-    pub descending: bool,
 }
 
 impl Query {
@@ -255,7 +241,6 @@ impl Query {
             range,
             limit,
             start_after: None,
-            descending: false,
         }
     }
 }
