@@ -27,8 +27,7 @@ use labeling_core::ports::{
 
 use errors::{check_update_size, unavailable, write_error};
 use expressions::Expressions;
-use values::{decode_item, encode_item, key_map};
-pub use values::{from_attribute, to_attribute};
+use values::{decode_item, encode_item, from_attribute, key_map};
 
 /// The hash key attribute.
 pub const PK: &str = "PK";
@@ -73,10 +72,6 @@ impl DynamoTable {
             Some(semaphore) => semaphore.clone().acquire_owned().await.ok(),
             None => None,
         }
-    }
-
-    pub fn table_name(&self) -> &str {
-        &self.table
     }
 
     pub fn client(&self) -> &Client {

@@ -10,7 +10,7 @@ use super::{AttributeMap, PK, SK};
 use crate::error::invalid_answer;
 
 /// A JSON value as a DynamoDB attribute value.
-pub fn to_attribute(value: &Value) -> AttributeValue {
+pub(super) fn to_attribute(value: &Value) -> AttributeValue {
     match value {
         Value::Null => AttributeValue::Null(true),
         Value::Bool(b) => AttributeValue::Bool(*b),
@@ -26,7 +26,7 @@ pub fn to_attribute(value: &Value) -> AttributeValue {
 }
 
 /// A DynamoDB attribute value as JSON; sets become arrays. Binary values have no JSON form.
-pub fn from_attribute(value: &AttributeValue) -> Result<Value, TableError> {
+pub(super) fn from_attribute(value: &AttributeValue) -> Result<Value, TableError> {
     Ok(match value {
         AttributeValue::S(s) => Value::String(s.clone()),
         AttributeValue::N(n) => parse_number(n)?,

@@ -28,8 +28,7 @@ use labeling_core::ports::{
 pub use files::PendingObject;
 use files::{create_pending, open_regular, write_atomically};
 use listing::DirectoryListing;
-pub use multipart::ABANDONED_UPLOAD_AGE;
-pub use signing::{SignedMethod, percent_encode};
+pub use signing::SignedMethod;
 
 pub struct FolderBlobs {
     root: PathBuf,

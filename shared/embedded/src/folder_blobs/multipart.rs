@@ -14,7 +14,7 @@ use super::{FolderBlobs, in_place, off_the_workers, unavailable};
 
 /// A multipart upload no part was written to for this long is abandoned (as S3's lifecycle
 /// rule `AbortIncompleteMultipartUpload` after one day).
-pub const ABANDONED_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
+const ABANDONED_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
 
 impl FolderBlobs {
     /// Removes the parts of every multipart upload last written to before `before`, and

@@ -25,7 +25,7 @@ impl SignedMethod {
 }
 
 /// Percent-encodes everything but unreserved characters (and `/` when `keep_slash`).
-pub fn percent_encode(text: &str, keep_slash: bool) -> String {
+fn percent_encode(text: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric()
