@@ -230,3 +230,28 @@ pub async fn presigned_urls_are_made(fixture: &Fixture) {
         .unwrap();
     assert_ne!(get, put);
 }
+
+/// A range reads exactly its bytes: one past the end reads empty, as does an empty range, and
+/// a range of a missing object is NotFound.
+pub async fn ranges_past_the_end_or_empty_read_empty(fixture: &Fixture) {
+    let (blobs, bucket) = (fixture.blobs.as_ref(), fixture.bucket.as_str());
+    blobs
+        .put(bucket, "r.txt", b"0123456789".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    let read = |start, end| blobs.get(bucket, "r.txt", Some(ByteRange { start, end }));
+    assert_eq!(read(0, 1).await.unwrap(), b"0", "the first byte");
+    assert_eq!(read(8, 20).await.unwrap(), b"89", "clipped at the end");
+    assert_eq!(
+        read(10, 20).await.unwrap(),
+        b"",
+        "a range past the end reads empty"
+    );
+    assert_eq!(read(3, 3).await.unwrap(), b"", "an empty range reads empty");
+    assert!(matches!(
+        blobs
+            .get(bucket, "nope.txt", Some(ByteRange { start: 0, end: 1 }))
+            .await,
+        Err(BlobError::NotFound { .. })
+    ));
+}

@@ -29,8 +29,9 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// One `#[tokio::test]` per case of a suite, in a module named after the suite. `$make` is
-/// evaluated inside each test (so it may `.await`) and gives that test's fresh fixture.
+/// One `#[tokio::test]` per case of a suite, in a module named after the suite (so a test file
+/// that expands it must not import that suite's module by the same name). `$make` is evaluated
+/// inside each test (so it may `.await`) and gives that test's fresh fixture.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! contract_tests {
@@ -89,6 +90,7 @@ macro_rules! blobs_contract_tests {
                 multipart_appears_whole_on_completion,
                 a_small_part_that_is_not_the_last_is_refused,
                 presigned_urls_are_made,
+                ranges_past_the_end_or_empty_read_empty,
             ]
         );
     };
