@@ -13,14 +13,15 @@ echo "== moto_server (the AWS-protocol emulator) on a free loopback port"
 eval "$(./infra/moto.sh start)"
 trap './infra/moto.sh stop' EXIT
 
-echo "== cargo machete (no unused dependencies; installed once into .venv, about 14 minutes on 2 cores)"
+echo "== cargo machete (no unused dependencies)"
+# Built once per machine (about 14 minutes on 2 cores) into the user's cache, outside the clone,
+# as cargo's registry cache is: every clone on the machine, CI's included, reuses it.
 machete_version=0.9.2
-machete=.venv/cargo-machete-$machete_version/bin/cargo-machete
-if [ ! -x "$machete" ]; then
-    cargo install --quiet --locked --version "$machete_version" \
-        --root ".venv/cargo-machete-$machete_version" cargo-machete
+machete_root="${XDG_CACHE_HOME:-$HOME/.cache}/labeling-tools/cargo-machete-$machete_version"
+if [ ! -x "$machete_root/bin/cargo-machete" ]; then
+    cargo install --quiet --locked --version "$machete_version" --root "$machete_root" cargo-machete
 fi
-"$machete"
+"$machete_root/bin/cargo-machete"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
