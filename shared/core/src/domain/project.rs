@@ -460,6 +460,7 @@ mod tests {
             version: u64::MAX,
         };
         let bytes = crate::service::to_item(crate::keys::project(&record.id), "project", &record)
+            .unwrap()
             .size_bytes();
         assert!(
             bytes + 40 * 1024 <= crate::ports::table::MAX_ITEM_BYTES,

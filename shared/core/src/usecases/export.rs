@@ -20,7 +20,7 @@ use crate::keys;
 use crate::ports::{
     BlobError, BoxError, ByteRange, CompletedPart, Condition, Query, SkRange, TableError, Update,
 };
-use crate::service::{Service, from_item, from_item_owned, to_item};
+use crate::service::{Service, from_item, from_item_owned, to_item, to_json_bytes};
 use crate::time::rfc3339;
 use crate::usecases::ingest::JobError;
 use crate::usecases::projects::ProjectError;
@@ -177,6 +177,12 @@ impl DomainError for ExportError {
     }
 }
 
+impl From<crate::service::UnserializableRecord> for ExportError {
+    fn from(error: crate::service::UnserializableRecord) -> Self {
+        ExportError::Unavailable(Box::new(error))
+    }
+}
+
 impl From<TableError> for ExportError {
     fn from(error: TableError) -> Self {
         ExportError::Unavailable(Box::new(error))
@@ -197,13 +203,6 @@ impl From<ProjectError> for ExportError {
             other => ExportError::Unavailable(Box::new(other)),
         }
     }
-}
-
-fn export_key(project_id: &str, export_id: &str) -> crate::ports::Key {
-    crate::ports::Key::new(
-        keys::project_pk(project_id),
-        format!("RUN#EXPORT#{export_id}"),
-    )
 }
 
 /// Parses RFC 3339 (`2024-05-01T12:00:00Z`, fractional seconds and offsets allowed) or epoch ms.
@@ -496,7 +495,7 @@ impl Service {
         };
         self.table
             .put(
-                to_item(export_key(project_id, &id), "export", &record),
+                to_item(keys::export(project_id, &id), "export", &record)?,
                 Some(Condition::NotExists),
             )
             .await?;
@@ -577,7 +576,7 @@ impl Service {
         self.load_project(actor, project_id).await?;
         let item = self
             .table
-            .get(&export_key(project_id, export_id))
+            .get(&keys::export(project_id, export_id))
             .await?
             .ok_or_else(|| ExportError::ExportNotFound(export_id.to_owned()))?;
         let record: ExportRecord = from_item(&item).map_err(ExportError::Unavailable)?;
@@ -599,7 +598,7 @@ impl Service {
         loop {
             let mut query = Query::new(
                 keys::project_pk(project_id),
-                SkRange::BeginsWith("RUN#EXPORT#".to_owned()),
+                SkRange::BeginsWith(keys::EXPORT_SK_PREFIX.to_owned()),
                 100,
             );
             query.start_after = start_after;
@@ -625,7 +624,7 @@ impl Service {
         project_id: &str,
         export_id: &str,
     ) -> Result<(), JobError> {
-        let key = export_key(project_id, export_id);
+        let key = keys::export(project_id, export_id);
         let Some(item) = self.table.get(&key).await? else {
             tracing::warn!("export record is gone; dropping the job");
             return Ok(());
@@ -651,7 +650,7 @@ impl Service {
                 record.attempts
             ));
             self.table
-                .put(to_item(key, "export", &record), None)
+                .put(to_item(key, "export", &record)?, None)
                 .await?;
             return Ok(());
         }
@@ -661,7 +660,7 @@ impl Service {
         record.items_written = 0;
         record.annotations_written = 0;
         self.table
-            .put(to_item(key.clone(), "export", &record), None)
+            .put(to_item(key.clone(), "export", &record)?, None)
             .await?;
         match self.write_export(&project, &mut record).await {
             Ok(()) => {
@@ -670,7 +669,7 @@ impl Service {
                 record.error = None;
                 record.finished_at = Some(self.clock.now());
                 self.table
-                    .put(to_item(key, "export", &record), None)
+                    .put(to_item(key, "export", &record)?, None)
                     .await?;
                 tracing::info!(
                     items = record.items_written,
@@ -696,7 +695,7 @@ impl Service {
                     record.status = ExportStatus::Failed;
                     record.finished_at = Some(self.clock.now());
                 }
-                if let Err(put_error) = self.table.put(to_item(key, "export", &record), None).await
+                if let Err(put_error) = self.table.put(to_item(key, "export", &record)?, None).await
                 {
                     tracing::warn!(%put_error, "could not record the export's failure");
                     return Err(error);
@@ -800,7 +799,7 @@ impl Service {
         if let Err(error) = self
             .table
             .update(
-                &export_key(&record.project_id, &record.id),
+                &keys::export(&record.project_id, &record.id),
                 update,
                 Some(Condition::Exists),
             )
@@ -856,9 +855,7 @@ impl Service {
             "dataset_root": dataset_root,
         });
         writer.write(b"{\"info\":").await?;
-        writer
-            .write(&serde_json::to_vec(&info).unwrap_or_default())
-            .await?;
+        writer.write(&to_json_bytes("COCO info", &info)?).await?;
         writer.write(b",\"licenses\":[],\"images\":[").await?;
 
         // Pass 1: images.
@@ -1002,7 +999,7 @@ impl Service {
             .map(|class| json!({ "id": class.id, "name": class.name, "supercategory": supercategory }))
             .collect();
         writer
-            .write(&serde_json::to_vec(&categories).unwrap_or_default())
+            .write(&to_json_bytes("COCO categories", &categories)?)
             .await?;
         writer.write(b"}").await?;
         Ok(())

@@ -4,7 +4,6 @@
 
 use tracing::instrument;
 
-use crate::access::Actor;
 use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
 use crate::domain::source::Source;
 use crate::jobs::{Job, MAX_JOB_ATTEMPTS};
@@ -25,6 +24,12 @@ pub enum JobError {
     Malformed(String),
     #[error("storage is unavailable; the job will be retried")]
     Unavailable(#[source] BoxError),
+}
+
+impl From<crate::service::UnserializableRecord> for JobError {
+    fn from(error: crate::service::UnserializableRecord) -> Self {
+        JobError::Unavailable(Box::new(error))
+    }
 }
 
 impl From<TableError> for JobError {
@@ -262,7 +267,7 @@ impl Service {
                 condition: Some(Condition::equals("version", project.version)),
             },
             Write::Put {
-                item: to_item(keys::manifest(project_id), "manifest", &manifest),
+                item: to_item(keys::manifest(project_id), "manifest", &manifest)?,
                 condition: None,
             },
         ];
@@ -359,10 +364,5 @@ impl Service {
     /// Test and bench hook: ingest synchronously as the job would.
     pub async fn ingest_now(&self, project_id: &str) -> Result<(), JobError> {
         self.ingest(project_id).await
-    }
-
-    /// The system actor used by jobs.
-    pub fn system_actor() -> Actor {
-        Actor::admin("system")
     }
 }

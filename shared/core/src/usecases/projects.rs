@@ -61,6 +61,12 @@ impl DomainError for ProjectError {
     }
 }
 
+impl From<crate::service::UnserializableRecord> for ProjectError {
+    fn from(error: crate::service::UnserializableRecord) -> Self {
+        ProjectError::Unavailable(Box::new(error))
+    }
+}
+
 impl From<TableError> for ProjectError {
     fn from(error: TableError) -> Self {
         ProjectError::Unavailable(Box::new(error))
@@ -207,7 +213,7 @@ impl Service {
         record.version += 1;
         record.updated_at = self.clock.now();
         let mut writes = vec![Write::Put {
-            item: to_item(keys::project(project_id), "project", &record),
+            item: to_item(keys::project(project_id), "project", &record)?,
             condition: Some(Condition::equals("version", version)),
         }];
         writes.append(&mut extra);
@@ -295,19 +301,19 @@ impl Service {
             keys::name_reservation(&lower_name),
             "name",
             &serde_json::json!({ "project_id": id, "name": new.name }),
-        );
+        )?;
         let index = to_item(
             keys::project_index(&id),
             "project_index",
             &serde_json::json!({ "project_id": id }),
-        );
+        )?;
         let writes = vec![
             Write::Put {
                 item: reservation,
                 condition: Some(Condition::NotExists),
             },
             Write::Put {
-                item: to_item(keys::project(&id), "project", &record),
+                item: to_item(keys::project(&id), "project", &record)?,
                 condition: Some(Condition::NotExists),
             },
             Write::Put {
@@ -362,7 +368,7 @@ impl Service {
         for chunk in ids.chunks(crate::ports::table::MAX_BATCH_GET) {
             let keys: Vec<_> = chunk
                 .iter()
-                .filter_map(|sk| sk.strip_prefix("P#"))
+                .filter_map(|sk| keys::project_id_from_index_sk(sk))
                 .map(keys::project)
                 .collect();
             for item in self.table.batch_get(&keys).await? {

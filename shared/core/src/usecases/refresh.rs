@@ -15,8 +15,8 @@ use crate::jobs::Job;
 use crate::keys;
 use crate::manifest::{Batch, CHUNK_KEYS, ManifestRecord, encode_chunk};
 use crate::ports::table::MAX_TRANSACTION_WRITES;
-use crate::ports::{BlobError, Condition, Item, Key, Query, SkRange, TableError, Update, Write};
-use crate::service::{Service, from_item, number, to_item};
+use crate::ports::{Condition, Item, Key, Query, SkRange, TableError, Update, Write};
+use crate::service::{Service, from_item, number, to_item, to_json_bytes};
 use crate::time::rfc3339;
 use crate::usecases::ingest::JobError;
 use crate::usecases::projects::ProjectError;
@@ -31,8 +31,6 @@ const EVENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 const LEASE_BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Sort keys are at most 1,024 bytes: longer object keys are left to the daily listing.
 const MAX_EVENT_KEY_BYTES: usize = 1000;
-/// Rows `P#<pid>` / `EVENT#<object key>`: new objects an event job has yet to add.
-const EVENT_KEY_PREFIX: &str = "EVENT#";
 /// Commits tried while checkouts keep moving the cursor, before the job is retried later.
 const CURSOR_ATTEMPTS: usize = 20;
 /// Rows that only coordinate refreshes are useless a day after they stop mattering.
@@ -91,15 +89,6 @@ struct Merge {
 
 fn status_key(project_id: &str) -> String {
     format!("manifests/{project_id}/refresh-status.json")
-}
-
-fn lease_key(project_id: &str) -> Key {
-    Key::new(keys::project_pk(project_id), "REFRESH")
-}
-
-/// Present while an event-keys job of the project is queued.
-fn events_scheduled_key(project_id: &str) -> Key {
-    Key::new(keys::project_pk(project_id), "EVENTS_SCHEDULED")
 }
 
 /// The next daily run after `now`.
@@ -273,16 +262,17 @@ impl Service {
         &self,
         project_id: &str,
         status: &RefreshStatus,
-    ) -> Result<(), BlobError> {
-        let body = serde_json::to_vec(status).unwrap_or_default();
-        self.blobs
+    ) -> Result<(), JobError> {
+        let body = to_json_bytes("refresh status", status)?;
+        Ok(self
+            .blobs
             .put(
                 &self.config.system_bucket,
                 &status_key(project_id),
                 body,
                 "application/json",
             )
-            .await
+            .await?)
     }
 
     /// Every project with incremental refresh on gets a refresh job (the daily schedule).
@@ -333,10 +323,7 @@ impl Service {
                     .iter()
                     .map(|key| Write::Put {
                         item: Item::new(
-                            Key::new(
-                                keys::project_pk(&project.id),
-                                format!("{EVENT_KEY_PREFIX}{key}"),
-                            ),
+                            keys::event_key(&project.id, key),
                             serde_json::json!({ "entity": "event_key", "key": key, "at": now, "ttl": expiry_seconds(now) })
                                 .as_object()
                                 .cloned()
@@ -621,7 +608,7 @@ impl Service {
         now: i64,
     ) -> Result<bool, JobError> {
         let lease = Item::new(
-            lease_key(project_id),
+            keys::refresh_lease(project_id),
             serde_json::json!({ "entity": "refresh_lease", "holder": request_id, "expires_at": now + LEASE_MILLIS, "ttl": expiry_seconds(now + LEASE_MILLIS) })
                 .as_object()
                 .cloned()
@@ -651,7 +638,7 @@ impl Service {
         let released = self
             .table
             .delete(
-                &lease_key(project_id),
+                &keys::refresh_lease(project_id),
                 Some(Condition::equals("holder", request_id)),
             )
             .await;
@@ -671,7 +658,7 @@ impl Service {
     ) -> Result<(), JobError> {
         // Events from now on schedule the next job; the rows read below are this one's.
         self.table
-            .delete(&events_scheduled_key(project_id), None)
+            .delete(&keys::events_scheduled(project_id), None)
             .await?;
         let Some(item) = self.table.get(&keys::project(project_id)).await? else {
             return Ok(());
@@ -679,7 +666,7 @@ impl Service {
         let project: ProjectRecord = from_item(&item).map_err(JobError::Unavailable)?;
         let query = Query::new(
             keys::project_pk(project_id),
-            SkRange::BeginsWith(EVENT_KEY_PREFIX.to_owned()),
+            SkRange::BeginsWith(keys::EVENT_SK_PREFIX.to_owned()),
             EVENT_KEYS_PER_JOB,
         );
         let page = self.table.query(query).await?;
@@ -791,7 +778,7 @@ impl Service {
     ) -> Result<(), JobError> {
         let now = self.clock.now();
         let marker = Item::new(
-            events_scheduled_key(project_id),
+            keys::events_scheduled(project_id),
             serde_json::json!({ "entity": "events_scheduled", "at": now, "ttl": expiry_seconds(now) })
                 .as_object()
                 .cloned()
@@ -878,7 +865,7 @@ impl Service {
             };
             let writes = vec![
                 Write::Put {
-                    item: to_item(keys::manifest(project_id), "manifest", grown),
+                    item: to_item(keys::manifest(project_id), "manifest", grown)?,
                     condition: Some(Condition::equals("total", manifest.total)),
                 },
                 Write::Update {
@@ -894,7 +881,7 @@ impl Service {
                     condition: Condition::equals("round", round),
                 },
                 Write::Delete {
-                    key: lease_key(project_id),
+                    key: keys::refresh_lease(project_id),
                     condition: Some(Condition::equals("holder", lease_holder)),
                 },
             ];
