@@ -154,8 +154,7 @@ impl Service {
                 project_id,
                 &format!(
                     "the first listing of the source stopped without finishing {attempts} times; \
-                     gave up. Retry the project (POST /projects/{project_id}/refresh) once the \
-                     cause is fixed"
+                     gave up. Refresh the project once the cause is fixed"
                 ),
             )
             .await?;
@@ -185,8 +184,7 @@ impl Service {
             Err(error @ JobError::Unavailable(_)) if attempts >= MAX_JOB_ATTEMPTS => {
                 let reason = format!(
                     "the first listing of the source failed: {} (gave up after {attempts} \
-                     tries). Retry the project (POST /projects/{project_id}/refresh) once the \
-                     cause is fixed",
+                     tries). Refresh the project once the cause is fixed",
                     causes(&error)
                 );
                 tracing::error!(project_id, %reason, "ingest failed");

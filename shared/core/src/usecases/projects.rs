@@ -250,7 +250,7 @@ impl Service {
             {
                 return Err(ProjectError::Invalid(ValidationErrors::single(
                     "/source",
-                    format!("there is no dataset {dataset:?}; create it with POST /datasets"),
+                    format!("there is no dataset {dataset:?}; create the dataset first"),
                 )));
             }
             input.source = format!(
@@ -342,7 +342,10 @@ impl Service {
         {
             tracing::error!(%error, project_id = %id, "could not queue the ingest job");
             let _ = self
-                .fail_project(&id, "the ingest job could not be queued; retry the project (POST /projects/{id}/refresh)")
+                .fail_project(
+                    &id,
+                    "the ingest job could not be queued; refresh the project to try again",
+                )
                 .await;
             return Err(ProjectError::Unavailable(Box::new(error)));
         }
@@ -449,7 +452,8 @@ impl Service {
                 }
                 "labels" => errors.push(
                     pointer,
-                    "add label classes with POST /projects/{id}/labels and a mode",
+                    "label classes are added with a mode (start over, keep as prelabels or \
+                     continue), not by an edit",
                 ),
                 _ => errors.push(pointer, "unknown field"),
             }
