@@ -205,52 +205,12 @@ impl From<ProjectError> for ExportError {
     }
 }
 
-/// Parses RFC 3339 (`2024-05-01T12:00:00Z`, fractional seconds and offsets allowed) or epoch ms.
+/// An RFC 3339 time (see [`crate::time::parse_rfc3339`]) or epoch milliseconds.
 pub fn parse_time(value: &Value) -> Option<i64> {
-    if let Some(ms) = value.as_i64() {
-        return Some(ms);
+    match value.as_i64() {
+        Some(ms) => Some(ms),
+        None => crate::time::parse_rfc3339(value.as_str()?),
     }
-    let text = value.as_str()?;
-    let (date, time) = text.split_once(['T', 't', ' '])?;
-    let mut date_parts = date.split('-');
-    let year: i64 = date_parts.next()?.parse().ok()?;
-    let month: i64 = date_parts.next()?.parse().ok()?;
-    let day: i64 = date_parts.next()?.parse().ok()?;
-    let (clock, offset_minutes) = if let Some(clock) = time.strip_suffix(['Z', 'z']) {
-        (clock, 0)
-    } else {
-        let split = time.rfind(['+', '-'])?;
-        let (clock, offset) = time.split_at(split);
-        let sign = if offset.starts_with('-') { -1 } else { 1 };
-        let (hours, minutes) = offset[1..].split_once(':')?;
-        (
-            clock,
-            sign * (hours.parse::<i64>().ok()? * 60 + minutes.parse::<i64>().ok()?),
-        )
-    };
-    let mut clock_parts = clock.split(':');
-    let hour: i64 = clock_parts.next()?.parse().ok()?;
-    let minute: i64 = clock_parts.next()?.parse().ok()?;
-    let seconds: f64 = clock_parts.next().unwrap_or("0").parse().ok()?;
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || !(0.0..61.0).contains(&seconds)
-    {
-        return None;
-    }
-    // Days from civil (Howard Hinnant).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let millis =
-        ((days * 86_400 + hour * 3600 + minute * 60) * 1000) + (seconds * 1000.0).round() as i64;
-    Some(millis - offset_minutes * 60_000)
 }
 
 /// Buffers bytes and uploads them as parts of one multipart upload.
@@ -516,7 +476,7 @@ impl Service {
 
     /// Where a project's exports go: its source bucket, or the service's bucket for local folders.
     fn export_bucket(&self, project: &ProjectRecord) -> String {
-        match Source::parse(&project.source, self.config.allow_file_sources) {
+        match project.source.allowed(self.config.allow_file_sources) {
             Ok(source) if !source.bucket().starts_with("file://") => source.bucket().to_owned(),
             _ => self.config.system_bucket.clone(),
         }
@@ -837,7 +797,9 @@ impl Service {
         record: &mut ExportRecord,
         writer: &mut PartWriter<'_>,
     ) -> Result<(), JobError> {
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
         let root = source.list_prefix().to_owned();
         let dataset_root = source.object_uri(&root);
@@ -1011,7 +973,9 @@ impl Service {
         record: &mut ExportRecord,
         writer: &mut PartWriter<'_>,
     ) -> Result<(), JobError> {
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
         let selection = Selection::of(record);
         let mut written = 0u64;

@@ -107,9 +107,6 @@ impl Service {
     /// Runs one job from the jobs queue. Safe to run twice.
     #[instrument(skip(self, body), err)]
     pub async fn run_job(&self, body: &str) -> Result<(), JobError> {
-        if let Some(objects) = crate::usecases::refresh::parse_object_created(body) {
-            return self.objects_created(&objects).await;
-        }
         let job: Job =
             serde_json::from_str(body).map_err(|error| JobError::Malformed(error.to_string()))?;
         match job {
@@ -202,7 +199,7 @@ impl Service {
         project: &ProjectRecord,
         retried: bool,
     ) -> Result<(), JobError> {
-        let source = match Source::parse(&project.source, self.config.allow_file_sources) {
+        let source = match project.source.allowed(self.config.allow_file_sources) {
             Ok(source) => source,
             Err(error) => {
                 self.fail_project(project_id, &error.to_string()).await?;

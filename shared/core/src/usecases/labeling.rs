@@ -628,7 +628,9 @@ impl Service {
             return Ok(None);
         }
         let manifest = self.manifest_covering(&project.id, total as u64).await?;
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|error| LabelingError::Unavailable(Box::new(error)))?;
         let mut positions = Vec::new();
         for position in start..next.min(total) {
@@ -999,7 +1001,9 @@ impl Service {
         project: &ProjectRecord,
         task: &TaskRecord,
     ) -> Result<CheckedOutTask, LabelingError> {
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|error| LabelingError::Unavailable(Box::new(error)))?;
         let mut items = Vec::with_capacity(task.items.len());
         for item in &task.items {

@@ -98,54 +98,6 @@ pub fn next_daily_run(now: i64) -> i64 {
     if at > now { at } else { at + day }
 }
 
-/// Decodes an S3 event key (`+` for spaces, `%XX` escapes).
-pub fn decode_event_key(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'+' => out.push(b' '),
-            b'%' if index + 2 < bytes.len() => {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap_or("zz"),
-                    16,
-                ) {
-                    Ok(byte) => {
-                        out.push(byte);
-                        index += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The records of an S3 object-created notification: (bucket, key).
-pub fn parse_object_created(body: &str) -> Option<Vec<(String, String)>> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    let records = value.get("Records")?.as_array()?;
-    Some(
-        records
-            .iter()
-            .filter(|r| {
-                r["eventName"]
-                    .as_str()
-                    .is_none_or(|name| name.starts_with("ObjectCreated"))
-            })
-            .filter_map(|r| {
-                let bucket = r["s3"]["bucket"]["name"].as_str()?;
-                let key = r["s3"]["object"]["key"].as_str()?;
-                Some((bucket.to_owned(), decode_event_key(key)))
-            })
-            .collect(),
-    )
-}
-
 impl Service {
     /// `POST /projects/{id}/refresh`: queues a refresh now; on a failed project, retries it
     /// (see [`Service::retry_project`]).
@@ -346,7 +298,9 @@ impl Service {
         manifest: &ManifestRecord,
         keys: &[String],
     ) -> Result<Merge, JobError> {
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
         let mut candidates: Vec<String> = keys
             .iter()
@@ -398,7 +352,9 @@ impl Service {
         project: &ProjectRecord,
         manifest: &ManifestRecord,
     ) -> Result<Merge, JobError> {
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
         let listing = self.list_source(&source, u64::MAX).await?;
         let mut existing = Vec::with_capacity(manifest.total as usize);
@@ -916,13 +872,6 @@ mod tests {
     }
 
     #[test]
-    fn event_keys_are_decoded() {
-        assert_eq!(decode_event_key("a%2Fb+c.jpg"), "a/b c.jpg");
-        assert_eq!(decode_event_key("plain/key.png"), "plain/key.png");
-        assert_eq!(decode_event_key("100%25.png"), "100%.png");
-    }
-
-    #[test]
     fn the_daily_run_is_the_next_two_oclock() {
         let midnight = 1_767_225_600_000; // 2026-01-01T00:00:00Z
         assert_eq!(next_daily_run(midnight), midnight + 2 * 3_600_000);
@@ -930,15 +879,5 @@ mod tests {
             next_daily_run(midnight + 3 * 3_600_000),
             midnight + 26 * 3_600_000
         );
-    }
-
-    #[test]
-    fn s3_notifications_are_parsed() {
-        let body = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"photos"},"object":{"key":"cats%2Fa+b.jpg","size":3}}}]}"#;
-        assert_eq!(
-            parse_object_created(body),
-            Some(vec![("photos".to_owned(), "cats/a b.jpg".to_owned())])
-        );
-        assert_eq!(parse_object_created(r#"{"type":"ingest"}"#), None);
     }
 }

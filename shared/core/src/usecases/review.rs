@@ -158,7 +158,9 @@ impl Service {
             })?,
         };
         let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|error| ReviewError::Unavailable(Box::new(error)))?;
         match filter {
             ItemFilter::State(state) => {
