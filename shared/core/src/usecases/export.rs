@@ -985,7 +985,7 @@ impl Service {
         while let Some(page) = pages.next(self).await? {
             for item in page.into_iter().filter_map(|item| selection.snapshot(item)) {
                 annotations += item.labels.len() as u64;
-                serde_json::to_writer(&mut pending, &jsonl_line(project, &source, &item))
+                serde_json::to_writer(&mut pending, &jsonl_line(project, source, &item))
                     .map_err(|e| JobError::Unavailable(Box::new(e)))?;
                 pending.push(b'\n');
                 written += 1;

@@ -207,7 +207,7 @@ impl Service {
             }
         };
         let started = std::time::Instant::now();
-        let listing = match self.list_source(&source, MAX_ITEMS).await {
+        let listing = match self.list_source(source, MAX_ITEMS).await {
             Ok(listing) => listing,
             Err(BlobError::NoSuchBucket(bucket)) => {
                 self.fail_project(project_id, &format!("bucket {bucket} does not exist"))

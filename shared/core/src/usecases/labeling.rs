@@ -642,7 +642,7 @@ impl Service {
             positions.push(item);
         }
         match self
-            .claim_items(actor, project, &manifest, &source, &positions, now)
+            .claim_items(actor, project, &manifest, source, &positions, now)
             .await
         {
             Ok(claim) => Ok(Some(claim)),

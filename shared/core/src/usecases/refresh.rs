@@ -356,7 +356,7 @@ impl Service {
             .source
             .allowed(self.config.allow_file_sources)
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
-        let listing = self.list_source(&source, u64::MAX).await?;
+        let listing = self.list_source(source, u64::MAX).await?;
         let mut existing = Vec::with_capacity(manifest.total as usize);
         for batch in &manifest.batches {
             existing.extend(

@@ -164,10 +164,10 @@ impl Service {
             .map_err(|error| ReviewError::Unavailable(Box::new(error)))?;
         match filter {
             ItemFilter::State(state) => {
-                self.list_by_state(&project, &source, state, after, limit)
+                self.list_by_state(&project, source, state, after, limit)
                     .await
             }
-            ItemFilter::Unlabeled => self.list_unlabeled(&project, &source, after, limit).await,
+            ItemFilter::Unlabeled => self.list_unlabeled(&project, source, after, limit).await,
         }
     }
 
