@@ -5,6 +5,7 @@
 use tracing::instrument;
 
 use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
+use crate::domain::refresh::RefreshTrigger;
 use crate::domain::source::Source;
 use crate::jobs::{Job, MAX_JOB_ATTEMPTS};
 use crate::keys;
@@ -103,6 +104,12 @@ pub(crate) fn causes(error: &JobError) -> String {
     }
 }
 
+/// A job's refresh trigger, parsed where the job arrives.
+fn parse_trigger(name: &str) -> Result<RefreshTrigger, JobError> {
+    RefreshTrigger::parse(name)
+        .ok_or_else(|| JobError::Malformed(format!("{name:?} is not a refresh trigger")))
+}
+
 impl Service {
     /// Runs one job from the jobs queue. Safe to run twice.
     #[instrument(skip(self, body), err)]
@@ -115,12 +122,15 @@ impl Service {
                 project_id,
                 trigger,
                 request_id,
-            } => self.refresh(&project_id, &trigger, &request_id).await,
+            } => {
+                self.refresh(&project_id, parse_trigger(&trigger)?, &request_id)
+                    .await
+            }
             Job::AddEventKeys {
                 project_id,
                 request_id,
             } => self.add_event_keys(&project_id, &request_id).await,
-            Job::RefreshAll { trigger } => self.refresh_all(&trigger).await,
+            Job::RefreshAll { trigger } => self.refresh_all(parse_trigger(&trigger)?).await,
             Job::Export {
                 project_id,
                 export_id,
@@ -225,7 +235,7 @@ impl Service {
         if listing.unreadable > 0 || retried {
             let status = RefreshStatus {
                 at: now,
-                trigger: "create".to_owned(),
+                trigger: RefreshTrigger::Create,
                 added: total,
                 dropped: listing.dropped,
                 unreadable: listing.unreadable,
@@ -247,7 +257,7 @@ impl Service {
             },
             dropped: listing.dropped,
             last_refresh_at: Some(now),
-            last_refresh_trigger: Some("create".to_owned()),
+            last_refresh_trigger: Some(RefreshTrigger::Create),
             last_refresh_added: total,
             removed: 0,
         };

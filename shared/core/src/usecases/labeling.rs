@@ -677,7 +677,11 @@ impl Service {
             .await;
         if marked.is_ok()
             && let Err(error) = self
-                .enqueue_refresh(&project.id, "low_water", Duration::ZERO)
+                .enqueue_refresh(
+                    &project.id,
+                    crate::domain::refresh::RefreshTrigger::LowWater,
+                    Duration::ZERO,
+                )
                 .await
         {
             tracing::warn!(%error, project_id = %project.id, "could not queue a low-water refresh");

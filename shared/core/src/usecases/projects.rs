@@ -734,8 +734,12 @@ impl Service {
             })
             .await?;
         let queued = if has_items {
-            self.enqueue_refresh(project_id, "retry", std::time::Duration::ZERO)
-                .await
+            self.enqueue_refresh(
+                project_id,
+                crate::domain::refresh::RefreshTrigger::Retry,
+                std::time::Duration::ZERO,
+            )
+            .await
         } else {
             let job = Job::Ingest {
                 project_id: project_id.to_owned(),

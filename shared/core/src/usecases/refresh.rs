@@ -9,6 +9,7 @@ use tracing::instrument;
 
 use crate::access::Actor;
 use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
+use crate::domain::refresh::RefreshTrigger;
 use crate::domain::source::Source;
 use crate::ids::new_id;
 use crate::jobs::Job;
@@ -51,7 +52,7 @@ pub const DAILY_REFRESH_HOUR_UTC: i64 = 2;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefreshStatus {
     pub at: i64,
-    pub trigger: String,
+    pub trigger: RefreshTrigger,
     pub added: u64,
     pub dropped: u64,
     pub removed: u64,
@@ -126,21 +127,25 @@ impl Service {
                 needed: "running, paused or failed",
             });
         }
-        self.enqueue_refresh(project_id, "on_demand", std::time::Duration::ZERO)
-            .await
-            .map_err(|e| ProjectError::Unavailable(Box::new(e)))?;
+        self.enqueue_refresh(
+            project_id,
+            RefreshTrigger::OnDemand,
+            std::time::Duration::ZERO,
+        )
+        .await
+        .map_err(|e| ProjectError::Unavailable(Box::new(e)))?;
         self.refresh_view(&project).await
     }
 
     pub(crate) async fn enqueue_refresh(
         &self,
         project_id: &str,
-        trigger: &str,
+        trigger: RefreshTrigger,
         delay: std::time::Duration,
     ) -> Result<(), crate::ports::QueueError> {
         let job = Job::Refresh {
             project_id: project_id.to_owned(),
-            trigger: trigger.to_owned(),
+            trigger: trigger.as_str().to_owned(),
             request_id: new_id("r"),
         };
         self.queue
@@ -170,7 +175,7 @@ impl Service {
         let (at, trigger, added, dropped, removed, note) = match (&status, manifest) {
             (Some(status), _) => (
                 Some(status.at),
-                Some(status.trigger.clone()),
+                Some(status.trigger.as_str().to_owned()),
                 status.added,
                 status.dropped,
                 status.removed,
@@ -178,7 +183,8 @@ impl Service {
             ),
             (None, Some(m)) => (
                 m.last_refresh_at,
-                m.last_refresh_trigger.clone(),
+                m.last_refresh_trigger
+                    .map(|trigger| trigger.as_str().to_owned()),
                 m.last_refresh_added,
                 m.dropped,
                 m.removed,
@@ -229,7 +235,7 @@ impl Service {
 
     /// Every project with incremental refresh on gets a refresh job (the daily schedule).
     #[instrument(skip(self), err)]
-    pub(crate) async fn refresh_all(&self, trigger: &str) -> Result<(), JobError> {
+    pub(crate) async fn refresh_all(&self, trigger: RefreshTrigger) -> Result<(), JobError> {
         for project in self.list_projects(&Actor::admin("system")).await? {
             if project.incremental_refresh && matches!(project.status, "running" | "paused") {
                 self.enqueue_refresh(&project.id, trigger, std::time::Duration::ZERO)
@@ -406,7 +412,7 @@ impl Service {
     pub(crate) async fn refresh(
         &self,
         project_id: &str,
-        trigger: &str,
+        trigger: RefreshTrigger,
         request_id: &str,
     ) -> Result<(), JobError> {
         let Some(item) = self.table.get(&keys::project(project_id)).await? else {
@@ -426,7 +432,7 @@ impl Service {
         if manifest.total >= MAX_ITEMS {
             let status = RefreshStatus {
                 at: now,
-                trigger: trigger.to_owned(),
+                trigger,
                 dropped: manifest.dropped,
                 removed: manifest.removed,
                 note: Some(format!(
@@ -441,7 +447,7 @@ impl Service {
         if merge.new_keys.is_empty() {
             let status = RefreshStatus {
                 at: now,
-                trigger: trigger.to_owned(),
+                trigger,
                 removed: merge.removed,
                 unreadable: merge.unreadable,
                 listed: merge.listed,
@@ -489,7 +495,7 @@ impl Service {
         let (take, dropped, merge) = under_lease?;
         let status = RefreshStatus {
             at: now,
-            trigger: trigger.to_owned(),
+            trigger,
             added: take as u64,
             dropped,
             removed: merge.removed,
@@ -515,7 +521,7 @@ impl Service {
         project: &ProjectRecord,
         manifest: &ManifestRecord,
         merge: &Merge,
-        trigger: &str,
+        trigger: RefreshTrigger,
         request_id: &str,
         now: i64,
     ) -> Result<ManifestRecord, JobError> {
@@ -548,7 +554,7 @@ impl Service {
         next.dropped = (merge.new_keys.len() - take) as u64;
         next.removed = merge.removed;
         next.last_refresh_at = Some(now);
-        next.last_refresh_trigger = Some(trigger.to_owned());
+        next.last_refresh_trigger = Some(trigger);
         next.last_refresh_added = take as u64;
         self.commit_refresh(project_id, project.round, manifest, &next, request_id)
             .await?;
@@ -679,7 +685,7 @@ impl Service {
                     &project,
                     &manifest,
                     &merge,
-                    "object_created",
+                    RefreshTrigger::ObjectCreated,
                     request_id,
                     now,
                 )
@@ -706,7 +712,7 @@ impl Service {
                     .map_or(0, |status| status.unreadable);
                 let status = RefreshStatus {
                     at: now,
-                    trigger: "object_created".to_owned(),
+                    trigger: RefreshTrigger::ObjectCreated,
                     added: grown.last_refresh_added,
                     dropped: grown.dropped,
                     removed: grown.removed,
