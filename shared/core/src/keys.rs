@@ -155,7 +155,7 @@ pub fn dataset_name_from_index_sk(sk: &str) -> Option<&str> {
 
 /// Attribute names that conditions and updates name, so a write and the condition that
 /// guards it cannot drift apart by a typo. Records serialize their own fields under the same
-/// names (serde), which the tests below pin.
+/// names (serde), which the test below pins for items and tasks.
 pub mod attr {
     /// The entity stamped on every record (`project`, `task`, `item`, ...).
     pub const ENTITY: &str = "entity";
@@ -193,5 +193,75 @@ pub mod counter {
     /// The counter of label class `id`.
     pub fn class(id: u32) -> String {
         format!("c_{id}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::attr;
+    use crate::domain::labeling::{ItemRecord, ItemState, LabelVersion, TaskKind, TaskRecord};
+
+    fn stored_names<T: serde::Serialize>(entity: &'static str, record: &T) -> Vec<String> {
+        crate::service::to_item(super::project("p"), entity, record)
+            .unwrap()
+            .attrs
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Conditions name attributes by these constants; the records write them through serde.
+    #[test]
+    fn the_attribute_names_are_the_names_records_are_stored_under() {
+        let item = ItemRecord {
+            item: 1,
+            key: "a.png".to_owned(),
+            round: 0,
+            state: ItemState::Labeled,
+            task_id: Some("t_1".to_owned()),
+            labels: Vec::new(),
+            prelabels: Vec::new(),
+            labeled_by: Some("ann".to_owned()),
+            labeled_at: Some(1),
+            width: None,
+            height: None,
+            superseded: vec![LabelVersion {
+                round: 0,
+                labels: Vec::new(),
+                labeled_by: None,
+                labeled_at: 0,
+                superseded_at: 1,
+            }],
+        };
+        let names = stored_names("item", &item);
+        for name in [
+            attr::ENTITY,
+            attr::SCHEMA_VERSION,
+            attr::ROUND,
+            attr::STATE,
+            attr::TASK_ID,
+            attr::LABELS,
+            attr::LABELED_BY,
+            attr::LABELED_AT,
+            attr::SUPERSEDED,
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        let task = TaskRecord {
+            id: "t_1".to_owned(),
+            round: 0,
+            kind: TaskKind::Manual,
+            items: Vec::new(),
+            labeler: "ann".to_owned(),
+            lease_expires_at: 1,
+            lease_version: 1,
+            created_at: 0,
+        };
+        let names = stored_names("task", &task);
+        for name in [attr::ROUND, attr::LEASE_VERSION, attr::LEASE_EXPIRES_AT] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
     }
 }
