@@ -274,7 +274,10 @@ async fn an_ingest_that_keeps_failing_moves_the_project_to_failed_with_the_reaso
         failure.contains("os error"),
         "the cause is named: {failure}"
     );
-    assert!(failure.contains("/refresh"), "says what to do: {failure}");
+    assert!(
+        failure.contains("Refresh the project"),
+        "says what to do: {failure}"
+    );
     assert_eq!(
         fixture
             .queue

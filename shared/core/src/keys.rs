@@ -12,11 +12,18 @@ pub fn name_reservation(lower_name: &str) -> Key {
 pub const PROJECT_INDEX_PK: &str = "PROJECTS";
 
 pub fn project_index(project_id: &str) -> Key {
-    Key::new(PROJECT_INDEX_PK, format!("P#{project_id}"))
+    Key::new(PROJECT_INDEX_PK, format!("{PROJECT_PREFIX}{project_id}"))
 }
 
+/// The project an entry of the project index points at.
+pub fn project_id_from_index_sk(sk: &str) -> Option<&str> {
+    sk.strip_prefix(PROJECT_PREFIX)
+}
+
+const PROJECT_PREFIX: &str = "P#";
+
 pub fn project_pk(project_id: &str) -> String {
-    format!("P#{project_id}")
+    format!("{PROJECT_PREFIX}{project_id}")
 }
 
 pub fn project(project_id: &str) -> Key {
@@ -61,15 +68,200 @@ pub fn work_pk(project_id: &str, round: u32) -> String {
     format!("P#{project_id}#Q#{round:06}")
 }
 
+/// The entry of a waiting task in the work partition.
+pub fn waiting_entry(
+    project_id: &str,
+    round: u32,
+    priority: u8,
+    created_at: i64,
+    task_id: &str,
+) -> Key {
+    Key::new(
+        work_pk(project_id, round),
+        waiting_sk(priority, created_at, task_id),
+    )
+}
+
+/// The entry of a live lease in the work partition.
+pub fn lease_entry(project_id: &str, round: u32, expires_at: i64, task_id: &str) -> Key {
+    Key::new(work_pk(project_id, round), lease_sk(expires_at, task_id))
+}
+
+/// Sort keys of lease entries (as opposed to waiting tasks) begin with this.
+pub const LEASE_SK_PREFIX: &str = "L#";
+
+pub fn is_lease_sk(sk: &str) -> bool {
+    sk.starts_with(LEASE_SK_PREFIX)
+}
+
 pub fn waiting_sk(priority: u8, created_at: i64, task_id: &str) -> String {
     format!("A#{priority:02}#{created_at:013}#{task_id}")
 }
 
 pub fn lease_sk(expires_at: i64, task_id: &str) -> String {
-    format!("L#{expires_at:013}#{task_id}")
+    format!("{LEASE_SK_PREFIX}{expires_at:013}#{task_id}")
 }
 
 /// Sort keys strictly below this are waiting work or leases expired at `now`.
 pub fn available_work_bound(now: i64) -> String {
-    format!("L#{:013}", now.saturating_add(1))
+    format!("{LEASE_SK_PREFIX}{:013}", now.saturating_add(1))
+}
+
+/// The lease that lets one refresh of a project run at a time.
+pub fn refresh_lease(project_id: &str) -> Key {
+    Key::new(project_pk(project_id), "REFRESH")
+}
+
+/// Present while an event-keys job of the project is queued.
+pub fn events_scheduled(project_id: &str) -> Key {
+    Key::new(project_pk(project_id), "EVENTS_SCHEDULED")
+}
+
+/// Rows `P#<pid>` / `EVENT#<object key>`: new objects an event job has yet to add.
+pub const EVENT_SK_PREFIX: &str = "EVENT#";
+
+pub fn event_key(project_id: &str, object_key: &str) -> Key {
+    Key::new(
+        project_pk(project_id),
+        format!("{EVENT_SK_PREFIX}{object_key}"),
+    )
+}
+
+/// Sort keys of a project's export jobs begin with this.
+pub const EXPORT_SK_PREFIX: &str = "RUN#EXPORT#";
+
+pub fn export(project_id: &str, export_id: &str) -> Key {
+    Key::new(
+        project_pk(project_id),
+        format!("{EXPORT_SK_PREFIX}{export_id}"),
+    )
+}
+
+pub fn dataset(name: &str) -> Key {
+    Key::new(format!("DATASET#{name}"), "META")
+}
+
+pub const DATASET_INDEX_PK: &str = "DATASETS";
+const DATASET_INDEX_PREFIX: &str = "D#";
+
+pub fn dataset_index(name: &str) -> Key {
+    Key::new(DATASET_INDEX_PK, format!("{DATASET_INDEX_PREFIX}{name}"))
+}
+
+/// The dataset an entry of the dataset index points at.
+pub fn dataset_name_from_index_sk(sk: &str) -> Option<&str> {
+    sk.strip_prefix(DATASET_INDEX_PREFIX)
+}
+
+/// Attribute names that conditions and updates name, so a write and the condition that
+/// guards it cannot drift apart by a typo. Records serialize their own fields under the same
+/// names (serde), which the test below pins for items and tasks.
+pub mod attr {
+    /// The entity stamped on every record (`project`, `task`, `item`, ...).
+    pub const ENTITY: &str = "entity";
+    /// The schema version stamped on every record.
+    pub const SCHEMA_VERSION: &str = "v";
+    /// DynamoDB's time to live (epoch seconds) on coordination rows.
+    pub const TTL: &str = "ttl";
+    pub const STATUS: &str = "status";
+    pub const ROUND: &str = "round";
+    pub const STATE: &str = "state";
+    pub const TASK_ID: &str = "task_id";
+    pub const LABELS: &str = "labels";
+    pub const LABELED_BY: &str = "labeled_by";
+    pub const LABELED_AT: &str = "labeled_at";
+    pub const SUPERSEDED: &str = "superseded";
+    pub const LEASE_VERSION: &str = "lease_version";
+    pub const LEASE_EXPIRES_AT: &str = "lease_expires_at";
+    /// A project's record version, moved by every change of its settings.
+    pub const VERSION: &str = "version";
+    /// The cursor's next fresh position and how many positions exist.
+    pub const NEXT: &str = "next";
+    pub const TOTAL: &str = "total";
+    /// The cursor's total when a low-water refresh was last asked for.
+    pub const LOW_WATER_TOTAL: &str = "low_water_total";
+}
+
+/// Counters of a round's stats row (summed by the dashboard).
+pub mod counter {
+    pub const IN_TASK: &str = "in_task";
+    pub const QUEUED: &str = "queued";
+    pub const LABELED: &str = "labeled";
+    pub const SKIPPED: &str = "skipped";
+    pub const MISSING: &str = "missing";
+
+    /// The counter of label class `id`.
+    pub fn class(id: u32) -> String {
+        format!("c_{id}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::attr;
+    use crate::domain::labeling::{ItemRecord, ItemState, LabelVersion, TaskKind, TaskRecord};
+
+    fn stored_names<T: serde::Serialize>(entity: &'static str, record: &T) -> Vec<String> {
+        crate::service::to_item(super::project("p"), entity, record)
+            .unwrap()
+            .attrs
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Conditions name attributes by these constants; the records write them through serde.
+    #[test]
+    fn the_attribute_names_are_the_names_records_are_stored_under() {
+        let item = ItemRecord {
+            item: 1,
+            key: "a.png".to_owned(),
+            round: 0,
+            state: ItemState::Labeled,
+            task_id: Some("t_1".to_owned()),
+            labels: Vec::new(),
+            prelabels: Vec::new(),
+            labeled_by: Some("ann".to_owned()),
+            labeled_at: Some(1),
+            width: None,
+            height: None,
+            superseded: vec![LabelVersion {
+                round: 0,
+                labels: Vec::new(),
+                labeled_by: None,
+                labeled_at: 0,
+                superseded_at: 1,
+            }],
+        };
+        let names = stored_names("item", &item);
+        for name in [
+            attr::ENTITY,
+            attr::SCHEMA_VERSION,
+            attr::ROUND,
+            attr::STATE,
+            attr::TASK_ID,
+            attr::LABELS,
+            attr::LABELED_BY,
+            attr::LABELED_AT,
+            attr::SUPERSEDED,
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        let task = TaskRecord {
+            id: "t_1".to_owned(),
+            round: 0,
+            kind: TaskKind::Manual,
+            items: Vec::new(),
+            labeler: "ann".to_owned(),
+            lease_expires_at: 1,
+            lease_version: 1,
+            created_at: 0,
+        };
+        let names = stored_names("task", &task);
+        for name in [attr::ROUND, attr::LEASE_VERSION, attr::LEASE_EXPIRES_AT] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+    }
 }

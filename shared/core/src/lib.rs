@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod ports;
 pub mod service;
 pub mod time;
+mod transaction;
 pub mod usecases;
 
 pub use access::{Actor, Role};

@@ -47,7 +47,7 @@ pub struct ManifestRecord {
     /// Images matched by the source but left out by the item cap.
     pub dropped: u64,
     pub last_refresh_at: Option<i64>,
-    pub last_refresh_trigger: Option<String>,
+    pub last_refresh_trigger: Option<crate::domain::refresh::RefreshTrigger>,
     pub last_refresh_added: u64,
     /// Keys of the manifest no longer found in the source at the last refresh.
     #[serde(default)]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::domain::project::ProjectRecord;
-use crate::keys::SCHEMA_VERSION;
+use crate::keys::{SCHEMA_VERSION, attr};
 use crate::manifest::ManifestCache;
 use crate::ports::{Attrs, Blobs, BoxError, Clock, Item, Key, Queue, Table};
 
@@ -143,22 +143,70 @@ pub struct MalformedRecord {
     pub reason: String,
 }
 
-/// Serializes a record into table attributes, stamped with its entity and schema version.
-pub(crate) fn to_item<T: Serialize>(key: Key, entity: &str, record: &T) -> Item {
-    let mut attrs = match serde_json::to_value(record) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => Attrs::new(),
-    };
-    attrs.insert("entity".to_owned(), entity.into());
-    attrs.insert("v".to_owned(), SCHEMA_VERSION.into());
-    Item::new(key, attrs)
+/// A record could not become table attributes: a bug in its type (a map with keys that are
+/// not strings, a record that is not a struct). Writing empty attributes instead would
+/// silently lose data, so it is an error like any other.
+#[derive(Debug, thiserror::Error)]
+#[error("a {what} could not be serialized: {reason}")]
+pub struct UnserializableRecord {
+    pub what: &'static str,
+    pub reason: String,
 }
 
-pub(crate) fn to_attrs<T: Serialize>(record: &T) -> Attrs {
+/// Serializes a record into table attributes, stamped with its entity and schema version.
+pub(crate) fn to_item<T: Serialize>(
+    key: Key,
+    entity: &'static str,
+    record: &T,
+) -> Result<Item, UnserializableRecord> {
+    let mut attrs = to_attrs_of(entity, record)?;
+    attrs.insert(attr::ENTITY.to_owned(), entity.into());
+    attrs.insert(attr::SCHEMA_VERSION.to_owned(), SCHEMA_VERSION.into());
+    Ok(Item::new(key, attrs))
+}
+
+/// Serializes a record that is stored without an entity stamp (work entries, job rows).
+pub(crate) fn to_attrs<T: Serialize>(record: &T) -> Result<Attrs, UnserializableRecord> {
+    to_attrs_of(std::any::type_name::<T>(), record)
+}
+
+fn to_attrs_of<T: Serialize>(
+    what: &'static str,
+    record: &T,
+) -> Result<Attrs, UnserializableRecord> {
     match serde_json::to_value(record) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => Attrs::new(),
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(other) => Err(UnserializableRecord {
+            what,
+            reason: format!("it is not a map but {other}"),
+        }),
+        Err(error) => Err(UnserializableRecord {
+            what,
+            reason: error.to_string(),
+        }),
     }
+}
+
+/// Serializes one attribute's value.
+pub(crate) fn to_json<T: Serialize>(
+    what: &'static str,
+    value: &T,
+) -> Result<serde_json::Value, UnserializableRecord> {
+    serde_json::to_value(value).map_err(|error| UnserializableRecord {
+        what,
+        reason: error.to_string(),
+    })
+}
+
+/// Serializes a document written to the blob store.
+pub(crate) fn to_json_bytes<T: Serialize>(
+    what: &'static str,
+    value: &T,
+) -> Result<Vec<u8>, UnserializableRecord> {
+    serde_json::to_vec(value).map_err(|error| UnserializableRecord {
+        what,
+        reason: error.to_string(),
+    })
 }
 
 pub(crate) fn from_item<T: DeserializeOwned>(item: &Item) -> Result<T, BoxError> {

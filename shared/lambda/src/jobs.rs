@@ -23,7 +23,11 @@ pub async fn handle_batch(service: &Service, event: SqsEvent) -> SqsBatchRespons
             .cloned()
             .unwrap_or_default();
         let span = tracing::info_span!("job", message_id = %id, %receive_count);
-        let outcome = service.run_job(&body).instrument(span).await;
+        // The uploads queue carries S3's notifications, the jobs queue the service's own jobs.
+        let outcome = match crate::s3_events::parse_object_created(&body) {
+            Some(objects) => service.objects_created(&objects).instrument(span).await,
+            None => service.run_job(&body).instrument(span).await,
+        };
         match outcome {
             Ok(()) => {}
             Err(JobError::Malformed(reason)) => {

@@ -4,6 +4,7 @@
 
 pub mod identity;
 pub mod jobs;
+pub mod s3_events;
 
 use std::sync::Arc;
 

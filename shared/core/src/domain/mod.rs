@@ -5,6 +5,7 @@ pub mod geometry;
 pub mod labeling;
 pub mod names;
 pub mod project;
+pub mod refresh;
 pub mod shuffle;
 pub mod source;
 

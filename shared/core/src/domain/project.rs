@@ -142,7 +142,8 @@ pub struct ProjectRecord {
     pub instructions: Instructions,
     pub page_size: u32,
     pub lease_seconds: u32,
-    pub source: String,
+    /// Parsed once when the record is read, not on every checkout.
+    pub source: Source,
     pub status: ProjectStatus,
     #[serde(default)]
     pub failure: Option<String>,
@@ -443,7 +444,11 @@ mod tests {
             instructions,
             page_size: 9,
             lease_seconds: MAX_LEASE_SECONDS,
-            source: "s".repeat(MAX_SOURCE_BYTES),
+            source: Source::parse(
+                &format!("s3://bucket/{}", "s".repeat(MAX_SOURCE_BYTES - 12)),
+                false,
+            )
+            .unwrap(),
             status: ProjectStatus::Failed,
             failure: Some("f".repeat(2048)),
             round: u32::MAX,
@@ -460,6 +465,7 @@ mod tests {
             version: u64::MAX,
         };
         let bytes = crate::service::to_item(crate::keys::project(&record.id), "project", &record)
+            .unwrap()
             .size_bytes();
         assert!(
             bytes + 40 * 1024 <= crate::ports::table::MAX_ITEM_BYTES,

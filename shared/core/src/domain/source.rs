@@ -26,6 +26,30 @@ pub struct Source {
     matcher: std::sync::OnceLock<Option<Regex>>,
 }
 
+/// Two sources are the same when they were written the same way; the rest derives from it.
+impl PartialEq for Source {
+    fn eq(&self, other: &Self) -> bool {
+        self.uri == other.uri
+    }
+}
+
+/// Stored as the URI the user wrote, so stored projects read as they always did.
+impl serde::Serialize for Source {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.uri)
+    }
+}
+
+/// A stored source was checked when the project was created: read back, it is parsed once
+/// (local folders included; whether this deployment serves them is checked where they are
+/// used, [`Source::allowed`]).
+impl<'de> serde::Deserialize<'de> for Source {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let uri = String::deserialize(deserializer)?;
+        Source::parse(&uri, true).map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
     #[error("a source is s3://bucket/prefix-with-glob or file:///absolute/path/glob")]
@@ -68,6 +92,15 @@ impl Source {
         }
     }
 
+    /// This source, where the deployment allows it (`allow_file`: local folders too).
+    pub fn allowed(&self, allow_file: bool) -> Result<&Self, SourceError> {
+        if self.is_local_folder() && !allow_file {
+            Err(SourceError::FileNotAllowed)
+        } else {
+            Ok(self)
+        }
+    }
+
     fn build(uri: &str, bucket: String, pattern: &str) -> Result<Self, SourceError> {
         if pattern.split('/').any(|segment| segment == "..") {
             return Err(SourceError::ParentSegment);
@@ -89,6 +122,10 @@ impl Source {
 
     pub fn uri(&self) -> &str {
         &self.uri
+    }
+    /// A folder of the machine the service runs on, which only the embedded deployment allows.
+    pub fn is_local_folder(&self) -> bool {
+        self.uri.starts_with("file://")
     }
     pub fn bucket(&self) -> &str {
         &self.bucket
@@ -176,6 +213,28 @@ fn glob_to_regex(pattern: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_source_is_its_uri_and_reads_back_parsed() {
+        let source = Source::parse("s3://photos/cats/**", false).unwrap();
+        let stored = serde_json::to_value(&source).unwrap();
+        assert_eq!(stored, serde_json::json!("s3://photos/cats/**"));
+        let read: Source = serde_json::from_value(stored).unwrap();
+        assert_eq!(read, source);
+        assert_eq!(read.bucket(), "photos");
+        assert_eq!(read.list_prefix(), "cats/");
+        assert!(serde_json::from_value::<Source>(serde_json::json!("ftp://x")).is_err());
+    }
+
+    #[test]
+    fn a_stored_local_folder_is_refused_where_the_deployment_does_not_serve_them() {
+        let folder: Source = serde_json::from_value(serde_json::json!("file:///data/**")).unwrap();
+        assert_eq!(
+            folder.allowed(false).err(),
+            Some(SourceError::FileNotAllowed)
+        );
+        assert!(folder.allowed(true).is_ok());
+    }
 
     fn admitted(uri: &str, keys: &[&str]) -> Vec<String> {
         let source = Source::parse(uri, true).unwrap();

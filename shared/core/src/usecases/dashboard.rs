@@ -11,7 +11,6 @@ use crate::domain::project::ProjectRecord;
 use crate::keys;
 use crate::manifest::ManifestRecord;
 use crate::service::{Service, from_item, number};
-use crate::usecases::labeling::class_counter;
 use crate::usecases::projects::ProjectError;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -92,7 +91,12 @@ impl Service {
         let label_distribution = project
             .classes
             .iter()
-            .map(|class| (class.name.clone(), count(stats, &class_counter(class.id))))
+            .map(|class| {
+                (
+                    class.name.clone(),
+                    count(stats, &crate::keys::counter::class(class.id)),
+                )
+            })
             .collect();
         Ok(Dashboard {
             project_id: project.id.clone(),

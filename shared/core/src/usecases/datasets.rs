@@ -9,8 +9,9 @@ use tracing::instrument;
 use crate::access::Actor;
 use crate::domain::errors::ValidationErrors;
 use crate::domain::source::is_image_key;
+use crate::keys;
 use crate::ports::blobs::MAX_LIST_KEYS;
-use crate::ports::{Condition, Key, Query, SkRange, TableError, Write};
+use crate::ports::{Condition, Query, SkRange, TableError, Write};
 use crate::service::{Service, from_item, to_item};
 use crate::time::rfc3339;
 use crate::usecases::projects::{ProjectError, require_admin};
@@ -92,14 +93,6 @@ pub struct UploadSlot {
     pub url: Option<String>,
     /// The same file (size and SHA-256) is already there.
     pub skip: bool,
-}
-
-fn dataset_key(name: &str) -> Key {
-    Key::new(format!("DATASET#{name}"), "META")
-}
-
-fn dataset_index(name: &str) -> Key {
-    Key::new("DATASETS", format!("D#{name}"))
 }
 
 const DATASETS_FOLDER: &str = "datasets/";
@@ -189,15 +182,15 @@ impl Service {
         };
         let writes = vec![
             Write::Put {
-                item: to_item(dataset_key(&record.name), "dataset", &record),
+                item: to_item(keys::dataset(&record.name), "dataset", &record)?,
                 condition: Some(Condition::NotExists),
             },
             Write::Put {
                 item: to_item(
-                    dataset_index(&record.name),
+                    keys::dataset_index(&record.name),
                     "dataset_index",
                     &serde_json::json!({ "name": record.name }),
-                ),
+                )?,
                 condition: None,
             },
         ];
@@ -214,7 +207,7 @@ impl Service {
     async fn load_dataset(&self, name: &str) -> Result<DatasetRecord, ProjectError> {
         let item = self
             .table
-            .get(&dataset_key(name))
+            .get(&keys::dataset(name))
             .await?
             .ok_or_else(|| ProjectError::NotFound(format!("dataset {name}")))?;
         from_item(&item).map_err(ProjectError::Unavailable)
@@ -222,7 +215,7 @@ impl Service {
 
     /// Whether a dataset exists (project creation checks `dataset:<name>` sources).
     pub(crate) async fn dataset_exists(&self, name: &str) -> Result<bool, ProjectError> {
-        Ok(self.table.get(&dataset_key(name)).await?.is_some())
+        Ok(self.table.get(&keys::dataset(name)).await?.is_some())
     }
 
     fn dataset_view(&self, record: &DatasetRecord, files: u64, bytes: u64) -> DatasetView {
@@ -288,11 +281,11 @@ impl Service {
         let mut views = Vec::new();
         let mut start_after = None;
         loop {
-            let mut query = Query::new("DATASETS", SkRange::All, 100);
+            let mut query = Query::new(keys::DATASET_INDEX_PK, SkRange::All, 100);
             query.start_after = start_after;
             let page = self.table.query(query).await?;
             for item in &page.items {
-                let Some(name) = item.key.sk.strip_prefix("D#") else {
+                let Some(name) = keys::dataset_name_from_index_sk(&item.key.sk) else {
                     continue;
                 };
                 let record = self.load_dataset(name).await?;

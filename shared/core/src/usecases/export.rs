@@ -20,7 +20,7 @@ use crate::keys;
 use crate::ports::{
     BlobError, BoxError, ByteRange, CompletedPart, Condition, Query, SkRange, TableError, Update,
 };
-use crate::service::{Service, from_item, from_item_owned, to_item};
+use crate::service::{Service, from_item, from_item_owned, to_item, to_json_bytes};
 use crate::time::rfc3339;
 use crate::usecases::ingest::JobError;
 use crate::usecases::projects::ProjectError;
@@ -177,6 +177,12 @@ impl DomainError for ExportError {
     }
 }
 
+impl From<crate::service::UnserializableRecord> for ExportError {
+    fn from(error: crate::service::UnserializableRecord) -> Self {
+        ExportError::Unavailable(Box::new(error))
+    }
+}
+
 impl From<TableError> for ExportError {
     fn from(error: TableError) -> Self {
         ExportError::Unavailable(Box::new(error))
@@ -199,59 +205,12 @@ impl From<ProjectError> for ExportError {
     }
 }
 
-fn export_key(project_id: &str, export_id: &str) -> crate::ports::Key {
-    crate::ports::Key::new(
-        keys::project_pk(project_id),
-        format!("RUN#EXPORT#{export_id}"),
-    )
-}
-
-/// Parses RFC 3339 (`2024-05-01T12:00:00Z`, fractional seconds and offsets allowed) or epoch ms.
+/// An RFC 3339 time (see [`crate::time::parse_rfc3339`]) or epoch milliseconds.
 pub fn parse_time(value: &Value) -> Option<i64> {
-    if let Some(ms) = value.as_i64() {
-        return Some(ms);
+    match value.as_i64() {
+        Some(ms) => Some(ms),
+        None => crate::time::parse_rfc3339(value.as_str()?),
     }
-    let text = value.as_str()?;
-    let (date, time) = text.split_once(['T', 't', ' '])?;
-    let mut date_parts = date.split('-');
-    let year: i64 = date_parts.next()?.parse().ok()?;
-    let month: i64 = date_parts.next()?.parse().ok()?;
-    let day: i64 = date_parts.next()?.parse().ok()?;
-    let (clock, offset_minutes) = if let Some(clock) = time.strip_suffix(['Z', 'z']) {
-        (clock, 0)
-    } else {
-        let split = time.rfind(['+', '-'])?;
-        let (clock, offset) = time.split_at(split);
-        let sign = if offset.starts_with('-') { -1 } else { 1 };
-        let (hours, minutes) = offset[1..].split_once(':')?;
-        (
-            clock,
-            sign * (hours.parse::<i64>().ok()? * 60 + minutes.parse::<i64>().ok()?),
-        )
-    };
-    let mut clock_parts = clock.split(':');
-    let hour: i64 = clock_parts.next()?.parse().ok()?;
-    let minute: i64 = clock_parts.next()?.parse().ok()?;
-    let seconds: f64 = clock_parts.next().unwrap_or("0").parse().ok()?;
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || !(0.0..61.0).contains(&seconds)
-    {
-        return None;
-    }
-    // Days from civil (Howard Hinnant).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let millis =
-        ((days * 86_400 + hour * 3600 + minute * 60) * 1000) + (seconds * 1000.0).round() as i64;
-    Some(millis - offset_minutes * 60_000)
 }
 
 /// Buffers bytes and uploads them as parts of one multipart upload.
@@ -496,7 +455,7 @@ impl Service {
         };
         self.table
             .put(
-                to_item(export_key(project_id, &id), "export", &record),
+                to_item(keys::export(project_id, &id), "export", &record)?,
                 Some(Condition::NotExists),
             )
             .await?;
@@ -517,7 +476,7 @@ impl Service {
 
     /// Where a project's exports go: its source bucket, or the service's bucket for local folders.
     fn export_bucket(&self, project: &ProjectRecord) -> String {
-        match Source::parse(&project.source, self.config.allow_file_sources) {
+        match project.source.allowed(self.config.allow_file_sources) {
             Ok(source) if !source.bucket().starts_with("file://") => source.bucket().to_owned(),
             _ => self.config.system_bucket.clone(),
         }
@@ -577,7 +536,7 @@ impl Service {
         self.load_project(actor, project_id).await?;
         let item = self
             .table
-            .get(&export_key(project_id, export_id))
+            .get(&keys::export(project_id, export_id))
             .await?
             .ok_or_else(|| ExportError::ExportNotFound(export_id.to_owned()))?;
         let record: ExportRecord = from_item(&item).map_err(ExportError::Unavailable)?;
@@ -599,7 +558,7 @@ impl Service {
         loop {
             let mut query = Query::new(
                 keys::project_pk(project_id),
-                SkRange::BeginsWith("RUN#EXPORT#".to_owned()),
+                SkRange::BeginsWith(keys::EXPORT_SK_PREFIX.to_owned()),
                 100,
             );
             query.start_after = start_after;
@@ -625,7 +584,7 @@ impl Service {
         project_id: &str,
         export_id: &str,
     ) -> Result<(), JobError> {
-        let key = export_key(project_id, export_id);
+        let key = keys::export(project_id, export_id);
         let Some(item) = self.table.get(&key).await? else {
             tracing::warn!("export record is gone; dropping the job");
             return Ok(());
@@ -651,7 +610,7 @@ impl Service {
                 record.attempts
             ));
             self.table
-                .put(to_item(key, "export", &record), None)
+                .put(to_item(key, "export", &record)?, None)
                 .await?;
             return Ok(());
         }
@@ -661,7 +620,7 @@ impl Service {
         record.items_written = 0;
         record.annotations_written = 0;
         self.table
-            .put(to_item(key.clone(), "export", &record), None)
+            .put(to_item(key.clone(), "export", &record)?, None)
             .await?;
         match self.write_export(&project, &mut record).await {
             Ok(()) => {
@@ -670,7 +629,7 @@ impl Service {
                 record.error = None;
                 record.finished_at = Some(self.clock.now());
                 self.table
-                    .put(to_item(key, "export", &record), None)
+                    .put(to_item(key, "export", &record)?, None)
                     .await?;
                 tracing::info!(
                     items = record.items_written,
@@ -696,7 +655,7 @@ impl Service {
                     record.status = ExportStatus::Failed;
                     record.finished_at = Some(self.clock.now());
                 }
-                if let Err(put_error) = self.table.put(to_item(key, "export", &record), None).await
+                if let Err(put_error) = self.table.put(to_item(key, "export", &record)?, None).await
                 {
                     tracing::warn!(%put_error, "could not record the export's failure");
                     return Err(error);
@@ -800,7 +759,7 @@ impl Service {
         if let Err(error) = self
             .table
             .update(
-                &export_key(&record.project_id, &record.id),
+                &keys::export(&record.project_id, &record.id),
                 update,
                 Some(Condition::Exists),
             )
@@ -838,7 +797,9 @@ impl Service {
         record: &mut ExportRecord,
         writer: &mut PartWriter<'_>,
     ) -> Result<(), JobError> {
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
         let root = source.list_prefix().to_owned();
         let dataset_root = source.object_uri(&root);
@@ -856,9 +817,7 @@ impl Service {
             "dataset_root": dataset_root,
         });
         writer.write(b"{\"info\":").await?;
-        writer
-            .write(&serde_json::to_vec(&info).unwrap_or_default())
-            .await?;
+        writer.write(&to_json_bytes("COCO info", &info)?).await?;
         writer.write(b",\"licenses\":[],\"images\":[").await?;
 
         // Pass 1: images.
@@ -1002,7 +961,7 @@ impl Service {
             .map(|class| json!({ "id": class.id, "name": class.name, "supercategory": supercategory }))
             .collect();
         writer
-            .write(&serde_json::to_vec(&categories).unwrap_or_default())
+            .write(&to_json_bytes("COCO categories", &categories)?)
             .await?;
         writer.write(b"}").await?;
         Ok(())
@@ -1014,7 +973,9 @@ impl Service {
         record: &mut ExportRecord,
         writer: &mut PartWriter<'_>,
     ) -> Result<(), JobError> {
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
         let selection = Selection::of(record);
         let mut written = 0u64;
@@ -1024,7 +985,7 @@ impl Service {
         while let Some(page) = pages.next(self).await? {
             for item in page.into_iter().filter_map(|item| selection.snapshot(item)) {
                 annotations += item.labels.len() as u64;
-                serde_json::to_writer(&mut pending, &jsonl_line(project, &source, &item))
+                serde_json::to_writer(&mut pending, &jsonl_line(project, source, &item))
                     .map_err(|e| JobError::Unavailable(Box::new(e)))?;
                 pending.push(b'\n');
                 written += 1;

@@ -4,8 +4,8 @@
 
 use tracing::instrument;
 
-use crate::access::Actor;
 use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
+use crate::domain::refresh::RefreshTrigger;
 use crate::domain::source::Source;
 use crate::jobs::{Job, MAX_JOB_ATTEMPTS};
 use crate::keys;
@@ -25,6 +25,12 @@ pub enum JobError {
     Malformed(String),
     #[error("storage is unavailable; the job will be retried")]
     Unavailable(#[source] BoxError),
+}
+
+impl From<crate::service::UnserializableRecord> for JobError {
+    fn from(error: crate::service::UnserializableRecord) -> Self {
+        JobError::Unavailable(Box::new(error))
+    }
 }
 
 impl From<TableError> for JobError {
@@ -98,13 +104,16 @@ pub(crate) fn causes(error: &JobError) -> String {
     }
 }
 
+/// A job's refresh trigger, parsed where the job arrives.
+fn parse_trigger(name: &str) -> Result<RefreshTrigger, JobError> {
+    RefreshTrigger::parse(name)
+        .ok_or_else(|| JobError::Malformed(format!("{name:?} is not a refresh trigger")))
+}
+
 impl Service {
     /// Runs one job from the jobs queue. Safe to run twice.
     #[instrument(skip(self, body), err)]
     pub async fn run_job(&self, body: &str) -> Result<(), JobError> {
-        if let Some(objects) = crate::usecases::refresh::parse_object_created(body) {
-            return self.objects_created(&objects).await;
-        }
         let job: Job =
             serde_json::from_str(body).map_err(|error| JobError::Malformed(error.to_string()))?;
         match job {
@@ -113,12 +122,15 @@ impl Service {
                 project_id,
                 trigger,
                 request_id,
-            } => self.refresh(&project_id, &trigger, &request_id).await,
+            } => {
+                self.refresh(&project_id, parse_trigger(&trigger)?, &request_id)
+                    .await
+            }
             Job::AddEventKeys {
                 project_id,
                 request_id,
             } => self.add_event_keys(&project_id, &request_id).await,
-            Job::RefreshAll { trigger } => self.refresh_all(&trigger).await,
+            Job::RefreshAll { trigger } => self.refresh_all(parse_trigger(&trigger)?).await,
             Job::Export {
                 project_id,
                 export_id,
@@ -149,8 +161,7 @@ impl Service {
                 project_id,
                 &format!(
                     "the first listing of the source stopped without finishing {attempts} times; \
-                     gave up. Retry the project (POST /projects/{project_id}/refresh) once the \
-                     cause is fixed"
+                     gave up. Refresh the project once the cause is fixed"
                 ),
             )
             .await?;
@@ -180,8 +191,7 @@ impl Service {
             Err(error @ JobError::Unavailable(_)) if attempts >= MAX_JOB_ATTEMPTS => {
                 let reason = format!(
                     "the first listing of the source failed: {} (gave up after {attempts} \
-                     tries). Retry the project (POST /projects/{project_id}/refresh) once the \
-                     cause is fixed",
+                     tries). Refresh the project once the cause is fixed",
                     causes(&error)
                 );
                 tracing::error!(project_id, %reason, "ingest failed");
@@ -199,7 +209,7 @@ impl Service {
         project: &ProjectRecord,
         retried: bool,
     ) -> Result<(), JobError> {
-        let source = match Source::parse(&project.source, self.config.allow_file_sources) {
+        let source = match project.source.allowed(self.config.allow_file_sources) {
             Ok(source) => source,
             Err(error) => {
                 self.fail_project(project_id, &error.to_string()).await?;
@@ -207,7 +217,7 @@ impl Service {
             }
         };
         let started = std::time::Instant::now();
-        let listing = match self.list_source(&source, MAX_ITEMS).await {
+        let listing = match self.list_source(source, MAX_ITEMS).await {
             Ok(listing) => listing,
             Err(BlobError::NoSuchBucket(bucket)) => {
                 self.fail_project(project_id, &format!("bucket {bucket} does not exist"))
@@ -225,7 +235,7 @@ impl Service {
         if listing.unreadable > 0 || retried {
             let status = RefreshStatus {
                 at: now,
-                trigger: "create".to_owned(),
+                trigger: RefreshTrigger::Create,
                 added: total,
                 dropped: listing.dropped,
                 unreadable: listing.unreadable,
@@ -247,7 +257,7 @@ impl Service {
             },
             dropped: listing.dropped,
             last_refresh_at: Some(now),
-            last_refresh_trigger: Some("create".to_owned()),
+            last_refresh_trigger: Some(RefreshTrigger::Create),
             last_refresh_added: total,
             removed: 0,
         };
@@ -262,7 +272,7 @@ impl Service {
                 condition: Some(Condition::equals("version", project.version)),
             },
             Write::Put {
-                item: to_item(keys::manifest(project_id), "manifest", &manifest),
+                item: to_item(keys::manifest(project_id), "manifest", &manifest)?,
                 condition: None,
             },
         ];
@@ -359,10 +369,5 @@ impl Service {
     /// Test and bench hook: ingest synchronously as the job would.
     pub async fn ingest_now(&self, project_id: &str) -> Result<(), JobError> {
         self.ingest(project_id).await
-    }
-
-    /// The system actor used by jobs.
-    pub fn system_actor() -> Actor {
-        Actor::admin("system")
     }
 }

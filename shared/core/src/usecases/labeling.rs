@@ -19,13 +19,16 @@ use crate::domain::names::same_name;
 use crate::domain::project::{ProjectRecord, ProjectStatus};
 use crate::domain::source::Source;
 use crate::ids::new_id;
-use crate::keys;
+use crate::keys::{self, attr, counter};
 use crate::manifest::ManifestRecord;
 use crate::ports::{
     BlobError, BoxError, ByteRange, Condition, Item, Query, SkRange, TableError, Update, Write,
 };
-use crate::service::{Service, from_item, number, to_attrs, to_item};
+use crate::service::{
+    Service, UnserializableRecord, from_item, number, to_attrs, to_item, to_json,
+};
 use crate::time::rfc3339;
+use crate::transaction::{Rejected, Transaction};
 use crate::usecases::projects::ProjectError;
 
 /// Bytes read from the start of an image to find its size.
@@ -102,6 +105,12 @@ impl From<BlobError> for LabelingError {
     }
 }
 
+impl From<UnserializableRecord> for LabelingError {
+    fn from(error: UnserializableRecord) -> Self {
+        LabelingError::Unavailable(Box::new(error))
+    }
+}
+
 impl From<ProjectError> for LabelingError {
     fn from(error: ProjectError) -> Self {
         match error {
@@ -167,16 +176,19 @@ fn ended_task_write(
     end: TaskEnd,
     now: i64,
     condition: Condition,
-) -> Write {
-    Write::Put {
+) -> Result<Write, UnserializableRecord> {
+    Ok(Write::Put {
         item: to_item(
             keys::task(project_id, task_id),
             ENDED_TASK_ENTITY,
             &EndedTask::new(task_id, labeler, end, now),
-        ),
+        )?,
         condition: Some(condition),
-    }
+    })
 }
+
+const TASK_ENTITY: &str = "task";
+const ITEM_ENTITY: &str = "item";
 
 const ENDED_TASK_ENTITY: &str = "task_ended";
 
@@ -186,7 +198,11 @@ enum Claim {
     NothingUsable,
 }
 
-fn lease_entry_item(project_id: &str, round: u32, task: &TaskRecord) -> Item {
+fn lease_entry_item(
+    project_id: &str,
+    round: u32,
+    task: &TaskRecord,
+) -> Result<Item, UnserializableRecord> {
     let entry = WorkEntry {
         task_id: task.id.clone(),
         kind: task.kind,
@@ -194,27 +210,129 @@ fn lease_entry_item(project_id: &str, round: u32, task: &TaskRecord) -> Item {
         lease_version: task.lease_version,
         labeler: Some(task.labeler.clone()),
     };
-    Item::new(
-        crate::ports::Key::new(
-            keys::work_pk(project_id, round),
-            keys::lease_sk(task.lease_expires_at, &task.id),
-        ),
-        to_attrs(&entry),
-    )
+    Ok(Item::new(
+        keys::lease_entry(project_id, round, task.lease_expires_at, &task.id),
+        to_attrs(&entry)?,
+    ))
 }
 
 fn lease_entry_key(project_id: &str, task: &TaskRecord) -> crate::ports::Key {
-    crate::ports::Key::new(
-        keys::work_pk(project_id, task.round),
-        keys::lease_sk(task.lease_expires_at, &task.id),
-    )
+    keys::lease_entry(project_id, task.round, task.lease_expires_at, &task.id)
+}
+
+/// The task's row, created only where none is.
+fn new_task_write(project_id: &str, task: &TaskRecord) -> Result<Write, UnserializableRecord> {
+    Ok(Write::Put {
+        item: to_item(keys::task(project_id, &task.id), TASK_ENTITY, task)?,
+        condition: Some(Condition::NotExists),
+    })
+}
+
+/// A waiting task's entry at the front of its priority in the work partition.
+fn waiting_entry_write(
+    project_id: &str,
+    round: u32,
+    now: i64,
+    entry: &WorkEntry,
+) -> Result<Write, UnserializableRecord> {
+    Ok(Write::Put {
+        item: Item::new(
+            keys::waiting_entry(
+                project_id,
+                round,
+                entry.kind.priority(),
+                now,
+                &entry.task_id,
+            ),
+            to_attrs(entry)?,
+        ),
+        condition: None,
+    })
 }
 
 fn running_in_round(round: u32) -> Condition {
     Condition::And(vec![
-        Condition::equals("status", ProjectStatus::Running.as_str()),
-        Condition::equals("round", round),
+        Condition::equals(attr::STATUS, ProjectStatus::Running.as_str()),
+        Condition::equals(attr::ROUND, round),
     ])
+}
+
+/// The writes of the labeling transactions, named so that a failed condition reads as what
+/// failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LabelingWrite {
+    /// The work entry a checkout takes (a waiting task, an expired lease), or the lease entry
+    /// a renew, release or submit moves or deletes.
+    WorkEntry,
+    /// The project is still running in the round (checkout), or still in the task's round
+    /// (submit).
+    ProjectRound,
+    /// The row of a new task.
+    NewTask,
+    /// The lease entry of a new or renewed lease.
+    NewLeaseEntry,
+    /// The task's row, rewritten on its lease version (renewed, ended).
+    TaskOnLease,
+    /// The round's counters.
+    Stats,
+    /// The record of an item of the task.
+    Item(u64),
+}
+
+/// What is known of an item when it is first claimed in a round.
+struct FirstClaim {
+    item: u64,
+    key: String,
+    size: Option<(u32, u32)>,
+    state: ItemState,
+    task_id: Option<String>,
+    now: i64,
+}
+
+/// The record of an item claimed for the first time in the project's round: the labels of
+/// an earlier round become prelabels (in the keep mode) and history for running exports.
+fn first_claim_record(
+    project: &ProjectRecord,
+    earlier: Option<&ItemRecord>,
+    claim: FirstClaim,
+) -> ItemRecord {
+    let prelabels: Vec<StoredAnnotation> = match earlier {
+        Some(record) if project.keep_prelabels => {
+            if record.state == ItemState::Labeled {
+                record.labels.clone()
+            } else {
+                record.prelabels.clone()
+            }
+        }
+        _ => Vec::new(),
+    };
+    ItemRecord {
+        item: claim.item,
+        key: claim.key,
+        round: project.round,
+        state: claim.state,
+        task_id: claim.task_id,
+        labels: Vec::new(),
+        prelabels,
+        labeled_by: None,
+        labeled_at: None,
+        width: claim.size.map(|(width, _)| width),
+        height: claim.size.map(|(_, height)| height),
+        superseded: earlier
+            .map(|record| record.history_after_replacing(claim.now))
+            .unwrap_or_default(),
+    }
+}
+
+/// Creates the record unless the item already has one in this round (someone holds it).
+fn first_claim_write(project_id: &str, record: &ItemRecord) -> Result<Write, UnserializableRecord> {
+    Ok(Write::Put {
+        item: to_item(keys::item(project_id, record.item), ITEM_ENTITY, record)?,
+        condition: Some(Condition::Or(vec![
+            Condition::NotExists,
+            Condition::less_than(attr::ROUND, record.round),
+        ])),
+    })
 }
 
 fn stats_update(changes: &[(&str, i64)]) -> Update {
@@ -240,11 +358,6 @@ fn usable_size(width: usize, height: usize) -> Option<(u32, u32)> {
     }
 }
 
-/// The counter of label class `id`.
-pub fn class_counter(id: u32) -> String {
-    format!("c_{id}")
-}
-
 impl Service {
     async fn project_for_labeling(
         &self,
@@ -265,7 +378,7 @@ impl Service {
             .get(&keys::task(project_id, task_id))
             .await?
             .ok_or_else(|| LabelingError::TaskNotFound(task_id.to_owned()))?;
-        if item.attrs.get("entity").and_then(Value::as_str) == Some(ENDED_TASK_ENTITY) {
+        if item.attrs.get(attr::ENTITY).and_then(Value::as_str) == Some(ENDED_TASK_ENTITY) {
             let ended: EndedTask = from_item(&item).map_err(LabelingError::Unavailable)?;
             if !ended.labeler.is_empty() && ended.labeler != actor.user && !actor.is_admin() {
                 return Err(LabelingError::NotYourTask);
@@ -353,7 +466,7 @@ impl Service {
         now: i64,
     ) -> Result<Option<CheckedOutTask>, LabelingError> {
         let entry: WorkEntry = from_item(candidate).map_err(LabelingError::Unavailable)?;
-        let is_lease = candidate.key.sk.starts_with("L#");
+        let is_lease = keys::is_lease_sk(&candidate.key.sk);
         let task = TaskRecord {
             id: new_id("t"),
             round: project.round,
@@ -368,72 +481,87 @@ impl Service {
             lease_version: 1,
             created_at: now,
         };
-        let mut writes = vec![
+        let mut writes = Transaction::new();
+        writes.push(
+            LabelingWrite::WorkEntry,
             Write::Delete {
                 key: candidate.key.clone(),
                 condition: Some(Condition::Exists),
             },
+        );
+        writes.push(
+            LabelingWrite::ProjectRound,
             Write::Check {
                 key: keys::project(&project.id),
                 condition: running_in_round(project.round),
             },
+        );
+        writes.push(LabelingWrite::NewTask, new_task_write(&project.id, &task)?);
+        writes.push(
+            LabelingWrite::NewLeaseEntry,
             Write::Put {
-                item: to_item(keys::task(&project.id, &task.id), "task", &task),
-                condition: Some(Condition::NotExists),
-            },
-            Write::Put {
-                item: lease_entry_item(&project.id, project.round, &task),
+                item: lease_entry_item(&project.id, project.round, &task)?,
                 condition: None,
             },
-        ];
+        );
         if is_lease {
-            writes.push(ended_task_write(
-                &project.id,
-                &entry.task_id,
-                entry.labeler.as_deref().unwrap_or_default(),
-                TaskEnd::TakenOver,
-                now,
-                Condition::And(vec![
-                    Condition::equals("lease_version", entry.lease_version),
-                    Condition::less_than("lease_expires_at", now + 1),
-                ]),
-            ));
+            writes.push(
+                LabelingWrite::TaskOnLease,
+                ended_task_write(
+                    &project.id,
+                    &entry.task_id,
+                    entry.labeler.as_deref().unwrap_or_default(),
+                    TaskEnd::TakenOver,
+                    now,
+                    Condition::And(vec![
+                        Condition::equals(attr::LEASE_VERSION, entry.lease_version),
+                        Condition::less_than(attr::LEASE_EXPIRES_AT, now + 1),
+                    ]),
+                )?,
+            );
         } else {
             let n = task.items.len() as i64;
-            writes.push(Write::Update {
-                key: keys::stats(&project.id, project.round),
-                update: stats_update(&[
-                    ("in_task", n),
-                    ("queued", -n),
-                    (entry.kind.queue_counter(), -n),
-                ]),
-                condition: None,
-            });
+            writes.push(
+                LabelingWrite::Stats,
+                Write::Update {
+                    key: keys::stats(&project.id, project.round),
+                    update: stats_update(&[
+                        (counter::IN_TASK, n),
+                        (counter::QUEUED, -n),
+                        (entry.kind.queue_counter(), -n),
+                    ]),
+                    condition: None,
+                },
+            );
         }
         for item in &task.items {
             let previous_holder = if is_lease {
-                Condition::equals("task_id", entry.task_id.as_str())
+                Condition::equals(attr::TASK_ID, entry.task_id.as_str())
             } else {
-                Condition::equals("state", ItemState::Queued.as_str())
+                Condition::equals(attr::STATE, ItemState::Queued.as_str())
             };
-            writes.push(Write::Update {
-                key: keys::item(&project.id, item.item),
-                update: Update::default()
-                    .set("state", ItemState::InTask.as_str())
-                    .set("task_id", task.id.as_str()),
-                condition: Some(Condition::And(vec![
-                    Condition::equals("round", project.round),
-                    previous_holder,
-                ])),
-            });
+            writes.push(
+                LabelingWrite::Item(item.item),
+                Write::Update {
+                    key: keys::item(&project.id, item.item),
+                    update: Update::default()
+                        .set(attr::STATE, ItemState::InTask.as_str())
+                        .set(attr::TASK_ID, task.id.as_str()),
+                    condition: Some(Condition::And(vec![
+                        Condition::equals(attr::ROUND, project.round),
+                        previous_holder,
+                    ])),
+                },
+            );
         }
-        match self.table.transact(writes).await {
+        match writes.commit(self.table.as_ref()).await {
             Ok(()) => Ok(Some(self.present(project, &task).await?)),
-            Err(TableError::ConditionFailed { index: 1 }) => {
+            Err(Rejected::Condition(LabelingWrite::ProjectRound)) => {
                 Err(self.not_running_error(actor, &project.id).await)
             }
-            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => Ok(None),
-            Err(error) => Err(error.into()),
+            // Another labeler took it first.
+            Err(Rejected::Condition(_) | Rejected::Conflict) => Ok(None),
+            Err(Rejected::Table(error)) => Err(error.into()),
         }
     }
 
@@ -460,7 +588,7 @@ impl Service {
             .table
             .update(
                 &cursor_key,
-                Update::default().add("next", page_size),
+                Update::default().add(attr::NEXT, page_size),
                 Some(Condition::Exists),
             )
             .await
@@ -473,8 +601,8 @@ impl Service {
             }
             Err(error) => return Err(error.into()),
         };
-        let next = number(&cursor.attrs, "next");
-        let total = number(&cursor.attrs, "total");
+        let next = number(&cursor.attrs, attr::NEXT);
+        let total = number(&cursor.attrs, attr::TOTAL);
         let start = next - page_size;
         if next > total {
             // Give back the overshoot so positions appended later by a refresh are not skipped.
@@ -484,10 +612,10 @@ impl Service {
                 .table
                 .update(
                     &cursor_key,
-                    Update::default().set("next", total),
+                    Update::default().set(attr::NEXT, total),
                     Some(Condition::And(vec![
-                        Condition::equals("next", next),
-                        Condition::equals("total", total),
+                        Condition::equals(attr::NEXT, next),
+                        Condition::equals(attr::TOTAL, total),
                     ])),
                 )
                 .await;
@@ -500,7 +628,9 @@ impl Service {
             return Ok(None);
         }
         let manifest = self.manifest_covering(&project.id, total as u64).await?;
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|error| LabelingError::Unavailable(Box::new(error)))?;
         let mut positions = Vec::new();
         for position in start..next.min(total) {
@@ -512,7 +642,7 @@ impl Service {
             positions.push(item);
         }
         match self
-            .claim_items(actor, project, &manifest, &source, &positions, now)
+            .claim_items(actor, project, &manifest, source, &positions, now)
             .await
         {
             Ok(claim) => Ok(Some(claim)),
@@ -538,16 +668,20 @@ impl Service {
             .table
             .update(
                 cursor_key,
-                Update::default().set("low_water_total", total),
+                Update::default().set(attr::LOW_WATER_TOTAL, total),
                 Some(Condition::NotEquals(
-                    "low_water_total".to_owned(),
+                    attr::LOW_WATER_TOTAL.to_owned(),
                     total.into(),
                 )),
             )
             .await;
         if marked.is_ok()
             && let Err(error) = self
-                .enqueue_refresh(&project.id, "low_water", Duration::ZERO)
+                .enqueue_refresh(
+                    &project.id,
+                    crate::domain::refresh::RefreshTrigger::LowWater,
+                    Duration::ZERO,
+                )
                 .await
         {
             tracing::warn!(%error, project_id = %project.id, "could not queue a low-water refresh");
@@ -592,20 +726,7 @@ impl Service {
         for result in keys_and_sizes {
             prepared.push(result?);
         }
-        // After a start-over, the items' records from earlier rounds hold labels to show as
-        // prelabels and to keep for exports that began before the start-over.
-        let earlier: std::collections::HashMap<u64, ItemRecord> = if project.round > 0 {
-            let record_keys: Vec<_> = items.iter().map(|i| keys::item(&project.id, *i)).collect();
-            self.table
-                .batch_get(&record_keys)
-                .await?
-                .iter()
-                .filter_map(|item| from_item::<ItemRecord>(item).ok())
-                .map(|record| (record.item, record))
-                .collect()
-        } else {
-            Default::default()
-        };
+        let earlier = self.earlier_records(project, items).await?;
         let task_id = new_id("t");
         let mut task = TaskRecord {
             id: task_id.clone(),
@@ -620,97 +741,81 @@ impl Service {
         let mut missing = 0i64;
         let mut item_writes = Vec::new();
         for (item, key, size) in prepared {
-            let earlier = earlier.get(&item);
-            let prelabels: Vec<StoredAnnotation> = match earlier {
-                Some(record) if project.keep_prelabels => {
-                    if record.state == ItemState::Labeled {
-                        record.labels.clone()
-                    } else {
-                        record.prelabels.clone()
-                    }
-                }
-                _ => Vec::new(),
-            };
-            let (width, height) = match size {
-                Some((w, h)) => (Some(w), Some(h)),
-                None => (None, None),
-            };
             let state = if size.is_some() {
                 ItemState::InTask
             } else {
                 missing += 1;
                 ItemState::Missing
             };
-            let record = ItemRecord {
-                item,
-                key: key.clone(),
-                round: project.round,
-                state,
-                task_id: (state == ItemState::InTask).then(|| task_id.clone()),
-                labels: Vec::new(),
-                prelabels: prelabels.clone(),
-                labeled_by: None,
-                labeled_at: None,
-                width,
-                height,
-                superseded: earlier
-                    .map(|record| record.history_after_replacing(now))
-                    .unwrap_or_default(),
-            };
-            item_writes.push(Write::Put {
-                item: to_item(keys::item(&project.id, item), "item", &record),
-                condition: Some(Condition::Or(vec![
-                    Condition::NotExists,
-                    Condition::less_than("round", project.round),
-                ])),
-            });
+            let record = first_claim_record(
+                project,
+                earlier.get(&item),
+                FirstClaim {
+                    item,
+                    key,
+                    size,
+                    state,
+                    task_id: (state == ItemState::InTask).then(|| task_id.clone()),
+                    now,
+                },
+            );
+            item_writes.push((
+                LabelingWrite::Item(item),
+                first_claim_write(&project.id, &record)?,
+            ));
             if state == ItemState::InTask {
                 task.items.push(TaskItem {
                     item,
-                    key,
-                    width,
-                    height,
-                    prelabels,
+                    key: record.key,
+                    width: record.width,
+                    height: record.height,
+                    prelabels: record.prelabels,
                 });
             }
         }
         loop {
             let in_task = task.items.len() as i64;
-            let mut writes = vec![
+            let mut writes = Transaction::new();
+            writes.push(
+                LabelingWrite::ProjectRound,
                 Write::Check {
                     key: keys::project(&project.id),
                     condition: running_in_round(project.round),
                 },
+            );
+            writes.push(
+                LabelingWrite::Stats,
                 Write::Update {
                     key: keys::stats(&project.id, project.round),
-                    update: stats_update(&[("in_task", in_task), ("missing", missing)]),
+                    update: stats_update(&[
+                        (counter::IN_TASK, in_task),
+                        (counter::MISSING, missing),
+                    ]),
                     condition: None,
                 },
-            ];
+            );
             if in_task > 0 {
-                writes.push(Write::Put {
-                    item: to_item(keys::task(&project.id, &task.id), "task", &task),
-                    condition: Some(Condition::NotExists),
-                });
-                writes.push(Write::Put {
-                    item: lease_entry_item(&project.id, project.round, &task),
-                    condition: None,
-                });
+                writes.push(LabelingWrite::NewTask, new_task_write(&project.id, &task)?);
+                writes.push(
+                    LabelingWrite::NewLeaseEntry,
+                    Write::Put {
+                        item: lease_entry_item(&project.id, project.round, &task)?,
+                        condition: None,
+                    },
+                );
             }
-            let first_item_write = writes.len();
             writes.extend(item_writes.iter().cloned());
-            match self.table.transact(writes).await {
+            match writes.commit(self.table.as_ref()).await {
                 Ok(()) if in_task == 0 => return Ok(Claim::NothingUsable),
                 Ok(()) => return Ok(Claim::Task(Box::new(self.present(project, &task).await?))),
-                Err(TableError::ConditionFailed { index: 0 }) => {
+                Err(Rejected::Condition(LabelingWrite::ProjectRound)) => {
                     return Err(self.not_running_error(actor, &project.id).await);
                 }
-                Err(TableError::ConditionFailed { index }) if index >= first_item_write => {
+                Err(Rejected::Condition(LabelingWrite::Item(lost))) => {
                     // Someone else holds this item in this round already: leave it out.
-                    let lost = item_writes.remove(index - first_item_write);
-                    let lost_item = keys::item_id_from_sk(&lost.key().sk);
+                    item_writes.retain(|(name, _)| *name != LabelingWrite::Item(lost));
                     let before = task.items.len();
-                    task.items.retain(|i| Some(i.item) != lost_item);
+                    task.items.retain(|i| i.item != lost);
                     if task.items.len() == before {
                         missing -= 1;
                     }
@@ -718,10 +823,36 @@ impl Service {
                         return Ok(Claim::NothingUsable);
                     }
                 }
-                Err(TableError::TransactionConflict) => continue,
-                Err(error) => return Err(error.into()),
+                Err(Rejected::Condition(other)) => {
+                    return Err(LabelingError::Unavailable(
+                        format!("unexpected failed condition on {other:?}").into(),
+                    ));
+                }
+                Err(Rejected::Conflict) => continue,
+                Err(Rejected::Table(error)) => return Err(error.into()),
             }
         }
+    }
+
+    /// After a start-over, the items' records from earlier rounds hold labels to show as
+    /// prelabels and to keep for exports that began before the start-over.
+    async fn earlier_records(
+        &self,
+        project: &ProjectRecord,
+        items: &[u64],
+    ) -> Result<std::collections::HashMap<u64, ItemRecord>, LabelingError> {
+        if project.round == 0 {
+            return Ok(Default::default());
+        }
+        let record_keys: Vec<_> = items.iter().map(|i| keys::item(&project.id, *i)).collect();
+        Ok(self
+            .table
+            .batch_get(&record_keys)
+            .await?
+            .iter()
+            .filter_map(|item| from_item::<ItemRecord>(item).ok())
+            .map(|record| (record.item, record))
+            .collect())
     }
 
     /// Best effort after a failed claim: the items become one waiting task.
@@ -732,47 +863,105 @@ impl Service {
         items: &[u64],
         now: i64,
     ) {
-        let mut task_items = Vec::new();
-        for item in items {
-            if let Ok(key) = self.item_key(&project.id, manifest, *item).await {
-                task_items.push(TaskItem {
-                    item: *item,
-                    key,
-                    width: None,
-                    height: None,
-                    prelabels: Vec::new(),
-                });
-            }
-        }
-        let task_id = new_id("t");
-        let entry = WorkEntry {
-            task_id: task_id.clone(),
-            kind: TaskKind::Manual,
-            items: task_items,
-            lease_version: 0,
-            labeler: None,
-        };
-        let n = entry.items.len() as i64;
-        let writes = vec![
-            Write::Put {
-                item: Item::new(
-                    crate::ports::Key::new(
-                        keys::work_pk(&project.id, project.round),
-                        keys::waiting_sk(TaskKind::Manual.priority(), now, &task_id),
-                    ),
-                    to_attrs(&entry),
-                ),
-                condition: None,
-            },
-            Write::Update {
-                key: keys::stats(&project.id, project.round),
-                update: stats_update(&[("queued", n), ("q_manual", n)]),
-                condition: None,
-            },
-        ];
-        if let Err(error) = self.table.transact(writes).await {
+        if let Err(error) = self.try_park_unclaimed(project, manifest, items, now).await {
             tracing::error!(%error, project_id = %project.id, ?items, "could not park unclaimed items");
         }
+    }
+
+    /// Parks the items as one waiting task together with their item records in state
+    /// `queued`: a take-over claims an item by moving its record from `queued` to `in_task`,
+    /// so a waiting task whose items have no record could never be taken, and would keep
+    /// checkouts from reaching fresh work while it sat among the first waiting rows.
+    async fn try_park_unclaimed(
+        &self,
+        project: &ProjectRecord,
+        manifest: &ManifestRecord,
+        items: &[u64],
+        now: i64,
+    ) -> Result<(), LabelingError> {
+        let earlier = self.earlier_records(project, items).await?;
+        let mut parked = Vec::with_capacity(items.len());
+        for item in items {
+            let Ok(key) = self.item_key(&project.id, manifest, *item).await else {
+                continue;
+            };
+            let earlier = earlier.get(item);
+            let record = first_claim_record(
+                project,
+                earlier,
+                FirstClaim {
+                    item: *item,
+                    key,
+                    size: None,
+                    state: ItemState::Queued,
+                    task_id: None,
+                    now,
+                },
+            );
+            let task_item = TaskItem {
+                item: *item,
+                key: record.key.clone(),
+                width: None,
+                height: None,
+                prelabels: record.prelabels.clone(),
+            };
+            parked.push((
+                task_item,
+                (
+                    LabelingWrite::Item(*item),
+                    first_claim_write(&project.id, &record)?,
+                ),
+            ));
+        }
+        let task_id = new_id("t");
+        for _ in 0..CHECKOUT_ATTEMPTS {
+            if parked.is_empty() {
+                return Ok(());
+            }
+            let entry = WorkEntry {
+                task_id: task_id.clone(),
+                kind: TaskKind::Manual,
+                items: parked
+                    .iter()
+                    .map(|(task_item, _)| task_item.clone())
+                    .collect(),
+                lease_version: 0,
+                labeler: None,
+            };
+            let n = entry.items.len() as i64;
+            let mut writes = Transaction::new();
+            writes.push(
+                LabelingWrite::WorkEntry,
+                waiting_entry_write(&project.id, project.round, now, &entry)?,
+            );
+            writes.push(
+                LabelingWrite::Stats,
+                Write::Update {
+                    key: keys::stats(&project.id, project.round),
+                    update: stats_update(&[
+                        (counter::QUEUED, n),
+                        (TaskKind::Manual.queue_counter(), n),
+                    ]),
+                    condition: None,
+                },
+            );
+            writes.extend(parked.iter().map(|(_, write)| write.clone()));
+            match writes.commit(self.table.as_ref()).await {
+                Ok(()) => return Ok(()),
+                Err(Rejected::Condition(LabelingWrite::Item(held))) => {
+                    // Someone holds this item in this round already: it is not lost.
+                    parked.retain(|(task_item, _)| task_item.item != held);
+                }
+                Err(Rejected::Condition(other)) => {
+                    return Err(LabelingError::Unavailable(
+                        format!("unexpected failed condition on {other:?}").into(),
+                    ));
+                }
+                Err(Rejected::Conflict) => {}
+                Err(Rejected::Table(error)) => return Err(error.into()),
+            }
+        }
+        Err(LabelingError::Contention)
     }
 
     /// Reads the image's width and height from its header; `None` when the image is missing
@@ -816,7 +1005,9 @@ impl Service {
         project: &ProjectRecord,
         task: &TaskRecord,
     ) -> Result<CheckedOutTask, LabelingError> {
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|error| LabelingError::Unavailable(Box::new(error)))?;
         let mut items = Vec::with_capacity(task.items.len());
         for item in &task.items {
@@ -863,15 +1054,15 @@ impl Service {
         renewed.lease_version += 1;
         let writes = vec![
             Write::Put {
-                item: to_item(keys::task(project_id, task_id), "task", &renewed),
-                condition: Some(Condition::equals("lease_version", task.lease_version)),
+                item: to_item(keys::task(project_id, task_id), TASK_ENTITY, &renewed)?,
+                condition: Some(Condition::equals(attr::LEASE_VERSION, task.lease_version)),
             },
             Write::Delete {
                 key: lease_entry_key(project_id, &task),
                 condition: Some(Condition::Exists),
             },
             Write::Put {
-                item: lease_entry_item(project_id, task.round, &renewed),
+                item: lease_entry_item(project_id, task.round, &renewed)?,
                 condition: Some(Condition::NotExists),
             },
         ];
@@ -912,9 +1103,8 @@ impl Service {
     ) -> Result<(), LabelingError> {
         let now = self.clock.now();
         let kind = TaskKind::Requeued;
-        let waiting_id = new_id("t");
         let entry = WorkEntry {
-            task_id: waiting_id.clone(),
+            task_id: new_id("t"),
             kind,
             items: task.items.clone(),
             lease_version: 0,
@@ -928,25 +1118,20 @@ impl Service {
                 &task.labeler,
                 end,
                 now,
-                Condition::equals("lease_version", task.lease_version),
-            ),
+                Condition::equals(attr::LEASE_VERSION, task.lease_version),
+            )?,
             Write::Delete {
                 key: lease_entry_key(project_id, task),
                 condition: Some(Condition::Exists),
             },
-            Write::Put {
-                item: Item::new(
-                    crate::ports::Key::new(
-                        keys::work_pk(project_id, task.round),
-                        keys::waiting_sk(kind.priority(), now, &waiting_id),
-                    ),
-                    to_attrs(&entry),
-                ),
-                condition: None,
-            },
+            waiting_entry_write(project_id, task.round, now, &entry)?,
             Write::Update {
                 key: keys::stats(project_id, task.round),
-                update: stats_update(&[("in_task", -n), ("queued", n), (kind.queue_counter(), n)]),
+                update: stats_update(&[
+                    (counter::IN_TASK, -n),
+                    (counter::QUEUED, n),
+                    (kind.queue_counter(), n),
+                ]),
                 condition: None,
             },
         ];
@@ -954,9 +1139,9 @@ impl Service {
             writes.push(Write::Update {
                 key: keys::item(project_id, item.item),
                 update: Update::default()
-                    .set("state", ItemState::Queued.as_str())
-                    .remove("task_id"),
-                condition: Some(Condition::equals("task_id", task.id.as_str())),
+                    .set(attr::STATE, ItemState::Queued.as_str())
+                    .remove(attr::TASK_ID),
+                condition: Some(Condition::equals(attr::TASK_ID, task.id.as_str())),
             });
         }
         match self.table.transact(writes).await {
@@ -991,7 +1176,7 @@ impl Service {
         loop {
             let mut query = Query::new(
                 keys::work_pk(&project.id, project.round),
-                SkRange::BeginsWith("L#".to_owned()),
+                SkRange::BeginsWith(keys::LEASE_SK_PREFIX.to_owned()),
                 100,
             );
             query.start_after = cursor.take();
@@ -1057,24 +1242,32 @@ impl Service {
         let mut labeled = 0i64;
         let mut skipped = 0i64;
         let mut class_counts: std::collections::BTreeMap<u32, i64> = Default::default();
-        let mut writes = vec![
+        let mut writes = Transaction::new();
+        writes.push(
+            LabelingWrite::TaskOnLease,
             ended_task_write(
                 project_id,
                 task_id,
                 &task.labeler,
                 TaskEnd::Submitted,
                 now,
-                Condition::equals("lease_version", task.lease_version),
-            ),
+                Condition::equals(attr::LEASE_VERSION, task.lease_version),
+            )?,
+        );
+        writes.push(
+            LabelingWrite::WorkEntry,
             Write::Delete {
                 key: lease_entry_key(project_id, &task),
                 condition: Some(Condition::Exists),
             },
+        );
+        writes.push(
+            LabelingWrite::ProjectRound,
             Write::Check {
                 key: keys::project(project_id),
-                condition: Condition::equals("round", task.round),
+                condition: Condition::equals(attr::ROUND, task.round),
             },
-        ];
+        );
         for (item_id, outcome) in &outcomes {
             let update = match outcome {
                 ItemOutcome::Labeled(labels) => {
@@ -1083,57 +1276,63 @@ impl Service {
                         *class_counts.entry(label.class_id).or_default() += 1;
                     }
                     Update::default()
-                        .set("state", ItemState::Labeled.as_str())
-                        .set("labels", serde_json::to_value(labels).unwrap_or_default())
+                        .set(attr::STATE, ItemState::Labeled.as_str())
+                        .set(attr::LABELS, to_json("item's labels", labels)?)
                 }
                 ItemOutcome::Skipped => {
                     skipped += 1;
                     Update::default()
-                        .set("state", ItemState::Skipped.as_str())
-                        .set("labels", Value::Array(Vec::new()))
+                        .set(attr::STATE, ItemState::Skipped.as_str())
+                        .set(attr::LABELS, Value::Array(Vec::new()))
                 }
             }
-            .set("labeled_by", actor.user.as_str())
-            .set("labeled_at", now)
-            .remove("task_id");
-            writes.push(Write::Update {
-                key: keys::item(project_id, *item_id),
-                update,
-                condition: Some(Condition::And(vec![
-                    Condition::equals("round", task.round),
-                    Condition::equals("task_id", task_id),
-                ])),
-            });
+            .set(attr::LABELED_BY, actor.user.as_str())
+            .set(attr::LABELED_AT, now)
+            .remove(attr::TASK_ID);
+            writes.push(
+                LabelingWrite::Item(*item_id),
+                Write::Update {
+                    key: keys::item(project_id, *item_id),
+                    update,
+                    condition: Some(Condition::And(vec![
+                        Condition::equals(attr::ROUND, task.round),
+                        Condition::equals(attr::TASK_ID, task_id),
+                    ])),
+                },
+            );
         }
         let n = task.items.len() as i64;
         let class_keys: Vec<(String, i64)> = class_counts
             .iter()
-            .map(|(id, count)| (class_counter(*id), *count))
+            .map(|(id, count)| (counter::class(*id), *count))
             .collect();
-        let mut changes: Vec<(&str, i64)> =
-            vec![("in_task", -n), ("labeled", labeled), ("skipped", skipped)];
+        let mut changes: Vec<(&str, i64)> = vec![
+            (counter::IN_TASK, -n),
+            (counter::LABELED, labeled),
+            (counter::SKIPPED, skipped),
+        ];
         changes.extend(class_keys.iter().map(|(k, v)| (k.as_str(), *v)));
-        writes.push(Write::Update {
-            key: keys::stats(project_id, task.round),
-            update: stats_update(&changes),
-            condition: None,
-        });
-        match self.table.transact(writes).await {
+        writes.push(
+            LabelingWrite::Stats,
+            Write::Update {
+                key: keys::stats(project_id, task.round),
+                update: stats_update(&changes),
+                condition: None,
+            },
+        );
+        match writes.commit(self.table.as_ref()).await {
             Ok(()) => Ok(SubmissionReceipt {
                 task_id: task_id.to_owned(),
                 labeled: labeled as usize,
                 skipped: skipped as usize,
             }),
-            Err(TableError::ConditionFailed { index: 2 }) => Err(LabelingError::RoundChanged),
-            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => {
+            Err(Rejected::Condition(LabelingWrite::ProjectRound)) => {
+                Err(LabelingError::RoundChanged)
+            }
+            Err(Rejected::Condition(_) | Rejected::Conflict) => {
                 Err(self.lease_lost(actor, project_id, task_id).await)
             }
-            Err(error) => Err(error.into()),
+            Err(Rejected::Table(error)) => Err(error.into()),
         }
-    }
-
-    /// Lease length, for callers that schedule renewals.
-    pub fn lease_duration(project: &ProjectRecord) -> Duration {
-        Duration::from_secs(u64::from(project.lease_seconds))
     }
 }

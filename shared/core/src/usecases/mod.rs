@@ -8,3 +8,45 @@ pub mod labeling;
 pub mod projects;
 pub mod refresh;
 pub mod review;
+
+#[cfg(test)]
+mod tests {
+    /// The use cases' sources, as the text their error messages are written in.
+    const SOURCES: [(&str, &str); 8] = [
+        ("dashboard.rs", include_str!("dashboard.rs")),
+        ("datasets.rs", include_str!("datasets.rs")),
+        ("export.rs", include_str!("export.rs")),
+        ("ingest.rs", include_str!("ingest.rs")),
+        ("labeling.rs", include_str!("labeling.rs")),
+        ("projects.rs", include_str!("projects.rs")),
+        ("refresh.rs", include_str!("refresh.rs")),
+        ("review.rs", include_str!("review.rs")),
+    ];
+
+    /// Use cases are not HTTP: a message that names a route or a status code is wrong under
+    /// any other edge (a job, a Lambda event) and goes stale when the API changes.
+    #[test]
+    fn no_use_case_message_names_a_route_or_a_status_code() {
+        let http_words = [
+            "GET /",
+            "POST /",
+            "PUT /",
+            "PATCH /",
+            "DELETE /",
+            "HTTP ",
+            "status code",
+        ];
+        for (file, source) in SOURCES {
+            for (number, line) in source.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                for word in http_words {
+                    assert!(
+                        !code.contains(word),
+                        "{file}:{}: {word:?} in {line:?}",
+                        number + 1
+                    );
+                }
+            }
+        }
+    }
+}

@@ -61,6 +61,12 @@ impl DomainError for ProjectError {
     }
 }
 
+impl From<crate::service::UnserializableRecord> for ProjectError {
+    fn from(error: crate::service::UnserializableRecord) -> Self {
+        ProjectError::Unavailable(Box::new(error))
+    }
+}
+
 impl From<TableError> for ProjectError {
     fn from(error: TableError) -> Self {
         ProjectError::Unavailable(Box::new(error))
@@ -103,7 +109,7 @@ impl ProjectView {
             instructions: record.instructions.clone(),
             page_size: record.page_size,
             lease_seconds: record.lease_seconds,
-            source: record.source.clone(),
+            source: record.source.uri().to_owned(),
             status: record.status.as_str(),
             failure: record.failure.clone(),
             round: record.round,
@@ -207,7 +213,7 @@ impl Service {
         record.version += 1;
         record.updated_at = self.clock.now();
         let mut writes = vec![Write::Put {
-            item: to_item(keys::project(project_id), "project", &record),
+            item: to_item(keys::project(project_id), "project", &record)?,
             condition: Some(Condition::equals("version", version)),
         }];
         writes.append(&mut extra);
@@ -244,7 +250,7 @@ impl Service {
             {
                 return Err(ProjectError::Invalid(ValidationErrors::single(
                     "/source",
-                    format!("there is no dataset {dataset:?}; create it with POST /datasets"),
+                    format!("there is no dataset {dataset:?}; create the dataset first"),
                 )));
             }
             input.source = format!(
@@ -276,7 +282,7 @@ impl Service {
             instructions: new.instructions,
             page_size: new.page_size,
             lease_seconds: new.lease_seconds,
-            source: new.source.uri().to_owned(),
+            source: new.source,
             status: ProjectStatus::Initializing,
             failure: None,
             round: 0,
@@ -295,19 +301,19 @@ impl Service {
             keys::name_reservation(&lower_name),
             "name",
             &serde_json::json!({ "project_id": id, "name": new.name }),
-        );
+        )?;
         let index = to_item(
             keys::project_index(&id),
             "project_index",
             &serde_json::json!({ "project_id": id }),
-        );
+        )?;
         let writes = vec![
             Write::Put {
                 item: reservation,
                 condition: Some(Condition::NotExists),
             },
             Write::Put {
-                item: to_item(keys::project(&id), "project", &record),
+                item: to_item(keys::project(&id), "project", &record)?,
                 condition: Some(Condition::NotExists),
             },
             Write::Put {
@@ -336,7 +342,10 @@ impl Service {
         {
             tracing::error!(%error, project_id = %id, "could not queue the ingest job");
             let _ = self
-                .fail_project(&id, "the ingest job could not be queued; retry the project (POST /projects/{id}/refresh)")
+                .fail_project(
+                    &id,
+                    "the ingest job could not be queued; refresh the project to try again",
+                )
                 .await;
             return Err(ProjectError::Unavailable(Box::new(error)));
         }
@@ -362,7 +371,7 @@ impl Service {
         for chunk in ids.chunks(crate::ports::table::MAX_BATCH_GET) {
             let keys: Vec<_> = chunk
                 .iter()
-                .filter_map(|sk| sk.strip_prefix("P#"))
+                .filter_map(|sk| keys::project_id_from_index_sk(sk))
                 .map(keys::project)
                 .collect();
             for item in self.table.batch_get(&keys).await? {
@@ -443,7 +452,8 @@ impl Service {
                 }
                 "labels" => errors.push(
                     pointer,
-                    "add label classes with POST /projects/{id}/labels and a mode",
+                    "label classes are added with a mode (start over, keep as prelabels or \
+                     continue), not by an edit",
                 ),
                 _ => errors.push(pointer, "unknown field"),
             }
@@ -724,8 +734,12 @@ impl Service {
             })
             .await?;
         let queued = if has_items {
-            self.enqueue_refresh(project_id, "retry", std::time::Duration::ZERO)
-                .await
+            self.enqueue_refresh(
+                project_id,
+                crate::domain::refresh::RefreshTrigger::Retry,
+                std::time::Duration::ZERO,
+            )
+            .await
         } else {
             let job = Job::Ingest {
                 project_id: project_id.to_owned(),

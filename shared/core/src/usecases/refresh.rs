@@ -9,14 +9,15 @@ use tracing::instrument;
 
 use crate::access::Actor;
 use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
+use crate::domain::refresh::RefreshTrigger;
 use crate::domain::source::Source;
 use crate::ids::new_id;
 use crate::jobs::Job;
 use crate::keys;
 use crate::manifest::{Batch, CHUNK_KEYS, ManifestRecord, encode_chunk};
 use crate::ports::table::MAX_TRANSACTION_WRITES;
-use crate::ports::{BlobError, Condition, Item, Key, Query, SkRange, TableError, Update, Write};
-use crate::service::{Service, from_item, number, to_item};
+use crate::ports::{Condition, Item, Key, Query, SkRange, TableError, Update, Write};
+use crate::service::{Service, from_item, number, to_item, to_json_bytes};
 use crate::time::rfc3339;
 use crate::usecases::ingest::JobError;
 use crate::usecases::projects::ProjectError;
@@ -31,8 +32,6 @@ const EVENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 const LEASE_BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Sort keys are at most 1,024 bytes: longer object keys are left to the daily listing.
 const MAX_EVENT_KEY_BYTES: usize = 1000;
-/// Rows `P#<pid>` / `EVENT#<object key>`: new objects an event job has yet to add.
-const EVENT_KEY_PREFIX: &str = "EVENT#";
 /// Commits tried while checkouts keep moving the cursor, before the job is retried later.
 const CURSOR_ATTEMPTS: usize = 20;
 /// Rows that only coordinate refreshes are useless a day after they stop mattering.
@@ -53,7 +52,7 @@ pub const DAILY_REFRESH_HOUR_UTC: i64 = 2;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefreshStatus {
     pub at: i64,
-    pub trigger: String,
+    pub trigger: RefreshTrigger,
     pub added: u64,
     pub dropped: u64,
     pub removed: u64,
@@ -93,68 +92,11 @@ fn status_key(project_id: &str) -> String {
     format!("manifests/{project_id}/refresh-status.json")
 }
 
-fn lease_key(project_id: &str) -> Key {
-    Key::new(keys::project_pk(project_id), "REFRESH")
-}
-
-/// Present while an event-keys job of the project is queued.
-fn events_scheduled_key(project_id: &str) -> Key {
-    Key::new(keys::project_pk(project_id), "EVENTS_SCHEDULED")
-}
-
 /// The next daily run after `now`.
 pub fn next_daily_run(now: i64) -> i64 {
     let day = 86_400_000;
     let at = now.div_euclid(day) * day + DAILY_REFRESH_HOUR_UTC * 3_600_000;
     if at > now { at } else { at + day }
-}
-
-/// Decodes an S3 event key (`+` for spaces, `%XX` escapes).
-pub fn decode_event_key(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'+' => out.push(b' '),
-            b'%' if index + 2 < bytes.len() => {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap_or("zz"),
-                    16,
-                ) {
-                    Ok(byte) => {
-                        out.push(byte);
-                        index += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The records of an S3 object-created notification: (bucket, key).
-pub fn parse_object_created(body: &str) -> Option<Vec<(String, String)>> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    let records = value.get("Records")?.as_array()?;
-    Some(
-        records
-            .iter()
-            .filter(|r| {
-                r["eventName"]
-                    .as_str()
-                    .is_none_or(|name| name.starts_with("ObjectCreated"))
-            })
-            .filter_map(|r| {
-                let bucket = r["s3"]["bucket"]["name"].as_str()?;
-                let key = r["s3"]["object"]["key"].as_str()?;
-                Some((bucket.to_owned(), decode_event_key(key)))
-            })
-            .collect(),
-    )
 }
 
 impl Service {
@@ -185,21 +127,25 @@ impl Service {
                 needed: "running, paused or failed",
             });
         }
-        self.enqueue_refresh(project_id, "on_demand", std::time::Duration::ZERO)
-            .await
-            .map_err(|e| ProjectError::Unavailable(Box::new(e)))?;
+        self.enqueue_refresh(
+            project_id,
+            RefreshTrigger::OnDemand,
+            std::time::Duration::ZERO,
+        )
+        .await
+        .map_err(|e| ProjectError::Unavailable(Box::new(e)))?;
         self.refresh_view(&project).await
     }
 
     pub(crate) async fn enqueue_refresh(
         &self,
         project_id: &str,
-        trigger: &str,
+        trigger: RefreshTrigger,
         delay: std::time::Duration,
     ) -> Result<(), crate::ports::QueueError> {
         let job = Job::Refresh {
             project_id: project_id.to_owned(),
-            trigger: trigger.to_owned(),
+            trigger: trigger.as_str().to_owned(),
             request_id: new_id("r"),
         };
         self.queue
@@ -229,7 +175,7 @@ impl Service {
         let (at, trigger, added, dropped, removed, note) = match (&status, manifest) {
             (Some(status), _) => (
                 Some(status.at),
-                Some(status.trigger.clone()),
+                Some(status.trigger.as_str().to_owned()),
                 status.added,
                 status.dropped,
                 status.removed,
@@ -237,7 +183,8 @@ impl Service {
             ),
             (None, Some(m)) => (
                 m.last_refresh_at,
-                m.last_refresh_trigger.clone(),
+                m.last_refresh_trigger
+                    .map(|trigger| trigger.as_str().to_owned()),
                 m.last_refresh_added,
                 m.dropped,
                 m.removed,
@@ -273,21 +220,22 @@ impl Service {
         &self,
         project_id: &str,
         status: &RefreshStatus,
-    ) -> Result<(), BlobError> {
-        let body = serde_json::to_vec(status).unwrap_or_default();
-        self.blobs
+    ) -> Result<(), JobError> {
+        let body = to_json_bytes("refresh status", status)?;
+        Ok(self
+            .blobs
             .put(
                 &self.config.system_bucket,
                 &status_key(project_id),
                 body,
                 "application/json",
             )
-            .await
+            .await?)
     }
 
     /// Every project with incremental refresh on gets a refresh job (the daily schedule).
     #[instrument(skip(self), err)]
-    pub(crate) async fn refresh_all(&self, trigger: &str) -> Result<(), JobError> {
+    pub(crate) async fn refresh_all(&self, trigger: RefreshTrigger) -> Result<(), JobError> {
         for project in self.list_projects(&Actor::admin("system")).await? {
             if project.incremental_refresh && matches!(project.status, "running" | "paused") {
                 self.enqueue_refresh(&project.id, trigger, std::time::Duration::ZERO)
@@ -333,10 +281,7 @@ impl Service {
                     .iter()
                     .map(|key| Write::Put {
                         item: Item::new(
-                            Key::new(
-                                keys::project_pk(&project.id),
-                                format!("{EVENT_KEY_PREFIX}{key}"),
-                            ),
+                            keys::event_key(&project.id, key),
                             serde_json::json!({ "entity": "event_key", "key": key, "at": now, "ttl": expiry_seconds(now) })
                                 .as_object()
                                 .cloned()
@@ -359,7 +304,9 @@ impl Service {
         manifest: &ManifestRecord,
         keys: &[String],
     ) -> Result<Merge, JobError> {
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
         let mut candidates: Vec<String> = keys
             .iter()
@@ -411,9 +358,11 @@ impl Service {
         project: &ProjectRecord,
         manifest: &ManifestRecord,
     ) -> Result<Merge, JobError> {
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
-        let listing = self.list_source(&source, u64::MAX).await?;
+        let listing = self.list_source(source, u64::MAX).await?;
         let mut existing = Vec::with_capacity(manifest.total as usize);
         for batch in &manifest.batches {
             existing.extend(
@@ -463,7 +412,7 @@ impl Service {
     pub(crate) async fn refresh(
         &self,
         project_id: &str,
-        trigger: &str,
+        trigger: RefreshTrigger,
         request_id: &str,
     ) -> Result<(), JobError> {
         let Some(item) = self.table.get(&keys::project(project_id)).await? else {
@@ -483,7 +432,7 @@ impl Service {
         if manifest.total >= MAX_ITEMS {
             let status = RefreshStatus {
                 at: now,
-                trigger: trigger.to_owned(),
+                trigger,
                 dropped: manifest.dropped,
                 removed: manifest.removed,
                 note: Some(format!(
@@ -498,7 +447,7 @@ impl Service {
         if merge.new_keys.is_empty() {
             let status = RefreshStatus {
                 at: now,
-                trigger: trigger.to_owned(),
+                trigger,
                 removed: merge.removed,
                 unreadable: merge.unreadable,
                 listed: merge.listed,
@@ -546,7 +495,7 @@ impl Service {
         let (take, dropped, merge) = under_lease?;
         let status = RefreshStatus {
             at: now,
-            trigger: trigger.to_owned(),
+            trigger,
             added: take as u64,
             dropped,
             removed: merge.removed,
@@ -572,7 +521,7 @@ impl Service {
         project: &ProjectRecord,
         manifest: &ManifestRecord,
         merge: &Merge,
-        trigger: &str,
+        trigger: RefreshTrigger,
         request_id: &str,
         now: i64,
     ) -> Result<ManifestRecord, JobError> {
@@ -605,7 +554,7 @@ impl Service {
         next.dropped = (merge.new_keys.len() - take) as u64;
         next.removed = merge.removed;
         next.last_refresh_at = Some(now);
-        next.last_refresh_trigger = Some(trigger.to_owned());
+        next.last_refresh_trigger = Some(trigger);
         next.last_refresh_added = take as u64;
         self.commit_refresh(project_id, project.round, manifest, &next, request_id)
             .await?;
@@ -621,7 +570,7 @@ impl Service {
         now: i64,
     ) -> Result<bool, JobError> {
         let lease = Item::new(
-            lease_key(project_id),
+            keys::refresh_lease(project_id),
             serde_json::json!({ "entity": "refresh_lease", "holder": request_id, "expires_at": now + LEASE_MILLIS, "ttl": expiry_seconds(now + LEASE_MILLIS) })
                 .as_object()
                 .cloned()
@@ -651,7 +600,7 @@ impl Service {
         let released = self
             .table
             .delete(
-                &lease_key(project_id),
+                &keys::refresh_lease(project_id),
                 Some(Condition::equals("holder", request_id)),
             )
             .await;
@@ -671,7 +620,7 @@ impl Service {
     ) -> Result<(), JobError> {
         // Events from now on schedule the next job; the rows read below are this one's.
         self.table
-            .delete(&events_scheduled_key(project_id), None)
+            .delete(&keys::events_scheduled(project_id), None)
             .await?;
         let Some(item) = self.table.get(&keys::project(project_id)).await? else {
             return Ok(());
@@ -679,7 +628,7 @@ impl Service {
         let project: ProjectRecord = from_item(&item).map_err(JobError::Unavailable)?;
         let query = Query::new(
             keys::project_pk(project_id),
-            SkRange::BeginsWith(EVENT_KEY_PREFIX.to_owned()),
+            SkRange::BeginsWith(keys::EVENT_SK_PREFIX.to_owned()),
             EVENT_KEYS_PER_JOB,
         );
         let page = self.table.query(query).await?;
@@ -736,7 +685,7 @@ impl Service {
                     &project,
                     &manifest,
                     &merge,
-                    "object_created",
+                    RefreshTrigger::ObjectCreated,
                     request_id,
                     now,
                 )
@@ -763,7 +712,7 @@ impl Service {
                     .map_or(0, |status| status.unreadable);
                 let status = RefreshStatus {
                     at: now,
-                    trigger: "object_created".to_owned(),
+                    trigger: RefreshTrigger::ObjectCreated,
                     added: grown.last_refresh_added,
                     dropped: grown.dropped,
                     removed: grown.removed,
@@ -791,7 +740,7 @@ impl Service {
     ) -> Result<(), JobError> {
         let now = self.clock.now();
         let marker = Item::new(
-            events_scheduled_key(project_id),
+            keys::events_scheduled(project_id),
             serde_json::json!({ "entity": "events_scheduled", "at": now, "ttl": expiry_seconds(now) })
                 .as_object()
                 .cloned()
@@ -878,7 +827,7 @@ impl Service {
             };
             let writes = vec![
                 Write::Put {
-                    item: to_item(keys::manifest(project_id), "manifest", grown),
+                    item: to_item(keys::manifest(project_id), "manifest", grown)?,
                     condition: Some(Condition::equals("total", manifest.total)),
                 },
                 Write::Update {
@@ -894,7 +843,7 @@ impl Service {
                     condition: Condition::equals("round", round),
                 },
                 Write::Delete {
-                    key: lease_key(project_id),
+                    key: keys::refresh_lease(project_id),
                     condition: Some(Condition::equals("holder", lease_holder)),
                 },
             ];
@@ -929,13 +878,6 @@ mod tests {
     }
 
     #[test]
-    fn event_keys_are_decoded() {
-        assert_eq!(decode_event_key("a%2Fb+c.jpg"), "a/b c.jpg");
-        assert_eq!(decode_event_key("plain/key.png"), "plain/key.png");
-        assert_eq!(decode_event_key("100%25.png"), "100%.png");
-    }
-
-    #[test]
     fn the_daily_run_is_the_next_two_oclock() {
         let midnight = 1_767_225_600_000; // 2026-01-01T00:00:00Z
         assert_eq!(next_daily_run(midnight), midnight + 2 * 3_600_000);
@@ -943,15 +885,5 @@ mod tests {
             next_daily_run(midnight + 3 * 3_600_000),
             midnight + 26 * 3_600_000
         );
-    }
-
-    #[test]
-    fn s3_notifications_are_parsed() {
-        let body = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"photos"},"object":{"key":"cats%2Fa+b.jpg","size":3}}}]}"#;
-        assert_eq!(
-            parse_object_created(body),
-            Some(vec![("photos".to_owned(), "cats/a b.jpg".to_owned())])
-        );
-        assert_eq!(parse_object_created(r#"{"type":"ingest"}"#), None);
     }
 }

@@ -13,13 +13,12 @@ use crate::domain::labeling::{
 use crate::domain::project::ProjectRecord;
 use crate::domain::source::Source;
 use crate::ids::new_id;
-use crate::keys;
+use crate::keys::{self, attr, counter};
 use crate::ports::{
-    BlobError, BoxError, Condition, Item, Key, Query, SkRange, TableError, Update, Write,
+    BlobError, BoxError, Condition, Item, Query, SkRange, TableError, Update, Write,
 };
-use crate::service::{Service, from_item, to_attrs};
+use crate::service::{Service, from_item, to_attrs, to_json};
 use crate::time::rfc3339;
-use crate::usecases::labeling::class_counter;
 use crate::usecases::projects::ProjectError;
 
 pub const DEFAULT_PAGE: usize = 50;
@@ -56,6 +55,12 @@ impl DomainError for ReviewError {
             ReviewError::Invalid(errors) => &errors.0,
             _ => &[],
         }
+    }
+}
+
+impl From<crate::service::UnserializableRecord> for ReviewError {
+    fn from(error: crate::service::UnserializableRecord) -> Self {
+        ReviewError::Unavailable(Box::new(error))
     }
 }
 
@@ -153,14 +158,16 @@ impl Service {
             })?,
         };
         let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-        let source = Source::parse(&project.source, self.config.allow_file_sources)
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
             .map_err(|error| ReviewError::Unavailable(Box::new(error)))?;
         match filter {
             ItemFilter::State(state) => {
-                self.list_by_state(&project, &source, state, after, limit)
+                self.list_by_state(&project, source, state, after, limit)
                     .await
             }
-            ItemFilter::Unlabeled => self.list_unlabeled(&project, &source, after, limit).await,
+            ItemFilter::Unlabeled => self.list_unlabeled(&project, source, after, limit).await,
         }
     }
 
@@ -324,39 +331,35 @@ impl Service {
             labeler: None,
         };
         let mut stats = Update::default()
-            .add("labeled", -1)
-            .add("queued", 1)
+            .add(counter::LABELED, -1)
+            .add(counter::QUEUED, 1)
             .add(kind.queue_counter(), 1);
         for label in &record.labels {
-            stats = stats.add(&class_counter(label.class_id), -1);
+            stats = stats.add(&counter::class(label.class_id), -1);
         }
         let writes = vec![
             Write::Update {
                 key: keys::item(project_id, item_id),
                 update: Update::default()
-                    .set("state", ItemState::Queued.as_str())
-                    .set("labels", Value::Array(Vec::new()))
+                    .set(attr::STATE, ItemState::Queued.as_str())
+                    .set(attr::LABELS, Value::Array(Vec::new()))
                     .set("rejected_at", now)
                     .set(
-                        "superseded",
-                        serde_json::to_value(record.history_after_replacing(now))
-                            .unwrap_or_default(),
+                        attr::SUPERSEDED,
+                        to_json("label history", &record.history_after_replacing(now))?,
                     )
-                    .remove("labeled_by")
-                    .remove("labeled_at"),
+                    .remove(attr::LABELED_BY)
+                    .remove(attr::LABELED_AT),
                 condition: Some(Condition::And(vec![
-                    Condition::equals("round", project.round),
-                    Condition::equals("state", ItemState::Labeled.as_str()),
-                    Condition::equals("labeled_at", record.labeled_at.unwrap_or_default()),
+                    Condition::equals(attr::ROUND, project.round),
+                    Condition::equals(attr::STATE, ItemState::Labeled.as_str()),
+                    Condition::equals(attr::LABELED_AT, record.labeled_at.unwrap_or_default()),
                 ])),
             },
             Write::Put {
                 item: Item::new(
-                    Key::new(
-                        keys::work_pk(project_id, project.round),
-                        keys::waiting_sk(kind.priority(), now, &task_id),
-                    ),
-                    to_attrs(&entry),
+                    keys::waiting_entry(project_id, project.round, kind.priority(), now, &task_id),
+                    to_attrs(&entry)?,
                 ),
                 condition: None,
             },
