@@ -411,7 +411,7 @@ fn round3(value: f64) -> f64 {
 }
 
 impl Service {
-    #[instrument(skip(self, input), err)]
+    #[instrument(skip(self, input))]
     pub async fn start_export(
         &self,
         actor: &Actor,
@@ -564,7 +564,7 @@ impl Service {
         })
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn get_export(
         &self,
         actor: &Actor,
@@ -584,7 +584,7 @@ impl Service {
         self.export_view(&record).await
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn list_exports(
         &self,
         actor: &Actor,

@@ -281,7 +281,7 @@ impl Service {
 
     /// Hands out the next page of work: waiting tasks and expired leases first, then fresh
     /// items in the project's shuffled order. `None` when nothing is left right now.
-    #[instrument(skip(self), fields(user = %actor.user), err)]
+    #[instrument(skip(self), fields(user = %actor.user))]
     pub async fn checkout(
         &self,
         actor: &Actor,
@@ -845,7 +845,7 @@ impl Service {
     }
 
     /// Extends the lease by the project's lease time from now.
-    #[instrument(skip(self), fields(user = %actor.user), err)]
+    #[instrument(skip(self), fields(user = %actor.user))]
     pub async fn renew(
         &self,
         actor: &Actor,
@@ -888,7 +888,7 @@ impl Service {
     }
 
     /// Gives the task back: its items wait at the front of the queue for the next labeler.
-    #[instrument(skip(self), fields(user = %actor.user), err)]
+    #[instrument(skip(self), fields(user = %actor.user))]
     pub async fn release(
         &self,
         actor: &Actor,
@@ -1032,7 +1032,7 @@ impl Service {
     /// Records the labels of every item of the task in one transaction, or nothing.
     /// A lease that expired but was not yet handed to anyone else is still accepted: the
     /// work is not lost.
-    #[instrument(skip(self, input), fields(user = %actor.user), err)]
+    #[instrument(skip(self, input), fields(user = %actor.user))]
     pub async fn submit(
         &self,
         actor: &Actor,

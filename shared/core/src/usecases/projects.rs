@@ -229,7 +229,7 @@ impl Service {
         }
     }
 
-    #[instrument(skip(self, input), fields(project_name = %input.name), err)]
+    #[instrument(skip(self, input), fields(project_name = %input.name))]
     pub async fn create_project(
         &self,
         actor: &Actor,
@@ -344,7 +344,7 @@ impl Service {
         Ok(ProjectView::of(&record, actor))
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn list_projects(&self, actor: &Actor) -> Result<Vec<ProjectView>, ProjectError> {
         let mut ids = Vec::new();
         let mut start_after = None;
@@ -378,7 +378,7 @@ impl Service {
         Ok(views)
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn get_project(
         &self,
         actor: &Actor,
@@ -394,7 +394,7 @@ impl Service {
 
     /// Edits instructions, lease time and the switches. Task type, source and page size are
     /// fixed at creation; label classes are added through [`Service::add_labels`].
-    #[instrument(skip(self, patch), err)]
+    #[instrument(skip(self, patch))]
     pub async fn update_project(
         &self,
         actor: &Actor,
@@ -469,7 +469,7 @@ impl Service {
         Ok(ProjectView::of(&record, actor))
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn pause_project(
         &self,
         actor: &Actor,
@@ -485,7 +485,7 @@ impl Service {
         .await
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn resume_project(
         &self,
         actor: &Actor,
@@ -530,7 +530,7 @@ impl Service {
     }
 
     /// Deletes a project. Its name stays reserved forever.
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn delete_project(
         &self,
         actor: &Actor,
@@ -549,7 +549,7 @@ impl Service {
     }
 
     /// Adds label classes. Ids continue from the highest ever given, so they are never reused.
-    #[instrument(skip(self, names), err)]
+    #[instrument(skip(self, names))]
     pub async fn add_labels(
         &self,
         actor: &Actor,
@@ -640,7 +640,7 @@ impl Service {
         }
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn add_member(
         &self,
         actor: &Actor,
@@ -666,7 +666,7 @@ impl Service {
         Ok(ProjectView::of(&record, actor))
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn remove_member(
         &self,
         actor: &Actor,
@@ -697,7 +697,7 @@ impl Service {
     /// goes back to `initializing` and lists its source afresh; one that has them (its first
     /// listing finished) goes back to `running` with a refresh, which adds only keys it lacks,
     /// so a retry never duplicates items.
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn retry_project(
         &self,
         actor: &Actor,

@@ -160,7 +160,7 @@ pub fn parse_object_created(body: &str) -> Option<Vec<(String, String)>> {
 impl Service {
     /// `POST /projects/{id}/refresh`: queues a refresh now; on a failed project, retries it
     /// (see [`Service::retry_project`]).
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn request_refresh(
         &self,
         actor: &Actor,
