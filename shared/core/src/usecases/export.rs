@@ -206,15 +206,23 @@ fn export_key(project_id: &str, export_id: &str) -> crate::ports::Key {
     )
 }
 
+/// Epoch milliseconds of 0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z.
+pub const TIME_RANGE_MS: std::ops::RangeInclusive<i64> = -62_167_219_200_000..=253_402_300_799_999;
+
 /// Parses RFC 3339 (`2024-05-01T12:00:00Z`, fractional seconds and offsets allowed) or epoch ms.
+/// Times are those RFC 3339 can write, years 0000 to 9999 (what the API documents).
 pub fn parse_time(value: &Value) -> Option<i64> {
     if let Some(ms) = value.as_i64() {
-        return Some(ms);
+        return TIME_RANGE_MS.contains(&ms).then_some(ms);
     }
     let text = value.as_str()?;
     let (date, time) = text.split_once(['T', 't', ' '])?;
     let mut date_parts = date.split('-');
-    let year: i64 = date_parts.next()?.parse().ok()?;
+    let year = date_parts.next()?;
+    if year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let year: i64 = year.parse().ok()?;
     let month: i64 = date_parts.next()?.parse().ok()?;
     let day: i64 = date_parts.next()?.parse().ok()?;
     let (clock, offset_minutes) = if let Some(clock) = time.strip_suffix(['Z', 'z']) {
@@ -1148,5 +1156,11 @@ mod tests {
         assert_eq!(parse_time(&json!(1234)), Some(1234));
         assert_eq!(parse_time(&json!("yesterday")), None);
         assert_eq!(parse_time(&json!("2024-13-01T00:00:00Z")), None);
+        assert_eq!(parse_time(&json!("400902-01-01T00:00:00Z")), None);
+        assert_eq!(parse_time(&json!(12_589_000_000_000_000_i64)), None);
+        assert_eq!(
+            parse_time(&json!("9999-12-31T23:59:59.999Z")),
+            Some(253_402_300_799_999)
+        );
     }
 }

@@ -13,7 +13,7 @@ use crate::access::Actor;
 use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
 use crate::domain::labeling::{
     EndedTask, ItemOutcome, ItemRecord, ItemState, StoredAnnotation, SubmissionInput, TaskEnd,
-    TaskItem, TaskKind, TaskRecord, WorkEntry, annotations_to_json, validate_submission,
+    TaskItem, TaskKind, TaskRecord, WorkEntry, validate_submission,
 };
 use crate::domain::names::same_name;
 use crate::domain::project::{ProjectRecord, ProjectStatus};
@@ -115,7 +115,7 @@ impl From<ProjectError> for LabelingError {
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckedOutTask {
     pub task_id: String,
-    pub kind: &'static str,
+    pub kind: TaskKind,
     pub lease_expires_at: String,
     pub task_type: &'static str,
     pub instructions: crate::domain::project::Instructions,
@@ -130,7 +130,7 @@ pub struct CheckedOutItem {
     pub image_url: String,
     pub width: Option<u32>,
     pub height: Option<u32>,
-    pub prelabels: Value,
+    pub prelabels: Vec<crate::domain::presented::LabelView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -830,12 +830,12 @@ impl Service {
                 image_url,
                 width: item.width,
                 height: item.height,
-                prelabels: annotations_to_json(project, &item.prelabels),
+                prelabels: crate::domain::presented::label_views(project, &item.prelabels),
             });
         }
         Ok(CheckedOutTask {
             task_id: task.id.clone(),
-            kind: task.kind.as_str(),
+            kind: task.kind,
             lease_expires_at: rfc3339(task.lease_expires_at),
             task_type: project.task_type.as_str(),
             instructions: project.instructions.clone(),

@@ -1,12 +1,12 @@
 //! Project management: create, read, edit, pause and resume, label classes, members, delete.
 
 use serde::Serialize;
-use serde_json::Value;
 use tracing::instrument;
 
 use crate::access::Actor;
 use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
 use crate::domain::names::same_name;
+use crate::domain::presented::ProjectChanges;
 use crate::domain::project::{
     Instructions, LabelClass, LabelMode, MAX_MEMBERS, NewProjectInput, ProjectRecord,
     ProjectStatus, check_class_names, check_instructions, check_lease, check_member_name,
@@ -394,59 +394,26 @@ impl Service {
 
     /// Edits instructions, lease time and the switches. Task type, source and page size are
     /// fixed at creation; label classes are added through [`Service::add_labels`].
-    #[instrument(skip(self, patch))]
+    #[instrument(skip(self, changes))]
     pub async fn update_project(
         &self,
         actor: &Actor,
         project_id: &str,
-        patch: Value,
+        changes: ProjectChanges,
     ) -> Result<ProjectView, ProjectError> {
         require_admin(actor)?;
-        let Value::Object(fields) = patch else {
-            return Err(ProjectError::Invalid(ValidationErrors::single(
-                "",
-                "expected a JSON object",
-            )));
-        };
+        let ProjectChanges {
+            instructions,
+            lease_seconds,
+            incremental_refresh,
+            ml_assist,
+        } = changes;
         let mut errors = ValidationErrors::default();
-        let mut instructions = None;
-        let mut lease_seconds = None;
-        let mut incremental_refresh = None;
-        let mut ml_assist = None;
-        for (name, value) in &fields {
-            let pointer = format!("/{name}");
-            match name.as_str() {
-                "instructions" => match serde_json::from_value::<Instructions>(value.clone()) {
-                    Ok(parsed) => {
-                        check_instructions(&parsed, &mut errors);
-                        instructions = Some(parsed);
-                    }
-                    Err(_) => errors.push(pointer, "expected {\"text\": ..., \"url\": ...}"),
-                },
-                "lease_seconds" => match value.as_u64().and_then(|v| u32::try_from(v).ok()) {
-                    Some(seconds) => {
-                        check_lease(seconds, &mut errors);
-                        lease_seconds = Some(seconds);
-                    }
-                    None => errors.push(pointer, "expected a whole number of seconds"),
-                },
-                "incremental_refresh" => match value.as_bool() {
-                    Some(on) => incremental_refresh = Some(on),
-                    None => errors.push(pointer, "expected true or false"),
-                },
-                "ml_assist" => match value.as_bool() {
-                    Some(on) => ml_assist = Some(on),
-                    None => errors.push(pointer, "expected true or false"),
-                },
-                "task_type" | "source" | "page_size" | "name" => {
-                    errors.push(pointer, format!("{name} cannot change after creation"));
-                }
-                "labels" => errors.push(
-                    pointer,
-                    "add label classes with POST /projects/{id}/labels and a mode",
-                ),
-                _ => errors.push(pointer, "unknown field"),
-            }
+        if let Some(instructions) = &instructions {
+            check_instructions(instructions, &mut errors);
+        }
+        if let Some(seconds) = lease_seconds {
+            check_lease(seconds, &mut errors);
         }
         errors.into_result().map_err(ProjectError::Invalid)?;
         let record = self
