@@ -199,3 +199,34 @@ async fn a_checked_out_task_names_its_queue_and_lists_prelabels_by_class_name() 
         );
     }
 }
+
+#[tokio::test]
+async fn malformed_json_is_a_documented_400_on_every_route_that_reads_a_body() {
+    let app = spawn_app().await;
+    let project = app
+        .labeled_project("image_classification_multiclass", &["cat"], 2, 1, "ann")
+        .await;
+    let routes = [
+        ("POST", "/datasets".to_owned()),
+        ("POST", "/datasets/photos/uploads".to_owned()),
+        ("POST", format!("/projects/{project}/exports")),
+        ("PATCH", format!("/projects/{project}")),
+        ("POST", format!("/projects/{project}/labels")),
+    ];
+    for (method, path) in routes {
+        let response = app
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", app.base))
+            .bearer_auth(&app.admin)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        labeling_tests::openapi::check(method, &path, status, &body)
+            .unwrap_or_else(|mismatch| panic!("{mismatch}"));
+    }
+}
