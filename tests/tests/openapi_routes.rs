@@ -63,7 +63,7 @@ async fn every_documented_operation_is_routed_and_every_other_method_is_refused(
             asked += 1;
         }
     }
-    assert!(asked >= 5 * 25, "only {asked} requests asked");
+    assert!(asked >= 5 * 24, "only {asked} requests asked");
 }
 
 #[tokio::test]
