@@ -244,7 +244,7 @@ impl Service {
             {
                 return Err(ProjectError::Invalid(ValidationErrors::single(
                     "/source",
-                    format!("there is no dataset {dataset:?}; create it with POST /datasets"),
+                    format!("there is no dataset {dataset:?}; create the dataset first"),
                 )));
             }
             input.source = format!(
@@ -336,7 +336,10 @@ impl Service {
         {
             tracing::error!(%error, project_id = %id, "could not queue the ingest job");
             let _ = self
-                .fail_project(&id, "the ingest job could not be queued; retry the project (POST /projects/{id}/refresh)")
+                .fail_project(
+                    &id,
+                    "the ingest job could not be queued; refresh the project to retry",
+                )
                 .await;
             return Err(ProjectError::Unavailable(Box::new(error)));
         }
