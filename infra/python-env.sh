@@ -21,7 +21,8 @@ make_venv() {
 
 make_venv .venv/coco-2.0.8 pycocotools 'pycocotools==2.0.8' 'numpy<2.3'
 make_venv .venv/coco-latest pycocotools --upgrade pycocotools numpy
-make_venv .venv/moto moto 'moto[server]'
+# jsonschema also checks every black-box response against the OpenAPI document (tests/src/openapi.rs).
+make_venv .venv/moto moto 'moto[server]' 'jsonschema>=4.18'
 make_venv .venv/cfn cfnlint 'cfn-lint==1.58.*'
 
 echo "export LABELING_COCO_PYTHONS=$PWD/.venv/coco-2.0.8/bin/python:$PWD/.venv/coco-latest/bin/python"

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod direct;
+pub mod openapi;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -233,6 +234,7 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
+        let method_name = method.as_str().to_owned();
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -254,6 +256,9 @@ impl TestApp {
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
+        if let Err(mismatch) = openapi::check(&method_name, path, status.as_u16(), &body) {
+            panic!("the response does not match /openapi.json: {mismatch}");
+        }
         Reply {
             status,
             content_type,

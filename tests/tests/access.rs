@@ -537,33 +537,3 @@ async fn ingest_keeps_the_first_images_in_key_order_and_counts_the_rest_as_dropp
     );
     assert_eq!(listing.dropped, 2);
 }
-
-#[tokio::test]
-async fn the_openapi_document_describes_every_route() {
-    let app = spawn_app().await;
-    let reply = app.request(Method::GET, "/openapi.json", None, None).await;
-    assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.body["openapi"], "3.1.0");
-    let paths = reply.body["paths"].as_object().unwrap();
-    // Every `.route(path, method(handler)...)` of the router, read from its source.
-    let source = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/api/src/routes.rs"
-    ))
-    .unwrap();
-    let mut checked = 0;
-    for call in source.split(".route(").skip(1) {
-        let path = call.split('"').nth(1).unwrap().replace("{*", "{");
-        let handlers = &call[..call.find("\n        .").unwrap_or(call.len())];
-        for method in ["get", "post", "patch", "delete", "put"] {
-            if handlers.contains(&format!("{method}(")) {
-                assert!(
-                    paths.get(&path).and_then(|p| p.get(method)).is_some(),
-                    "{method} {path} is not described in /openapi.json"
-                );
-                checked += 1;
-            }
-        }
-    }
-    assert!(checked >= 25, "only {checked} routes found in routes.rs");
-}

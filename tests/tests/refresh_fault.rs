@@ -315,7 +315,10 @@ async fn new_objects_from_events_are_added_once_in_one_batch_and_wait_for_a_runn
         .update_project(
             &fixture.admin,
             &project,
-            serde_json::json!({ "incremental_refresh": true }),
+            labeling_core::domain::presented::ProjectChanges {
+                incremental_refresh: Some(true),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();

@@ -171,7 +171,10 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
         .update_project(
             &admin,
             &project.id,
-            serde_json::json!({ "incremental_refresh": true }),
+            labeling_core::domain::presented::ProjectChanges {
+                incremental_refresh: Some(true),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();

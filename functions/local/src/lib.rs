@@ -5,6 +5,7 @@ pub mod blob_server;
 pub mod client;
 pub mod demo;
 pub mod http;
+pub mod users;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use labeling_api::auth::BearerTokens;
 use labeling_api::{AppState, router};
 use labeling_core::ports::counting::CountingTable;
 use labeling_core::ports::{Blobs, Clock, Queue, SystemClock};
@@ -221,25 +221,24 @@ impl Local {
     pub fn router(&self) -> axum::Router {
         let api = router(AppState {
             service: self.service.clone(),
-            authenticator: Arc::new(BearerTokens(self.users.clone())),
-            users: Some(self.users.clone()),
-        });
-        match &self.folder {
-            // The embedded store's signed URLs point at this server; its refusals (a 405 on
-            // a blob URL) are problem+json too.
-            Some(folder) => api
-                .merge(
-                    Arc::new(
-                        blob_server::BlobServer::new(folder.clone(), self.service.clone())
-                            .with_max_upload_bytes(self.max_upload_bytes),
-                    )
-                    .routes(),
+            authenticator: Arc::new(users::BearerTokens(self.users.clone())),
+        })
+        .merge(users::routes(self.users.clone()));
+        let api = match &self.folder {
+            // The embedded store's signed URLs point at this server.
+            Some(folder) => api.merge(
+                Arc::new(
+                    blob_server::BlobServer::new(folder.clone(), self.service.clone())
+                        .with_max_upload_bytes(self.max_upload_bytes),
                 )
-                .layer(axum::middleware::map_response(
-                    labeling_api::routes::problem_for_every_error,
-                )),
+                .routes(),
+            ),
             None => api,
-        }
+        };
+        // The routes merged here refuse in problem+json too (a 405 on a blob URL or /users).
+        api.layer(axum::middleware::map_response(
+            labeling_api::routes::problem_for_every_error,
+        ))
     }
 
     /// Points the embedded store's signed URLs at this server.

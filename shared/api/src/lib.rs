@@ -2,6 +2,7 @@
 //! Lambda through `lambda_http`). Handlers only translate HTTP to use cases and back.
 
 pub mod auth;
+pub mod dto;
 pub mod problem;
 pub mod routes;
 

@@ -117,15 +117,15 @@ impl Problem {
             ErrorKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
+        let mut chain = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        log_failure(status, &chain);
         if error.kind() == ErrorKind::Unavailable {
-            let mut chain = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                chain.push_str(": ");
-                chain.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            tracing::error!(error = %chain, "request failed");
             return Self::new(
                 status,
                 slug,
@@ -145,6 +145,25 @@ impl Problem {
     }
 }
 
+/// How loud a failed request is in the logs: a server error is an incident, a refused request
+/// is the client's own (logged only for whoever turns on debug logs).
+pub fn log_level(status: StatusCode) -> tracing::Level {
+    if status.is_server_error() {
+        tracing::Level::ERROR
+    } else {
+        tracing::Level::DEBUG
+    }
+}
+
+/// Logs a failed request at [`log_level`] (tracing's macros take a level known when compiled).
+pub fn log_failure(status: StatusCode, error: &str) {
+    if log_level(status) == tracing::Level::ERROR {
+        tracing::error!(%status, %error, "request failed");
+    } else {
+        tracing::debug!(%status, %error, "request refused");
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -155,5 +174,22 @@ impl IntoResponse for Problem {
             HeaderValue::from_static("application/problem+json"),
         );
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_server_errors_are_logged_as_errors() {
+        for refused in [400, 401, 403, 404, 409, 413, 422] {
+            let status = StatusCode::from_u16(refused).unwrap_or(StatusCode::BAD_REQUEST);
+            assert_eq!(log_level(status), tracing::Level::DEBUG, "{status}");
+        }
+        for failed in [500, 502, 503] {
+            let status = StatusCode::from_u16(failed).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(log_level(status), tracing::Level::ERROR, "{status}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The `Users` port on a JSON file in the data directory. Only token hashes are stored.
+//! The local server's users, in a JSON file in the data directory. Only token hashes are
+//! stored. (On AWS the identity provider owns users: this is no port of the use cases.)
 //!
 //! User names compare like every name (trimmed, case-insensitively): `Ann` and `ann` are one
 //! user. Token hashes are compared in constant time, so response times do not reveal how much
@@ -10,8 +11,24 @@ use std::sync::{Mutex, PoisonError};
 use anyhow::Context;
 use labeling_core::access::{Actor, Role};
 use labeling_core::domain::names::same_name;
-use labeling_core::ports::users::{UserError, Users, valid_user_name};
 use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("a user named {0:?} exists already")]
+    Exists(String),
+    #[error("a user name is 1 to 64 letters, digits, dots, dashes, underscores or @")]
+    InvalidName,
+    #[error("the user store is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+pub fn valid_user_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'))
+}
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct StoredUser {
@@ -103,8 +120,9 @@ impl UsersFile {
     }
 }
 
-impl Users for UsersFile {
-    fn authenticate(&self, token: &str) -> Option<Actor> {
+impl UsersFile {
+    /// The user a token belongs to, if any.
+    pub fn authenticate(&self, token: &str) -> Option<Actor> {
         let hashed = hash(token);
         let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
         // Every stored hash is compared, in full: no early exit tells where a match is.
@@ -120,7 +138,9 @@ impl Users for UsersFile {
         })
     }
 
-    fn create_user(&self, name: &str, role: Role) -> Result<String, UserError> {
+    /// Creates a user and returns its token, shown this once. Names compare trimmed and
+    /// case-insensitively (`Ann` and `ann` are one user): a second such name is `Exists`.
+    pub fn create_user(&self, name: &str, role: Role) -> Result<String, UserError> {
         let name = name.trim();
         if !valid_user_name(name) {
             return Err(UserError::InvalidName);
@@ -130,7 +150,8 @@ impl Users for UsersFile {
         Ok(token)
     }
 
-    fn find_user(&self, name: &str) -> Option<String> {
+    /// The stored name of the user `name` refers to (compared as in `create_user`), if any.
+    pub fn find_user(&self, name: &str) -> Option<String> {
         let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
         users
             .iter()

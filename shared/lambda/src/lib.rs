@@ -76,7 +76,6 @@ pub fn http_app(service: Arc<Service>) -> axum::Router {
     router(AppState {
         service,
         authenticator: Arc::new(JwtClaims::from_env()),
-        users: None,
     })
 }
 

@@ -7,7 +7,6 @@
 use axum::body::Body;
 use axum::http::StatusCode;
 use labeling_core::Role;
-use labeling_core::ports::Users;
 use labeling_local::{Local, Options};
 use serde_json::{Value, json};
 use tower::ServiceExt;

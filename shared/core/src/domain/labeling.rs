@@ -1,7 +1,7 @@
 //! Labels, items and tasks: what is stored, and the validation of a submission.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::errors::ValidationErrors;
 use super::geometry::{BoundingBox, Polygon};
@@ -549,28 +549,7 @@ fn validate_item(
 /// Labels in the shape the API speaks: class names for classification, `{label, bbox}` for
 /// boxes, `{label, polygon, bbox}` for polygons.
 pub fn annotations_to_json(project: &ProjectRecord, annotations: &[StoredAnnotation]) -> Value {
-    let name = |id: u32| project.class_name(id).unwrap_or("?").to_owned();
-    if project.task_type.is_classification() {
-        Value::from(
-            annotations
-                .iter()
-                .map(|a| Value::from(name(a.class_id)))
-                .collect::<Vec<_>>(),
-        )
-    } else {
-        Value::from(
-            annotations
-                .iter()
-                .map(|a| {
-                    let mut object = json!({ "label": name(a.class_id), "bbox": a.bbox });
-                    if let Some(polygon) = &a.polygon {
-                        object["polygon"] = json!(polygon);
-                    }
-                    object
-                })
-                .collect::<Vec<_>>(),
-        )
-    }
+    serde_json::to_value(super::presented::label_views(project, annotations)).unwrap_or_default()
 }
 
 #[cfg(test)]

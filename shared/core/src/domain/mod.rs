@@ -4,6 +4,7 @@ pub mod errors;
 pub mod geometry;
 pub mod labeling;
 pub mod names;
+pub mod presented;
 pub mod project;
 pub mod refresh;
 pub mod shuffle;

@@ -381,8 +381,17 @@ pub fn check_instructions(instructions: &Instructions, errors: &mut ValidationEr
         );
     }
     if let Some(url) = &instructions.url {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            errors.push("/instructions/url", "the instructions URL must be http(s)");
+        let host = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .and_then(|rest| rest.split(['/', '?', '#']).next())
+            .unwrap_or_default();
+        // A scheme alone (`http://`) is no address: the URL needs a host.
+        if host.is_empty() || url.chars().any(char::is_whitespace) {
+            errors.push(
+                "/instructions/url",
+                "the instructions URL must be an http(s) URL with a host",
+            );
         } else if url.len() > MAX_INSTRUCTIONS_URL_BYTES {
             errors.push(
                 "/instructions/url",

@@ -6,7 +6,6 @@ pub mod clock;
 pub mod counting;
 pub mod queue;
 pub mod table;
-pub mod users;
 
 pub use blobs::{BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectMeta};
 pub use clock::{Clock, EpochMillis, SystemClock};
@@ -14,7 +13,6 @@ pub use queue::{Message, Queue, QueueError};
 pub use table::{
     Attrs, Condition, Item, Key, Page, Query, SkRange, Table, TableError, Update, Write,
 };
-pub use users::{UserError, Users};
 
 /// A boxed error from an adapter, kept as a source so logs show the cause chain.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -54,7 +54,7 @@ fn count(attrs: &crate::ports::Attrs, name: &str) -> u64 {
 }
 
 impl Service {
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn dashboard(
         &self,
         actor: &Actor,

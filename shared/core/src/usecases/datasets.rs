@@ -151,7 +151,7 @@ pub fn check_upload_name(name: &str) -> Option<&'static str> {
 }
 
 impl Service {
-    #[instrument(skip(self, input), err)]
+    #[instrument(skip(self, input))]
     pub async fn create_dataset(
         &self,
         actor: &Actor,
@@ -263,7 +263,7 @@ impl Service {
         }
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn get_dataset(
         &self,
         actor: &Actor,
@@ -275,7 +275,7 @@ impl Service {
         Ok(self.dataset_view(&record, files, bytes))
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn list_datasets(&self, actor: &Actor) -> Result<Vec<DatasetView>, ProjectError> {
         require_admin(actor)?;
         let mut views = Vec::new();
@@ -301,7 +301,7 @@ impl Service {
 
     /// Signed PUT URLs for files of a dataset. Every name is checked first; one bad name
     /// refuses the whole request (422 naming it) and nothing is handed out.
-    #[instrument(skip(self, input), err)]
+    #[instrument(skip(self, input))]
     pub async fn request_uploads(
         &self,
         actor: &Actor,

@@ -205,12 +205,17 @@ impl From<ProjectError> for ExportError {
     }
 }
 
-/// An RFC 3339 time (see [`crate::time::parse_rfc3339`]) or epoch milliseconds.
+/// Epoch milliseconds of 0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z.
+pub const TIME_RANGE_MS: std::ops::RangeInclusive<i64> = -62_167_219_200_000..=253_402_300_799_999;
+
+/// An RFC 3339 time (see [`crate::time::parse_rfc3339`]) or epoch milliseconds, in the years
+/// 0000 to 9999 that RFC 3339 can write (what the API documents).
 pub fn parse_time(value: &Value) -> Option<i64> {
-    match value.as_i64() {
-        Some(ms) => Some(ms),
-        None => crate::time::parse_rfc3339(value.as_str()?),
-    }
+    let ms = match value.as_i64() {
+        Some(ms) => ms,
+        None => crate::time::parse_rfc3339(value.as_str()?)?,
+    };
+    TIME_RANGE_MS.contains(&ms).then_some(ms)
 }
 
 /// Buffers bytes and uploads them as parts of one multipart upload.
@@ -370,7 +375,7 @@ fn round3(value: f64) -> f64 {
 }
 
 impl Service {
-    #[instrument(skip(self, input), err)]
+    #[instrument(skip(self, input))]
     pub async fn start_export(
         &self,
         actor: &Actor,
@@ -523,7 +528,7 @@ impl Service {
         })
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn get_export(
         &self,
         actor: &Actor,
@@ -543,7 +548,7 @@ impl Service {
         self.export_view(&record).await
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn list_exports(
         &self,
         actor: &Actor,
@@ -1109,5 +1114,11 @@ mod tests {
         assert_eq!(parse_time(&json!(1234)), Some(1234));
         assert_eq!(parse_time(&json!("yesterday")), None);
         assert_eq!(parse_time(&json!("2024-13-01T00:00:00Z")), None);
+        assert_eq!(parse_time(&json!("400902-01-01T00:00:00Z")), None);
+        assert_eq!(parse_time(&json!(12_589_000_000_000_000_i64)), None);
+        assert_eq!(
+            parse_time(&json!("9999-12-31T23:59:59.999Z")),
+            Some(253_402_300_799_999)
+        );
     }
 }

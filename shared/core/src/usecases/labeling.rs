@@ -13,7 +13,7 @@ use crate::access::Actor;
 use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
 use crate::domain::labeling::{
     EndedTask, ItemOutcome, ItemRecord, ItemState, StoredAnnotation, SubmissionInput, TaskEnd,
-    TaskItem, TaskKind, TaskRecord, WorkEntry, annotations_to_json, validate_submission,
+    TaskItem, TaskKind, TaskRecord, WorkEntry, validate_submission,
 };
 use crate::domain::names::same_name;
 use crate::domain::project::{ProjectRecord, ProjectStatus};
@@ -124,7 +124,7 @@ impl From<ProjectError> for LabelingError {
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckedOutTask {
     pub task_id: String,
-    pub kind: &'static str,
+    pub kind: TaskKind,
     pub lease_expires_at: String,
     pub task_type: &'static str,
     pub instructions: crate::domain::project::Instructions,
@@ -139,7 +139,7 @@ pub struct CheckedOutItem {
     pub image_url: String,
     pub width: Option<u32>,
     pub height: Option<u32>,
-    pub prelabels: Value,
+    pub prelabels: Vec<crate::domain::presented::LabelView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -394,7 +394,7 @@ impl Service {
 
     /// Hands out the next page of work: waiting tasks and expired leases first, then fresh
     /// items in the project's shuffled order. `None` when nothing is left right now.
-    #[instrument(skip(self), fields(user = %actor.user), err)]
+    #[instrument(skip(self), fields(user = %actor.user))]
     pub async fn checkout(
         &self,
         actor: &Actor,
@@ -1021,12 +1021,12 @@ impl Service {
                 image_url,
                 width: item.width,
                 height: item.height,
-                prelabels: annotations_to_json(project, &item.prelabels),
+                prelabels: crate::domain::presented::label_views(project, &item.prelabels),
             });
         }
         Ok(CheckedOutTask {
             task_id: task.id.clone(),
-            kind: task.kind.as_str(),
+            kind: task.kind,
             lease_expires_at: rfc3339(task.lease_expires_at),
             task_type: project.task_type.as_str(),
             instructions: project.instructions.clone(),
@@ -1036,7 +1036,7 @@ impl Service {
     }
 
     /// Extends the lease by the project's lease time from now.
-    #[instrument(skip(self), fields(user = %actor.user), err)]
+    #[instrument(skip(self), fields(user = %actor.user))]
     pub async fn renew(
         &self,
         actor: &Actor,
@@ -1079,7 +1079,7 @@ impl Service {
     }
 
     /// Gives the task back: its items wait at the front of the queue for the next labeler.
-    #[instrument(skip(self), fields(user = %actor.user), err)]
+    #[instrument(skip(self), fields(user = %actor.user))]
     pub async fn release(
         &self,
         actor: &Actor,
@@ -1217,7 +1217,7 @@ impl Service {
     /// Records the labels of every item of the task in one transaction, or nothing.
     /// A lease that expired but was not yet handed to anyone else is still accepted: the
     /// work is not lost.
-    #[instrument(skip(self, input), fields(user = %actor.user), err)]
+    #[instrument(skip(self, input), fields(user = %actor.user))]
     pub async fn submit(
         &self,
         actor: &Actor,

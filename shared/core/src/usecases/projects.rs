@@ -1,12 +1,12 @@
 //! Project management: create, read, edit, pause and resume, label classes, members, delete.
 
 use serde::Serialize;
-use serde_json::Value;
 use tracing::instrument;
 
 use crate::access::Actor;
 use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
 use crate::domain::names::same_name;
+use crate::domain::presented::ProjectChanges;
 use crate::domain::project::{
     Instructions, LabelClass, LabelMode, MAX_MEMBERS, NewProjectInput, ProjectRecord,
     ProjectStatus, check_class_names, check_instructions, check_lease, check_member_name,
@@ -235,7 +235,7 @@ impl Service {
         }
     }
 
-    #[instrument(skip(self, input), fields(project_name = %input.name), err)]
+    #[instrument(skip(self, input), fields(project_name = %input.name))]
     pub async fn create_project(
         &self,
         actor: &Actor,
@@ -353,7 +353,7 @@ impl Service {
         Ok(ProjectView::of(&record, actor))
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn list_projects(&self, actor: &Actor) -> Result<Vec<ProjectView>, ProjectError> {
         let mut ids = Vec::new();
         let mut start_after = None;
@@ -387,7 +387,7 @@ impl Service {
         Ok(views)
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn get_project(
         &self,
         actor: &Actor,
@@ -403,60 +403,26 @@ impl Service {
 
     /// Edits instructions, lease time and the switches. Task type, source and page size are
     /// fixed at creation; label classes are added through [`Service::add_labels`].
-    #[instrument(skip(self, patch), err)]
+    #[instrument(skip(self, changes))]
     pub async fn update_project(
         &self,
         actor: &Actor,
         project_id: &str,
-        patch: Value,
+        changes: ProjectChanges,
     ) -> Result<ProjectView, ProjectError> {
         require_admin(actor)?;
-        let Value::Object(fields) = patch else {
-            return Err(ProjectError::Invalid(ValidationErrors::single(
-                "",
-                "expected a JSON object",
-            )));
-        };
+        let ProjectChanges {
+            instructions,
+            lease_seconds,
+            incremental_refresh,
+            ml_assist,
+        } = changes;
         let mut errors = ValidationErrors::default();
-        let mut instructions = None;
-        let mut lease_seconds = None;
-        let mut incremental_refresh = None;
-        let mut ml_assist = None;
-        for (name, value) in &fields {
-            let pointer = format!("/{name}");
-            match name.as_str() {
-                "instructions" => match serde_json::from_value::<Instructions>(value.clone()) {
-                    Ok(parsed) => {
-                        check_instructions(&parsed, &mut errors);
-                        instructions = Some(parsed);
-                    }
-                    Err(_) => errors.push(pointer, "expected {\"text\": ..., \"url\": ...}"),
-                },
-                "lease_seconds" => match value.as_u64().and_then(|v| u32::try_from(v).ok()) {
-                    Some(seconds) => {
-                        check_lease(seconds, &mut errors);
-                        lease_seconds = Some(seconds);
-                    }
-                    None => errors.push(pointer, "expected a whole number of seconds"),
-                },
-                "incremental_refresh" => match value.as_bool() {
-                    Some(on) => incremental_refresh = Some(on),
-                    None => errors.push(pointer, "expected true or false"),
-                },
-                "ml_assist" => match value.as_bool() {
-                    Some(on) => ml_assist = Some(on),
-                    None => errors.push(pointer, "expected true or false"),
-                },
-                "task_type" | "source" | "page_size" | "name" => {
-                    errors.push(pointer, format!("{name} cannot change after creation"));
-                }
-                "labels" => errors.push(
-                    pointer,
-                    "label classes are added with a mode (start over, keep as prelabels or \
-                     continue), not by an edit",
-                ),
-                _ => errors.push(pointer, "unknown field"),
-            }
+        if let Some(instructions) = &instructions {
+            check_instructions(instructions, &mut errors);
+        }
+        if let Some(seconds) = lease_seconds {
+            check_lease(seconds, &mut errors);
         }
         errors.into_result().map_err(ProjectError::Invalid)?;
         let record = self
@@ -479,7 +445,7 @@ impl Service {
         Ok(ProjectView::of(&record, actor))
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn pause_project(
         &self,
         actor: &Actor,
@@ -495,7 +461,7 @@ impl Service {
         .await
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn resume_project(
         &self,
         actor: &Actor,
@@ -540,7 +506,7 @@ impl Service {
     }
 
     /// Deletes a project. Its name stays reserved forever.
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn delete_project(
         &self,
         actor: &Actor,
@@ -559,7 +525,7 @@ impl Service {
     }
 
     /// Adds label classes. Ids continue from the highest ever given, so they are never reused.
-    #[instrument(skip(self, names), err)]
+    #[instrument(skip(self, names))]
     pub async fn add_labels(
         &self,
         actor: &Actor,
@@ -650,7 +616,7 @@ impl Service {
         }
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn add_member(
         &self,
         actor: &Actor,
@@ -676,7 +642,7 @@ impl Service {
         Ok(ProjectView::of(&record, actor))
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn remove_member(
         &self,
         actor: &Actor,
@@ -707,7 +673,7 @@ impl Service {
     /// goes back to `initializing` and lists its source afresh; one that has them (its first
     /// listing finished) goes back to `running` with a refresh, which adds only keys it lacks,
     /// so a retry never duplicates items.
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn retry_project(
         &self,
         actor: &Actor,

@@ -102,7 +102,7 @@ pub fn next_daily_run(now: i64) -> i64 {
 impl Service {
     /// `POST /projects/{id}/refresh`: queues a refresh now; on a failed project, retries it
     /// (see [`Service::retry_project`]).
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn request_refresh(
         &self,
         actor: &Actor,

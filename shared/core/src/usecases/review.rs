@@ -128,7 +128,7 @@ fn require_admin(actor: &Actor) -> Result<(), ReviewError> {
 }
 
 impl Service {
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn list_items(
         &self,
         actor: &Actor,
@@ -298,7 +298,7 @@ impl Service {
     }
 
     /// Removes a labeled item's labels and puts it at the front of the queue.
-    #[instrument(skip(self), err)]
+    #[instrument(skip(self))]
     pub async fn reject_item(
         &self,
         actor: &Actor,

@@ -1,0 +1,116 @@
+//! Datasets (image uploads) and exports.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use labeling_core::usecases::datasets::{NewDatasetInput, UploadsInput};
+use labeling_core::usecases::export::ExportInput;
+
+use serde_json::{Value, json};
+
+use super::extract::Body;
+use super::{AppState, domain};
+use crate::auth::Caller;
+use crate::problem::Problem;
+
+pub(super) async fn create_dataset(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(input): Body<NewDatasetInput>,
+) -> Result<Response, Problem> {
+    let dataset = state
+        .service
+        .create_dataset(&caller.0, input)
+        .await
+        .map_err(domain)?;
+    Ok((StatusCode::CREATED, Json(dataset)).into_response())
+}
+
+pub(super) async fn list_datasets(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, Problem> {
+    let datasets = state
+        .service
+        .list_datasets(&caller.0)
+        .await
+        .map_err(domain)?;
+    Ok(Json(json!({ "datasets": datasets })))
+}
+
+pub(super) async fn get_dataset(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    Ok(Json(
+        state
+            .service
+            .get_dataset(&caller.0, &name)
+            .await
+            .map_err(domain)?,
+    )
+    .into_response())
+}
+
+pub(super) async fn request_uploads(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(input): Body<UploadsInput>,
+) -> Result<Json<Value>, Problem> {
+    let uploads = state
+        .service
+        .request_uploads(&caller.0, &name, input)
+        .await
+        .map_err(domain)?;
+    Ok(Json(json!({ "uploads": uploads })))
+}
+
+pub(super) async fn start_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+    Body(input): Body<ExportInput>,
+) -> Result<Response, Problem> {
+    let export = state
+        .service
+        .start_export(&caller.0, &project_id, input)
+        .await
+        .map_err(domain)?;
+    let location = format!("/projects/{project_id}/exports/{}", export.id);
+    let mut response = (StatusCode::ACCEPTED, Json(export)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+pub(super) async fn list_exports(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(project_id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let exports = state
+        .service
+        .list_exports(&caller.0, &project_id)
+        .await
+        .map_err(domain)?;
+    Ok(Json(json!({ "exports": exports })))
+}
+
+pub(super) async fn get_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((project_id, export_id)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    Ok(Json(
+        state
+            .service
+            .get_export(&caller.0, &project_id, &export_id)
+            .await
+            .map_err(domain)?,
+    )
+    .into_response())
+}
