@@ -298,8 +298,8 @@ pub async fn run_daily_refresh(service: Arc<Service>, queue: Arc<dyn Queue>) {
         let job = labeling_core::jobs::Job::RefreshAll {
             trigger: "schedule".to_owned(),
         };
-        if let Err(error) = queue
-            .send(&service.config().jobs_queue, &job.to_body(), Duration::ZERO)
+        if let Err(error) = job
+            .send(queue.as_ref(), &service.config().jobs_queue, Duration::ZERO)
             .await
         {
             tracing::error!(%error, "could not queue the daily refresh");

@@ -61,8 +61,8 @@ async fn a_batch_reports_only_its_failed_jobs_for_retry() {
     };
     let mut event = SqsEvent::default();
     event.records = vec![
-        message("m-refresh", &refresh.to_body()),
-        message("m-export", &export.to_body()),
+        message("m-refresh", &refresh.to_body().unwrap()),
+        message("m-export", &export.to_body().unwrap()),
         message("m-garbage", "{not a job"),
     ];
 

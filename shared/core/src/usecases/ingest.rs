@@ -105,8 +105,7 @@ impl Service {
         if let Some(objects) = crate::usecases::refresh::parse_object_created(body) {
             return self.objects_created(&objects).await;
         }
-        let job: Job =
-            serde_json::from_str(body).map_err(|error| JobError::Malformed(error.to_string()))?;
+        let job = Job::from_body(body).map_err(|error| JobError::Malformed(error.to_string()))?;
         match job {
             Job::Ingest { project_id } => self.ingest(&project_id).await,
             Job::Refresh {
