@@ -239,6 +239,9 @@ impl Runner {
             receive_count = message.receive_count
         );
         let stop = CancellationToken::new();
+        // A runner dropped mid-job (its task aborted, its runtime shutting down) stops the job
+        // too: nothing else would, and a runtime waits for its blocking threads.
+        let _stop_when_dropped = stop.clone().drop_guard();
         let job = spawn_job(
             self.handler.clone(),
             message.body.clone(),
