@@ -121,7 +121,7 @@ struct ServeArgs {
 }
 
 /// The `--store` flag, parsed once: clap refuses anything else, naming the choices.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum StoreKind {
     /// SQLite, folders and an in-process queue under the data directory.
     Embedded,
@@ -318,4 +318,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     local
         .serve_with(listener, serve_options, labeling_host::terminated())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use clap::Parser;
+
+    use super::*;
+
+    fn store(flag: &[&str]) -> Result<StoreKind, String> {
+        let args = ["labeling", "serve"].iter().chain(flag);
+        match Cli::try_parse_from(args)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Serve(args) => Ok(args.store),
+            _ => Err("not serve".to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_store_flag_is_one_of_two_stores_parsed_once() {
+        assert!(store(&[]) == Ok(StoreKind::Embedded));
+        assert!(store(&["--store", "aws"]) == Ok(StoreKind::Aws));
+        let refused = store(&["--store", "s3"]).unwrap_err();
+        assert!(
+            refused.contains("embedded") && refused.contains("aws"),
+            "{refused}"
+        );
+    }
 }

@@ -197,7 +197,10 @@ mod tests {
         assert_eq!(config.aws.region, "us-east-1");
         assert_eq!(config.aws.endpoint, None);
         assert_eq!(config.exports_queue, config.aws.jobs_queue);
-        assert_eq!(config.worker_queues, std::slice::from_ref(&config.aws.jobs_queue));
+        assert_eq!(
+            config.worker_queues,
+            std::slice::from_ref(&config.aws.jobs_queue)
+        );
         assert_eq!(config.admin_group, "labeling-admins");
         assert_eq!(config.labeler_group, "labelers");
         assert!(!config.in_lambda);
