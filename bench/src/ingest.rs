@@ -146,7 +146,7 @@ pub async fn run(keys: usize, refresh_keys: Option<usize>) -> anyhow::Result<()>
     };
     let started = Instant::now();
     service
-        .run_job(&job.to_body())
+        .run_job(&job.to_body()?)
         .await
         .context("running the refresh job")?;
     let seconds = started.elapsed().as_secs_f64();

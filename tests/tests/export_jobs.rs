@@ -208,7 +208,11 @@ async fn an_export_of_every_image_leaves_out_images_added_after_it_was_requested
         trigger: "on_demand".to_owned(),
         request_id: "r_after_export".to_owned(),
     };
-    fixture.service.run_job(&refresh.to_body()).await.unwrap();
+    fixture
+        .service
+        .run_job(&refresh.to_body().unwrap())
+        .await
+        .unwrap();
     assert_eq!(fixture.total_items(&project).await, 5);
 
     fixture.run_next_job().await.unwrap();

@@ -129,6 +129,7 @@ fn refresh_job(project_id: &str, request_id: &str) -> String {
         request_id: request_id.to_owned(),
     }
     .to_body()
+    .unwrap()
 }
 
 async fn queue_refresh(fixture: &Fixture, project_id: &str, request_id: &str) {

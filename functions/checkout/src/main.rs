@@ -4,6 +4,7 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     labeling_lambda::init_tracing();
-    let (service, _aws) = labeling_lambda::service_from_env().await?;
-    labeling_lambda::run_http(labeling_lambda::http_app(service)).await
+    let config = labeling_lambda::Config::from_env()?;
+    let (service, _aws) = labeling_lambda::service(&config).await?;
+    labeling_lambda::run_http(&config, labeling_lambda::http_app(service, &config)).await
 }

@@ -4,6 +4,6 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     labeling_lambda::init_tracing();
-    let (service, _aws) = labeling_lambda::service_from_env().await?;
-    labeling_lambda::jobs::run_jobs(service).await
+    let config = labeling_lambda::Config::from_env()?;
+    labeling_lambda::run_job_function(&config).await
 }

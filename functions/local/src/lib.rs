@@ -16,18 +16,13 @@ use anyhow::Context;
 use labeling_api::{AppState, router};
 use labeling_core::ports::counting::CountingTable;
 use labeling_core::ports::{Blobs, Clock, Queue, SystemClock};
-use labeling_core::usecases::ingest::JobError;
 use labeling_core::{Service, ServiceConfig};
 use labeling_embedded::{Database, FolderBlobs, SqliteQueue, SqliteTable, UsersFile};
+use labeling_host::{CancellationToken, Deletion, Policy, Polling, Runner};
 use tokio::net::TcpListener;
-use tracing::Instrument;
 
 /// Deliveries of a job before it goes to the dead-letter queue.
 const MAX_JOB_RECEIVES: u32 = 5;
-/// How long a job is hidden from other workers while one runs it.
-const JOB_VISIBILITY: Duration = Duration::from_secs(300);
-/// The first retry of a failed job; each further retry waits twice as long.
-const RETRY_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Where the service keeps its data.
 pub enum Store {
@@ -184,13 +179,8 @@ impl Local {
                         .await
                         .context("creating the table, bucket and queues")?;
                 }
-                let config = ServiceConfig {
-                    system_bucket: settings.bucket.clone(),
-                    jobs_queue: settings.jobs_queue.clone(),
-                    exports_queue: settings.jobs_queue.clone(),
-                    allow_file_sources: false,
-                    ..ServiceConfig::default()
-                };
+                // One worker runs every job here: exports share the jobs queue.
+                let config = labeling_host::aws_service_config(&settings, &settings.jobs_queue);
                 let table = Arc::new(CountingTable::new(aws.table.clone()));
                 let service = Service::new(
                     table.clone(),
@@ -297,8 +287,8 @@ pub async fn run_daily_refresh(service: Arc<Service>, queue: Arc<dyn Queue>) {
         let job = labeling_core::jobs::Job::RefreshAll {
             trigger: "schedule".to_owned(),
         };
-        if let Err(error) = queue
-            .send(&service.config().jobs_queue, &job.to_body(), Duration::ZERO)
+        if let Err(error) = job
+            .send(queue.as_ref(), &service.config().jobs_queue, Duration::ZERO)
             .await
         {
             tracing::error!(%error, "could not queue the daily refresh");
@@ -306,72 +296,33 @@ pub async fn run_daily_refresh(service: Arc<Service>, queue: Arc<dyn Queue>) {
     }
 }
 
-/// How long a job that failed on its `receive_count`-th try waits before the next.
-fn retry_backoff(receive_count: u32) -> Duration {
-    let doublings = receive_count.saturating_sub(1).min(6);
-    (RETRY_BACKOFF * 2u32.pow(doublings)).min(JOB_VISIBILITY)
-}
+/// How the local server receives its jobs: up to ten at once, each receive waiting a second.
+const POLLING: Polling = Polling {
+    batch: 10,
+    wait: Duration::from_secs(1),
+};
 
-/// Takes jobs off the queue and runs them; a failed job comes back after a backoff that
-/// doubles with each try (5 s, 10 s, 20 s, ...) and is dead-lettered after five tries.
+/// Takes jobs off the queue and runs them with the one job runner (see `labeling_host::runner`)
+/// until `stop` turns true: a failed job comes back after a backoff that doubles with each try
+/// (5 s, 10 s, 20 s, ...) and is dead-lettered after five tries; a malformed one is dropped.
 pub async fn run_worker(
     service: Arc<Service>,
     queue: Arc<dyn Queue>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let jobs = service.config().jobs_queue.clone();
-    loop {
-        let received = tokio::select! {
-            _ = stop.changed() => return,
-            received = queue.receive(&jobs, 10, JOB_VISIBILITY, Duration::from_secs(1)) => received,
-        };
-        let messages = match received {
-            Ok(messages) => messages,
-            Err(error) => {
-                tracing::error!(%error, "could not receive jobs");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        for message in messages {
-            let span = tracing::info_span!("job", message_id = %message.id, receive_count = message.receive_count);
-            match service
-                .run_job(&message.body)
-                .instrument(span.clone())
-                .await
-            {
-                Ok(()) => {}
-                Err(JobError::Malformed(reason)) => {
-                    tracing::error!(parent: &span, %reason, "dropping a malformed job")
-                }
-                Err(error) => {
-                    let backoff = retry_backoff(message.receive_count);
-                    tracing::warn!(parent: &span, %error, retry_in_s = backoff.as_secs(), "job failed; it will be retried");
-                    if let Err(error) = queue
-                        .extend_visibility(&jobs, &message.receipt, backoff)
-                        .await
-                    {
-                        tracing::warn!(parent: &span, %error, "could not schedule the retry; it comes after the visibility timeout");
-                    }
-                    continue;
+    let jobs = vec![service.config().jobs_queue.clone()];
+    let runner = Runner::new(service, queue, Policy::default(), Deletion::ByRunner);
+    let shutdown = CancellationToken::new();
+    let cancel_on_stop = {
+        let shutdown = shutdown.clone();
+        async move {
+            while !*stop.borrow_and_update() {
+                if stop.changed().await.is_err() {
+                    break;
                 }
             }
-            if let Err(error) = queue.delete(&jobs, &message.receipt).await {
-                tracing::warn!(%error, "could not delete a finished job");
-            }
+            shutdown.cancel();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failed_jobs_back_off_doubling_up_to_the_visibility_timeout() {
-        assert_eq!(retry_backoff(1), Duration::from_secs(5));
-        assert_eq!(retry_backoff(2), Duration::from_secs(10));
-        assert_eq!(retry_backoff(4), Duration::from_secs(40));
-        assert_eq!(retry_backoff(40), JOB_VISIBILITY);
-    }
+    };
+    tokio::join!(runner.poll(&jobs, &POLLING, &shutdown), cancel_on_stop);
 }

@@ -98,9 +98,9 @@ struct ServeArgs {
     /// Do not create the demo project on a fresh data directory.
     #[arg(long)]
     no_demo: bool,
-    /// `embedded` (SQLite, folders, in-process queue) or `aws` (DynamoDB, S3, SQS).
-    #[arg(long, default_value = "embedded", value_parser = ["embedded", "aws"])]
-    store: String,
+    /// Where the service keeps its data.
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    store: StoreKind,
     /// DynamoDB table (aws store).
     #[arg(long, env = "LABELING_TABLE", default_value = "labeling")]
     table: String,
@@ -118,6 +118,24 @@ struct ServeArgs {
     /// Create the table, bucket and queues when missing (aws store).
     #[arg(long)]
     create_resources: bool,
+}
+
+/// The `--store` flag, parsed once: clap refuses anything else, naming the choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreKind {
+    /// SQLite, folders and an in-process queue under the data directory.
+    Embedded,
+    /// DynamoDB, S3 and SQS (or an emulator at --aws-endpoint).
+    Aws,
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreKind::Embedded => "embedded",
+            StoreKind::Aws => "aws",
+        })
+    }
 }
 
 /// The server allocates many small, short-lived values per request (JSON, items, keys);
@@ -229,7 +247,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut options = Options::new(&args.data_dir);
     options.admin_token = args.admin_token;
-    let demo_bucket = if args.store == "aws" {
+    let demo_bucket = if args.store == StoreKind::Aws {
         options.store = Store::Aws {
             settings: AwsSettings {
                 table: args.table,
@@ -298,8 +316,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     local
-        .serve_with(listener, serve_options, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .serve_with(listener, serve_options, labeling_host::terminated())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use clap::Parser;
+
+    use super::*;
+
+    fn store(flag: &[&str]) -> Result<StoreKind, String> {
+        let args = ["labeling", "serve"].iter().chain(flag);
+        match Cli::try_parse_from(args)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Serve(args) => Ok(args.store),
+            _ => Err("not serve".to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_store_flag_is_one_of_two_stores_parsed_once() {
+        assert!(store(&[]) == Ok(StoreKind::Embedded));
+        assert!(store(&["--store", "aws"]) == Ok(StoreKind::Aws));
+        let refused = store(&["--store", "s3"]).unwrap_err();
+        assert!(
+            refused.contains("embedded") && refused.contains("aws"),
+            "{refused}"
+        );
+    }
 }

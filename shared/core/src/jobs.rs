@@ -1,7 +1,11 @@
 //! Background jobs carried by the jobs queue. Every handler is idempotent: the queue delivers
 //! at least once.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+use crate::ports::{Queue, QueueError};
 
 /// Runs of one job (an ingest, an export) before it gives up and records why: one fewer than
 /// the queue's receives before dead-lettering (5 locally and in template.yaml), so that a run
@@ -35,8 +39,77 @@ pub enum Job {
     },
 }
 
+/// A job that could not be written as a message body: nothing is sent rather than an empty or
+/// partial body that a worker would drop as malformed.
+#[derive(Debug, thiserror::Error)]
+#[error("the job could not be encoded as a message: {0}")]
+pub struct JobEncodingError(#[from] serde_json::Error);
+
+/// A message body that is no job this code knows (its `type` is unknown, a field is missing).
+/// Retrying cannot help: runners drop such a message with a log line.
+#[derive(Debug, thiserror::Error)]
+#[error("the message is not a job: {0}")]
+pub struct MalformedJob(#[from] serde_json::Error);
+
 impl Job {
-    pub fn to_body(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    /// The message body that carries this job.
+    pub fn to_body(&self) -> Result<String, JobEncodingError> {
+        Ok(serde_json::to_string(self)?)
+    }
+
+    /// The job a message body carries; its kind is decided here, once.
+    pub fn from_body(body: &str) -> Result<Self, MalformedJob> {
+        Ok(serde_json::from_str(body)?)
+    }
+
+    /// Puts this job on `queue` after `delay`; returns the message id. A job that cannot be
+    /// encoded is not sent: the caller gets the error, as for a queue that is down.
+    pub async fn send(
+        &self,
+        queue: &dyn Queue,
+        name: &str,
+        delay: Duration,
+    ) -> Result<String, QueueError> {
+        let body = self
+            .to_body()
+            .map_err(|error| QueueError::Unavailable(Box::new(error)))?;
+        queue.send(name, &body, delay).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_comes_back_from_its_body_as_it_went_in() {
+        let job = Job::Refresh {
+            project_id: "p_1".to_owned(),
+            trigger: "on_demand".to_owned(),
+            request_id: "r_1".to_owned(),
+        };
+        let body = job.to_body().map_err(|e| e.to_string());
+        assert_eq!(
+            body.as_deref()
+                .map(Job::from_body)
+                .ok()
+                .and_then(Result::ok),
+            Some(job)
+        );
+    }
+
+    #[test]
+    fn a_body_of_an_unknown_kind_is_malformed() {
+        for body in [
+            r#"{"type":"train"}"#,
+            r#"{"type":"ingest"}"#,
+            "",
+            "{not json",
+        ] {
+            assert!(
+                Job::from_body(body).is_err(),
+                "{body:?} was taken for a job"
+            );
+        }
     }
 }

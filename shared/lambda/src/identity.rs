@@ -12,12 +12,12 @@ pub struct JwtClaims {
 }
 
 impl JwtClaims {
-    pub fn from_env() -> Self {
+    /// Members of `admin_group` are admins, of `labeler_group` labelers (the configuration's
+    /// `LABELING_ADMIN_GROUP` and `LABELING_LABELER_GROUP`).
+    pub fn new(admin_group: &str, labeler_group: &str) -> Self {
         Self {
-            admin_group: std::env::var("LABELING_ADMIN_GROUP")
-                .unwrap_or_else(|_| "labeling-admins".to_owned()),
-            labeler_group: std::env::var("LABELING_LABELER_GROUP")
-                .unwrap_or_else(|_| "labelers".to_owned()),
+            admin_group: admin_group.to_owned(),
+            labeler_group: labeler_group.to_owned(),
         }
     }
 

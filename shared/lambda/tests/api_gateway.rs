@@ -104,7 +104,13 @@ async fn api_gateway_events_get_the_same_answers_as_the_local_server() {
             .unwrap();
     }
     let local_app = local.router();
-    let lambda_app = labeling_lambda::http_app(local.service.clone());
+    let config = labeling_lambda::Config::from_lookup(|name| {
+        ["LABELING_TABLE", "LABELING_BUCKET", "LABELING_JOBS_QUEUE"]
+            .contains(&name)
+            .then(|| "unused".to_owned())
+    })
+    .unwrap();
+    let lambda_app = labeling_lambda::http_app(local.service.clone(), &config);
     let admin = Some(("admin", "[labeling-admins]"));
     let ann = Some(("ann", "[labelers]"));
 

@@ -43,7 +43,9 @@ async fn an_object_created_notification_in_a_batch_records_the_decoded_key_for_i
     );
     let mut event = SqsEvent::default();
     event.records = vec![message];
-    let response = labeling_lambda::jobs::handle_batch(&local.service, event).await;
+    let work = std::sync::Arc::new(labeling_lambda::jobs::QueuedWork(local.service.clone()));
+    let runner = labeling_lambda::jobs::lambda_runner(work, local.queue.clone());
+    let response = labeling_lambda::jobs::handle_batch(&runner, None, event).await;
 
     assert!(response.batch_item_failures.is_empty());
     let recorded = local

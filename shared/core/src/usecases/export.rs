@@ -468,14 +468,13 @@ impl Service {
             project_id: project_id.to_owned(),
             export_id: id.clone(),
         };
-        self.queue
-            .send(
-                &self.config.exports_queue,
-                &job.to_body(),
-                std::time::Duration::ZERO,
-            )
-            .await
-            .map_err(|error| ExportError::Unavailable(Box::new(error)))?;
+        job.send(
+            self.queue.as_ref(),
+            &self.config.exports_queue,
+            std::time::Duration::ZERO,
+        )
+        .await
+        .map_err(|error| ExportError::Unavailable(Box::new(error)))?;
         self.export_view(&record).await
     }
 

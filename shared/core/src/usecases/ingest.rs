@@ -114,8 +114,7 @@ impl Service {
     /// Runs one job from the jobs queue. Safe to run twice.
     #[instrument(skip(self, body), err)]
     pub async fn run_job(&self, body: &str) -> Result<(), JobError> {
-        let job: Job =
-            serde_json::from_str(body).map_err(|error| JobError::Malformed(error.to_string()))?;
+        let job = Job::from_body(body).map_err(|error| JobError::Malformed(error.to_string()))?;
         match job {
             Job::Ingest { project_id } => self.ingest(&project_id).await,
             Job::Refresh {

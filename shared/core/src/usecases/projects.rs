@@ -331,11 +331,10 @@ impl Service {
         let job = Job::Ingest {
             project_id: id.clone(),
         };
-        if let Err(error) = self
-            .queue
+        if let Err(error) = job
             .send(
+                self.queue.as_ref(),
                 &self.config.jobs_queue,
-                &job.to_body(),
                 std::time::Duration::ZERO,
             )
             .await
@@ -710,14 +709,13 @@ impl Service {
             let job = Job::Ingest {
                 project_id: project_id.to_owned(),
             };
-            self.queue
-                .send(
-                    &self.config.jobs_queue,
-                    &job.to_body(),
-                    std::time::Duration::ZERO,
-                )
-                .await
-                .map(|_| ())
+            job.send(
+                self.queue.as_ref(),
+                &self.config.jobs_queue,
+                std::time::Duration::ZERO,
+            )
+            .await
+            .map(|_| ())
         };
         if let Err(error) = queued {
             tracing::error!(%error, project_id, "could not queue the retry");

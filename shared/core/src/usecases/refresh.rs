@@ -148,8 +148,7 @@ impl Service {
             trigger: trigger.as_str().to_owned(),
             request_id: new_id("r"),
         };
-        self.queue
-            .send(&self.config.jobs_queue, &job.to_body(), delay)
+        job.send(self.queue.as_ref(), &self.config.jobs_queue, delay)
             .await
             .map(|_| ())
     }
@@ -764,8 +763,7 @@ impl Service {
                     project_id: project_id.to_owned(),
                     request_id: new_id("r"),
                 };
-                self.queue
-                    .send(&self.config.jobs_queue, &job.to_body(), delay)
+                job.send(self.queue.as_ref(), &self.config.jobs_queue, delay)
                     .await
                     .map(|_| ())
                     .map_err(|e| JobError::Unavailable(Box::new(e)))
