@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use labeling_core::Service;
 use labeling_core::ports::{Message, Queue};
 use labeling_core::usecases::ingest::JobError;
