@@ -2,6 +2,10 @@
 //! an item is in at most one live task (item claims are conditional writes), a lease is taken
 //! over only after it expired (the condition compares with now), and a submission is one
 //! transaction that also closes the lease on its version.
+//!
+//! One flow a file: `checkout` (the retry loop), `take_over` (waiting tasks, expired leases),
+//! `claim` (fresh items, parking), `present` (image sizes, URLs), `lease` (renew, release, give
+//! back), `submit`; this file holds the errors, the views and the writes they share.
 
 use serde::Serialize;
 use serde_json::Value;

@@ -1,4 +1,8 @@
 //! Project management: create, read, edit, pause and resume, label classes, members, delete.
+//!
+//! One flow a file: `create`, `read`, `change` (the versioned write, patch, delete), `status`
+//! (pause, resume, retry, fail), `labels`, `members`; this file holds the error, the view, access
+//! checks and the reads the other use cases share.
 
 use serde::Serialize;
 
