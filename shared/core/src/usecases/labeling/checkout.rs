@@ -1,0 +1,88 @@
+//! Checkout: hand out the next page of work, retrying after lost races; waiting tasks and expired leases before fresh items.
+
+use tracing::instrument;
+
+use crate::access::Actor;
+use crate::domain::project::{ProjectRecord, ProjectStatus};
+use crate::keys::{self};
+use crate::ports::{Query, SkRange};
+use crate::service::Service;
+
+use super::{CHECKOUT_ATTEMPTS, CheckedOutTask, Claim, LabelingError};
+
+impl Service {
+    /// Hands out the next page of work: waiting tasks and expired leases first, then fresh
+    /// items in the project's shuffled order. `None` when nothing is left right now.
+    #[instrument(skip(self), fields(user = %actor.user))]
+    pub async fn checkout(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+    ) -> Result<Option<CheckedOutTask>, LabelingError> {
+        let project = self.project_for_labeling(actor, project_id).await?;
+        match self.checkout_from(actor, &project).await {
+            // The copy of the project was stale (another process changed it): read it again.
+            Err(LabelingError::RoundChanged) | Err(LabelingError::NotRunning(_)) => {
+                let fresh = self.load_project(actor, project_id).await?;
+                self.checkout_from(actor, &fresh).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn checkout_from(
+        &self,
+        actor: &Actor,
+        project: &ProjectRecord,
+    ) -> Result<Option<CheckedOutTask>, LabelingError> {
+        let project_id = project.id.as_str();
+        if project.status != ProjectStatus::Running {
+            return Err(LabelingError::NotRunning(project.status.as_str()));
+        }
+        let mut fresh_exhausted = false;
+        for attempt in 0..CHECKOUT_ATTEMPTS {
+            let now = self.clock.now();
+            let waiting = self
+                .table
+                .query(Query::new(
+                    keys::work_pk(project_id, project.round),
+                    SkRange::LessThan(keys::available_work_bound(now)),
+                    16,
+                ))
+                .await?;
+            if !waiting.items.is_empty() {
+                let start = (attempt + actor.user.len()) % waiting.items.len();
+                for offset in 0..waiting.items.len() {
+                    let candidate = &waiting.items[(start + offset) % waiting.items.len()];
+                    if let Some(task) = self.take_over(actor, project, candidate, now).await? {
+                        return Ok(Some(task));
+                    }
+                }
+                continue;
+            }
+            if fresh_exhausted {
+                return Ok(None);
+            }
+            match self.claim_fresh(actor, project, now).await? {
+                Some(Claim::Task(task)) => return Ok(Some(*task)),
+                Some(Claim::NothingUsable) => continue,
+                // Nothing fresh left: look once more for work released meanwhile.
+                None => fresh_exhausted = true,
+            }
+        }
+        if fresh_exhausted {
+            return Ok(None);
+        }
+        Err(LabelingError::Contention)
+    }
+
+    pub(super) async fn not_running_error(&self, actor: &Actor, project_id: &str) -> LabelingError {
+        match self.load_project(actor, project_id).await {
+            Ok(project) if project.status != ProjectStatus::Running => {
+                LabelingError::NotRunning(project.status.as_str())
+            }
+            Ok(_) => LabelingError::RoundChanged,
+            Err(error) => error.into(),
+        }
+    }
+}

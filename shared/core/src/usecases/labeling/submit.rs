@@ -1,0 +1,142 @@
+//! Submit: one transaction that stores the annotations and closes the lease on its version.
+
+use serde_json::Value;
+use tracing::instrument;
+
+use crate::access::Actor;
+use crate::domain::labeling::{
+    ItemOutcome, ItemState, SubmissionInput, TaskEnd, validate_submission,
+};
+use crate::keys::{self, attr, counter};
+use crate::ports::{Condition, Update, Write};
+use crate::service::{Service, to_json};
+use crate::transaction::{Rejected, Transaction};
+
+use super::{
+    LabelingError, LabelingWrite, SubmissionReceipt, ended_task_write, lease_entry_key,
+    stats_update,
+};
+
+impl Service {
+    /// Records the labels of every item of the task in one transaction, or nothing.
+    /// A lease that expired but was not yet handed to anyone else is still accepted: the
+    /// work is not lost.
+    #[instrument(skip(self, input), fields(user = %actor.user))]
+    pub async fn submit(
+        &self,
+        actor: &Actor,
+        project_id: &str,
+        task_id: &str,
+        input: SubmissionInput,
+    ) -> Result<SubmissionReceipt, LabelingError> {
+        let mut project = self.project_for_labeling(actor, project_id).await?;
+        let task = self.load_task(actor, project_id, task_id).await?;
+        let mut outcomes = validate_submission(&project, &task, &input);
+        if task.round != project.round || outcomes.is_err() {
+            // The warm copy may predate a change (a new class, a new round): judge against
+            // the stored project before refusing.
+            project = self.load_project(actor, project_id).await?;
+            outcomes = validate_submission(&project, &task, &input);
+        }
+        if task.round != project.round {
+            return Err(LabelingError::RoundChanged);
+        }
+        let outcomes = outcomes.map_err(LabelingError::Invalid)?;
+        let now = self.clock.now();
+        let mut labeled = 0i64;
+        let mut skipped = 0i64;
+        let mut class_counts: std::collections::BTreeMap<u32, i64> = Default::default();
+        let mut writes = Transaction::new();
+        writes.push(
+            LabelingWrite::TaskOnLease,
+            ended_task_write(
+                project_id,
+                task_id,
+                &task.labeler,
+                TaskEnd::Submitted,
+                now,
+                Condition::equals(attr::LEASE_VERSION, task.lease_version),
+            )?,
+        );
+        writes.push(
+            LabelingWrite::WorkEntry,
+            Write::Delete {
+                key: lease_entry_key(project_id, &task),
+                condition: Some(Condition::Exists),
+            },
+        );
+        writes.push(
+            LabelingWrite::ProjectRound,
+            Write::Check {
+                key: keys::project(project_id),
+                condition: Condition::equals(attr::ROUND, task.round),
+            },
+        );
+        for (item_id, outcome) in &outcomes {
+            let update = match outcome {
+                ItemOutcome::Labeled(labels) => {
+                    labeled += 1;
+                    for label in labels {
+                        *class_counts.entry(label.class_id).or_default() += 1;
+                    }
+                    Update::default()
+                        .set(attr::STATE, ItemState::Labeled.as_str())
+                        .set(attr::LABELS, to_json("item's labels", labels)?)
+                }
+                ItemOutcome::Skipped => {
+                    skipped += 1;
+                    Update::default()
+                        .set(attr::STATE, ItemState::Skipped.as_str())
+                        .set(attr::LABELS, Value::Array(Vec::new()))
+                }
+            }
+            .set(attr::LABELED_BY, actor.user.as_str())
+            .set(attr::LABELED_AT, now)
+            .remove(attr::TASK_ID);
+            writes.push(
+                LabelingWrite::Item(*item_id),
+                Write::Update {
+                    key: keys::item(project_id, *item_id),
+                    update,
+                    condition: Some(Condition::And(vec![
+                        Condition::equals(attr::ROUND, task.round),
+                        Condition::equals(attr::TASK_ID, task_id),
+                    ])),
+                },
+            );
+        }
+        let n = task.items.len() as i64;
+        let class_keys: Vec<(String, i64)> = class_counts
+            .iter()
+            .map(|(id, count)| (counter::class(*id), *count))
+            .collect();
+        let mut changes: Vec<(&str, i64)> = vec![
+            (counter::IN_TASK, -n),
+            (counter::LABELED, labeled),
+            (counter::SKIPPED, skipped),
+        ];
+        changes.extend(class_keys.iter().map(|(k, v)| (k.as_str(), *v)));
+        writes.push(
+            LabelingWrite::Stats,
+            Write::Update {
+                key: keys::stats(project_id, task.round),
+                update: stats_update(&changes),
+                condition: None,
+            },
+        );
+        match writes.commit(self.table.as_ref()).await {
+            Ok(()) => Ok(SubmissionReceipt {
+                task_id: task_id.to_owned(),
+                labeled: labeled as usize,
+                skipped: skipped as usize,
+            }),
+            Err(Rejected::Condition(LabelingWrite::ProjectRound)) => {
+                Err(LabelingError::RoundChanged)
+            }
+            Err(Rejected::Condition(_) | Rejected::Conflict) => {
+                Err(self.lease_lost(actor, project_id, task_id).await)
+            }
+            Err(Rejected::Table(error)) => Err(error.into()),
+        }
+    }
+}
