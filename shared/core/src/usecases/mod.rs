@@ -12,10 +12,19 @@ pub mod review;
 #[cfg(test)]
 mod tests {
     /// The use cases' sources, as the text their error messages are written in.
-    const SOURCES: [(&str, &str); 8] = [
+    const SOURCES: [(&str, &str); 14] = [
         ("dashboard.rs", include_str!("dashboard.rs")),
         ("datasets.rs", include_str!("datasets.rs")),
-        ("export.rs", include_str!("export.rs")),
+        ("export/coco.rs", include_str!("export/coco.rs")),
+        ("export/jsonl.rs", include_str!("export/jsonl.rs")),
+        ("export/mod.rs", include_str!("export/mod.rs")),
+        (
+            "export/part_writer.rs",
+            include_str!("export/part_writer.rs"),
+        ),
+        ("export/requests.rs", include_str!("export/requests.rs")),
+        ("export/run.rs", include_str!("export/run.rs")),
+        ("export/snapshot.rs", include_str!("export/snapshot.rs")),
         ("ingest.rs", include_str!("ingest.rs")),
         ("labeling.rs", include_str!("labeling.rs")),
         ("projects.rs", include_str!("projects.rs")),
