@@ -12,7 +12,7 @@ pub mod review;
 #[cfg(test)]
 mod tests {
     /// The use cases' sources, as the text their error messages are written in.
-    const SOURCES: [(&str, &str); 14] = [
+    const SOURCES: [(&str, &str); 18] = [
         ("dashboard.rs", include_str!("dashboard.rs")),
         ("datasets.rs", include_str!("datasets.rs")),
         ("export/coco.rs", include_str!("export/coco.rs")),
@@ -28,7 +28,11 @@ mod tests {
         ("ingest.rs", include_str!("ingest.rs")),
         ("labeling.rs", include_str!("labeling.rs")),
         ("projects.rs", include_str!("projects.rs")),
-        ("refresh.rs", include_str!("refresh.rs")),
+        ("refresh/events.rs", include_str!("refresh/events.rs")),
+        ("refresh/lease.rs", include_str!("refresh/lease.rs")),
+        ("refresh/merge.rs", include_str!("refresh/merge.rs")),
+        ("refresh/mod.rs", include_str!("refresh/mod.rs")),
+        ("refresh/requests.rs", include_str!("refresh/requests.rs")),
         ("review.rs", include_str!("review.rs")),
     ];
 
