@@ -1,0 +1,119 @@
+//! Export: the JSON Lines writer, one line an item in Azure ML AutoML's schema.
+
+use serde_json::{Value, json};
+
+use crate::domain::labeling::ItemRecord;
+use crate::domain::project::{ProjectRecord, TaskType};
+use crate::domain::source::Source;
+use crate::service::Service;
+use crate::usecases::ingest::JobError;
+
+use super::ExportRecord;
+use super::part_writer::PartWriter;
+use super::snapshot::{ItemPages, Selection};
+
+fn image_format(key: &str) -> String {
+    let extension = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    match extension.as_str() {
+        "jpeg" | "jpe" | "jfif" => "jpg".to_owned(),
+        "tif" => "tiff".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+impl Service {
+    pub(super) async fn write_jsonl(
+        &self,
+        project: &ProjectRecord,
+        record: &mut ExportRecord,
+        writer: &mut PartWriter<'_>,
+    ) -> Result<(), JobError> {
+        let source = project
+            .source
+            .allowed(self.config.allow_file_sources)
+            .map_err(|e| JobError::Unavailable(Box::new(e)))?;
+        let selection = Selection::of(record);
+        let mut written = 0u64;
+        let mut annotations = 0u64;
+        let mut pending = Vec::new();
+        let mut pages = ItemPages::new(&project.id);
+        while let Some(page) = pages.next(self).await? {
+            for item in page.into_iter().filter_map(|item| selection.snapshot(item)) {
+                annotations += item.labels.len() as u64;
+                serde_json::to_writer(&mut pending, &jsonl_line(project, source, &item))
+                    .map_err(|e| JobError::Unavailable(Box::new(e)))?;
+                pending.push(b'\n');
+                written += 1;
+            }
+            let uploaded = writer.write(&pending).await?;
+            pending.clear();
+            if uploaded {
+                record.items_written = written;
+                record.annotations_written = annotations;
+                self.save_progress(record).await;
+            }
+        }
+        record.items_written = written;
+        record.annotations_written = annotations;
+        Ok(())
+    }
+}
+
+/// One line in Azure ML AutoML's JSON Lines schema, coordinates normalized to 0..1.
+fn jsonl_line(project: &ProjectRecord, source: &Source, item: &ItemRecord) -> Value {
+    let name = |id: u32| project.class_name(id).unwrap_or("?").to_owned();
+    let width = f64::from(item.width.unwrap_or(1).max(1));
+    let height = f64::from(item.height.unwrap_or(1).max(1));
+    let normalized = |value: f64, size: f64| (value / size * 1e6).round() / 1e6;
+    let label = match project.task_type {
+        TaskType::ImageClassificationMulticlass => {
+            json!(item.labels.first().map(|l| name(l.class_id)))
+        }
+        TaskType::ImageClassificationMultilabel => json!(
+            item.labels
+                .iter()
+                .map(|l| name(l.class_id))
+                .collect::<Vec<_>>()
+        ),
+        TaskType::ObjectDetection => json!(
+            item.labels
+                .iter()
+                .map(|l| {
+                    let [x, y, w, h] = l.bbox.unwrap_or_default();
+                    json!({
+                        "label": name(l.class_id),
+                        "topX": normalized(x, width),
+                        "topY": normalized(y, height),
+                        "bottomX": normalized(x + w, width),
+                        "bottomY": normalized(y + h, height),
+                        "isCrowd": 0,
+                    })
+                })
+                .collect::<Vec<_>>()
+        ),
+        TaskType::InstanceSegmentation => json!(
+            item.labels
+                .iter()
+                .map(|l| {
+                    let polygon: Vec<f64> = l
+                        .polygon
+                        .as_deref()
+                        .unwrap_or_default()
+                        .iter()
+                        .flat_map(|[x, y]| [normalized(*x, width), normalized(*y, height)])
+                        .collect();
+                    json!({ "label": name(l.class_id), "isCrowd": 0, "polygon": [polygon] })
+                })
+                .collect::<Vec<_>>()
+        ),
+    };
+    json!({
+        "image_url": source.object_uri(&item.key),
+        "image_details": {
+            "format": image_format(&item.key),
+            "width": item.width.map(|w| format!("{w}px")),
+            "height": item.height.map(|h| format!("{h}px")),
+        },
+        "label": label,
+    })
+}

@@ -1,0 +1,241 @@
+//! Export: labels as COCO or as JSON Lines (Azure ML AutoML's schema), streamed page by page
+//! into the project's bucket through a multipart upload, so memory stays flat however large the
+//! project. The object appears whole or not at all: a multipart upload is invisible until it is
+//! completed, and a retried job starts a fresh upload (abandoned parts expire by lifecycle rule).
+//!
+//! One flow a file: `requests` starts, shows and lists exports; `run` is the job that writes
+//! one; `snapshot` chooses the items it holds; `coco` and `jsonl` write the two formats;
+//! `part_writer` uploads the bytes as a multipart upload.
+
+mod coco;
+mod jsonl;
+mod part_writer;
+mod requests;
+mod run;
+mod snapshot;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
+use crate::ports::{BlobError, BoxError, TableError};
+use crate::usecases::projects::ProjectError;
+
+/// How long a download URL of a finished export stays valid.
+const DOWNLOAD_URL_SECONDS: u64 = 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    Coco,
+    Jsonl,
+}
+
+impl ExportFormat {
+    fn folder(self) -> &'static str {
+        match self {
+            ExportFormat::Coco => "coco",
+            ExportFormat::Jsonl => "jsonl",
+        }
+    }
+    fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Coco => "json",
+            ExportFormat::Jsonl => "jsonl",
+        }
+    }
+    fn content_type(self) -> &'static str {
+        match self {
+            ExportFormat::Coco => "application/json",
+            ExportFormat::Jsonl => "application/x-ndjson",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// The stored export run (`P#<pid>` / `RUN#EXPORT#<id>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportRecord {
+    pub id: String,
+    pub project_id: String,
+    pub format: ExportFormat,
+    pub status: ExportStatus,
+    /// Only items labeled at or after this time (epoch ms).
+    pub since: Option<i64>,
+    pub include_unlabeled: bool,
+    /// What was labeled at this instant is what the export holds.
+    pub snapshot_at: i64,
+    /// With `include_unlabeled`: the project's items at the snapshot (later refreshes add
+    /// items the export leaves out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_items: Option<u64>,
+    pub round: u32,
+    pub bucket: String,
+    pub key: String,
+    pub items_written: u64,
+    pub items_total: u64,
+    pub annotations_written: u64,
+    pub created_by: String,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+    /// Runs started so far; the last allowed failure marks the export failed.
+    #[serde(default)]
+    pub attempts: u32,
+}
+
+/// Items listed at a time when an export lists unlabeled images too.
+const INCLUDE_UNLABELED_BATCH: u64 = 1000;
+/// Image header reads in flight at once for images no labeler has opened.
+const HEADER_READS_AT_ONCE: usize = 32;
+
+/// Runs of one export before it is marked failed (see [`crate::jobs::MAX_JOB_ATTEMPTS`]).
+pub const MAX_EXPORT_ATTEMPTS: u32 = crate::jobs::MAX_JOB_ATTEMPTS;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ExportInput {
+    #[serde(default)]
+    pub format: Option<String>,
+    /// RFC 3339 or epoch milliseconds.
+    #[serde(default)]
+    pub since: Option<Value>,
+    #[serde(default)]
+    pub include_unlabeled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportView {
+    pub id: String,
+    pub project_id: String,
+    pub format: ExportFormat,
+    pub status: ExportStatus,
+    pub since: Option<String>,
+    pub include_unlabeled: bool,
+    pub snapshot_at: String,
+    pub location: String,
+    pub progress: Progress,
+    pub download_url: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub items_written: u64,
+    pub items_total: u64,
+    pub annotations_written: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("no project {0}")]
+    NotFound(String),
+    #[error("no export {0} in this project")]
+    ExportNotFound(String),
+    #[error("only admins may do this")]
+    Forbidden,
+    #[error("{0}")]
+    Invalid(ValidationErrors),
+    #[error("the project is {0}; export needs its ingest to have finished")]
+    NotReady(&'static str),
+    #[error("storage is unavailable")]
+    Unavailable(#[source] BoxError),
+}
+
+impl DomainError for ExportError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ExportError::NotFound(_) | ExportError::ExportNotFound(_) => ErrorKind::NotFound,
+            ExportError::Forbidden => ErrorKind::Forbidden,
+            ExportError::Invalid(_) => ErrorKind::Invalid,
+            ExportError::NotReady(_) => ErrorKind::Conflict,
+            ExportError::Unavailable(_) => ErrorKind::Unavailable,
+        }
+    }
+    fn field_errors(&self) -> &[FieldError] {
+        match self {
+            ExportError::Invalid(errors) => &errors.0,
+            _ => &[],
+        }
+    }
+}
+
+impl From<crate::service::UnserializableRecord> for ExportError {
+    fn from(error: crate::service::UnserializableRecord) -> Self {
+        ExportError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<TableError> for ExportError {
+    fn from(error: TableError) -> Self {
+        ExportError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<BlobError> for ExportError {
+    fn from(error: BlobError) -> Self {
+        ExportError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<ProjectError> for ExportError {
+    fn from(error: ProjectError) -> Self {
+        match error {
+            ProjectError::NotFound(id) => ExportError::NotFound(id),
+            ProjectError::Forbidden => ExportError::Forbidden,
+            other => ExportError::Unavailable(Box::new(other)),
+        }
+    }
+}
+
+/// Epoch milliseconds of 0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z.
+pub const TIME_RANGE_MS: std::ops::RangeInclusive<i64> = -62_167_219_200_000..=253_402_300_799_999;
+
+/// An RFC 3339 time (see [`crate::time::parse_rfc3339`]) or epoch milliseconds, in the years
+/// 0000 to 9999 that RFC 3339 can write (what the API documents).
+pub fn parse_time(value: &Value) -> Option<i64> {
+    let ms = match value.as_i64() {
+        Some(ms) => ms,
+        None => crate::time::parse_rfc3339(value.as_str()?)?,
+    };
+    TIME_RANGE_MS.contains(&ms).then_some(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+    use serde_json::json;
+
+    #[test]
+    fn parses_rfc3339_and_epoch_millis() {
+        assert_eq!(parse_time(&json!("1970-01-01T00:00:00Z")), Some(0));
+        assert_eq!(
+            parse_time(&json!("2024-02-29T12:34:56.789Z")),
+            Some(1_709_210_096_789)
+        );
+        assert_eq!(
+            parse_time(&json!("2024-02-29T14:34:56.789+02:00")),
+            Some(1_709_210_096_789)
+        );
+        assert_eq!(parse_time(&json!(1234)), Some(1234));
+        assert_eq!(parse_time(&json!("yesterday")), None);
+        assert_eq!(parse_time(&json!("2024-13-01T00:00:00Z")), None);
+        assert_eq!(parse_time(&json!("400902-01-01T00:00:00Z")), None);
+        assert_eq!(parse_time(&json!(12_589_000_000_000_000_i64)), None);
+        assert_eq!(
+            parse_time(&json!("9999-12-31T23:59:59.999Z")),
+            Some(253_402_300_799_999)
+        );
+    }
+}
