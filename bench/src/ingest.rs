@@ -141,7 +141,7 @@ pub async fn run(keys: usize, refresh_keys: Option<usize>) -> anyhow::Result<()>
     let blobs_before = blobs.counts();
     let job = labeling_core::jobs::Job::Refresh {
         project_id: project.id.clone(),
-        trigger: "bench".to_owned(),
+        trigger: "on_demand".to_owned(),
         request_id: "r_bench".to_owned(),
     };
     let started = Instant::now();
