@@ -180,6 +180,71 @@ pub mod attr {
     pub const TOTAL: &str = "total";
     /// The cursor's total when a low-water refresh was last asked for.
     pub const LOW_WATER_TOTAL: &str = "low_water_total";
+    pub const UPDATED_AT: &str = "updated_at";
+    /// When a reviewer sent an item back.
+    pub const REJECTED_AT: &str = "rejected_at";
+    /// Progress of an export job.
+    pub const ITEMS_TOTAL: &str = "items_total";
+    pub const ITEMS_WRITTEN: &str = "items_written";
+    pub const ANNOTATIONS_WRITTEN: &str = "annotations_written";
+    /// The request that holds a refresh lease, and when the lease runs out.
+    pub const HOLDER: &str = "holder";
+    pub const EXPIRES_AT: &str = "expires_at";
+    /// When an event row or the events-scheduled marker was written.
+    pub const AT: &str = "at";
+    /// The object key an event row carries.
+    pub const KEY: &str = "key";
+}
+
+/// The entities stamped on the coordination rows of [`row`].
+pub mod entity {
+    pub const CURSOR: &str = "cursor";
+    pub const STATS: &str = "stats";
+    pub const REFRESH_LEASE: &str = "refresh_lease";
+    pub const EVENT_KEY: &str = "event_key";
+    pub const EVENTS_SCHEDULED: &str = "events_scheduled";
+}
+
+/// Coordination rows, typed, so their attributes are written under the names conditions and
+/// readers use (pinned by the tests below) instead of being spelled again in ad-hoc JSON.
+pub mod row {
+    use serde::{Deserialize, Serialize};
+
+    /// A round's cursor as the round starts: nothing handed out of `total` positions.
+    #[derive(Debug, Serialize)]
+    pub struct Cursor {
+        pub next: u64,
+        pub total: u64,
+    }
+
+    /// A round's statistics as the round starts; counters are added to it by updates.
+    #[derive(Debug, Serialize)]
+    pub struct Stats {
+        pub started_at: i64,
+    }
+
+    /// The lease that lets one refresh of a project run at a time.
+    #[derive(Debug, Serialize)]
+    pub struct RefreshLease<'a> {
+        pub holder: &'a str,
+        pub expires_at: i64,
+        pub ttl: i64,
+    }
+
+    /// A new object an event job has yet to add.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct EventKey {
+        pub key: String,
+        pub at: i64,
+        pub ttl: i64,
+    }
+
+    /// Present while an event-keys job of the project is queued.
+    #[derive(Debug, Serialize)]
+    pub struct EventsScheduled {
+        pub at: i64,
+        pub ttl: i64,
+    }
 }
 
 /// Counters of a round's stats row (summed by the dashboard).
@@ -263,5 +328,51 @@ mod tests {
         for name in [attr::ROUND, attr::LEASE_VERSION, attr::LEASE_EXPIRES_AT] {
             assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
         }
+    }
+
+    fn assert_stored<T: serde::Serialize>(entity: &'static str, record: &T, expected: &[&str]) {
+        let names = stored_names(entity, record);
+        for name in expected {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+    }
+
+    /// The coordination rows are written under the names their conditions and readers use.
+    #[test]
+    fn the_coordination_rows_are_stored_under_the_names_conditions_read() {
+        use super::{entity, row};
+        assert_stored(
+            entity::CURSOR,
+            &row::Cursor { next: 0, total: 3 },
+            &[attr::ENTITY, attr::SCHEMA_VERSION, attr::NEXT, attr::TOTAL],
+        );
+        assert_stored(
+            entity::STATS,
+            &row::Stats { started_at: 1 },
+            &["started_at"],
+        );
+        assert_stored(
+            entity::REFRESH_LEASE,
+            &row::RefreshLease {
+                holder: "r_1",
+                expires_at: 2,
+                ttl: 3,
+            },
+            &[attr::HOLDER, attr::EXPIRES_AT, attr::TTL],
+        );
+        assert_stored(
+            entity::EVENT_KEY,
+            &row::EventKey {
+                key: "a.png".to_owned(),
+                at: 1,
+                ttl: 2,
+            },
+            &[attr::KEY, attr::AT, attr::TTL],
+        );
+        assert_stored(
+            entity::EVENTS_SCHEDULED,
+            &row::EventsScheduled { at: 1, ttl: 2 },
+            &[attr::AT, attr::TTL],
+        );
     }
 }

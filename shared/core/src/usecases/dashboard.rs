@@ -7,8 +7,9 @@ use serde::Serialize;
 use tracing::instrument;
 
 use crate::access::Actor;
+use crate::domain::labeling::TaskKind;
 use crate::domain::project::ProjectRecord;
-use crate::keys;
+use crate::keys::{self, attr, counter};
 use crate::manifest::ManifestRecord;
 use crate::service::{Service, from_item, number};
 use crate::usecases::projects::ProjectError;
@@ -82,12 +83,12 @@ impl Service {
         let stats = find(&wanted[2]).map_or(&empty, |item| &item.attrs);
         let total = manifest.as_ref().map_or(0, |m| m.total);
         let refresh = self.refresh_view_with(&project, refresh_status, manifest.as_ref());
-        let handed_out = count(cursor, "next").min(total);
-        let labeled = count(stats, "labeled");
-        let skipped = count(stats, "skipped");
-        let missing = count(stats, "missing");
-        let in_task = count(stats, "in_task");
-        let queued = count(stats, "queued");
+        let handed_out = count(cursor, attr::NEXT).min(total);
+        let labeled = count(stats, counter::LABELED);
+        let skipped = count(stats, counter::SKIPPED);
+        let missing = count(stats, counter::MISSING);
+        let in_task = count(stats, counter::IN_TASK);
+        let queued = count(stats, counter::QUEUED);
         let label_distribution = project
             .classes
             .iter()
@@ -113,10 +114,10 @@ impl Service {
                 queued,
             },
             queues: Queues {
-                manual: total - handed_out + count(stats, "q_manual"),
-                requeued: count(stats, "q_requeued"),
-                clustered: count(stats, "q_clustered"),
-                prelabeled: count(stats, "q_prelabeled"),
+                manual: total - handed_out + count(stats, TaskKind::Manual.queue_counter()),
+                requeued: count(stats, TaskKind::Requeued.queue_counter()),
+                clustered: count(stats, TaskKind::Clustered.queue_counter()),
+                prelabeled: count(stats, TaskKind::Prelabeled.queue_counter()),
             },
             label_distribution,
             last_refresh_at: refresh.last_refresh_at.clone(),

@@ -8,11 +8,11 @@ use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
 use crate::domain::refresh::RefreshTrigger;
 use crate::domain::source::Source;
 use crate::jobs::{Job, MAX_JOB_ATTEMPTS};
-use crate::keys;
+use crate::keys::{self, attr};
 use crate::manifest::{Batch, CHUNK_KEYS, ManifestRecord, chunk_key, encode_chunk};
 use crate::ports::blobs::MAX_LIST_KEYS;
-use crate::ports::{BlobError, BoxError, Condition, Item, TableError, Update, Write};
-use crate::service::{Service, from_item, number, to_item};
+use crate::ports::{BlobError, BoxError, Condition, TableError, Update, Write};
+use crate::service::{Service, UnserializableRecord, from_item, number, to_item};
 use crate::usecases::refresh::RefreshStatus;
 
 /// The project's count of ingest runs started (an attribute of its record that only ingest
@@ -53,28 +53,30 @@ impl From<crate::usecases::projects::ProjectError> for JobError {
 
 /// The counter rows a labeling round starts with: its cursor over `total` positions and its
 /// statistics (ingest starts round 0; starting over starts the next).
-pub(crate) fn start_round(project_id: &str, round: u32, total: u64, now: i64) -> [Write; 2] {
-    let row = |value: serde_json::Value| value.as_object().cloned().unwrap_or_default();
-    [
+pub(crate) fn start_round(
+    project_id: &str,
+    round: u32,
+    total: u64,
+    now: i64,
+) -> Result<[Write; 2], UnserializableRecord> {
+    Ok([
         Write::Put {
-            item: Item::new(
+            item: to_item(
                 keys::cursor(project_id, round),
-                row(
-                    serde_json::json!({ "entity": "cursor", "v": keys::SCHEMA_VERSION, "next": 0, "total": total }),
-                ),
-            ),
+                keys::entity::CURSOR,
+                &keys::row::Cursor { next: 0, total },
+            )?,
             condition: None,
         },
         Write::Put {
-            item: Item::new(
+            item: to_item(
                 keys::stats(project_id, round),
-                row(
-                    serde_json::json!({ "entity": "stats", "v": keys::SCHEMA_VERSION, "started_at": now }),
-                ),
-            ),
+                keys::entity::STATS,
+                &keys::row::Stats { started_at: now },
+            )?,
             condition: None,
         },
-    ]
+    ])
 }
 
 /// What one listing found.
@@ -173,7 +175,7 @@ impl Service {
             .update(
                 &keys::project(project_id),
                 Update::default().set(INGEST_ATTEMPTS, attempts + 1),
-                Some(Condition::equals("version", project.version)),
+                Some(Condition::equals(attr::VERSION, project.version)),
             )
             .await;
         match counted {
@@ -265,17 +267,17 @@ impl Service {
             Write::Update {
                 key: keys::project(project_id),
                 update: Update::default()
-                    .set("status", ProjectStatus::Running.as_str())
-                    .set("updated_at", now)
-                    .set("version", project.version + 1),
-                condition: Some(Condition::equals("version", project.version)),
+                    .set(attr::STATUS, ProjectStatus::Running.as_str())
+                    .set(attr::UPDATED_AT, now)
+                    .set(attr::VERSION, project.version + 1),
+                condition: Some(Condition::equals(attr::VERSION, project.version)),
             },
             Write::Put {
                 item: to_item(keys::manifest(project_id), "manifest", &manifest)?,
                 condition: None,
             },
         ];
-        writes.extend(start_round(project_id, round, total, now));
+        writes.extend(start_round(project_id, round, total, now)?);
         let outcome = self.table.transact(writes).await;
         self.projects.forget(project_id);
         match outcome {

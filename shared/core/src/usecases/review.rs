@@ -343,7 +343,7 @@ impl Service {
                 update: Update::default()
                     .set(attr::STATE, ItemState::Queued.as_str())
                     .set(attr::LABELS, Value::Array(Vec::new()))
-                    .set("rejected_at", now)
+                    .set(attr::REJECTED_AT, now)
                     .set(
                         attr::SUPERSEDED,
                         to_json("label history", &record.history_after_replacing(now))?,

@@ -4,7 +4,7 @@
 use tracing::instrument;
 
 use crate::domain::project::ProjectRecord;
-use crate::keys;
+use crate::keys::{self, attr};
 use crate::ports::{Condition, Update};
 use crate::service::{Service, from_item, to_item};
 use crate::usecases::ingest::JobError;
@@ -143,9 +143,9 @@ impl Service {
 
     pub(super) async fn save_progress(&self, record: &ExportRecord) {
         let update = Update::default()
-            .set("items_total", record.items_total)
-            .set("items_written", record.items_written)
-            .set("annotations_written", record.annotations_written);
+            .set(attr::ITEMS_TOTAL, record.items_total)
+            .set(attr::ITEMS_WRITTEN, record.items_written)
+            .set(attr::ANNOTATIONS_WRITTEN, record.annotations_written);
         if let Err(error) = self
             .table
             .update(

@@ -111,7 +111,7 @@ impl Service {
                 .get(&keys::stats(&project.id, record.round))
                 .await?;
             return Ok(stats.map_or(0, |s| {
-                crate::service::number(&s.attrs, "labeled").max(0) as u64
+                crate::service::number(&s.attrs, crate::keys::counter::LABELED).max(0) as u64
             }));
         }
         let selection = Selection::of(record);

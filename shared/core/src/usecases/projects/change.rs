@@ -6,7 +6,7 @@ use crate::access::Actor;
 use crate::domain::errors::ValidationErrors;
 use crate::domain::presented::ProjectChanges;
 use crate::domain::project::{ProjectRecord, ProjectStatus, check_instructions, check_lease};
-use crate::keys;
+use crate::keys::{self, attr};
 use crate::ports::{Condition, TableError, Write};
 use crate::service::{Service, to_item};
 
@@ -52,7 +52,7 @@ impl Service {
         record.updated_at = self.clock.now();
         let mut writes = vec![Write::Put {
             item: to_item(keys::project(project_id), "project", &record)?,
-            condition: Some(Condition::equals("version", version)),
+            condition: Some(Condition::equals(attr::VERSION, version)),
         }];
         writes.append(&mut extra);
         let outcome = if writes.len() == 1 {

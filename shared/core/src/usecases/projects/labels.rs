@@ -5,7 +5,7 @@ use tracing::instrument;
 use crate::access::Actor;
 use crate::domain::errors::ValidationErrors;
 use crate::domain::project::{LabelClass, LabelMode, ProjectRecord, check_class_names};
-use crate::keys;
+use crate::keys::{self, attr};
 use crate::ports::{Condition, Write};
 use crate::service::Service;
 
@@ -69,14 +69,14 @@ impl Service {
                     };
                     let mut writes = vec![Write::Check {
                         key: keys::manifest(project_id),
-                        condition: Condition::equals("total", manifest.total),
+                        condition: Condition::equals(attr::TOTAL, manifest.total),
                     }];
                     writes.extend(crate::usecases::ingest::start_round(
                         project_id,
                         record.round,
                         manifest.total,
                         now,
-                    ));
+                    )?);
                     Ok(writes)
                 })
                 .await?;

@@ -9,11 +9,11 @@ use crate::domain::refresh::RefreshTrigger;
 use crate::domain::source::Source;
 use crate::ids::new_id;
 use crate::jobs::Job;
-use crate::keys;
+use crate::keys::{self, attr};
 use crate::manifest::ManifestRecord;
 use crate::ports::table::MAX_TRANSACTION_WRITES;
-use crate::ports::{Condition, Item, Key, Query, SkRange, TableError, Write};
-use crate::service::{Service, from_item};
+use crate::ports::{Condition, Key, Query, SkRange, TableError, Write};
+use crate::service::{Service, UnserializableRecord, from_item, to_item};
 use crate::usecases::ingest::JobError;
 
 use super::merge::Merge;
@@ -56,17 +56,22 @@ impl Service {
             for chunk in keys.chunks(MAX_TRANSACTION_WRITES) {
                 let writes = chunk
                     .iter()
-                    .map(|key| Write::Put {
-                        item: Item::new(
-                            keys::event_key(&project.id, key),
-                            serde_json::json!({ "entity": "event_key", "key": key, "at": now, "ttl": expiry_seconds(now) })
-                                .as_object()
-                                .cloned()
-                                .unwrap_or_default(),
-                        ),
-                        condition: None,
+                    .map(|key| {
+                        let row = keys::row::EventKey {
+                            key: key.clone(),
+                            at: now,
+                            ttl: expiry_seconds(now),
+                        };
+                        Ok(Write::Put {
+                            item: to_item(
+                                keys::event_key(&project.id, key),
+                                keys::entity::EVENT_KEY,
+                                &row,
+                            )?,
+                            condition: None,
+                        })
                     })
-                    .collect();
+                    .collect::<Result<Vec<_>, UnserializableRecord>>()?;
                 self.table.transact(writes).await?;
             }
             self.schedule_event_keys(&project.id, EVENT_WINDOW).await?;
@@ -158,7 +163,7 @@ impl Service {
             .iter()
             .filter_map(|item| {
                 item.attrs
-                    .get("key")
+                    .get(attr::KEY)
                     .and_then(|k| k.as_str())
                     .map(str::to_owned)
             })
@@ -259,13 +264,14 @@ impl Service {
         delay: std::time::Duration,
     ) -> Result<(), JobError> {
         let now = self.clock.now();
-        let marker = Item::new(
+        let marker = to_item(
             keys::events_scheduled(project_id),
-            serde_json::json!({ "entity": "events_scheduled", "at": now, "ttl": expiry_seconds(now) })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        );
+            keys::entity::EVENTS_SCHEDULED,
+            &keys::row::EventsScheduled {
+                at: now,
+                ttl: expiry_seconds(now),
+            },
+        )?;
         // A marker older than any job's delay belongs to a job that died: replace it.
         let stale_before = now - (LEASE_BUSY_RETRY + EVENT_WINDOW).as_millis() as i64 * 4;
         let claimed = self
@@ -274,7 +280,7 @@ impl Service {
                 marker,
                 Some(Condition::Or(vec![
                     Condition::NotExists,
-                    Condition::less_than("at", stale_before),
+                    Condition::less_than(attr::AT, stale_before),
                 ])),
             )
             .await;

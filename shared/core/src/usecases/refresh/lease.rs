@@ -4,10 +4,10 @@
 use crate::domain::project::{MAX_ITEMS, ProjectRecord};
 use crate::domain::refresh::RefreshTrigger;
 use crate::ids::new_id;
-use crate::keys;
+use crate::keys::{self, attr};
 use crate::manifest::{Batch, CHUNK_KEYS, ManifestRecord, encode_chunk};
-use crate::ports::{Condition, Item, TableError};
-use crate::service::Service;
+use crate::ports::{Condition, TableError};
+use crate::service::{Service, to_item};
 use crate::usecases::ingest::JobError;
 
 use super::merge::Merge;
@@ -70,21 +70,23 @@ impl Service {
         request_id: &str,
         now: i64,
     ) -> Result<bool, JobError> {
-        let lease = Item::new(
+        let lease = to_item(
             keys::refresh_lease(project_id),
-            serde_json::json!({ "entity": "refresh_lease", "holder": request_id, "expires_at": now + LEASE_MILLIS, "ttl": expiry_seconds(now + LEASE_MILLIS) })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        );
+            keys::entity::REFRESH_LEASE,
+            &keys::row::RefreshLease {
+                holder: request_id,
+                expires_at: now + LEASE_MILLIS,
+                ttl: expiry_seconds(now + LEASE_MILLIS),
+            },
+        )?;
         let acquired = self
             .table
             .put(
                 lease,
                 Some(Condition::Or(vec![
                     Condition::NotExists,
-                    Condition::less_than("expires_at", now),
-                    Condition::equals("holder", request_id),
+                    Condition::less_than(attr::EXPIRES_AT, now),
+                    Condition::equals(attr::HOLDER, request_id),
                 ])),
             )
             .await;
@@ -102,7 +104,7 @@ impl Service {
             .table
             .delete(
                 &keys::refresh_lease(project_id),
-                Some(Condition::equals("holder", request_id)),
+                Some(Condition::equals(attr::HOLDER, request_id)),
             )
             .await;
         if let Err(error) = released {

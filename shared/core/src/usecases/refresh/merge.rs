@@ -5,7 +5,7 @@ use tracing::instrument;
 
 use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
 use crate::domain::refresh::RefreshTrigger;
-use crate::keys;
+use crate::keys::{self, attr};
 use crate::manifest::ManifestRecord;
 use crate::ports::{Condition, TableError, Update, Write};
 use crate::service::{Service, from_item, number, to_item};
@@ -207,38 +207,38 @@ impl Service {
                     "the labeling round has no cursor yet; retrying".into(),
                 ));
             };
-            let next = number(&cursor.attrs, "next");
-            let total = number(&cursor.attrs, "total");
-            let mut update = Update::default().set("total", total + added);
+            let next = number(&cursor.attrs, attr::NEXT);
+            let total = number(&cursor.attrs, attr::TOTAL);
+            let mut update = Update::default().set(attr::TOTAL, total + added);
             // A cursor past the end is wound back, so this write must see it exactly as read;
             // otherwise checkouts may move it meanwhile, as long as none runs past the end
             // (that one's give-back would then be lost to the new total).
             let cursor_as_read = if next > total {
-                update = update.set("next", total);
-                Condition::equals("next", next)
+                update = update.set(attr::NEXT, total);
+                Condition::equals(attr::NEXT, next)
             } else {
-                Condition::less_than("next", total + 1)
+                Condition::less_than(attr::NEXT, total + 1)
             };
             let writes = vec![
                 Write::Put {
                     item: to_item(keys::manifest(project_id), "manifest", grown)?,
-                    condition: Some(Condition::equals("total", manifest.total)),
+                    condition: Some(Condition::equals(attr::TOTAL, manifest.total)),
                 },
                 Write::Update {
                     key: cursor_key.clone(),
                     update,
                     condition: Some(Condition::And(vec![
                         cursor_as_read,
-                        Condition::equals("total", total),
+                        Condition::equals(attr::TOTAL, total),
                     ])),
                 },
                 Write::Check {
                     key: keys::project(project_id),
-                    condition: Condition::equals("round", round),
+                    condition: Condition::equals(attr::ROUND, round),
                 },
                 Write::Delete {
                     key: keys::refresh_lease(project_id),
-                    condition: Some(Condition::equals("holder", lease_holder)),
+                    condition: Some(Condition::equals(attr::HOLDER, lease_holder)),
                 },
             ];
             match self.table.transact(writes).await {
