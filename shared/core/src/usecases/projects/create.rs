@@ -10,6 +10,7 @@ use crate::jobs::Job;
 use crate::keys;
 use crate::ports::{Condition, TableError, Write};
 use crate::service::{Service, to_item};
+use crate::transaction::{Rejected, Transaction};
 
 use super::{ProjectError, ProjectView, require_admin};
 
@@ -86,26 +87,41 @@ impl Service {
             "project_index",
             &serde_json::json!({ "project_id": id }),
         )?;
-        let writes = vec![
+        let mut writes = Transaction::new();
+        writes.push(
+            CreateWrite::NameReservation,
             Write::Put {
                 item: reservation,
                 condition: Some(Condition::NotExists),
             },
+        );
+        writes.push(
+            CreateWrite::Project,
             Write::Put {
                 item: to_item(keys::project(&id), "project", &record)?,
                 condition: Some(Condition::NotExists),
             },
+        );
+        writes.push(
+            CreateWrite::ProjectIndex,
             Write::Put {
                 item: index,
                 condition: None,
             },
-        ];
-        match self.table.transact(writes).await {
+        );
+        match writes.commit(self.table.as_ref()).await {
             Ok(()) => {}
-            Err(TableError::ConditionFailed { index: 0 }) => {
+            Err(Rejected::Condition(CreateWrite::NameReservation)) => {
                 return Err(ProjectError::NameTaken(new.name));
             }
-            Err(error) => return Err(error.into()),
+            Err(Rejected::Condition(write)) => {
+                return Err(ProjectError::Unavailable(
+                    format!("the project could not be created ({write:?} was taken); try again")
+                        .into(),
+                ));
+            }
+            Err(Rejected::Conflict) => return Err(TableError::TransactionConflict.into()),
+            Err(Rejected::Table(error)) => return Err(error.into()),
         }
         let job = Job::Ingest {
             project_id: id.clone(),
@@ -130,4 +146,16 @@ impl Service {
         tracing::info!(project_id = %id, "project created");
         Ok(ProjectView::of(&record, actor))
     }
+}
+
+/// The writes of the transaction that creates a project, named so that a failed condition
+/// reads as what was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CreateWrite {
+    /// The project's name, reserved case-insensitively.
+    NameReservation,
+    /// The project's record under its new id.
+    Project,
+    /// The project's entry in the project index.
+    ProjectIndex,
 }

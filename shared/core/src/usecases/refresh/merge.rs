@@ -7,8 +7,9 @@ use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
 use crate::domain::refresh::RefreshTrigger;
 use crate::keys::{self, attr};
 use crate::manifest::ManifestRecord;
-use crate::ports::{Condition, TableError, Update, Write};
+use crate::ports::{Condition, Update, Write};
 use crate::service::{Service, from_item, number, to_item};
+use crate::transaction::{Rejected, Transaction};
 use crate::usecases::ingest::JobError;
 
 use super::{CURSOR_ATTEMPTS, RefreshStatus};
@@ -219,11 +220,16 @@ impl Service {
             } else {
                 Condition::less_than(attr::NEXT, total + 1)
             };
-            let writes = vec![
+            let mut writes = Transaction::new();
+            writes.push(
+                RefreshWrite::Manifest,
                 Write::Put {
                     item: to_item(keys::manifest(project_id), "manifest", grown)?,
                     condition: Some(Condition::equals(attr::TOTAL, manifest.total)),
                 },
+            );
+            writes.push(
+                RefreshWrite::Cursor,
                 Write::Update {
                     key: cursor_key.clone(),
                     update,
@@ -232,31 +238,63 @@ impl Service {
                         Condition::equals(attr::TOTAL, total),
                     ])),
                 },
+            );
+            writes.push(
+                RefreshWrite::ProjectRound,
                 Write::Check {
                     key: keys::project(project_id),
                     condition: Condition::equals(attr::ROUND, round),
                 },
+            );
+            writes.push(
+                RefreshWrite::Lease,
                 Write::Delete {
                     key: keys::refresh_lease(project_id),
                     condition: Some(Condition::equals(attr::HOLDER, lease_holder)),
                 },
-            ];
-            match self.table.transact(writes).await {
+            );
+            match writes.commit(self.table.as_ref()).await {
                 Ok(()) => return Ok(()),
-                Err(TableError::ConditionFailed { index: 1 } | TableError::TransactionConflict) => {
-                    continue;
-                }
-                Err(TableError::ConditionFailed { index }) => {
+                Err(Rejected::Condition(RefreshWrite::Cursor) | Rejected::Conflict) => continue,
+                Err(Rejected::Condition(write)) => {
                     return Err(JobError::Unavailable(
-                        format!("the project changed during the refresh (write {index}); retrying")
-                            .into(),
+                        format!(
+                            "the project changed during the refresh ({}); retrying",
+                            write.what_changed()
+                        )
+                        .into(),
                     ));
                 }
-                Err(error) => return Err(error.into()),
+                Err(Rejected::Table(error)) => return Err(error.into()),
             }
         }
         Err(JobError::Unavailable(
             "labelers kept moving the cursor during the refresh; retrying".into(),
         ))
+    }
+}
+
+/// The writes of the transaction that commits a refresh, named so that a failed condition
+/// reads as what changed under the refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RefreshWrite {
+    /// The grown manifest, over the manifest as the refresh read it.
+    Manifest,
+    /// The round's cursor, over its total (and position) as read.
+    Cursor,
+    /// The project is still in the round whose cursor grows.
+    ProjectRound,
+    /// The refresh lease, still held by this refresh.
+    Lease,
+}
+
+impl RefreshWrite {
+    fn what_changed(self) -> &'static str {
+        match self {
+            RefreshWrite::Manifest => "another refresh grew the manifest",
+            RefreshWrite::Cursor => "labelers moved the cursor",
+            RefreshWrite::ProjectRound => "the project started another round",
+            RefreshWrite::Lease => "the refresh lease passed to another refresh",
+        }
     }
 }
