@@ -30,6 +30,9 @@ struct Faulty {
     stale_manifest_read: AtomicBool,
     /// Refresh lease claims refused because another refresh held the lease.
     refused_lease_claims: AtomicUsize,
+    /// Fails the condition on the project's record in the next refresh commit, as when the
+    /// project started another round while the refresh ran.
+    round_moved_at_commit: AtomicBool,
 }
 
 #[async_trait]
@@ -94,6 +97,13 @@ impl Table for Faulty {
                 "injected crash before the refresh commits".into(),
             ));
         }
+        if commits_manifest
+            && let Some(index) = writes.iter().position(|w| w.key().sk == "META")
+            && self.round_moved_at_commit.swap(false, Ordering::SeqCst)
+        {
+            // The table reports only the failed write's position, as DynamoDB does.
+            return Err(TableError::ConditionFailed { index });
+        }
         self.inner.transact(writes).await
     }
     async fn query(&self, query: Query) -> Result<Page, TableError> {
@@ -113,6 +123,7 @@ async fn fixture(name: &str) -> (Fixture, String) {
         lose_cursor_give_back: AtomicBool::new(false),
         stale_manifest_read: AtomicBool::new(false),
         refused_lease_claims: AtomicUsize::new(0),
+        round_moved_at_commit: AtomicBool::new(false),
     });
     fixture.add_images("old", 5).await;
     let project = fixture
@@ -244,6 +255,28 @@ async fn starting_over_on_a_manifest_read_before_a_refresh_committed_still_cover
     );
     assert_eq!(fixture.total_items(&project).await, 9);
     assert_each_once(&fixture.drain(&project).await, 9);
+}
+
+#[tokio::test]
+async fn a_refresh_whose_project_moved_to_another_round_says_so_and_is_retried() {
+    let (fixture, project) = fixture("refresh-round-moved").await;
+    fixture.add_images("new", 4).await;
+    fixture
+        .table
+        .round_moved_at_commit
+        .store(true, Ordering::SeqCst);
+    queue_refresh(&fixture, &project, "r_round_moved").await;
+    let error = fixture.run_next_job().await.unwrap_err();
+    let cause = std::error::Error::source(&error).unwrap().to_string();
+    assert!(
+        cause.contains("the project started another round"),
+        "the failed condition reads as what changed: {cause}"
+    );
+    assert_eq!(fixture.total_items(&project).await, 5);
+
+    queue_refresh(&fixture, &project, "r_round_moved_again").await;
+    fixture.run_next_job().await.unwrap();
+    assert_eq!(fixture.total_items(&project).await, 9);
 }
 
 #[tokio::test]
