@@ -203,6 +203,9 @@ pub mod entity {
     pub const REFRESH_LEASE: &str = "refresh_lease";
     pub const EVENT_KEY: &str = "event_key";
     pub const EVENTS_SCHEDULED: &str = "events_scheduled";
+    pub const NAME_RESERVATION: &str = "name";
+    pub const PROJECT_INDEX: &str = "project_index";
+    pub const DATASET_INDEX: &str = "dataset_index";
 }
 
 /// Coordination rows, typed, so their attributes are written under the names conditions and
@@ -244,6 +247,25 @@ pub mod row {
     pub struct EventsScheduled {
         pub at: i64,
         pub ttl: i64,
+    }
+
+    /// A project name, reserved (case-insensitively) by the project that holds it.
+    #[derive(Debug, Serialize)]
+    pub struct NameReservation<'a> {
+        pub project_id: &'a str,
+        pub name: &'a str,
+    }
+
+    /// A project's entry in the project index.
+    #[derive(Debug, Serialize)]
+    pub struct ProjectIndexEntry<'a> {
+        pub project_id: &'a str,
+    }
+
+    /// A dataset's entry in the dataset index.
+    #[derive(Debug, Serialize)]
+    pub struct DatasetIndexEntry<'a> {
+        pub name: &'a str,
     }
 }
 

@@ -188,8 +188,8 @@ impl Service {
             Write::Put {
                 item: to_item(
                     keys::dataset_index(&record.name),
-                    "dataset_index",
-                    &serde_json::json!({ "name": record.name }),
+                    keys::entity::DATASET_INDEX,
+                    &keys::row::DatasetIndexEntry { name: &record.name },
                 )?,
                 condition: None,
             },

@@ -79,13 +79,16 @@ impl Service {
         let lower_name = new.name.to_lowercase();
         let reservation = to_item(
             keys::name_reservation(&lower_name),
-            "name",
-            &serde_json::json!({ "project_id": id, "name": new.name }),
+            keys::entity::NAME_RESERVATION,
+            &keys::row::NameReservation {
+                project_id: &id,
+                name: &new.name,
+            },
         )?;
         let index = to_item(
             keys::project_index(&id),
-            "project_index",
-            &serde_json::json!({ "project_id": id }),
+            keys::entity::PROJECT_INDEX,
+            &keys::row::ProjectIndexEntry { project_id: &id },
         )?;
         let mut writes = Transaction::new();
         writes.push(
