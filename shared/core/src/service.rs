@@ -16,7 +16,7 @@ use crate::usecases::export::Exports;
 use crate::usecases::ingest::Jobs;
 use crate::usecases::labeling::Labeling;
 use crate::usecases::projects::Projects;
-use crate::usecases::refresh::Refreshes;
+use crate::usecases::refresh::{RefreshStatuses, Refreshes};
 use crate::usecases::review::Review;
 
 #[derive(Debug, Clone)]
@@ -138,7 +138,7 @@ impl Service {
     }
 
     pub fn dashboard(&self) -> Dashboards<'_> {
-        view!(Dashboards from self; table, blobs, queue, clock, config, manifests, projects)
+        view!(Dashboards from self; table, blobs, clock, config, projects)
     }
 
     pub fn datasets(&self) -> Datasets<'_> {
@@ -217,8 +217,8 @@ impl Dashboards<'_> {
         view!(ProjectReader from self; table, clock, projects)
     }
 
-    pub(crate) fn refreshes(&self) -> Refreshes<'_> {
-        view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects)
+    pub(crate) fn statuses(&self) -> RefreshStatuses<'_> {
+        view!(RefreshStatuses from self; blobs, clock, config)
     }
 }
 
@@ -233,6 +233,10 @@ impl Exports<'_> {
 }
 
 impl Refreshes<'_> {
+    pub(crate) fn statuses(&self) -> RefreshStatuses<'_> {
+        view!(RefreshStatuses from self; blobs, clock, config)
+    }
+
     pub(crate) fn reader(&self) -> ProjectReader<'_> {
         view!(ProjectReader from self; table, clock, projects)
     }
@@ -251,6 +255,10 @@ impl Refreshes<'_> {
 }
 
 impl Jobs<'_> {
+    pub(crate) fn statuses(&self) -> RefreshStatuses<'_> {
+        view!(RefreshStatuses from self; blobs, clock, config)
+    }
+
     pub(crate) fn refreshes(&self) -> Refreshes<'_> {
         view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects)
     }

@@ -57,10 +57,8 @@ fn count(attrs: &crate::ports::Attrs, name: &str) -> u64 {
 pub struct Dashboards<'a> {
     pub(crate) table: &'a std::sync::Arc<dyn crate::ports::Table>,
     pub(crate) blobs: &'a std::sync::Arc<dyn crate::ports::Blobs>,
-    pub(crate) queue: &'a std::sync::Arc<dyn crate::ports::Queue>,
     pub(crate) clock: &'a std::sync::Arc<dyn crate::ports::Clock>,
     pub(crate) config: &'a crate::service::ServiceConfig,
-    pub(crate) manifests: &'a crate::manifest::ManifestCache,
     pub(crate) projects: &'a crate::service::ProjectCache,
 }
 
@@ -76,7 +74,7 @@ impl Dashboards<'_> {
         }
         let project: ProjectRecord = self.reader().load_project(actor, project_id).await?;
         // Before the counters: see `refresh_view_with`.
-        let refresh_status = self.refreshes().read_refresh_status(project_id).await;
+        let refresh_status = self.statuses().read_refresh_status(project_id).await;
         let wanted = [
             keys::manifest(project_id),
             keys::cursor(project_id, project.round),
@@ -93,7 +91,7 @@ impl Dashboards<'_> {
         let stats = find(&wanted[2]).map_or(&empty, |item| &item.attrs);
         let total = manifest.as_ref().map_or(0, |m| m.total);
         let refresh =
-            self.refreshes()
+            self.statuses()
                 .refresh_view_with(&project, refresh_status, manifest.as_ref());
         let handed_out = count(cursor, "next").min(total);
         let labeled = count(stats, "labeled");

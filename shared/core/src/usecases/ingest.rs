@@ -262,7 +262,7 @@ impl Jobs<'_> {
                 listed: total + listing.dropped,
                 ..RefreshStatus::default()
             };
-            self.refreshes()
+            self.statuses()
                 .write_refresh_status(project_id, &status)
                 .await?;
         }

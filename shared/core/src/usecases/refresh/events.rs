@@ -235,6 +235,7 @@ impl Refreshes<'_> {
             Ok(Some(grown)) => {
                 // Events list nothing: what the last listing found unreadable still stands.
                 let unreadable = self
+                    .statuses()
                     .read_refresh_status(project_id)
                     .await
                     .map_or(0, |status| status.unreadable);
@@ -248,7 +249,9 @@ impl Refreshes<'_> {
                     listed: 0,
                     note: None,
                 };
-                self.write_refresh_status(project_id, &status).await?;
+                self.statuses()
+                    .write_refresh_status(project_id, &status)
+                    .await?;
                 self.forget_event_keys(&rows).await;
                 tracing::info!(
                     project_id,

@@ -112,7 +112,9 @@ impl Refreshes<'_> {
                 )),
                 ..RefreshStatus::default()
             };
-            self.write_refresh_status(project_id, &status).await?;
+            self.statuses()
+                .write_refresh_status(project_id, &status)
+                .await?;
             return Ok(());
         }
         let merge = self.merge_with_source(&project, &manifest).await?;
@@ -125,7 +127,9 @@ impl Refreshes<'_> {
                 listed: merge.listed,
                 ..RefreshStatus::default()
             };
-            self.write_refresh_status(project_id, &status).await?;
+            self.statuses()
+                .write_refresh_status(project_id, &status)
+                .await?;
             tracing::info!(
                 project_id,
                 removed = merge.removed,
@@ -176,7 +180,9 @@ impl Refreshes<'_> {
             listed: merge.listed,
             note: None,
         };
-        self.write_refresh_status(project_id, &status).await?;
+        self.statuses()
+            .write_refresh_status(project_id, &status)
+            .await?;
         tracing::info!(
             project_id,
             added = take,

@@ -96,6 +96,13 @@ pub struct Refreshes<'a> {
     pub(crate) projects: &'a crate::service::ProjectCache,
 }
 
+/// Reads and writes a project's refresh status (a small blob beside its manifests).
+pub struct RefreshStatuses<'a> {
+    pub(crate) blobs: &'a std::sync::Arc<dyn crate::ports::Blobs>,
+    pub(crate) clock: &'a std::sync::Arc<dyn crate::ports::Clock>,
+    pub(crate) config: &'a crate::service::ServiceConfig,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use tracing::instrument;
 
-use super::Refreshes;
+use super::{RefreshStatuses, Refreshes};
 use crate::access::Actor;
 use crate::domain::project::{ProjectRecord, ProjectStatus};
 use crate::domain::refresh::RefreshTrigger;
@@ -76,11 +76,16 @@ impl Refreshes<'_> {
         &self,
         project: &ProjectRecord,
     ) -> Result<RefreshView, ProjectError> {
-        let status = self.read_refresh_status(&project.id).await;
+        let status = self.statuses().read_refresh_status(&project.id).await;
         let manifest = self.reader().read_manifest(&project.id).await?;
-        Ok(self.refresh_view_with(project, status, manifest.as_ref()))
+        Ok(self
+            .statuses()
+            .refresh_view_with(project, status, manifest.as_ref()))
     }
+}
 
+/// The refresh status a project's page and dashboard show, read without the refresh's ports.
+impl RefreshStatuses<'_> {
     /// `status` must be read before `manifest`: a refresh commits the manifest, then writes
     /// its status, so a view never pairs a new status with the counts from before it.
     pub(crate) fn refresh_view_with(
@@ -149,7 +154,9 @@ impl Refreshes<'_> {
             )
             .await?)
     }
+}
 
+impl Refreshes<'_> {
     /// Every project with incremental refresh on gets a refresh job (the daily schedule).
     #[instrument(skip(self), err)]
     pub(crate) async fn refresh_all(&self, trigger: RefreshTrigger) -> Result<(), JobError> {
