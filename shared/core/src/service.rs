@@ -409,3 +409,42 @@ pub(crate) fn number(attrs: &Attrs, name: &str) -> i64 {
         .and_then(serde_json::Value::as_i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The `.rs` files under `src/usecases`, with their text.
+    fn use_case_sources() -> Vec<(std::path::PathBuf, String)> {
+        let root = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/usecases"));
+        let mut found = Vec::new();
+        let mut folders = vec![root];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.extension().is_some_and(|extension| extension == "rs") {
+                    let source = std::fs::read_to_string(&path).unwrap();
+                    found.push((path, source));
+                }
+            }
+        }
+        found
+    }
+
+    /// A use case on `Service` could reach every port; on its area's view it reaches only the
+    /// ports that view holds, which is what a reader of its signature is promised.
+    #[test]
+    fn no_use_case_is_a_method_of_the_whole_service() {
+        let sources = use_case_sources();
+        assert!(sources.len() > 20, "the use cases were not found");
+        let offenders: Vec<_> = sources
+            .iter()
+            .filter(|(_, source)| source.contains("impl Service"))
+            .map(|(path, _)| path.display().to_string())
+            .collect();
+        assert!(
+            offenders.is_empty(),
+            "use cases on Service in {offenders:?}"
+        );
+    }
+}

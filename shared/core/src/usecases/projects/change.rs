@@ -75,7 +75,7 @@ impl Projects<'_> {
     }
 
     /// Edits instructions, lease time and the switches. Task type, source and page size are
-    /// fixed at creation; label classes are added through [`Service::add_labels`].
+    /// fixed at creation; label classes are added through [`Projects::add_labels`].
     #[instrument(skip(self, changes))]
     pub async fn update_project(
         &self,

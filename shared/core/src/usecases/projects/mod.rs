@@ -164,7 +164,7 @@ impl ProjectReader<'_> {
         authorize(actor, record)
     }
 
-    /// Like [`Service::load_project`], but may answer from the warm process's copy (at most
+    /// Like [`ProjectReader::load_project`], but may answer from the warm process's copy (at most
     /// [`crate::service::PROJECT_CACHE_TTL`] old). Only for paths whose writes re-check what
     /// matters (status and round) in their own conditions.
     pub(crate) async fn load_project_cached(

@@ -19,7 +19,7 @@ use super::{RefreshStatus, RefreshView, next_daily_run, status_key};
 
 impl Refreshes<'_> {
     /// `POST /projects/{id}/refresh`: queues a refresh now; on a failed project, retries it
-    /// (see [`Service::retry_project`]).
+    /// (see [`Projects::retry_project`](crate::usecases::projects::Projects::retry_project)).
     #[instrument(skip(self))]
     pub async fn request_refresh(
         &self,
