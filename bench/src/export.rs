@@ -59,6 +59,7 @@ async fn seed(dir: &Path, images: u64, boxes: u64) -> anyhow::Result<String> {
     let (service, table) = service_on(dir)?;
     let admin = Actor::admin("bench");
     let project = service
+        .projects()
         .create_project(
             &admin,
             NewProjectInput {
@@ -71,7 +72,7 @@ async fn seed(dir: &Path, images: u64, boxes: u64) -> anyhow::Result<String> {
             },
         )
         .await?;
-    service.ingest_now(&project.id).await?;
+    service.jobs().ingest_now(&project.id).await?;
     let now = SystemClock.now();
     let mut batch = Vec::with_capacity(100);
     for item in 0..images {
@@ -125,6 +126,7 @@ pub async fn run_child(dir: &Path, project: &str) -> anyhow::Result<()> {
     let admin = Actor::admin("bench");
     let started = Instant::now();
     let export = service
+        .exports()
         .start_export(
             &admin,
             project,
@@ -134,9 +136,15 @@ pub async fn run_child(dir: &Path, project: &str) -> anyhow::Result<()> {
             },
         )
         .await?;
-    service.run_export_now(project, &export.id).await?;
+    service
+        .exports()
+        .run_export_now(project, &export.id)
+        .await?;
     let seconds = started.elapsed().as_secs_f64();
-    let view = service.get_export(&admin, project, &export.id).await?;
+    let view = service
+        .exports()
+        .get_export(&admin, project, &export.id)
+        .await?;
     println!("seconds {seconds:.3}");
     println!("items {}", view.progress.items_written);
     println!("annotations {}", view.progress.annotations_written);

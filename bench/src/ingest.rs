@@ -54,6 +54,7 @@ pub async fn run(keys: usize, refresh_keys: Option<usize>) -> anyhow::Result<()>
 
     let admin = Actor::admin("bench");
     let project = service
+        .projects()
         .create_project(
             &admin,
             NewProjectInput {
@@ -72,6 +73,7 @@ pub async fn run(keys: usize, refresh_keys: Option<usize>) -> anyhow::Result<()>
     let blobs_before = blobs.counts();
     let started = Instant::now();
     service
+        .jobs()
         .ingest_now(&project.id)
         .await
         .context("running the ingest job")?;
@@ -80,6 +82,7 @@ pub async fn run(keys: usize, refresh_keys: Option<usize>) -> anyhow::Result<()>
     let blob_counts = blobs.counts().since(blobs_before);
 
     let dashboard = service
+        .dashboard()
         .dashboard(&admin, &project.id)
         .await
         .context("reading the dashboard")?;
@@ -146,6 +149,7 @@ pub async fn run(keys: usize, refresh_keys: Option<usize>) -> anyhow::Result<()>
     };
     let started = Instant::now();
     service
+        .jobs()
         .run_job(&job.to_body()?)
         .await
         .context("running the refresh job")?;
@@ -153,6 +157,7 @@ pub async fn run(keys: usize, refresh_keys: Option<usize>) -> anyhow::Result<()>
     let table_counts = table.counts().since(table_before);
     let blob_counts = blobs.counts().since(blobs_before);
     let after = service
+        .dashboard()
         .dashboard(&admin, &project.id)
         .await
         .context("reading the dashboard")?;

@@ -74,6 +74,7 @@ impl<T: Table + 'static> Direct<T> {
     pub async fn project(&self, name: &str, task_type: &str, labels: &[&str]) -> String {
         let project = self
             .service
+            .projects()
             .create_project(
                 &self.admin,
                 NewProjectInput {
@@ -86,7 +87,7 @@ impl<T: Table + 'static> Direct<T> {
             )
             .await
             .unwrap();
-        self.service.ingest_now(&project.id).await.unwrap();
+        self.service.jobs().ingest_now(&project.id).await.unwrap();
         self.drop_queued_jobs().await;
         project.id
     }
@@ -112,7 +113,7 @@ impl<T: Table + 'static> Direct<T> {
             .await
             .unwrap();
         let message = received.first().expect("a queued job");
-        let outcome = self.service.run_job(&message.body).await;
+        let outcome = self.service.jobs().run_job(&message.body).await;
         if outcome.is_ok() {
             self.queue.delete(jobs, &message.receipt).await.unwrap();
         }
@@ -121,6 +122,7 @@ impl<T: Table + 'static> Direct<T> {
 
     pub async fn total_items(&self, project_id: &str) -> u64 {
         self.service
+            .dashboard()
             .dashboard(&self.admin, project_id)
             .await
             .unwrap()
@@ -137,6 +139,7 @@ impl<T: Table + 'static> Direct<T> {
         let mut keys = Vec::new();
         while let Some(task) = self
             .service
+            .labeling()
             .checkout(&self.admin, project_id)
             .await
             .unwrap()
@@ -151,6 +154,7 @@ impl<T: Table + 'static> Direct<T> {
                 })
                 .collect();
             self.service
+                .labeling()
                 .submit(
                     &self.admin,
                     project_id,

@@ -528,7 +528,7 @@ async fn ingest_keeps_the_first_images_in_key_order_and_counts_the_rest_as_dropp
     let source =
         labeling_core::domain::source::Source::parse(&format!("s3://{capped}/all/**"), false)
             .unwrap();
-    let listing = app.service.list_source(&source, 5).await.unwrap();
+    let listing = app.service.jobs().list_source(&source, 5).await.unwrap();
     assert_eq!(
         listing.keys,
         (0..5)

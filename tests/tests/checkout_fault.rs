@@ -71,6 +71,7 @@ async fn items_parked_after_a_failed_claim_are_handed_out_by_the_next_checkout()
     assert!(
         fixture
             .service
+            .labeling()
             .checkout(&fixture.admin, &project)
             .await
             .is_err(),
@@ -81,6 +82,7 @@ async fn items_parked_after_a_failed_claim_are_handed_out_by_the_next_checkout()
     // instead of answering contention.
     let task = fixture
         .service
+        .labeling()
         .checkout(&fixture.admin, &project)
         .await
         .expect("a checkout after the outage succeeds")
@@ -88,6 +90,7 @@ async fn items_parked_after_a_failed_claim_are_handed_out_by_the_next_checkout()
     assert_eq!(task.items.len(), 1);
     fixture
         .service
+        .labeling()
         .release(&fixture.admin, &project, &task.task_id)
         .await
         .unwrap();
@@ -98,6 +101,7 @@ async fn items_parked_after_a_failed_claim_are_handed_out_by_the_next_checkout()
     assert_eq!(unique.len(), 3, "no item is handed out twice: {keys:?}");
     let dashboard = fixture
         .service
+        .dashboard()
         .dashboard(&fixture.admin, &project)
         .await
         .unwrap();

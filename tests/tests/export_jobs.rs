@@ -33,6 +33,7 @@ async fn start_coco(
 ) -> labeling_core::usecases::export::ExportView {
     fixture
         .service
+        .exports()
         .start_export(
             &fixture.admin,
             project,
@@ -55,6 +56,7 @@ async fn assert_failed(
 ) -> labeling_core::usecases::export::ExportView {
     let shown = fixture
         .service
+        .exports()
         .get_export(&fixture.admin, project, export_id)
         .await
         .unwrap();
@@ -78,6 +80,7 @@ async fn read_export(
 ) -> (labeling_core::usecases::export::ExportView, Value) {
     let view = fixture
         .service
+        .exports()
         .get_export(&fixture.admin, project, export_id)
         .await
         .unwrap();
@@ -147,6 +150,7 @@ async fn an_export_writes_labels_as_they_were_when_it_was_requested() {
     fixture.clock.advance(Duration::from_secs(1));
     let rejected = fixture
         .service
+        .review()
         .list_items(&fixture.admin, &project, Some("labeled"), None, None)
         .await
         .unwrap()
@@ -154,6 +158,7 @@ async fn an_export_writes_labels_as_they_were_when_it_was_requested() {
         .item_id;
     fixture
         .service
+        .review()
         .reject_item(&fixture.admin, &project, rejected)
         .await
         .unwrap();
@@ -164,6 +169,7 @@ async fn an_export_writes_labels_as_they_were_when_it_was_requested() {
     );
     fixture
         .service
+        .projects()
         .add_labels(
             &fixture.admin,
             &project,
@@ -210,6 +216,7 @@ async fn an_export_of_every_image_leaves_out_images_added_after_it_was_requested
     };
     fixture
         .service
+        .jobs()
         .run_job(&refresh.to_body().unwrap())
         .await
         .unwrap();
@@ -243,6 +250,7 @@ async fn an_export_that_keeps_failing_is_marked_failed_with_the_reason() {
         assert!(fixture.run_next_job().await.is_err(), "try {attempt} fails");
         let shown = fixture
             .service
+            .exports()
             .get_export(&fixture.admin, &project, &export.id)
             .await
             .unwrap();
@@ -280,6 +288,7 @@ async fn an_export_of_every_image_walks_sparse_records_in_item_order() {
     for _ in 0..300 {
         let task = fixture
             .service
+            .labeling()
             .checkout(&fixture.admin, &project)
             .await
             .unwrap()
@@ -294,6 +303,7 @@ async fn an_export_of_every_image_walks_sparse_records_in_item_order() {
             .collect();
         fixture
             .service
+            .labeling()
             .submit(
                 &fixture.admin,
                 &project,
@@ -459,6 +469,7 @@ async fn an_export_of_several_parts_shows_its_progress_as_each_part_is_written()
         .await;
     let export = fixture
         .service
+        .exports()
         .start_export(
             &fixture.admin,
             &project,
@@ -472,6 +483,7 @@ async fn an_export_of_several_parts_shows_its_progress_as_each_part_is_written()
     fixture.run_next_job().await.unwrap();
     let view = fixture
         .service
+        .exports()
         .get_export(&fixture.admin, &project, &export.id)
         .await
         .unwrap();

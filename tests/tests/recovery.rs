@@ -52,6 +52,7 @@ async fn project_waiting_for_ingest(local: &Local) -> String {
     }
     local
         .service
+        .projects()
         .create_project(
             &Actor::admin("admin"),
             NewProjectInput {
@@ -87,6 +88,7 @@ where
 async fn status(local: &Local, project: &str) -> String {
     local
         .service
+        .projects()
         .get_project(&Actor::admin("admin"), project)
         .await
         .unwrap()
@@ -136,7 +138,7 @@ async fn an_export_killed_mid_way_runs_again_at_once_and_its_parts_are_removed()
     let local = open(&dir, &clock).await;
     let admin = Actor::admin("admin");
     let project = project_waiting_for_ingest(&local).await;
-    local.service.ingest_now(&project).await.unwrap();
+    local.service.jobs().ingest_now(&project).await.unwrap();
     let jobs = local.service.config().jobs_queue.clone();
     for message in local
         .queue
@@ -148,6 +150,7 @@ async fn an_export_killed_mid_way_runs_again_at_once_and_its_parts_are_removed()
     }
     let export = local
         .service
+        .exports()
         .start_export(
             &admin,
             &project,
@@ -196,6 +199,7 @@ async fn an_export_killed_mid_way_runs_again_at_once_and_its_parts_are_removed()
     promptly("the export of the killed process", || async {
         let view = local
             .service
+            .exports()
             .get_export(&admin, &project, &export.id)
             .await
             .unwrap();
@@ -204,6 +208,7 @@ async fn an_export_killed_mid_way_runs_again_at_once_and_its_parts_are_removed()
     .await;
     let view = local
         .service
+        .exports()
         .get_export(&admin, &project, &export.id)
         .await
         .unwrap();
@@ -227,6 +232,7 @@ fn block_manifests(fixture: &Direct<SqliteTable>) -> PathBuf {
 async fn create(fixture: &Direct<SqliteTable>) -> String {
     fixture
         .service
+        .projects()
         .create_project(
             &fixture.admin,
             NewProjectInput {
@@ -248,6 +254,7 @@ async fn view(
 ) -> labeling_core::usecases::projects::ProjectView {
     fixture
         .service
+        .projects()
         .get_project(&fixture.admin, project)
         .await
         .unwrap()
@@ -292,6 +299,7 @@ async fn an_ingest_that_keeps_failing_moves_the_project_to_failed_with_the_reaso
     std::fs::remove_file(blocker).unwrap();
     let retried = fixture
         .service
+        .projects()
         .retry_project(&fixture.admin, &project)
         .await
         .unwrap();
@@ -303,6 +311,7 @@ async fn an_ingest_that_keeps_failing_moves_the_project_to_failed_with_the_reaso
     assert!(matches!(
         fixture
             .service
+            .projects()
             .retry_project(&fixture.admin, &project)
             .await,
         Err(ProjectError::WrongStatus { .. })
@@ -335,6 +344,7 @@ async fn an_ingest_whose_runs_keep_dying_fails_the_project_before_the_queue_give
     // A retry starts the count again.
     fixture
         .service
+        .projects()
         .retry_project(&fixture.admin, &project)
         .await
         .unwrap();
@@ -364,6 +374,7 @@ async fn a_retry_of_a_project_that_had_items_adds_only_what_is_new() {
     fixture.add_images("new", 1).await;
     let retried = fixture
         .service
+        .projects()
         .retry_project(&fixture.admin, &project)
         .await
         .unwrap();

@@ -145,6 +145,7 @@ async fn new_uploads_reach_a_project_with_incremental_refresh_without_asking() {
     app.put_object(&bucket, "set/arrived one.png", png(8, 8, 2))
         .await;
     app.service
+        .refreshes()
         .objects_created(&[(bucket.clone(), "set/arrived one.png".to_owned())])
         .await
         .unwrap();

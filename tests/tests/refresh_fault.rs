@@ -208,6 +208,7 @@ async fn a_refresh_landing_before_a_checkout_gives_back_its_overshoot_skips_noth
     assert!(
         fixture
             .service
+            .labeling()
             .checkout(&fixture.admin, &project)
             .await
             .unwrap()
@@ -241,6 +242,7 @@ async fn starting_over_on_a_manifest_read_before_a_refresh_committed_still_cover
         .store(true, Ordering::SeqCst);
     fixture
         .service
+        .projects()
         .add_labels(
             &fixture.admin,
             &project,
@@ -285,7 +287,8 @@ async fn two_refreshes_running_at_once_add_each_new_item_once() {
     fixture.add_images("new", 4).await;
     let job = |request_id: &str| refresh_job(&project, request_id);
     let (a, b) = (job("r_a"), job("r_b"));
-    let (first, second) = tokio::join!(fixture.service.run_job(&a), fixture.service.run_job(&b));
+    let jobs = fixture.service.jobs();
+    let (first, second) = tokio::join!(jobs.run_job(&a), jobs.run_job(&b));
     first.unwrap();
     second.unwrap();
     assert_eq!(
@@ -325,14 +328,24 @@ async fn a_refresh_that_died_holding_its_lease_takes_it_back_when_retried() {
         .await
         .unwrap();
     let job = |request_id: &str| refresh_job(&project, request_id);
-    fixture.service.run_job(&job("r_other")).await.unwrap();
+    fixture
+        .service
+        .jobs()
+        .run_job(&job("r_other"))
+        .await
+        .unwrap();
     assert_eq!(fixture.table.refused_lease_claims.load(Ordering::SeqCst), 1);
     assert_eq!(
         fixture.total_items(&project).await,
         5,
         "another refresh leaves the work to the lease holder"
     );
-    fixture.service.run_job(&job("r_died")).await.unwrap();
+    fixture
+        .service
+        .jobs()
+        .run_job(&job("r_died"))
+        .await
+        .unwrap();
     assert_eq!(
         fixture.total_items(&project).await,
         9,
@@ -346,6 +359,7 @@ async fn new_objects_from_events_are_added_once_in_one_batch_and_wait_for_a_runn
     let (fixture, project) = fixture("refresh-events").await;
     fixture
         .service
+        .projects()
         .update_project(
             &fixture.admin,
             &project,
@@ -365,9 +379,10 @@ async fn new_objects_from_events_are_added_once_in_one_batch_and_wait_for_a_runn
     };
     let first = event(&["new-0", "new-1", "new-2", "old-1"]);
     let second = event(&["new-2", "new-3", "new-4", "new-4"]);
+    let refreshes = fixture.service.refreshes();
     let (a, b) = tokio::join!(
-        fixture.service.objects_created(&first),
-        fixture.service.objects_created(&second)
+        refreshes.objects_created(&first),
+        refreshes.objects_created(&second)
     );
     a.unwrap();
     b.unwrap();
@@ -381,6 +396,7 @@ async fn new_objects_from_events_are_added_once_in_one_batch_and_wait_for_a_runn
     fixture.run_next_job().await.unwrap();
     let dashboard = fixture
         .service
+        .dashboard()
         .dashboard(&fixture.admin, &project)
         .await
         .unwrap();
@@ -395,7 +411,12 @@ async fn new_objects_from_events_are_added_once_in_one_batch_and_wait_for_a_runn
     );
 
     // A redelivered event adds nothing.
-    fixture.service.objects_created(&first).await.unwrap();
+    fixture
+        .service
+        .refreshes()
+        .objects_created(&first)
+        .await
+        .unwrap();
     fixture.clock.advance(Duration::from_secs(3));
     fixture.run_next_job().await.unwrap();
     assert_eq!(fixture.total_items(&project).await, 10);
@@ -417,6 +438,7 @@ async fn new_objects_from_events_are_added_once_in_one_batch_and_wait_for_a_runn
         .unwrap();
     fixture
         .service
+        .refreshes()
         .objects_created(&event(&["new-5"]))
         .await
         .unwrap();

@@ -78,6 +78,7 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
     let admin = Actor::admin("admin");
     let project = local
         .service
+        .projects()
         .create_project(
             &admin,
             NewProjectInput {
@@ -92,7 +93,7 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
         .unwrap();
 
     aws.requests.reset();
-    local.service.ingest_now(&project.id).await.unwrap();
+    local.service.jobs().ingest_now(&project.id).await.unwrap();
     let list_calls = keys.div_ceil(1000);
     let chunk_puts = keys.div_ceil(10_000);
     assert_eq!(
@@ -109,12 +110,14 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
     // Warm the process (project copy, manifest index and chunk), as a running function is.
     let first = local
         .service
+        .labeling()
         .checkout(&admin, &project.id)
         .await
         .unwrap()
         .unwrap();
     local
         .service
+        .labeling()
         .submit(
             &admin,
             &project.id,
@@ -128,6 +131,7 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
         aws.requests.reset();
         let task = local
             .service
+            .labeling()
             .checkout(&admin, &project.id)
             .await
             .unwrap()
@@ -145,6 +149,7 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
         aws.requests.reset();
         local
             .service
+            .labeling()
             .submit(
                 &admin,
                 &project.id,
@@ -168,6 +173,7 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
     // Two new objects reported by an event (one twice, one already in the project).
     local
         .service
+        .projects()
         .update_project(
             &admin,
             &project.id,
@@ -188,6 +194,7 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
     let event = |key: &str| (bucket.clone(), key.to_owned());
     local
         .service
+        .refreshes()
         .objects_created(&[
             event("imgs/new-a.png"),
             event("imgs/new-b.png"),
@@ -215,12 +222,18 @@ async fn ingest_checkout_and_submit_stay_within_their_request_budgets() {
         .collect();
     assert_eq!(add_keys.len(), 1, "one job for the project: {queued:?}");
     aws.requests.reset();
-    local.service.run_job(&add_keys[0].body).await.unwrap();
+    local
+        .service
+        .jobs()
+        .run_job(&add_keys[0].body)
+        .await
+        .unwrap();
     let s3 = aws.requests.s3();
     let table = aws.requests.dynamodb();
     assert_eq!(
         local
             .service
+            .dashboard()
             .dashboard(&admin, &project.id)
             .await
             .unwrap()

@@ -106,6 +106,7 @@ impl BlobServer {
     async fn read_file_sources(&self) -> Result<Vec<Source>, Problem> {
         let projects = self
             .service
+            .projects()
             .list_projects(&Actor::admin("blob-server"))
             .await
             .map_err(|error| Problem::from_domain(&error))?;
@@ -267,7 +268,12 @@ async fn put_blob(
         .map_err(unavailable)?;
     tracing::info!(bytes = received, "stored an upload");
     // The local store's object-created event: projects watching this bucket refresh.
-    if let Err(error) = server.service.objects_created(&[(bucket, key)]).await {
+    if let Err(error) = server
+        .service
+        .refreshes()
+        .objects_created(&[(bucket, key)])
+        .await
+    {
         tracing::warn!(%error, "could not notify projects of a new object");
     }
     Ok(StatusCode::OK)

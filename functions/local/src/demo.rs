@@ -78,6 +78,7 @@ pub async fn create_demo(
             .await?;
     }
     let project = service
+        .projects()
         .create_project(
             admin,
             NewProjectInput {
@@ -96,6 +97,9 @@ pub async fn create_demo(
             },
         )
         .await?;
-    service.add_member(admin, &project.id, &admin.user).await?;
+    service
+        .projects()
+        .add_member(admin, &project.id, &admin.user)
+        .await?;
     Ok(project.id)
 }

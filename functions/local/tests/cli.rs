@@ -22,8 +22,13 @@ async fn labeling_export_downloads_a_coco_file_with_a_progress_bar() {
     let project = demo::create_demo(&service, local.blobs.as_ref(), demo::DEMO_BUCKET, &admin, 3)
         .await
         .unwrap();
-    service.ingest_now(&project).await.unwrap();
-    let task = service.checkout(&admin, &project).await.unwrap().unwrap();
+    service.jobs().ingest_now(&project).await.unwrap();
+    let task = service
+        .labeling()
+        .checkout(&admin, &project)
+        .await
+        .unwrap()
+        .unwrap();
     let item = &task.items[0];
     let submission = SubmissionInput {
         items: vec![SubmittedItemInput {
@@ -37,6 +42,7 @@ async fn labeling_export_downloads_a_coco_file_with_a_progress_bar() {
         }],
     };
     service
+        .labeling()
         .submit(&admin, &project, &task.task_id, submission)
         .await
         .unwrap();
@@ -144,6 +150,7 @@ async fn labeling_upload_sends_a_folder_and_resumes_without_sending_twice() {
         "a changed file is sent again"
     );
     let dataset = service
+        .datasets()
         .get_dataset(&Actor::admin("admin"), "pics")
         .await
         .unwrap();

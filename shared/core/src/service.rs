@@ -10,6 +10,14 @@ use crate::domain::project::ProjectRecord;
 use crate::keys::{SCHEMA_VERSION, attr};
 use crate::manifest::ManifestCache;
 use crate::ports::{Attrs, Blobs, BoxError, Clock, Item, Key, Queue, Table};
+use crate::usecases::dashboard::Dashboards;
+use crate::usecases::datasets::Datasets;
+use crate::usecases::export::Exports;
+use crate::usecases::ingest::Jobs;
+use crate::usecases::labeling::Labeling;
+use crate::usecases::projects::Projects;
+use crate::usecases::refresh::{RefreshStatuses, Refreshes};
+use crate::usecases::review::Review;
 
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -77,7 +85,9 @@ impl ProjectCache {
     }
 }
 
-/// Every use case is a method of this struct.
+/// Owns the ports, the configuration and the caches; every use case is a method of one of
+/// the narrower views it lends out (`service.labeling().checkout(..)`), and each view holds
+/// only the ports its area touches.
 pub struct Service {
     pub(crate) table: Arc<dyn Table>,
     pub(crate) blobs: Arc<dyn Blobs>,
@@ -115,6 +125,168 @@ impl Service {
         self.clock.now()
     }
 
+    pub fn projects(&self) -> Projects<'_> {
+        view!(Projects from self; table, blobs, queue, clock, config, manifests, projects)
+    }
+
+    pub fn labeling(&self) -> Labeling<'_> {
+        view!(Labeling from self; table, blobs, queue, clock, config, manifests, projects)
+    }
+
+    pub fn review(&self) -> Review<'_> {
+        view!(Review from self; table, blobs, clock, config, manifests, projects)
+    }
+
+    pub fn dashboard(&self) -> Dashboards<'_> {
+        view!(Dashboards from self; table, blobs, clock, config, projects)
+    }
+
+    pub fn datasets(&self) -> Datasets<'_> {
+        view!(Datasets from self; table, blobs, clock, config)
+    }
+
+    pub fn exports(&self) -> Exports<'_> {
+        view!(Exports from self; table, blobs, queue, clock, config, manifests, projects)
+    }
+
+    pub fn refreshes(&self) -> Refreshes<'_> {
+        view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects)
+    }
+
+    /// Background jobs: ingest, and the dispatch of every queued job to its area.
+    pub fn jobs(&self) -> Jobs<'_> {
+        view!(Jobs from self; table, blobs, queue, clock, config, manifests, projects)
+    }
+}
+
+/// Builds a view from the same-named fields of the service or of a wider view, so each view
+/// states in one line which ports it is lent.
+macro_rules! view {
+    ($view:ident from $source:expr; $($field:ident),+) => {
+        $view { $($field: &$source.$field),+ }
+    };
+}
+pub(crate) use view;
+
+// What each view lends on to the areas it calls into, built from its own references.
+
+impl Projects<'_> {
+    pub(crate) fn reader(&self) -> ProjectReader<'_> {
+        view!(ProjectReader from self; table, clock, projects)
+    }
+
+    pub(crate) fn refreshes(&self) -> Refreshes<'_> {
+        view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects)
+    }
+
+    pub(crate) fn datasets(&self) -> Datasets<'_> {
+        view!(Datasets from self; table, blobs, clock, config)
+    }
+
+    pub(crate) fn labeling(&self) -> Labeling<'_> {
+        view!(Labeling from self; table, blobs, queue, clock, config, manifests, projects)
+    }
+}
+
+impl Labeling<'_> {
+    pub(crate) fn refreshes(&self) -> Refreshes<'_> {
+        view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects)
+    }
+
+    pub(crate) fn reader(&self) -> ProjectReader<'_> {
+        view!(ProjectReader from self; table, clock, projects)
+    }
+
+    pub(crate) fn item_keys(&self) -> ItemKeys<'_> {
+        view!(ItemKeys from self; blobs, config, manifests)
+    }
+}
+
+impl Review<'_> {
+    pub(crate) fn reader(&self) -> ProjectReader<'_> {
+        view!(ProjectReader from self; table, clock, projects)
+    }
+
+    pub(crate) fn item_keys(&self) -> ItemKeys<'_> {
+        view!(ItemKeys from self; blobs, config, manifests)
+    }
+}
+
+impl Dashboards<'_> {
+    pub(crate) fn reader(&self) -> ProjectReader<'_> {
+        view!(ProjectReader from self; table, clock, projects)
+    }
+
+    pub(crate) fn statuses(&self) -> RefreshStatuses<'_> {
+        view!(RefreshStatuses from self; blobs, clock, config)
+    }
+}
+
+impl Exports<'_> {
+    pub(crate) fn reader(&self) -> ProjectReader<'_> {
+        view!(ProjectReader from self; table, clock, projects)
+    }
+
+    pub(crate) fn item_keys(&self) -> ItemKeys<'_> {
+        view!(ItemKeys from self; blobs, config, manifests)
+    }
+}
+
+impl Refreshes<'_> {
+    pub(crate) fn statuses(&self) -> RefreshStatuses<'_> {
+        view!(RefreshStatuses from self; blobs, clock, config)
+    }
+
+    pub(crate) fn reader(&self) -> ProjectReader<'_> {
+        view!(ProjectReader from self; table, clock, projects)
+    }
+
+    pub(crate) fn item_keys(&self) -> ItemKeys<'_> {
+        view!(ItemKeys from self; blobs, config, manifests)
+    }
+
+    pub(crate) fn projects(&self) -> Projects<'_> {
+        view!(Projects from self; table, blobs, queue, clock, config, manifests, projects)
+    }
+
+    pub(crate) fn jobs(&self) -> Jobs<'_> {
+        view!(Jobs from self; table, blobs, queue, clock, config, manifests, projects)
+    }
+}
+
+impl Jobs<'_> {
+    pub(crate) fn statuses(&self) -> RefreshStatuses<'_> {
+        view!(RefreshStatuses from self; blobs, clock, config)
+    }
+
+    pub(crate) fn refreshes(&self) -> Refreshes<'_> {
+        view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects)
+    }
+
+    pub(crate) fn exports(&self) -> Exports<'_> {
+        view!(Exports from self; table, blobs, queue, clock, config, manifests, projects)
+    }
+
+    pub(crate) fn projects(&self) -> Projects<'_> {
+        view!(Projects from self; table, blobs, queue, clock, config, manifests, projects)
+    }
+}
+
+/// Reads project records and manifests for any area (with the warm copy's cache).
+pub(crate) struct ProjectReader<'a> {
+    pub(crate) table: &'a Arc<dyn Table>,
+    pub(crate) clock: &'a Arc<dyn Clock>,
+    pub(crate) projects: &'a ProjectCache,
+}
+
+/// Finds the object key of an item from its project's manifest chunks (cached).
+pub(crate) struct ItemKeys<'a> {
+    pub(crate) blobs: &'a Arc<dyn Blobs>,
+    pub(crate) config: &'a ServiceConfig,
+    pub(crate) manifests: &'a ManifestCache,
+}
+
+impl ItemKeys<'_> {
     /// The object key of item `item` of the project, from its manifest's chunks (cached).
     pub(crate) async fn item_key(
         &self,
@@ -236,4 +408,43 @@ pub(crate) fn number(attrs: &Attrs, name: &str) -> i64 {
         .get(name)
         .and_then(serde_json::Value::as_i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The `.rs` files under `src/usecases`, with their text.
+    fn use_case_sources() -> Vec<(std::path::PathBuf, String)> {
+        let root = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/usecases"));
+        let mut found = Vec::new();
+        let mut folders = vec![root];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.extension().is_some_and(|extension| extension == "rs") {
+                    let source = std::fs::read_to_string(&path).unwrap();
+                    found.push((path, source));
+                }
+            }
+        }
+        found
+    }
+
+    /// A use case on `Service` could reach every port; on its area's view it reaches only the
+    /// ports that view holds, which is what a reader of its signature is promised.
+    #[test]
+    fn no_use_case_is_a_method_of_the_whole_service() {
+        let sources = use_case_sources();
+        assert!(sources.len() > 20, "the use cases were not found");
+        let offenders: Vec<_> = sources
+            .iter()
+            .filter(|(_, source)| source.contains("impl Service"))
+            .map(|(path, _)| path.display().to_string())
+            .collect();
+        assert!(
+            offenders.is_empty(),
+            "use cases on Service in {offenders:?}"
+        );
+    }
 }

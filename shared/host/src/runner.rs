@@ -73,7 +73,7 @@ pub trait JobHandler: Send + Sync + 'static {
 #[async_trait]
 impl JobHandler for Service {
     async fn run(&self, body: &str) -> Result<(), JobError> {
-        self.run_job(body).await
+        self.jobs().run_job(body).await
     }
 }
 

@@ -24,8 +24,8 @@ pub struct QueuedWork(pub Arc<Service>);
 impl JobHandler for QueuedWork {
     async fn run(&self, body: &str) -> Result<(), JobError> {
         match crate::s3_events::parse_object_created(body) {
-            Some(objects) => self.0.objects_created(&objects).await,
-            None => self.0.run_job(body).await,
+            Some(objects) => self.0.refreshes().objects_created(&objects).await,
+            None => self.0.jobs().run_job(body).await,
         }
     }
 }

@@ -122,7 +122,7 @@ async fn api_gateway_events_get_the_same_answers_as_the_local_server() {
         "the JWT's user is the actor"
     );
     let id = created["id"].as_str().unwrap().to_owned();
-    local.service.ingest_now(&id).await.unwrap();
+    local.service.jobs().ingest_now(&id).await.unwrap();
     let (status, _) = via_lambda(
         &lambda_app,
         "POST",
@@ -250,7 +250,12 @@ async fn api_gateway_events_get_the_same_answers_as_the_local_server() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{export}");
     let export_id = export["id"].as_str().unwrap();
-    local.service.run_export_now(&id, export_id).await.unwrap();
+    local
+        .service
+        .exports()
+        .run_export_now(&id, export_id)
+        .await
+        .unwrap();
     let path = format!("/projects/{id}/exports/{export_id}");
     let from_lambda = via_lambda(&lambda_app, "GET", &path, None, admin).await;
     let from_local = via_local(&local_app, "GET", &path, None, "admin-token").await;

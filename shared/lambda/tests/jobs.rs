@@ -35,6 +35,7 @@ async fn a_batch_reports_only_its_failed_jobs_for_retry() {
     std::fs::create_dir_all(dir.join("buckets/photos/set")).unwrap();
     let project = local
         .service
+        .projects()
         .create_project(
             &admin,
             NewProjectInput {
@@ -47,13 +48,14 @@ async fn a_batch_reports_only_its_failed_jobs_for_retry() {
         )
         .await
         .unwrap();
-    local.service.ingest_now(&project.id).await.unwrap();
+    local.service.jobs().ingest_now(&project.id).await.unwrap();
     let coco = ExportInput {
         format: Some("coco".to_owned()),
         ..Default::default()
     };
     let failing = local
         .service
+        .exports()
         .start_export(&admin, &project.id, coco.clone())
         .await
         .unwrap();
@@ -88,6 +90,7 @@ async fn a_batch_reports_only_its_failed_jobs_for_retry() {
     assert_eq!(retried, ["m-export"]);
     let view = local
         .service
+        .exports()
         .get_export(&admin, &project.id, &failing.id)
         .await
         .unwrap();

@@ -19,6 +19,7 @@ async fn an_object_created_notification_in_a_batch_records_the_decoded_key_for_i
     std::fs::create_dir_all(dir.join("buckets/photos/set")).unwrap();
     let project = local
         .service
+        .projects()
         .create_project(
             &admin,
             NewProjectInput {
@@ -32,7 +33,7 @@ async fn an_object_created_notification_in_a_batch_records_the_decoded_key_for_i
         )
         .await
         .unwrap();
-    local.service.ingest_now(&project.id).await.unwrap();
+    local.service.jobs().ingest_now(&project.id).await.unwrap();
 
     // As S3 sends it: the key URL-encoded, a space as `+`.
     let mut message = SqsMessage::default();

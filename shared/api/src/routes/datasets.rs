@@ -21,6 +21,7 @@ pub(super) async fn create_dataset(
 ) -> Result<Response, Problem> {
     let dataset = state
         .service
+        .datasets()
         .create_dataset(&caller.0, input)
         .await
         .map_err(domain)?;
@@ -33,6 +34,7 @@ pub(super) async fn list_datasets(
 ) -> Result<Json<Value>, Problem> {
     let datasets = state
         .service
+        .datasets()
         .list_datasets(&caller.0)
         .await
         .map_err(domain)?;
@@ -47,6 +49,7 @@ pub(super) async fn get_dataset(
     Ok(Json(
         state
             .service
+            .datasets()
             .get_dataset(&caller.0, &name)
             .await
             .map_err(domain)?,
@@ -62,6 +65,7 @@ pub(super) async fn request_uploads(
 ) -> Result<Json<Value>, Problem> {
     let uploads = state
         .service
+        .datasets()
         .request_uploads(&caller.0, &name, input)
         .await
         .map_err(domain)?;
@@ -76,6 +80,7 @@ pub(super) async fn start_export(
 ) -> Result<Response, Problem> {
     let export = state
         .service
+        .exports()
         .start_export(&caller.0, &project_id, input)
         .await
         .map_err(domain)?;
@@ -94,6 +99,7 @@ pub(super) async fn list_exports(
 ) -> Result<Json<Value>, Problem> {
     let exports = state
         .service
+        .exports()
         .list_exports(&caller.0, &project_id)
         .await
         .map_err(domain)?;
@@ -108,6 +114,7 @@ pub(super) async fn get_export(
     Ok(Json(
         state
             .service
+            .exports()
             .get_export(&caller.0, &project_id, &export_id)
             .await
             .map_err(domain)?,

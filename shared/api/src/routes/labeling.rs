@@ -19,6 +19,7 @@ pub(super) async fn checkout(
 ) -> Result<Response, Problem> {
     match state
         .service
+        .labeling()
         .checkout(&caller.0, &project_id)
         .await
         .map_err(domain)?
@@ -36,6 +37,7 @@ pub(super) async fn renew(
     Ok(Json(
         state
             .service
+            .labeling()
             .renew(&caller.0, &project_id, &task_id)
             .await
             .map_err(domain)?,
@@ -50,6 +52,7 @@ pub(super) async fn release(
 ) -> Result<StatusCode, Problem> {
     state
         .service
+        .labeling()
         .release(&caller.0, &project_id, &task_id)
         .await
         .map_err(domain)?;
@@ -65,6 +68,7 @@ pub(super) async fn submit(
     Ok(Json(
         state
             .service
+            .labeling()
             .submit(&caller.0, &project_id, &task_id, input)
             .await
             .map_err(domain)?,
@@ -87,6 +91,7 @@ pub(super) async fn list_items(
 ) -> Result<Response, Problem> {
     let page = state
         .service
+        .review()
         .list_items(
             &caller.0,
             &project_id,
@@ -113,6 +118,7 @@ pub(super) async fn reject_item(
     })?;
     state
         .service
+        .review()
         .reject_item(&caller.0, &project_id, item_id)
         .await
         .map_err(domain)?;

@@ -23,6 +23,7 @@ pub(super) async fn create_project(
 ) -> Result<Response, Problem> {
     let project = state
         .service
+        .projects()
         .create_project(&caller.0, input)
         .await
         .map_err(domain)?;
@@ -40,6 +41,7 @@ pub(super) async fn list_projects(
 ) -> Result<Json<Value>, Problem> {
     let projects = state
         .service
+        .projects()
         .list_projects(&caller.0)
         .await
         .map_err(domain)?;
@@ -54,6 +56,7 @@ pub(super) async fn get_project(
     Ok(Json(
         state
             .service
+            .projects()
             .get_project(&caller.0, &project_id)
             .await
             .map_err(domain)?,
@@ -75,6 +78,7 @@ pub(super) async fn update_project(
     Ok(Json(
         state
             .service
+            .projects()
             .update_project(&caller.0, &project_id, changes)
             .await
             .map_err(domain)?,
@@ -89,6 +93,7 @@ pub(super) async fn delete_project(
 ) -> Result<StatusCode, Problem> {
     state
         .service
+        .projects()
         .delete_project(&caller.0, &project_id)
         .await
         .map_err(domain)?;
@@ -103,6 +108,7 @@ pub(super) async fn pause_project(
     Ok(Json(
         state
             .service
+            .projects()
             .pause_project(&caller.0, &project_id)
             .await
             .map_err(domain)?,
@@ -118,6 +124,7 @@ pub(super) async fn resume_project(
     Ok(Json(
         state
             .service
+            .projects()
             .resume_project(&caller.0, &project_id)
             .await
             .map_err(domain)?,
@@ -141,6 +148,7 @@ pub(super) async fn add_labels(
 ) -> Result<Response, Problem> {
     let project = state
         .service
+        .projects()
         .add_labels(&caller.0, &project_id, input.labels, input.mode)
         .await
         .map_err(domain)?;
@@ -179,6 +187,7 @@ pub(super) async fn add_member(
     Ok(Json(
         state
             .service
+            .projects()
             .add_member(&caller.0, &project_id, &user)
             .await
             .map_err(domain)?,
@@ -194,6 +203,7 @@ pub(super) async fn remove_member(
     Ok(Json(
         state
             .service
+            .projects()
             .remove_member(&caller.0, &project_id, &user)
             .await
             .map_err(domain)?,
@@ -209,6 +219,7 @@ pub(super) async fn dashboard(
     Ok(Json(
         state
             .service
+            .dashboard()
             .dashboard(&caller.0, &project_id)
             .await
             .map_err(domain)?,
@@ -223,6 +234,7 @@ pub(super) async fn refresh_project(
 ) -> Result<Response, Problem> {
     let view = state
         .service
+        .refreshes()
         .request_refresh(&caller.0, &project_id)
         .await
         .map_err(domain)?;

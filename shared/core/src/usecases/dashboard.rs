@@ -11,7 +11,7 @@ use crate::domain::labeling::TaskKind;
 use crate::domain::project::ProjectRecord;
 use crate::keys::{self, attr, counter};
 use crate::manifest::ManifestRecord;
-use crate::service::{Service, from_item, number};
+use crate::service::{from_item, number};
 use crate::usecases::projects::ProjectError;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -54,7 +54,16 @@ fn count(attrs: &crate::ports::Attrs, name: &str) -> u64 {
     number(attrs, name).max(0) as u64
 }
 
-impl Service {
+/// The project dashboard's counts. Holds only the ports this area touches.
+pub struct Dashboards<'a> {
+    pub(crate) table: &'a std::sync::Arc<dyn crate::ports::Table>,
+    pub(crate) blobs: &'a std::sync::Arc<dyn crate::ports::Blobs>,
+    pub(crate) clock: &'a std::sync::Arc<dyn crate::ports::Clock>,
+    pub(crate) config: &'a crate::service::ServiceConfig,
+    pub(crate) projects: &'a crate::service::ProjectCache,
+}
+
+impl Dashboards<'_> {
     #[instrument(skip(self))]
     pub async fn dashboard(
         &self,
@@ -64,9 +73,9 @@ impl Service {
         if !actor.is_admin() {
             return Err(ProjectError::Forbidden);
         }
-        let project: ProjectRecord = self.load_project(actor, project_id).await?;
+        let project: ProjectRecord = self.reader().load_project(actor, project_id).await?;
         // Before the counters: see `refresh_view_with`.
-        let refresh_status = self.read_refresh_status(project_id).await;
+        let refresh_status = self.statuses().read_refresh_status(project_id).await;
         let wanted = [
             keys::manifest(project_id),
             keys::cursor(project_id, project.round),
@@ -82,7 +91,9 @@ impl Service {
         let cursor = find(&wanted[1]).map_or(&empty, |item| &item.attrs);
         let stats = find(&wanted[2]).map_or(&empty, |item| &item.attrs);
         let total = manifest.as_ref().map_or(0, |m| m.total);
-        let refresh = self.refresh_view_with(&project, refresh_status, manifest.as_ref());
+        let refresh =
+            self.statuses()
+                .refresh_view_with(&project, refresh_status, manifest.as_ref());
         let handed_out = count(cursor, attr::NEXT).min(total);
         let labeled = count(stats, counter::LABELED);
         let skipped = count(stats, counter::SKIPPED);

@@ -12,7 +12,7 @@ use crate::domain::source::is_image_key;
 use crate::keys;
 use crate::ports::blobs::MAX_LIST_KEYS;
 use crate::ports::{Condition, Query, SkRange, TableError, Write};
-use crate::service::{Service, from_item, to_item};
+use crate::service::{from_item, to_item};
 use crate::time::rfc3339;
 use crate::usecases::projects::{ProjectError, require_admin};
 
@@ -150,7 +150,15 @@ pub fn check_upload_name(name: &str) -> Option<&'static str> {
     None
 }
 
-impl Service {
+/// Datasets: named sources projects are made from. Holds only the ports this area touches.
+pub struct Datasets<'a> {
+    pub(crate) table: &'a std::sync::Arc<dyn crate::ports::Table>,
+    pub(crate) blobs: &'a std::sync::Arc<dyn crate::ports::Blobs>,
+    pub(crate) clock: &'a std::sync::Arc<dyn crate::ports::Clock>,
+    pub(crate) config: &'a crate::service::ServiceConfig,
+}
+
+impl Datasets<'_> {
     #[instrument(skip(self, input))]
     pub async fn create_dataset(
         &self,

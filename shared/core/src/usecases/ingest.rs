@@ -12,7 +12,7 @@ use crate::keys::{self, attr};
 use crate::manifest::{Batch, CHUNK_KEYS, ManifestRecord, chunk_key, encode_chunk};
 use crate::ports::blobs::MAX_LIST_KEYS;
 use crate::ports::{BlobError, BoxError, Condition, TableError, Update, Write};
-use crate::service::{Service, UnserializableRecord, from_item, number, to_item};
+use crate::service::{UnserializableRecord, from_item, number, to_item};
 use crate::usecases::refresh::RefreshStatus;
 
 /// The project's count of ingest runs started (an attribute of its record that only ingest
@@ -112,7 +112,18 @@ fn parse_trigger(name: &str) -> Result<RefreshTrigger, JobError> {
         .ok_or_else(|| JobError::Malformed(format!("{name:?} is not a refresh trigger")))
 }
 
-impl Service {
+/// Background jobs: ingest, and the dispatch of each queued job to its area. Holds only the ports this area touches.
+pub struct Jobs<'a> {
+    pub(crate) table: &'a std::sync::Arc<dyn crate::ports::Table>,
+    pub(crate) blobs: &'a std::sync::Arc<dyn crate::ports::Blobs>,
+    pub(crate) queue: &'a std::sync::Arc<dyn crate::ports::Queue>,
+    pub(crate) clock: &'a std::sync::Arc<dyn crate::ports::Clock>,
+    pub(crate) config: &'a crate::service::ServiceConfig,
+    pub(crate) manifests: &'a crate::manifest::ManifestCache,
+    pub(crate) projects: &'a crate::service::ProjectCache,
+}
+
+impl Jobs<'_> {
     /// Runs one job from the jobs queue. Safe to run twice.
     #[instrument(skip(self, body), err)]
     pub async fn run_job(&self, body: &str) -> Result<(), JobError> {
@@ -124,18 +135,25 @@ impl Service {
                 trigger,
                 request_id,
             } => {
-                self.refresh(&project_id, parse_trigger(&trigger)?, &request_id)
+                self.refreshes()
+                    .refresh(&project_id, parse_trigger(&trigger)?, &request_id)
                     .await
             }
             Job::AddEventKeys {
                 project_id,
                 request_id,
-            } => self.add_event_keys(&project_id, &request_id).await,
-            Job::RefreshAll { trigger } => self.refresh_all(parse_trigger(&trigger)?).await,
+            } => {
+                self.refreshes()
+                    .add_event_keys(&project_id, &request_id)
+                    .await
+            }
+            Job::RefreshAll { trigger } => {
+                self.refreshes().refresh_all(parse_trigger(&trigger)?).await
+            }
             Job::Export {
                 project_id,
                 export_id,
-            } => self.run_export(&project_id, &export_id).await,
+            } => self.exports().run_export(&project_id, &export_id).await,
         }
     }
 
@@ -158,7 +176,7 @@ impl Service {
         let attempts = u32::try_from(number(&item.attrs, INGEST_ATTEMPTS)).unwrap_or(0);
         if attempts >= MAX_JOB_ATTEMPTS {
             // The earlier runs died without recording an outcome (a crash or a timeout).
-            self.fail_project(
+            self.projects().fail_project(
                 project_id,
                 &format!(
                     "the first listing of the source stopped without finishing {attempts} times; \
@@ -196,7 +214,7 @@ impl Service {
                     causes(&error)
                 );
                 tracing::error!(project_id, %reason, "ingest failed");
-                self.fail_project(project_id, &reason).await?;
+                self.projects().fail_project(project_id, &reason).await?;
                 Ok(())
             }
             outcome => outcome,
@@ -213,7 +231,9 @@ impl Service {
         let source = match project.source.allowed(self.config.allow_file_sources) {
             Ok(source) => source,
             Err(error) => {
-                self.fail_project(project_id, &error.to_string()).await?;
+                self.projects()
+                    .fail_project(project_id, &error.to_string())
+                    .await?;
                 return Ok(());
             }
         };
@@ -221,7 +241,8 @@ impl Service {
         let listing = match self.list_source(source, MAX_ITEMS).await {
             Ok(listing) => listing,
             Err(BlobError::NoSuchBucket(bucket)) => {
-                self.fail_project(project_id, &format!("bucket {bucket} does not exist"))
+                self.projects()
+                    .fail_project(project_id, &format!("bucket {bucket} does not exist"))
                     .await?;
                 return Ok(());
             }
@@ -243,7 +264,9 @@ impl Service {
                 listed: total + listing.dropped,
                 ..RefreshStatus::default()
             };
-            self.write_refresh_status(project_id, &status).await?;
+            self.statuses()
+                .write_refresh_status(project_id, &status)
+                .await?;
         }
         let manifest = ManifestRecord {
             total,

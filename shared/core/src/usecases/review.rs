@@ -17,7 +17,7 @@ use crate::keys::{self, attr, counter};
 use crate::ports::{
     BlobError, BoxError, Condition, Item, Query, SkRange, TableError, Update, Write,
 };
-use crate::service::{Service, from_item, to_attrs, to_json};
+use crate::service::{from_item, to_attrs, to_json};
 use crate::time::rfc3339;
 use crate::usecases::projects::ProjectError;
 
@@ -127,7 +127,17 @@ fn require_admin(actor: &Actor) -> Result<(), ReviewError> {
     Ok(crate::usecases::projects::require_admin(actor)?)
 }
 
-impl Service {
+/// Reviewing submitted items. Holds only the ports this area touches.
+pub struct Review<'a> {
+    pub(crate) table: &'a std::sync::Arc<dyn crate::ports::Table>,
+    pub(crate) blobs: &'a std::sync::Arc<dyn crate::ports::Blobs>,
+    pub(crate) clock: &'a std::sync::Arc<dyn crate::ports::Clock>,
+    pub(crate) config: &'a crate::service::ServiceConfig,
+    pub(crate) manifests: &'a crate::manifest::ManifestCache,
+    pub(crate) projects: &'a crate::service::ProjectCache,
+}
+
+impl Review<'_> {
     #[instrument(skip(self))]
     pub async fn list_items(
         &self,
@@ -138,7 +148,7 @@ impl Service {
         limit: Option<usize>,
     ) -> Result<ItemPage, ReviewError> {
         require_admin(actor)?;
-        let project = self.load_project(actor, project_id).await?;
+        let project = self.reader().load_project(actor, project_id).await?;
         let filter = match state {
             None => ItemFilter::State(ItemState::Labeled),
             Some(value) => ItemFilter::parse(value).ok_or_else(|| {
@@ -233,7 +243,11 @@ impl Service {
         after: u64,
         limit: usize,
     ) -> Result<ItemPage, ReviewError> {
-        let manifest = self.read_manifest(&project.id).await?.unwrap_or_default();
+        let manifest = self
+            .reader()
+            .read_manifest(&project.id)
+            .await?
+            .unwrap_or_default();
         let total = manifest.total;
         let mut views = Vec::new();
         let mut next = after;
@@ -258,7 +272,10 @@ impl Service {
                 .collect();
             while next < window_end && views.len() < limit {
                 if !busy.contains(&next) {
-                    let key = self.item_key(&project.id, &manifest, next).await?;
+                    let key = self
+                        .item_keys()
+                        .item_key(&project.id, &manifest, next)
+                        .await?;
                     let (width, height) = earlier
                         .remove(&next)
                         .map_or((None, None), |r| (r.width, r.height));
@@ -306,7 +323,7 @@ impl Service {
         item_id: u64,
     ) -> Result<(), ReviewError> {
         require_admin(actor)?;
-        let project = self.load_project(actor, project_id).await?;
+        let project = self.reader().load_project(actor, project_id).await?;
         let record: ItemRecord = match self.table.get(&keys::item(project_id, item_id)).await? {
             Some(item) => from_item(&item).map_err(ReviewError::Unavailable)?,
             None => return Err(self.missing_or_unlabeled(project_id, item_id).await?),
@@ -383,7 +400,11 @@ impl Service {
         project_id: &str,
         item_id: u64,
     ) -> Result<ReviewError, ReviewError> {
-        let total = self.read_manifest(project_id).await?.map_or(0, |m| m.total);
+        let total = self
+            .reader()
+            .read_manifest(project_id)
+            .await?
+            .map_or(0, |m| m.total);
         Ok(if item_id < total {
             ReviewError::NotLabeled(item_id)
         } else {

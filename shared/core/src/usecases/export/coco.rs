@@ -4,11 +4,12 @@
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use super::Exports;
 use crate::domain::geometry::shoelace_area;
 use crate::domain::labeling::{ItemRecord, StoredAnnotation};
 use crate::domain::project::{ProjectRecord, TaskType};
 use crate::ports::ByteRange;
-use crate::service::{Service, to_json_bytes};
+use crate::service::to_json_bytes;
 use crate::time::rfc3339;
 use crate::usecases::ingest::JobError;
 
@@ -25,7 +26,7 @@ fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
-impl Service {
+impl Exports<'_> {
     /// Width and height of an image no labeler has opened yet (for `include_unlabeled`).
     async fn header_size(&self, bucket: &str, key: &str) -> (Option<u32>, Option<u32>) {
         match self
@@ -95,7 +96,11 @@ impl Service {
         };
         if include_unlabeled {
             // Every item of the manifest, labeled or not, in item order.
-            let manifest = self.read_manifest(&project.id).await?.unwrap_or_default();
+            let manifest = self
+                .reader()
+                .read_manifest(&project.id)
+                .await?
+                .unwrap_or_default();
             let total = record
                 .snapshot_items
                 .map_or(manifest.total, |n| n.min(manifest.total));
@@ -122,7 +127,10 @@ impl Service {
                         .front()
                         .filter(|record| record.item == item)
                         .and_then(|record| record.width.zip(record.height));
-                    let key = self.item_key(&project.id, &manifest, item).await?;
+                    let key = self
+                        .item_keys()
+                        .item_key(&project.id, &manifest, item)
+                        .await?;
                     batch.push((item, key, size));
                 }
                 let bucket = source.bucket();

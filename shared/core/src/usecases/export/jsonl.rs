@@ -2,10 +2,10 @@
 
 use serde_json::{Value, json};
 
+use super::Exports;
 use crate::domain::labeling::ItemRecord;
 use crate::domain::project::{ProjectRecord, TaskType};
 use crate::domain::source::Source;
-use crate::service::Service;
 use crate::usecases::ingest::JobError;
 
 use super::ExportRecord;
@@ -21,7 +21,7 @@ fn image_format(key: &str) -> String {
     }
 }
 
-impl Service {
+impl Exports<'_> {
     pub(super) async fn write_jsonl(
         &self,
         project: &ProjectRecord,

@@ -212,6 +212,17 @@ pub fn parse_time(value: &Value) -> Option<i64> {
     TIME_RANGE_MS.contains(&ms).then_some(ms)
 }
 
+/// Export requests and the export job. Holds only the ports this area touches.
+pub struct Exports<'a> {
+    pub(crate) table: &'a std::sync::Arc<dyn crate::ports::Table>,
+    pub(crate) blobs: &'a std::sync::Arc<dyn crate::ports::Blobs>,
+    pub(crate) queue: &'a std::sync::Arc<dyn crate::ports::Queue>,
+    pub(crate) clock: &'a std::sync::Arc<dyn crate::ports::Clock>,
+    pub(crate) config: &'a crate::service::ServiceConfig,
+    pub(crate) manifests: &'a crate::manifest::ManifestCache,
+    pub(crate) projects: &'a crate::service::ProjectCache,
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_time;

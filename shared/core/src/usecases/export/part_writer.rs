@@ -1,15 +1,15 @@
 //! Export: the multipart part writer, which buffers an export's bytes and uploads them as
 //! parts of one multipart upload, so the object appears whole or not at all.
 
+use super::Exports;
 use crate::ports::{BlobError, CompletedPart};
-use crate::service::Service;
 
 /// Bytes buffered before a part is uploaded (S3 wants at least 5 MiB for all parts but the last).
 const PART_BYTES: usize = 8 * 1024 * 1024;
 
 /// Buffers bytes and uploads them as parts of one multipart upload.
 pub(super) struct PartWriter<'a> {
-    service: &'a Service,
+    service: &'a Exports<'a>,
     bucket: String,
     key: String,
     upload_id: String,
@@ -19,7 +19,7 @@ pub(super) struct PartWriter<'a> {
 
 impl<'a> PartWriter<'a> {
     pub(super) async fn start(
-        service: &'a Service,
+        service: &'a Exports<'a>,
         bucket: &str,
         key: &str,
         content_type: &str,

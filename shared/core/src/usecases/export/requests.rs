@@ -4,6 +4,7 @@
 use serde_json::Value;
 use tracing::instrument;
 
+use super::Exports;
 use crate::access::Actor;
 use crate::domain::errors::ValidationErrors;
 use crate::domain::project::{ProjectRecord, ProjectStatus};
@@ -11,7 +12,7 @@ use crate::ids::new_id;
 use crate::jobs::Job;
 use crate::keys;
 use crate::ports::{Condition, Query, SkRange};
-use crate::service::{Service, from_item, to_item};
+use crate::service::{from_item, to_item};
 use crate::time::rfc3339;
 
 use super::{
@@ -19,7 +20,7 @@ use super::{
     ExportView, Progress, parse_time,
 };
 
-impl Service {
+impl Exports<'_> {
     #[instrument(skip(self, input))]
     pub async fn start_export(
         &self,
@@ -30,7 +31,7 @@ impl Service {
         if !actor.is_admin() {
             return Err(ExportError::Forbidden);
         }
-        let project = self.load_project(actor, project_id).await?;
+        let project = self.reader().load_project(actor, project_id).await?;
         let mut errors = ValidationErrors::default();
         let format = match input.format.as_deref() {
             Some("coco") => Some(ExportFormat::Coco),
@@ -69,7 +70,12 @@ impl Service {
         let now = self.clock.now();
         let include_unlabeled = input.include_unlabeled.unwrap_or(false);
         let snapshot_items = if include_unlabeled {
-            Some(self.read_manifest(project_id).await?.map_or(0, |m| m.total))
+            Some(
+                self.reader()
+                    .read_manifest(project_id)
+                    .await?
+                    .map_or(0, |m| m.total),
+            )
         } else {
             None
         };
@@ -182,7 +188,7 @@ impl Service {
         if !actor.is_admin() {
             return Err(ExportError::Forbidden);
         }
-        self.load_project(actor, project_id).await?;
+        self.reader().load_project(actor, project_id).await?;
         let item = self
             .table
             .get(&keys::export(project_id, export_id))
@@ -201,7 +207,7 @@ impl Service {
         if !actor.is_admin() {
             return Err(ExportError::Forbidden);
         }
-        self.load_project(actor, project_id).await?;
+        self.reader().load_project(actor, project_id).await?;
         let mut views = Vec::new();
         let mut start_after = None;
         loop {

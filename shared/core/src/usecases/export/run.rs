@@ -3,16 +3,17 @@
 
 use tracing::instrument;
 
+use super::Exports;
 use crate::domain::project::ProjectRecord;
 use crate::keys::{self, attr};
 use crate::ports::{Condition, Update};
-use crate::service::{Service, from_item, to_item};
+use crate::service::{from_item, to_item};
 use crate::usecases::ingest::JobError;
 
 use super::part_writer::PartWriter;
 use super::{ExportFormat, ExportRecord, ExportStatus, MAX_EXPORT_ATTEMPTS};
 
-impl Service {
+impl Exports<'_> {
     /// The export job. A retry starts over with a fresh upload; the object appears only when
     /// the upload completes.
     #[instrument(skip(self), err)]

@@ -1,11 +1,12 @@
 //! Export: the snapshot, which items an export holds and with which labels, read a page at a
 //! time so memory stays flat.
 
+use super::Exports;
 use crate::domain::labeling::ItemRecord;
 use crate::domain::project::ProjectRecord;
 use crate::keys;
 use crate::ports::{Query, SkRange};
-use crate::service::{Service, from_item_owned};
+use crate::service::from_item_owned;
 use crate::usecases::ingest::JobError;
 
 use super::ExportRecord;
@@ -56,7 +57,7 @@ impl ItemPages {
 
     pub(super) async fn next(
         &mut self,
-        service: &Service,
+        service: &Exports<'_>,
     ) -> Result<Option<Vec<ItemRecord>>, JobError> {
         if self.done {
             return Ok(None);
@@ -78,7 +79,7 @@ impl ItemPages {
     }
 }
 
-impl Service {
+impl Exports<'_> {
     /// Streams item records in item order, page by page, calling `visit` on each.
     async fn for_each_record<F>(&self, project_id: &str, mut visit: F) -> Result<(), JobError>
     where
@@ -98,6 +99,7 @@ impl Service {
     ) -> Result<u64, JobError> {
         if record.include_unlabeled {
             let total = self
+                .reader()
                 .read_manifest(&project.id)
                 .await?
                 .map_or(0, |m| m.total);

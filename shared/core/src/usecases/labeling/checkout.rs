@@ -2,15 +2,15 @@
 
 use tracing::instrument;
 
+use super::Labeling;
 use crate::access::Actor;
 use crate::domain::project::{ProjectRecord, ProjectStatus};
 use crate::keys::{self};
 use crate::ports::{Query, SkRange};
-use crate::service::Service;
 
 use super::{CHECKOUT_ATTEMPTS, CheckedOutTask, Claim, LabelingError};
 
-impl Service {
+impl Labeling<'_> {
     /// Hands out the next page of work: waiting tasks and expired leases first, then fresh
     /// items in the project's shuffled order. `None` when nothing is left right now.
     #[instrument(skip(self), fields(user = %actor.user))]
@@ -23,7 +23,7 @@ impl Service {
         match self.checkout_from(actor, &project).await {
             // The copy of the project was stale (another process changed it): read it again.
             Err(LabelingError::RoundChanged) | Err(LabelingError::NotRunning(_)) => {
-                let fresh = self.load_project(actor, project_id).await?;
+                let fresh = self.reader().load_project(actor, project_id).await?;
                 self.checkout_from(actor, &fresh).await
             }
             outcome => outcome,
@@ -77,7 +77,7 @@ impl Service {
     }
 
     pub(super) async fn not_running_error(&self, actor: &Actor, project_id: &str) -> LabelingError {
-        match self.load_project(actor, project_id).await {
+        match self.reader().load_project(actor, project_id).await {
             Ok(project) if project.status != ProjectStatus::Running => {
                 LabelingError::NotRunning(project.status.as_str())
             }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::Labeling;
 use crate::access::Actor;
 use crate::domain::labeling::{ItemRecord, ItemState, TaskItem, TaskKind, TaskRecord, WorkEntry};
 use crate::domain::project::{ProjectRecord, ProjectStatus};
@@ -10,7 +11,7 @@ use crate::ids::new_id;
 use crate::keys::{self, attr, counter};
 use crate::manifest::ManifestRecord;
 use crate::ports::{Condition, TableError, Update, Write};
-use crate::service::{Service, from_item, number};
+use crate::service::{from_item, number};
 use crate::transaction::{Rejected, Transaction};
 
 use super::{
@@ -19,7 +20,7 @@ use super::{
     waiting_entry_write,
 };
 
-impl Service {
+impl Labeling<'_> {
     /// Advances the round's cursor by a page and claims the items at those positions.
     pub(super) async fn claim_fresh(
         &self,
@@ -122,6 +123,7 @@ impl Service {
             .await;
         if marked.is_ok()
             && let Err(error) = self
+                .refreshes()
                 .enqueue_refresh(
                     &project.id,
                     crate::domain::refresh::RefreshTrigger::LowWater,
@@ -142,6 +144,7 @@ impl Service {
             return Ok(cached);
         }
         let manifest = self
+            .reader()
             .read_manifest(project_id)
             .await?
             .ok_or_else(|| LabelingError::NotRunning(ProjectStatus::Initializing.as_str()))?;
@@ -163,7 +166,10 @@ impl Service {
     ) -> Result<Claim, LabelingError> {
         let mut prepared = Vec::with_capacity(items.len());
         let keys_and_sizes = futures::future::join_all(items.iter().map(|item| async move {
-            let key = self.item_key(&project.id, manifest, *item).await?;
+            let key = self
+                .item_keys()
+                .item_key(&project.id, manifest, *item)
+                .await?;
             let size = self.image_size(source.bucket(), &key).await?;
             Ok::<_, LabelingError>((*item, key, size))
         }))
@@ -327,7 +333,11 @@ impl Service {
         let earlier = self.earlier_records(project, items).await?;
         let mut parked = Vec::with_capacity(items.len());
         for item in items {
-            let Ok(key) = self.item_key(&project.id, manifest, *item).await else {
+            let Ok(key) = self
+                .item_keys()
+                .item_key(&project.id, manifest, *item)
+                .await
+            else {
                 continue;
             };
             let earlier = earlier.get(item);

@@ -2,6 +2,7 @@
 
 use tracing::instrument;
 
+use super::Labeling;
 use crate::access::Actor;
 use crate::domain::labeling::{ItemState, TaskEnd, TaskKind, TaskRecord, WorkEntry};
 use crate::domain::names::same_name;
@@ -9,7 +10,7 @@ use crate::domain::project::ProjectRecord;
 use crate::ids::new_id;
 use crate::keys::{self, attr, counter};
 use crate::ports::{Condition, Query, SkRange, TableError, Update, Write};
-use crate::service::{Service, from_item, to_item};
+use crate::service::{from_item, to_item};
 use crate::time::rfc3339;
 
 use super::{
@@ -17,7 +18,7 @@ use super::{
     stats_update, waiting_entry_write,
 };
 
-impl Service {
+impl Labeling<'_> {
     /// Extends the lease by the project's lease time from now.
     #[instrument(skip(self), fields(user = %actor.user))]
     pub async fn renew(

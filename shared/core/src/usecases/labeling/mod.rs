@@ -18,7 +18,7 @@ use crate::domain::labeling::{
 use crate::domain::project::{ProjectRecord, ProjectStatus};
 use crate::keys::{self, attr};
 use crate::ports::{BlobError, BoxError, Condition, Item, TableError, Update, Write};
-use crate::service::{Service, UnserializableRecord, from_item, to_attrs, to_item};
+use crate::service::{UnserializableRecord, from_item, to_attrs, to_item};
 use crate::usecases::projects::ProjectError;
 
 mod checkout;
@@ -355,13 +355,24 @@ fn usable_size(width: usize, height: usize) -> Option<(u32, u32)> {
     }
 }
 
-impl Service {
+/// The labeling loop: checkout, claim, submit, take over. Holds only the ports this area touches.
+pub struct Labeling<'a> {
+    pub(crate) table: &'a std::sync::Arc<dyn crate::ports::Table>,
+    pub(crate) blobs: &'a std::sync::Arc<dyn crate::ports::Blobs>,
+    pub(crate) queue: &'a std::sync::Arc<dyn crate::ports::Queue>,
+    pub(crate) clock: &'a std::sync::Arc<dyn crate::ports::Clock>,
+    pub(crate) config: &'a crate::service::ServiceConfig,
+    pub(crate) manifests: &'a crate::manifest::ManifestCache,
+    pub(crate) projects: &'a crate::service::ProjectCache,
+}
+
+impl Labeling<'_> {
     async fn project_for_labeling(
         &self,
         actor: &Actor,
         project_id: &str,
     ) -> Result<ProjectRecord, LabelingError> {
-        Ok(self.load_project_cached(actor, project_id).await?)
+        Ok(self.reader().load_project_cached(actor, project_id).await?)
     }
 
     async fn load_task(

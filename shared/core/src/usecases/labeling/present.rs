@@ -1,14 +1,14 @@
 //! Presenting a checked-out task: image sizes read from the image's header, prelabels, URLs.
 
+use super::Labeling;
 use crate::domain::labeling::TaskRecord;
 use crate::domain::project::ProjectRecord;
 use crate::ports::{BlobError, ByteRange};
-use crate::service::Service;
 use crate::time::rfc3339;
 
 use super::{CheckedOutItem, CheckedOutTask, HEADER_BYTES, LabelingError, usable_size};
 
-impl Service {
+impl Labeling<'_> {
     /// Reads the image's width and height from its header; `None` when the image is missing
     /// or unreadable.
     pub(super) async fn image_size(

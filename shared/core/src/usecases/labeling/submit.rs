@@ -3,13 +3,14 @@
 use serde_json::Value;
 use tracing::instrument;
 
+use super::Labeling;
 use crate::access::Actor;
 use crate::domain::labeling::{
     ItemOutcome, ItemState, SubmissionInput, TaskEnd, validate_submission,
 };
 use crate::keys::{self, attr, counter};
 use crate::ports::{Condition, Update, Write};
-use crate::service::{Service, to_json};
+use crate::service::to_json;
 use crate::transaction::{Rejected, Transaction};
 
 use super::{
@@ -17,7 +18,7 @@ use super::{
     stats_update,
 };
 
-impl Service {
+impl Labeling<'_> {
     /// Records the labels of every item of the task in one transaction, or nothing.
     /// A lease that expired but was not yet handed to anyone else is still accepted: the
     /// work is not lost.
@@ -35,7 +36,7 @@ impl Service {
         if task.round != project.round || outcomes.is_err() {
             // The warm copy may predate a change (a new class, a new round): judge against
             // the stored project before refusing.
-            project = self.load_project(actor, project_id).await?;
+            project = self.reader().load_project(actor, project_id).await?;
             outcomes = validate_submission(&project, &task, &input);
         }
         if task.round != project.round {

@@ -1,12 +1,13 @@
 //! Take over: a waiting task or an expired lease becomes this labeler's, on the lease's version.
 
+use super::Labeling;
 use crate::access::Actor;
 use crate::domain::labeling::{ItemState, TaskEnd, TaskKind, TaskRecord, WorkEntry};
 use crate::domain::project::ProjectRecord;
 use crate::ids::new_id;
 use crate::keys::{self, attr, counter};
 use crate::ports::{Condition, Item, Update, Write};
-use crate::service::{Service, from_item};
+use crate::service::from_item;
 use crate::transaction::{Rejected, Transaction};
 
 use super::{
@@ -14,7 +15,7 @@ use super::{
     new_task_write, running_in_round, stats_update,
 };
 
-impl Service {
+impl Labeling<'_> {
     /// Takes a waiting task or an expired lease; `None` when another labeler got it first.
     pub(super) async fn take_over(
         &self,

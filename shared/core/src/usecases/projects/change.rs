@@ -2,17 +2,18 @@
 
 use tracing::instrument;
 
+use super::Projects;
 use crate::access::Actor;
 use crate::domain::errors::ValidationErrors;
 use crate::domain::presented::ProjectChanges;
 use crate::domain::project::{ProjectRecord, ProjectStatus, check_instructions, check_lease};
 use crate::keys::{self, attr};
 use crate::ports::{Condition, TableError, Write};
-use crate::service::{Service, to_item};
+use crate::service::to_item;
 
 use super::{ProjectError, ProjectView, require_admin};
 
-impl Service {
+impl Projects<'_> {
     /// Reads, changes and writes the project record under its version, retrying on races.
     pub(super) async fn change_project<F>(
         &self,
@@ -45,7 +46,7 @@ impl Service {
     where
         F: FnMut(&mut ProjectRecord) -> Result<Vec<Write>, ProjectError>,
     {
-        let mut record = self.load_project(actor, project_id).await?;
+        let mut record = self.reader().load_project(actor, project_id).await?;
         let version = record.version;
         let mut extra = change(&mut record)?;
         record.version += 1;
@@ -74,7 +75,7 @@ impl Service {
     }
 
     /// Edits instructions, lease time and the switches. Task type, source and page size are
-    /// fixed at creation; label classes are added through [`Service::add_labels`].
+    /// fixed at creation; label classes are added through [`Projects::add_labels`].
     #[instrument(skip(self, changes))]
     pub async fn update_project(
         &self,

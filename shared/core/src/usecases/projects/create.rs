@@ -2,6 +2,7 @@
 
 use tracing::instrument;
 
+use super::Projects;
 use crate::access::Actor;
 use crate::domain::errors::ValidationErrors;
 use crate::domain::project::{LabelClass, NewProjectInput, ProjectRecord, ProjectStatus};
@@ -9,12 +10,12 @@ use crate::ids::{new_id, new_seed};
 use crate::jobs::Job;
 use crate::keys;
 use crate::ports::{Condition, TableError, Write};
-use crate::service::{Service, to_item};
+use crate::service::to_item;
 use crate::transaction::{Rejected, Transaction};
 
 use super::{ProjectError, ProjectView, require_admin};
 
-impl Service {
+impl Projects<'_> {
     #[instrument(skip(self, input), fields(project_name = %input.name))]
     pub async fn create_project(
         &self,
@@ -26,7 +27,7 @@ impl Service {
         if let Some(dataset) = input.source.trim().strip_prefix("dataset:") {
             let dataset = dataset.trim().to_owned();
             if !crate::usecases::datasets::valid_dataset_name(&dataset)
-                || !self.dataset_exists(&dataset).await?
+                || !self.datasets().dataset_exists(&dataset).await?
             {
                 return Err(ProjectError::Invalid(ValidationErrors::single(
                     "/source",

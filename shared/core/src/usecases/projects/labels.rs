@@ -2,16 +2,16 @@
 
 use tracing::instrument;
 
+use super::Projects;
 use crate::access::Actor;
 use crate::domain::errors::ValidationErrors;
 use crate::domain::project::{LabelClass, LabelMode, ProjectRecord, check_class_names};
 use crate::keys::{self, attr};
 use crate::ports::{Condition, Write};
-use crate::service::Service;
 
 use super::{ProjectError, ProjectView, require_admin};
 
-impl Service {
+impl Projects<'_> {
     /// Adds label classes. Ids continue from the highest ever given, so they are never reused.
     #[instrument(skip(self, names))]
     pub async fn add_labels(
@@ -46,7 +46,7 @@ impl Service {
         for _ in 0..5 {
             // Read inside the loop: a refresh growing the manifest between this read and the
             // commit fails the check below, and the new round starts over the grown total.
-            let manifest = self.read_manifest(project_id).await?;
+            let manifest = self.reader().read_manifest(project_id).await?;
             changed = self
                 .try_change_project(actor, project_id, &mut |record: &mut ProjectRecord| {
                     let mut errors = ValidationErrors::default();

@@ -2,15 +2,15 @@
 
 use tracing::instrument;
 
+use super::Projects;
 use crate::access::Actor;
 use crate::domain::errors::ValidationErrors;
 use crate::domain::names::same_name;
 use crate::domain::project::{MAX_MEMBERS, check_member_name};
-use crate::service::Service;
 
 use super::{ProjectError, ProjectView, require_admin};
 
-impl Service {
+impl Projects<'_> {
     #[instrument(skip(self))]
     pub async fn add_member(
         &self,
@@ -57,6 +57,7 @@ impl Service {
             .await?;
         // Their tasks go back to the queue now rather than when the leases expire.
         let given_back = self
+            .labeling()
             .give_back_tasks_of(&record, user)
             .await
             .map_err(|error| ProjectError::Unavailable(Box::new(error)))?;

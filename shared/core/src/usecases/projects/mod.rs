@@ -12,7 +12,7 @@ use crate::domain::project::{Instructions, LabelClass, ProjectRecord, ProjectSta
 use crate::keys;
 use crate::manifest::ManifestRecord;
 use crate::ports::{BoxError, TableError};
-use crate::service::{Service, from_item};
+use crate::service::{ProjectReader, from_item};
 use crate::time::rfc3339;
 
 mod change;
@@ -146,7 +146,7 @@ pub(crate) fn require_admin(actor: &Actor) -> Result<(), ProjectError> {
     }
 }
 
-impl Service {
+impl ProjectReader<'_> {
     /// Loads a live project. Labelers see only projects they are members of; to them any
     /// other project does not exist.
     pub(crate) async fn load_project(
@@ -164,7 +164,7 @@ impl Service {
         authorize(actor, record)
     }
 
-    /// Like [`Service::load_project`], but may answer from the warm process's copy (at most
+    /// Like [`ProjectReader::load_project`], but may answer from the warm process's copy (at most
     /// [`crate::service::PROJECT_CACHE_TTL`] old). Only for paths whose writes re-check what
     /// matters (status and round) in their own conditions.
     pub(crate) async fn load_project_cached(
@@ -187,4 +187,15 @@ impl Service {
             Some(item) => Ok(Some(from_item(&item).map_err(ProjectError::Unavailable)?)),
         }
     }
+}
+
+/// Project administration: create, read, change, members, labels, status. Holds only the ports this area touches.
+pub struct Projects<'a> {
+    pub(crate) table: &'a std::sync::Arc<dyn crate::ports::Table>,
+    pub(crate) blobs: &'a std::sync::Arc<dyn crate::ports::Blobs>,
+    pub(crate) queue: &'a std::sync::Arc<dyn crate::ports::Queue>,
+    pub(crate) clock: &'a std::sync::Arc<dyn crate::ports::Clock>,
+    pub(crate) config: &'a crate::service::ServiceConfig,
+    pub(crate) manifests: &'a crate::manifest::ManifestCache,
+    pub(crate) projects: &'a crate::service::ProjectCache,
 }

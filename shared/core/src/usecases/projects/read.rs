@@ -2,15 +2,16 @@
 
 use tracing::instrument;
 
+use super::Projects;
 use crate::access::Actor;
 use crate::domain::project::{ProjectRecord, ProjectStatus};
 use crate::keys;
 use crate::ports::{Query, SkRange};
-use crate::service::{Service, from_item};
+use crate::service::from_item;
 
 use super::{ProjectError, ProjectView};
 
-impl Service {
+impl Projects<'_> {
     #[instrument(skip(self))]
     pub async fn list_projects(&self, actor: &Actor) -> Result<Vec<ProjectView>, ProjectError> {
         let mut ids = Vec::new();
@@ -51,10 +52,10 @@ impl Service {
         actor: &Actor,
         project_id: &str,
     ) -> Result<ProjectView, ProjectError> {
-        let record = self.load_project(actor, project_id).await?;
+        let record = self.reader().load_project(actor, project_id).await?;
         let mut view = ProjectView::of(&record, actor);
         if actor.is_admin() {
-            view.refresh = Some(self.refresh_view(&record).await?);
+            view.refresh = Some(self.refreshes().refresh_view(&record).await?);
         }
         Ok(view)
     }

@@ -2,14 +2,14 @@
 
 use tracing::instrument;
 
+use super::Projects;
 use crate::access::Actor;
 use crate::domain::project::ProjectStatus;
 use crate::jobs::Job;
-use crate::service::Service;
 
 use super::{ProjectError, ProjectView, require_admin};
 
-impl Service {
+impl Projects<'_> {
     #[instrument(skip(self))]
     pub async fn pause_project(
         &self,
@@ -81,7 +81,7 @@ impl Service {
         project_id: &str,
     ) -> Result<ProjectView, ProjectError> {
         require_admin(actor)?;
-        let has_items = self.read_manifest(project_id).await?.is_some();
+        let has_items = self.reader().read_manifest(project_id).await?.is_some();
         let record = self
             .change_project(actor, project_id, |record| {
                 if record.status != ProjectStatus::Failed {
@@ -101,12 +101,13 @@ impl Service {
             })
             .await?;
         let queued = if has_items {
-            self.enqueue_refresh(
-                project_id,
-                crate::domain::refresh::RefreshTrigger::Retry,
-                std::time::Duration::ZERO,
-            )
-            .await
+            self.refreshes()
+                .enqueue_refresh(
+                    project_id,
+                    crate::domain::refresh::RefreshTrigger::Retry,
+                    std::time::Duration::ZERO,
+                )
+                .await
         } else {
             let job = Job::Ingest {
                 project_id: project_id.to_owned(),

@@ -3,6 +3,7 @@
 
 use tracing::instrument;
 
+use super::Refreshes;
 use crate::access::Actor;
 use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
 use crate::domain::refresh::RefreshTrigger;
@@ -13,7 +14,7 @@ use crate::keys::{self, attr};
 use crate::manifest::ManifestRecord;
 use crate::ports::table::MAX_TRANSACTION_WRITES;
 use crate::ports::{Condition, Key, Query, SkRange, TableError, Write};
-use crate::service::{Service, UnserializableRecord, from_item, to_item};
+use crate::service::{UnserializableRecord, from_item, to_item};
 use crate::usecases::ingest::JobError;
 
 use super::merge::Merge;
@@ -22,7 +23,7 @@ use super::{
     expiry_seconds,
 };
 
-impl Service {
+impl Refreshes<'_> {
     /// Objects were created in buckets: each project with incremental refresh whose source
     /// admits some of them gets a job adding exactly those keys (looked up in its manifest, so
     /// a redelivered event or an object already listed is not added twice).
@@ -31,7 +32,11 @@ impl Service {
         if objects.is_empty() {
             return Ok(());
         }
-        for project in self.list_projects(&Actor::admin("system")).await? {
+        for project in self
+            .projects()
+            .list_projects(&Actor::admin("system"))
+            .await?
+        {
             if !project.incremental_refresh || !matches!(project.status, "running" | "paused") {
                 continue;
             }
@@ -123,7 +128,10 @@ impl Service {
             let (mut low, mut high) = (batch.start, batch.start + batch.len);
             while low < high {
                 let middle = low + (high - low) / 2;
-                let found = self.item_key(project_id, manifest, middle).await?;
+                let found = self
+                    .item_keys()
+                    .item_key(project_id, manifest, middle)
+                    .await?;
                 match found.as_str().cmp(key) {
                     std::cmp::Ordering::Equal => return Ok(true),
                     std::cmp::Ordering::Less => low = middle + 1,
@@ -175,7 +183,7 @@ impl Service {
         if keys.is_empty() {
             return Ok(());
         }
-        let manifest = match self.read_manifest(project_id).await? {
+        let manifest = match self.reader().read_manifest(project_id).await? {
             Some(manifest)
                 if matches!(
                     project.status,
@@ -232,6 +240,7 @@ impl Service {
             Ok(Some(grown)) => {
                 // Events list nothing: what the last listing found unreadable still stands.
                 let unreadable = self
+                    .statuses()
                     .read_refresh_status(project_id)
                     .await
                     .map_or(0, |status| status.unreadable);
@@ -245,7 +254,9 @@ impl Service {
                     listed: 0,
                     note: None,
                 };
-                self.write_refresh_status(project_id, &status).await?;
+                self.statuses()
+                    .write_refresh_status(project_id, &status)
+                    .await?;
                 self.forget_event_keys(&rows).await;
                 tracing::info!(
                     project_id,

@@ -1,19 +1,20 @@
 //! Refresh: the refresh lease, one refresh a project at a time, under which a new batch is
 //! appended to the manifest.
 
+use super::Refreshes;
 use crate::domain::project::{MAX_ITEMS, ProjectRecord};
 use crate::domain::refresh::RefreshTrigger;
 use crate::ids::new_id;
 use crate::keys::{self, attr};
 use crate::manifest::{Batch, CHUNK_KEYS, ManifestRecord, encode_chunk};
 use crate::ports::{Condition, TableError};
-use crate::service::{Service, to_item};
+use crate::service::to_item;
 use crate::usecases::ingest::JobError;
 
 use super::merge::Merge;
 use super::{LEASE_MILLIS, expiry_seconds};
 
-impl Service {
+impl Refreshes<'_> {
     /// Appends `merge`'s new keys (as many as the cap allows) to the manifest as one batch:
     /// writes its chunks, then publishes it and gives the refresh lease back in one commit.
     /// Returns the published manifest.

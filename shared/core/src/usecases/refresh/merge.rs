@@ -3,12 +3,13 @@
 
 use tracing::instrument;
 
+use super::Refreshes;
 use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
 use crate::domain::refresh::RefreshTrigger;
 use crate::keys::{self, attr};
 use crate::manifest::ManifestRecord;
 use crate::ports::{Condition, Update, Write};
-use crate::service::{Service, from_item, number, to_item};
+use crate::service::{from_item, number, to_item};
 use crate::transaction::{Rejected, Transaction};
 use crate::usecases::ingest::JobError;
 
@@ -23,7 +24,7 @@ pub(super) struct Merge {
     pub(super) listed: u64,
 }
 
-impl Service {
+impl Refreshes<'_> {
     /// Lists the source and merges it with the manifest's keys.
     async fn merge_with_source(
         &self,
@@ -34,7 +35,7 @@ impl Service {
             .source
             .allowed(self.config.allow_file_sources)
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
-        let listing = self.list_source(source, u64::MAX).await?;
+        let listing = self.jobs().list_source(source, u64::MAX).await?;
         let mut existing = Vec::with_capacity(manifest.total as usize);
         for batch in &manifest.batches {
             existing.extend(
@@ -97,7 +98,7 @@ impl Service {
         ) {
             return Ok(());
         }
-        let Some(manifest) = self.read_manifest(project_id).await? else {
+        let Some(manifest) = self.reader().read_manifest(project_id).await? else {
             return Ok(());
         };
         let now = self.clock.now();
@@ -112,7 +113,9 @@ impl Service {
                 )),
                 ..RefreshStatus::default()
             };
-            self.write_refresh_status(project_id, &status).await?;
+            self.statuses()
+                .write_refresh_status(project_id, &status)
+                .await?;
             return Ok(());
         }
         let merge = self.merge_with_source(&project, &manifest).await?;
@@ -125,7 +128,9 @@ impl Service {
                 listed: merge.listed,
                 ..RefreshStatus::default()
             };
-            self.write_refresh_status(project_id, &status).await?;
+            self.statuses()
+                .write_refresh_status(project_id, &status)
+                .await?;
             tracing::info!(
                 project_id,
                 removed = merge.removed,
@@ -146,6 +151,7 @@ impl Service {
         let under_lease: Result<_, JobError> = async {
             // Under the lease: if another refresh changed the manifest since the first look, merge again.
             let current = self
+                .reader()
                 .read_manifest(project_id)
                 .await?
                 .unwrap_or_else(|| manifest.clone());
@@ -175,7 +181,9 @@ impl Service {
             listed: merge.listed,
             note: None,
         };
-        self.write_refresh_status(project_id, &status).await?;
+        self.statuses()
+            .write_refresh_status(project_id, &status)
+            .await?;
         tracing::info!(
             project_id,
             added = take,

@@ -85,6 +85,24 @@ pub fn next_daily_run(now: i64) -> i64 {
     if at > now { at } else { at + day }
 }
 
+/// Refreshing projects from their sources. Holds only the ports this area touches.
+pub struct Refreshes<'a> {
+    pub(crate) table: &'a std::sync::Arc<dyn crate::ports::Table>,
+    pub(crate) blobs: &'a std::sync::Arc<dyn crate::ports::Blobs>,
+    pub(crate) queue: &'a std::sync::Arc<dyn crate::ports::Queue>,
+    pub(crate) clock: &'a std::sync::Arc<dyn crate::ports::Clock>,
+    pub(crate) config: &'a crate::service::ServiceConfig,
+    pub(crate) manifests: &'a crate::manifest::ManifestCache,
+    pub(crate) projects: &'a crate::service::ProjectCache,
+}
+
+/// Reads and writes a project's refresh status (a small blob beside its manifests).
+pub struct RefreshStatuses<'a> {
+    pub(crate) blobs: &'a std::sync::Arc<dyn crate::ports::Blobs>,
+    pub(crate) clock: &'a std::sync::Arc<dyn crate::ports::Clock>,
+    pub(crate) config: &'a crate::service::ServiceConfig,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,22 +3,23 @@
 
 use tracing::instrument;
 
+use super::{RefreshStatuses, Refreshes};
 use crate::access::Actor;
 use crate::domain::project::{ProjectRecord, ProjectStatus};
 use crate::domain::refresh::RefreshTrigger;
 use crate::ids::new_id;
 use crate::jobs::Job;
 use crate::manifest::ManifestRecord;
-use crate::service::{Service, to_json_bytes};
+use crate::service::to_json_bytes;
 use crate::time::rfc3339;
 use crate::usecases::ingest::JobError;
 use crate::usecases::projects::ProjectError;
 
 use super::{RefreshStatus, RefreshView, next_daily_run, status_key};
 
-impl Service {
+impl Refreshes<'_> {
     /// `POST /projects/{id}/refresh`: queues a refresh now; on a failed project, retries it
-    /// (see [`Service::retry_project`]).
+    /// (see [`Projects::retry_project`](crate::usecases::projects::Projects::retry_project)).
     #[instrument(skip(self))]
     pub async fn request_refresh(
         &self,
@@ -28,10 +29,10 @@ impl Service {
         if !actor.is_admin() {
             return Err(ProjectError::Forbidden);
         }
-        let project = self.load_project(actor, project_id).await?;
+        let project = self.reader().load_project(actor, project_id).await?;
         if project.status == ProjectStatus::Failed {
-            self.retry_project(actor, project_id).await?;
-            let project = self.load_project(actor, project_id).await?;
+            self.projects().retry_project(actor, project_id).await?;
+            let project = self.reader().load_project(actor, project_id).await?;
             return self.refresh_view(&project).await;
         }
         if !matches!(
@@ -75,11 +76,16 @@ impl Service {
         &self,
         project: &ProjectRecord,
     ) -> Result<RefreshView, ProjectError> {
-        let status = self.read_refresh_status(&project.id).await;
-        let manifest = self.read_manifest(&project.id).await?;
-        Ok(self.refresh_view_with(project, status, manifest.as_ref()))
+        let status = self.statuses().read_refresh_status(&project.id).await;
+        let manifest = self.reader().read_manifest(&project.id).await?;
+        Ok(self
+            .statuses()
+            .refresh_view_with(project, status, manifest.as_ref()))
     }
+}
 
+/// The refresh status a project's page and dashboard show, read without the refresh's ports.
+impl RefreshStatuses<'_> {
     /// `status` must be read before `manifest`: a refresh commits the manifest, then writes
     /// its status, so a view never pairs a new status with the counts from before it.
     pub(crate) fn refresh_view_with(
@@ -148,11 +154,17 @@ impl Service {
             )
             .await?)
     }
+}
 
+impl Refreshes<'_> {
     /// Every project with incremental refresh on gets a refresh job (the daily schedule).
     #[instrument(skip(self), err)]
     pub(crate) async fn refresh_all(&self, trigger: RefreshTrigger) -> Result<(), JobError> {
-        for project in self.list_projects(&Actor::admin("system")).await? {
+        for project in self
+            .projects()
+            .list_projects(&Actor::admin("system"))
+            .await?
+        {
             if project.incremental_refresh && matches!(project.status, "running" | "paused") {
                 self.enqueue_refresh(&project.id, trigger, std::time::Duration::ZERO)
                     .await
