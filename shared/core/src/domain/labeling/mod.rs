@@ -9,8 +9,7 @@ pub use item::{
 };
 pub use submission::{
     AnnotationInput, ItemOutcome, MAX_ANNOTATIONS_PER_ITEM, MAX_POINTS_PER_ITEM,
-    MAX_POLYGON_POINTS, SubmissionInput, SubmittedItemInput, annotations_to_json,
-    validate_submission,
+    MAX_POLYGON_POINTS, SubmissionInput, SubmittedItemInput, validate_submission,
 };
 pub use task::{
     ENDED_TASK_KEPT_MILLIS, EndedTask, TaskEnd, TaskItem, TaskKind, TaskRecord, WorkEntry,

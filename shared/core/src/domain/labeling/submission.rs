@@ -1,7 +1,6 @@
-//! A submission as sent, its limits and its validation; labels in the shape the API speaks.
+//! A submission as sent, its limits and its validation against the task and the project.
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::item::StoredAnnotation;
 use super::task::{TaskItem, TaskRecord};
@@ -276,11 +275,4 @@ fn validate_item(
         }
     }
     (errors.0.len() == before).then_some(stored)
-}
-
-/// Labels in the shape the API speaks: class names for classification, `{label, bbox}` for
-/// boxes, `{label, polygon, bbox}` for polygons.
-pub fn annotations_to_json(project: &ProjectRecord, annotations: &[StoredAnnotation]) -> Value {
-    serde_json::to_value(crate::domain::presented::label_views(project, annotations))
-        .unwrap_or_default()
 }
