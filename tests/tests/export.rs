@@ -578,6 +578,31 @@ async fn unlabeled_images_can_be_included_and_since_limits_to_recent_labels() {
 }
 
 #[tokio::test]
+async fn a_wrong_format_and_a_wrong_since_are_told_in_one_answer_and_only_to_an_admin() {
+    let app = spawn_app().await;
+    let ann = app.user("ann", "labeler").await;
+    let project = app
+        .labeled_project("object_detection", &["cat"], 1, 1, "ann")
+        .await;
+    let body = json!({ "format": "csv", "since": "last week" });
+    let reply = app
+        .post(&format!("/projects/{project}/exports"), &ann, body.clone())
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{reply:?}");
+    let reply = app
+        .post(&format!("/projects/{project}/exports"), &app.admin, body)
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{reply:?}");
+    let pointers: Vec<_> = reply.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|error| error["pointer"].clone())
+        .collect();
+    assert_eq!(pointers, [json!("/format"), json!("/since")]);
+}
+
+#[tokio::test]
 async fn export_requests_are_validated_and_admin_only() {
     let app = spawn_app().await;
     let ann = app.user("ann", "labeler").await;

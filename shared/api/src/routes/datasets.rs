@@ -5,13 +5,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use labeling_core::usecases::datasets::{NewDatasetInput, UploadsInput};
-use labeling_core::usecases::export::ExportInput;
 
 use serde_json::{Value, json};
 
 use super::extract::Body;
 use super::{AppState, domain};
 use crate::auth::Caller;
+use crate::dto::ExportRequest;
 use crate::problem::Problem;
 
 pub(super) async fn create_dataset(
@@ -76,12 +76,12 @@ pub(super) async fn start_export(
     State(state): State<AppState>,
     caller: Caller,
     Path(project_id): Path<String>,
-    Body(input): Body<ExportInput>,
+    Body(request): Body<ExportRequest>,
 ) -> Result<Response, Problem> {
     let export = state
         .service
         .exports()
-        .start_export(&caller.0, &project_id, input)
+        .start_export(&caller.0, &project_id, request.into())
         .await
         .map_err(domain)?;
     let location = format!("/projects/{project_id}/exports/{}", export.id);

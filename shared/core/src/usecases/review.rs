@@ -7,9 +7,8 @@ use tracing::instrument;
 
 use crate::access::Actor;
 use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
-use crate::domain::labeling::{
-    ItemRecord, ItemState, TaskItem, TaskKind, WorkEntry, annotations_to_json,
-};
+use crate::domain::labeling::{ItemRecord, ItemState, TaskItem, TaskKind, WorkEntry};
+use crate::domain::presented::{LabelView, label_views};
 use crate::domain::project::ProjectRecord;
 use crate::domain::source::Source;
 use crate::ids::new_id;
@@ -109,7 +108,7 @@ pub struct ItemView {
     pub key: String,
     pub uri: String,
     pub state: &'static str,
-    pub labels: Value,
+    pub labels: Vec<LabelView>,
     pub labeled_by: Option<String>,
     pub labeled_at: Option<String>,
     pub width: Option<u32>,
@@ -284,7 +283,7 @@ impl Review<'_> {
                         uri: source.object_uri(&key),
                         key,
                         state: "unlabeled",
-                        labels: Value::Array(Vec::new()),
+                        labels: Vec::new(),
                         labeled_by: None,
                         labeled_at: None,
                         width,
@@ -306,7 +305,7 @@ impl Review<'_> {
             key: record.key.clone(),
             uri: source.object_uri(&record.key),
             state: record.state.as_str(),
-            labels: annotations_to_json(project, &record.labels),
+            labels: label_views(project, &record.labels),
             labeled_by: record.labeled_by.clone(),
             labeled_at: record.labeled_at.map(rfc3339),
             width: record.width,

@@ -15,7 +15,6 @@ mod run;
 mod snapshot;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
 use crate::ports::{BlobError, BoxError, TableError};
@@ -101,15 +100,23 @@ const HEADER_READS_AT_ONCE: usize = 32;
 /// Runs of one export before it is marked failed (see [`crate::jobs::MAX_JOB_ATTEMPTS`]).
 pub const MAX_EXPORT_ATTEMPTS: u32 = crate::jobs::MAX_JOB_ATTEMPTS;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct ExportInput {
-    #[serde(default)]
     pub format: Option<String>,
-    /// RFC 3339 or epoch milliseconds.
-    #[serde(default)]
-    pub since: Option<Value>,
-    #[serde(default)]
+    /// Labels made before this are left out; `None` exports them all.
+    pub since: Option<Since>,
     pub include_unlabeled: Option<bool>,
+}
+
+/// Where an export's labels begin, as the edge read it. A `since` that is not a time is
+/// carried as such rather than refused there, so that it is reported only once access is
+/// checked, and in one answer with the request's other problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// Epoch milliseconds; refused outside [`TIME_RANGE_MS`].
+    At(i64),
+    /// Given, but neither an RFC 3339 time nor epoch milliseconds.
+    NotATime,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -202,16 +209,6 @@ impl From<ProjectError> for ExportError {
 /// Epoch milliseconds of 0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z.
 pub const TIME_RANGE_MS: std::ops::RangeInclusive<i64> = -62_167_219_200_000..=253_402_300_799_999;
 
-/// An RFC 3339 time (see [`crate::time::parse_rfc3339`]) or epoch milliseconds, in the years
-/// 0000 to 9999 that RFC 3339 can write (what the API documents).
-pub fn parse_time(value: &Value) -> Option<i64> {
-    let ms = match value.as_i64() {
-        Some(ms) => ms,
-        None => crate::time::parse_rfc3339(value.as_str()?)?,
-    };
-    TIME_RANGE_MS.contains(&ms).then_some(ms)
-}
-
 /// Export requests and the export job. Holds only the ports this area touches.
 pub struct Exports<'a> {
     pub(crate) table: &'a std::sync::Arc<dyn crate::ports::Table>,
@@ -221,32 +218,4 @@ pub struct Exports<'a> {
     pub(crate) config: &'a crate::service::ServiceConfig,
     pub(crate) manifests: &'a crate::manifest::ManifestCache,
     pub(crate) projects: &'a crate::service::ProjectCache,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_time;
-    use serde_json::json;
-
-    #[test]
-    fn parses_rfc3339_and_epoch_millis() {
-        assert_eq!(parse_time(&json!("1970-01-01T00:00:00Z")), Some(0));
-        assert_eq!(
-            parse_time(&json!("2024-02-29T12:34:56.789Z")),
-            Some(1_709_210_096_789)
-        );
-        assert_eq!(
-            parse_time(&json!("2024-02-29T14:34:56.789+02:00")),
-            Some(1_709_210_096_789)
-        );
-        assert_eq!(parse_time(&json!(1234)), Some(1234));
-        assert_eq!(parse_time(&json!("yesterday")), None);
-        assert_eq!(parse_time(&json!("2024-13-01T00:00:00Z")), None);
-        assert_eq!(parse_time(&json!("400902-01-01T00:00:00Z")), None);
-        assert_eq!(parse_time(&json!(12_589_000_000_000_000_i64)), None);
-        assert_eq!(
-            parse_time(&json!("9999-12-31T23:59:59.999Z")),
-            Some(253_402_300_799_999)
-        );
-    }
 }

@@ -1,7 +1,6 @@
 //! Export: the requests, which start an export (recording what it will hold and queueing its
 //! job), show one with its progress and download URL, and list a project's exports.
 
-use serde_json::Value;
 use tracing::instrument;
 
 use super::Exports;
@@ -17,7 +16,7 @@ use crate::time::rfc3339;
 
 use super::{
     DOWNLOAD_URL_SECONDS, ExportError, ExportFormat, ExportInput, ExportRecord, ExportStatus,
-    ExportView, Progress, parse_time,
+    ExportView, Progress, Since, TIME_RANGE_MS,
 };
 
 impl Exports<'_> {
@@ -41,17 +40,16 @@ impl Exports<'_> {
                 None
             }
         };
-        let since = match &input.since {
-            None | Some(Value::Null) => None,
-            Some(value) => {
-                let parsed = parse_time(value);
-                if parsed.is_none() {
-                    errors.push(
-                        "/since",
-                        "since is an RFC 3339 time, e.g. 2024-05-01T00:00:00Z",
-                    );
-                }
-                parsed
+        let since = match input.since {
+            None => None,
+            // RFC 3339 writes the years 0000 to 9999 only, and a `since` is shown that way.
+            Some(Since::At(ms)) if TIME_RANGE_MS.contains(&ms) => Some(ms),
+            Some(Since::At(_) | Since::NotATime) => {
+                errors.push(
+                    "/since",
+                    "since is an RFC 3339 time, e.g. 2024-05-01T00:00:00Z",
+                );
+                None
             }
         };
         errors.into_result().map_err(ExportError::Invalid)?;

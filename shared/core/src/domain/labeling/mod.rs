@@ -1,0 +1,16 @@
+//! Labels, items and tasks: what is stored, and the validation of a submission.
+
+mod item;
+mod submission;
+mod task;
+
+pub use item::{
+    ItemRecord, ItemState, LABEL_HISTORY_MILLIS, LabelVersion, MAX_LABEL_VERSIONS, StoredAnnotation,
+};
+pub use submission::{
+    AnnotationInput, ItemOutcome, MAX_ANNOTATIONS_PER_ITEM, MAX_POINTS_PER_ITEM,
+    MAX_POLYGON_POINTS, SubmissionInput, SubmittedItemInput, validate_submission,
+};
+pub use task::{
+    ENDED_TASK_KEPT_MILLIS, EndedTask, TaskEnd, TaskItem, TaskKind, TaskRecord, WorkEntry,
+};
