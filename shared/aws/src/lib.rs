@@ -42,30 +42,6 @@ pub struct AwsSettings {
     pub endpoint: Option<String>,
 }
 
-impl AwsSettings {
-    /// From `LABELING_TABLE`, `LABELING_BUCKET`, `LABELING_JOBS_QUEUE` (required),
-    /// `AWS_REGION` (default us-east-1) and `LABELING_AWS_ENDPOINT` (optional).
-    pub fn from_env() -> anyhow::Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// As [`AwsSettings::from_env`], reading variables through `lookup`; empty values count
-    /// as unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-        let required = |name: &str| {
-            get(name).with_context(|| format!("the environment variable {name} is not set"))
-        };
-        Ok(Self {
-            table: required("LABELING_TABLE")?,
-            bucket: required("LABELING_BUCKET")?,
-            jobs_queue: required("LABELING_JOBS_QUEUE")?,
-            region: get("AWS_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
-            endpoint: get("LABELING_AWS_ENDPOINT"),
-        })
-    }
-}
-
 /// The three adapters, sharing one request counter.
 #[derive(Clone)]
 pub struct Aws {
@@ -280,48 +256,5 @@ impl Aws {
                 anyhow::anyhow!("configuring queue {queue}: {}", DisplayErrorContext(&e))
             })?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn settings_come_from_the_environment() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(key, _)| *key == name)
-                    .map(|(_, value)| (*value).to_owned())
-            }
-        };
-        let settings = AwsSettings::from_lookup(env(&[
-            ("LABELING_TABLE", "t"),
-            ("LABELING_BUCKET", "b"),
-            ("LABELING_JOBS_QUEUE", "q"),
-        ]))
-        .unwrap();
-        assert_eq!(settings.region, "us-east-1");
-        assert_eq!(settings.endpoint, None);
-        let settings = AwsSettings::from_lookup(env(&[
-            ("LABELING_TABLE", "t"),
-            ("LABELING_BUCKET", "b"),
-            ("LABELING_JOBS_QUEUE", "q"),
-            ("AWS_REGION", "eu-west-1"),
-            ("LABELING_AWS_ENDPOINT", "http://127.0.0.1:5000"),
-        ]))
-        .unwrap();
-        assert_eq!(settings.region, "eu-west-1");
-        assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
-        let missing = AwsSettings::from_lookup(env(&[
-            ("LABELING_TABLE", "t"),
-            ("LABELING_JOBS_QUEUE", "q"),
-        ]))
-        .unwrap_err();
-        assert!(missing.to_string().contains("LABELING_BUCKET"), "{missing}");
     }
 }
