@@ -198,6 +198,13 @@ pub mod attr {
 
 /// The entities stamped on the coordination rows of [`row`].
 pub mod entity {
+    pub const PROJECT: &str = "project";
+    pub const MANIFEST: &str = "manifest";
+    pub const EXPORT: &str = "export";
+    pub const DATASET: &str = "dataset";
+    pub const TASK: &str = "task";
+    pub const TASK_ENDED: &str = "task_ended";
+    pub const ITEM: &str = "item";
     pub const CURSOR: &str = "cursor";
     pub const STATS: &str = "stats";
     pub const REFRESH_LEASE: &str = "refresh_lease";
@@ -322,7 +329,7 @@ mod tests {
                 superseded_at: 1,
             }],
         };
-        let names = stored_names("item", &item);
+        let names = stored_names(super::entity::ITEM, &item);
         for name in [
             attr::ENTITY,
             attr::SCHEMA_VERSION,
@@ -346,7 +353,7 @@ mod tests {
             lease_version: 1,
             created_at: 0,
         };
-        let names = stored_names("task", &task);
+        let names = stored_names(super::entity::TASK, &task);
         for name in [attr::ROUND, attr::LEASE_VERSION, attr::LEASE_EXPIRES_AT] {
             assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
         }

@@ -473,9 +473,13 @@ mod tests {
             updated_at: i64::MAX,
             version: u64::MAX,
         };
-        let bytes = crate::service::to_item(crate::keys::project(&record.id), "project", &record)
-            .unwrap()
-            .size_bytes();
+        let bytes = crate::service::to_item(
+            crate::keys::project(&record.id),
+            crate::keys::entity::PROJECT,
+            &record,
+        )
+        .unwrap()
+        .size_bytes();
         assert!(
             bytes + 40 * 1024 <= crate::ports::table::MAX_ITEM_BYTES,
             "{bytes} bytes"

@@ -190,7 +190,7 @@ impl Datasets<'_> {
         };
         let writes = vec![
             Write::Put {
-                item: to_item(keys::dataset(&record.name), "dataset", &record)?,
+                item: to_item(keys::dataset(&record.name), keys::entity::DATASET, &record)?,
                 condition: Some(Condition::NotExists),
             },
             Write::Put {

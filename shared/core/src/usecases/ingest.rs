@@ -296,7 +296,11 @@ impl Jobs<'_> {
                 condition: Some(Condition::equals(attr::VERSION, project.version)),
             },
             Write::Put {
-                item: to_item(keys::manifest(project_id), "manifest", &manifest)?,
+                item: to_item(
+                    keys::manifest(project_id),
+                    keys::entity::MANIFEST,
+                    &manifest,
+                )?,
                 condition: None,
             },
         ];

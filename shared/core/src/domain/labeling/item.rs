@@ -296,7 +296,7 @@ mod tests {
         item.prelabels = labels;
         let size = |item: &ItemRecord| {
             let key = crate::keys::item("p_01JDZ8Q3M7X9V2K4N6P8R0S2T4", u64::MAX);
-            crate::service::to_item(key, "item", item)
+            crate::service::to_item(key, crate::keys::entity::ITEM, item)
                 .unwrap()
                 .size_bytes()
         };

@@ -109,7 +109,7 @@ impl Exports<'_> {
         };
         self.table
             .put(
-                to_item(keys::export(project_id, &id), "export", &record)?,
+                to_item(keys::export(project_id, &id), keys::entity::EXPORT, &record)?,
                 Some(Condition::NotExists),
             )
             .await?;

@@ -48,7 +48,7 @@ impl Exports<'_> {
                 record.attempts
             ));
             self.table
-                .put(to_item(key, "export", &record)?, None)
+                .put(to_item(key, keys::entity::EXPORT, &record)?, None)
                 .await?;
             return Ok(());
         }
@@ -58,7 +58,7 @@ impl Exports<'_> {
         record.items_written = 0;
         record.annotations_written = 0;
         self.table
-            .put(to_item(key.clone(), "export", &record)?, None)
+            .put(to_item(key.clone(), keys::entity::EXPORT, &record)?, None)
             .await?;
         match self.write_export(&project, &mut record).await {
             Ok(()) => {
@@ -67,7 +67,7 @@ impl Exports<'_> {
                 record.error = None;
                 record.finished_at = Some(self.clock.now());
                 self.table
-                    .put(to_item(key, "export", &record)?, None)
+                    .put(to_item(key, keys::entity::EXPORT, &record)?, None)
                     .await?;
                 tracing::info!(
                     items = record.items_written,
@@ -93,7 +93,10 @@ impl Exports<'_> {
                     record.status = ExportStatus::Failed;
                     record.finished_at = Some(self.clock.now());
                 }
-                if let Err(put_error) = self.table.put(to_item(key, "export", &record)?, None).await
+                if let Err(put_error) = self
+                    .table
+                    .put(to_item(key, keys::entity::EXPORT, &record)?, None)
+                    .await
                 {
                     tracing::warn!(%put_error, "could not record the export's failure");
                     return Err(error);

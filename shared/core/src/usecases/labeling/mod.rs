@@ -184,10 +184,10 @@ fn ended_task_write(
     })
 }
 
-const TASK_ENTITY: &str = "task";
-const ITEM_ENTITY: &str = "item";
+const TASK_ENTITY: &str = keys::entity::TASK;
+const ITEM_ENTITY: &str = keys::entity::ITEM;
 
-const ENDED_TASK_ENTITY: &str = "task_ended";
+const ENDED_TASK_ENTITY: &str = keys::entity::TASK_ENDED;
 
 /// Fresh positions that turned into a task, or into nothing (all images missing).
 enum Claim {

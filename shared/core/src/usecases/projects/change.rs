@@ -52,7 +52,7 @@ impl Projects<'_> {
         record.version += 1;
         record.updated_at = self.clock.now();
         let mut writes = vec![Write::Put {
-            item: to_item(keys::project(project_id), "project", &record)?,
+            item: to_item(keys::project(project_id), keys::entity::PROJECT, &record)?,
             condition: Some(Condition::equals(attr::VERSION, version)),
         }];
         writes.append(&mut extra);

@@ -102,7 +102,7 @@ impl Projects<'_> {
         writes.push(
             CreateWrite::Project,
             Write::Put {
-                item: to_item(keys::project(&id), "project", &record)?,
+                item: to_item(keys::project(&id), keys::entity::PROJECT, &record)?,
                 condition: Some(Condition::NotExists),
             },
         );

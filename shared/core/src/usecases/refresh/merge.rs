@@ -232,7 +232,7 @@ impl Refreshes<'_> {
             writes.push(
                 RefreshWrite::Manifest,
                 Write::Put {
-                    item: to_item(keys::manifest(project_id), "manifest", grown)?,
+                    item: to_item(keys::manifest(project_id), keys::entity::MANIFEST, grown)?,
                     condition: Some(Condition::equals(attr::TOTAL, manifest.total)),
                 },
             );
