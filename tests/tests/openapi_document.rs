@@ -147,7 +147,9 @@ fn a_project_as_the_server_answers_it_validates() {
 
 #[test]
 fn a_project_that_drifts_from_the_dto_is_refused() {
-    let drifts: [(&str, fn(&mut Value)); 5] = [
+    /// What the drift is, and how to make it.
+    type Drift = (&'static str, fn(&mut Value));
+    let drifts: [Drift; 5] = [
         ("a field renamed", |p| {
             let kind = p.as_object_mut().unwrap().remove("task_type").unwrap();
             p["taskType"] = kind;
