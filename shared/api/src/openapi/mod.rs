@@ -114,3 +114,79 @@ pub fn openapi_json() -> &'static str {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+
+    use labeling_core::domain::project::{Instructions, LabelClass};
+    use labeling_core::usecases::projects::ProjectView;
+    use labeling_core::usecases::refresh::RefreshView;
+    use serde_json::Value;
+
+    use crate::dto::Project;
+
+    fn schema(name: &str) -> Value {
+        let document: Value = serde_json::from_str(super::openapi_json()).unwrap();
+        document["components"]["schemas"][name].clone()
+    }
+
+    fn names(value: &Value) -> BTreeSet<String> {
+        match value {
+            Value::Object(map) => map.keys().cloned().collect(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|item| item.as_str().map(str::to_owned))
+                .collect(),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    fn project_view(admin_on_get: bool) -> ProjectView {
+        ProjectView {
+            id: "p_1".into(),
+            name: "cats".into(),
+            task_type: "object_detection",
+            labels: vec![LabelClass {
+                id: 1,
+                name: "cat".into(),
+            }],
+            instructions: Instructions::default(),
+            page_size: 1,
+            lease_seconds: 3600,
+            source: "s3://photos/cats/**".into(),
+            status: "running",
+            failure: None,
+            round: 0,
+            incremental_refresh: false,
+            ml_assist: false,
+            members: admin_on_get.then(Vec::new),
+            created_by: "admin".into(),
+            created_at: "2024-01-31T12:00:00.000Z".into(),
+            updated_at: "2024-01-31T12:00:00.000Z".into(),
+            refresh: admin_on_get.then(|| RefreshView {
+                last_refresh_at: None,
+                last_refresh_trigger: None,
+                items_added: 0,
+                items_dropped: 0,
+                files_removed: 0,
+                files_unreadable: 0,
+                next_scheduled_at: None,
+                note: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_project_schema_names_exactly_the_fields_a_project_is_sent_with() {
+        let schema = schema("Project");
+        let everything = serde_json::to_value(Project::from(project_view(true))).unwrap();
+        assert_eq!(names(&schema["properties"]), names(&everything));
+
+        // What a labeler is sent leaves out only what the schema does not require.
+        let least = serde_json::to_value(Project::from(project_view(false))).unwrap();
+        assert_eq!(names(&schema["required"]), names(&least));
+    }
+}
