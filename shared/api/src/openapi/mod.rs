@@ -166,7 +166,7 @@ mod tests {
             created_by: "admin".into(),
             created_at: "2024-01-31T12:00:00.000Z".into(),
             updated_at: "2024-01-31T12:00:00.000Z".into(),
-            refresh: admin_on_get.then(|| RefreshView {
+            refresh: admin_on_get.then_some(RefreshView {
                 last_refresh_at: None,
                 last_refresh_trigger: None,
                 items_added: 0,
