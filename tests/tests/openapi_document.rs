@@ -149,7 +149,7 @@ fn a_project_as_the_server_answers_it_validates() {
 fn a_project_that_drifts_from_the_dto_is_refused() {
     /// What the drift is, and how to make it.
     type Drift = (&'static str, fn(&mut Value));
-    let drifts: [Drift; 5] = [
+    let drifts: [Drift; 6] = [
         ("a field renamed", |p| {
             let kind = p.as_object_mut().unwrap().remove("task_type").unwrap();
             p["taskType"] = kind;
@@ -161,6 +161,9 @@ fn a_project_that_drifts_from_the_dto_is_refused() {
             p["status"] = json!("deleted")
         }),
         ("a field of the wrong type", |p| p["round"] = json!("0")),
+        ("a page size no task type allows", |p| {
+            p["page_size"] = json!(2)
+        }),
         ("a time that is not RFC 3339", |p| {
             p["created_at"] = json!("yesterday")
         }),

@@ -144,3 +144,21 @@ pub enum ExportFormat {
     Coco,
     Jsonl,
 }
+
+/// The page sizes some task type allows, read from core's rule so the schema follows it:
+/// 1, 4, 6 or 9 for classification; only 1 for detection and segmentation.
+pub(crate) fn page_size_schema() -> utoipa::openapi::schema::Object {
+    let mut sizes: Vec<u32> = project::TaskType::ALL
+        .iter()
+        .flat_map(|task_type| task_type.allowed_page_sizes().iter().copied())
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .enum_values(Some(sizes))
+        .description(Some(
+            "Items per task: 1, 4, 6 or 9 for classification; only 1 for detection and segmentation.",
+        ))
+        .build()
+}

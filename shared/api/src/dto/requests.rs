@@ -44,10 +44,9 @@ pub struct NewProject {
     #[serde(default)]
     #[schema(required = true, max_length = 2048, examples("s3://photos/cats/**"))]
     pub source: String,
-    /// Items per task: 1, 4, 6 or 9 for classification; only 1 for detection and
-    /// segmentation.
+    /// Items per task (1 when left out).
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 9, default = 1)]
+    #[schema(schema_with = super::page_size_schema)]
     pub page_size: Option<u32>,
     /// How long a checked-out task stays leased (30 seconds to 7 days).
     #[serde(default)]

@@ -85,7 +85,7 @@ pub struct Project {
     pub task_type: String,
     pub labels: Vec<LabelClass>,
     pub instructions: Instructions,
-    #[schema(minimum = 1, maximum = 9)]
+    #[schema(schema_with = super::page_size_schema)]
     pub page_size: u32,
     /// How long a checked-out task stays leased (30 seconds to 7 days).
     #[schema(minimum = 30, maximum = 604800)]
