@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 fn document() -> &'static Value {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        serde_json::from_str(labeling_api::OPENAPI_JSON).expect("the OpenAPI document is JSON")
+        serde_json::from_str(labeling_api::openapi_json()).expect("the OpenAPI document is JSON")
     })
 }
 

@@ -11,13 +11,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use labeling_api::Authenticator;
 use labeling_api::auth::{UserLookup, bearer_token};
+// The shapes the generated OpenAPI document gives `POST /users`.
+use labeling_api::dto::{CreatedUser, NewUser};
 use labeling_api::problem::Problem;
 use labeling_api::routes::Body;
 use labeling_core::{Actor, Role};
 use labeling_embedded::UsersFile;
 use labeling_embedded::users_file::UserError;
-use serde::Deserialize;
-use serde_json::json;
 
 /// Bearer tokens looked up in the users file; a project member must be one of its users.
 pub struct BearerTokens(pub Arc<UsersFile>);
@@ -63,14 +63,6 @@ impl FromRequestParts<Arc<UsersFile>> for Admin {
     }
 }
 
-#[derive(Deserialize)]
-struct NewUser {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    role: String,
-}
-
 async fn create_user(
     State(users): State<Arc<UsersFile>>,
     _admin: Admin,
@@ -81,7 +73,11 @@ async fn create_user(
     match users.create_user(&input.name, role) {
         Ok(token) => Ok((
             StatusCode::CREATED,
-            Json(json!({ "name": input.name, "role": role.as_str(), "token": token })),
+            Json(CreatedUser {
+                name: input.name,
+                role: role.into(),
+                token,
+            }),
         )
             .into_response()),
         Err(UserError::Exists(name)) => Err(Problem::new(

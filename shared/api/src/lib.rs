@@ -3,11 +3,11 @@
 
 pub mod auth;
 pub mod dto;
+pub mod openapi;
 pub mod problem;
 pub mod routes;
 
 pub use auth::Authenticator;
 pub use routes::{AppState, router};
 
-/// The OpenAPI 3.1 document served at `/openapi.json`.
-pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+pub use openapi::openapi_json;

@@ -6,17 +6,36 @@ use axum::response::{IntoResponse, Response};
 use labeling_core::domain::errors::{DomainError, ErrorKind, FieldError};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
+/// RFC 9457 problem details.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "https://labeling.dev/problems/validation",
+    "title": "Unprocessable Entity",
+    "status": 422,
+    "detail": "1 problem(s) in the request; see errors",
+    "errors": [{ "pointer": "/items/0/labels/0", "detail": "\"dgo\" is not a label class of this project" }]
+}))]
 pub struct Problem {
+    /// Stable problem kind: `https://labeling.dev/problems/<slug>`, slug one of unauthorized,
+    /// forbidden, not-found, conflict, validation, bad-body, malformed-json, bad-query,
+    /// too-large, method-not-allowed, bad-request, unavailable, and for a task that has ended:
+    /// task-already-submitted, lease-taken-over, task-released, task-revoked (409).
     #[serde(rename = "type")]
+    #[schema(format = "uri")]
     pub kind: String,
+    /// The status code's reason phrase.
+    #[schema(value_type = String)]
     pub title: &'static str,
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
+    /// What went wrong this time.
     pub detail: String,
+    /// Validation problems only; absent otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Option<Vec<crate::dto::FieldError>>, min_items = 1)]
     pub errors: Vec<FieldError>,
     /// The query parameter at fault, where one is (an RFC 9457 extension member: `errors`
-    /// point into the JSON body, this names a part of the URL).
+    /// point into the JSON body, this names a part of the URL); bad-query only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parameter: Option<String>,
 }

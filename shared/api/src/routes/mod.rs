@@ -1,10 +1,10 @@
 //! Routes and handlers. A handler parses the request, calls one use case and shapes the
 //! response; persistence and rules live in `labeling-core`.
 
-mod datasets;
+pub(crate) mod datasets;
 mod extract;
-mod labeling;
-mod projects;
+pub(crate) mod labeling;
+pub(crate) mod projects;
 
 use std::sync::Arc;
 
@@ -15,11 +15,12 @@ use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
 use labeling_core::Service;
 use labeling_core::domain::errors::DomainError;
-use serde_json::{Value, json};
 
 pub use extract::{Body, MaybeBody, QueryParams, problem_for_every_error};
 
 use crate::auth::{Authenticator, Caller};
+use crate::dto::{Health, Me};
+use crate::openapi::Unauthorized;
 use crate::problem::Problem;
 
 #[derive(Clone)]
@@ -148,18 +149,51 @@ async fn method_not_allowed(method: Method) -> Problem {
     Problem::method_not_allowed(method.as_str())
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "system",
+    operation_id = "health",
+    summary = "Liveness check.",
+    security(),
+    responses(
+        (status = 200, description = "The service is up.", body = Health),
+    )
+)]
+pub(crate) async fn healthz() -> Json<Health> {
+    Json(Health::ok())
 }
 
-async fn openapi() -> Response {
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "system",
+    operation_id = "getOpenApi",
+    summary = "This OpenAPI document.",
+    security(),
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document.", body = Object, content_type = "application/json"),
+    )
+)]
+pub(crate) async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        crate::OPENAPI_JSON,
+        crate::openapi::openapi_json(),
     )
         .into_response()
 }
 
-async fn me(caller: Caller) -> Json<Value> {
-    Json(json!({ "user": caller.0.user, "role": caller.0.role.as_str() }))
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "users",
+    operation_id = "getMe",
+    summary = "Who the bearer token belongs to.",
+    responses(
+        (status = 200, description = "The caller.", body = Me),
+        (status = 401, response = Unauthorized),
+    )
+)]
+pub(crate) async fn me(caller: Caller) -> Json<Me> {
+    Json(Me::from(&caller.0))
 }
