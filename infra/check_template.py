@@ -3,11 +3,12 @@
 
 Run it with a Python that has cfn-lint (infra/python-env.sh makes one: $LABELING_CFN_PYTHON):
 
-    .venv/cfn/bin/python infra/check_template.py [--template template.yaml] [--openapi PATH]
+    labeling openapi > /tmp/openapi.json
+    .venv/cfn/bin/python infra/check_template.py --openapi /tmp/openapi.json [--template template.yaml]
         [--cargo-toml Cargo.toml] [--no-cfn-lint]
 
 1. cfn-lint: any error fails the check; warnings and informational findings are printed.
-2. Routes: every (method, path) of the OpenAPI document (shared/api/src/openapi.json) has an
+2. Routes: every (method, path) of the OpenAPI document (generated from the code: `labeling openapi`) has an
    HttpApi event in some AWS::Serverless::Function of the template, and the template has no
    route the document lacks. Not deployed on AWS, so not expected: /blobs/* (the local
    server's signed blob URLs; S3 presigns on AWS) and POST /users (local users; on AWS users
@@ -456,7 +457,12 @@ def binary_problems(parsed: dict, cargo_toml: Path) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
-    parser.add_argument("--openapi", type=Path, default=ROOT / "shared/api/src/openapi.json")
+    parser.add_argument(
+        "--openapi",
+        type=Path,
+        required=True,
+        help="the OpenAPI document the server serves, e.g. written by `labeling openapi > FILE`",
+    )
     parser.add_argument("--cargo-toml", type=Path, default=ROOT / "Cargo.toml")
     parser.add_argument("--no-cfn-lint", action="store_true",
                         help="skip cfn-lint (tests of the other checks on altered templates)")

@@ -21,8 +21,9 @@ make_venv() {
 
 make_venv .venv/coco-2.0.8 pycocotools 'pycocotools==2.0.8' 'numpy<2.3'
 make_venv .venv/coco-latest pycocotools --upgrade pycocotools numpy
-# jsonschema also checks every black-box response against the OpenAPI document (tests/src/openapi.rs).
-make_venv .venv/moto moto 'moto[server]' 'jsonschema>=4.18'
+# jsonschema also checks every black-box response against the OpenAPI document (tests/src/openapi.rs);
+# format-nongpl makes it check date-time and uri formats too.
+make_venv .venv/moto 'moto, rfc3986_validator, rfc3339_validator' 'moto[server]' 'jsonschema[format-nongpl]>=4.18'
 make_venv .venv/cfn cfnlint 'cfn-lint==1.58.*'
 
 echo "export LABELING_COCO_PYTHONS=$PWD/.venv/coco-2.0.8/bin/python:$PWD/.venv/coco-latest/bin/python"

@@ -44,6 +44,8 @@ enum Command {
         #[arg(long, env = "LABELING_TOKEN", hide_env_values = true)]
         token: String,
     },
+    /// Print the OpenAPI document of the HTTP API (the one `/openapi.json` serves) and exit.
+    Openapi,
     /// Export a project's labels through a running server and download them.
     Export {
         /// Project id or name.
@@ -153,6 +155,10 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Openapi => {
+            println!("{}", labeling_api::openapi_json());
+            Ok(())
+        }
         Command::Upload {
             folder,
             dataset,
