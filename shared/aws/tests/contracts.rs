@@ -309,3 +309,21 @@ async fn a_key_with_a_control_character_lists_with_its_neighbours() {
     assert_eq!(resumed.objects[0].key, odd);
     assert!(resumed.truncated);
 }
+
+#[tokio::test]
+async fn uploads_carry_no_checksum_s3_did_not_ask_for() {
+    let (aws, settings) = connect().await;
+    let url = aws
+        .blobs
+        .presign_put(
+            &settings.bucket,
+            "datasets/d/a.jpg",
+            "image/jpeg",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
+        .to_lowercase();
+    assert!(!url.contains("x-amz-checksum"), "{url}");
+    assert!(!url.contains("x-amz-sdk-checksum-algorithm"), "{url}");
+}
