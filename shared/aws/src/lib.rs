@@ -91,7 +91,7 @@ impl Aws {
                 .force_path_style(settings.endpoint.is_some())
                 // Since aws-sdk-s3 1.69 every upload carries a CRC32 by default: parts of a
                 // multipart upload created without an algorithm then make S3 refuse the
-                // completion, and presigned PUT URLs sign a checksum the uploader cannot send.
+                // completion.
                 .request_checksum_calculation(
                     aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
                 )
