@@ -89,6 +89,12 @@ impl Aws {
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&shared)
                 .force_path_style(settings.endpoint.is_some())
+                // Since aws-sdk-s3 1.69 every upload carries a CRC32 by default: parts of a
+                // multipart upload created without an algorithm then make S3 refuse the
+                // completion.
+                .request_checksum_calculation(
+                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                )
                 .interceptor(requests.interceptor(Service::S3))
                 .build(),
         );

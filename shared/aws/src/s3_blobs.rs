@@ -5,6 +5,9 @@
 //! complete a multipart upload with a part under 5 MiB that is not the last one when it knows
 //! the part sizes (it remembers the parts it uploaded), so an emulator that does not enforce
 //! the minimum behaves as S3 does. It never calls `ListParts`.
+//!
+//! Listings ask for `EncodingType=url` and decode each key: XML 1.0 cannot carry most control
+//! characters, so without it one key holding one makes every page that lists it unparseable.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,7 +18,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as S3CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as S3CompletedPart, EncodingType};
 use labeling_core::ports::blobs::{MAX_LIST_KEYS, MIN_PART_BYTES};
 use labeling_core::ports::{BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectMeta};
 
@@ -108,6 +111,28 @@ where
         )),
         _ => BlobError::Unavailable(failure(operation, error)),
     }
+}
+
+/// Decodes a key of a listing asked with `EncodingType=url`: `%XX` escapes, and `+` for a space
+/// (S3 writes a space as `+` and a plus as `%2B`; moto writes `%20`). `None` when an escape is
+/// broken or the bytes are not UTF-8.
+fn decode_listed_key(encoded: &str) -> Option<String> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(index + 1..index + 3)?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                index += 2;
+            }
+            other => out.push(other),
+        }
+        index += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 fn presigning(expires_in: Duration) -> Result<PresigningConfig, BlobError> {
@@ -236,6 +261,7 @@ impl Blobs for S3Blobs {
             .client
             .list_objects_v2()
             .bucket(bucket)
+            .encoding_type(EncodingType::Url)
             .set_prefix((!prefix.is_empty()).then(|| prefix.to_owned()))
             .set_start_after(start_after.map(str::to_owned))
             .max_keys(i32::try_from(max_keys).unwrap_or(1000))
@@ -246,18 +272,26 @@ impl Blobs for S3Blobs {
                 BlobError::NotFound { .. } => BlobError::NoSuchBucket(bucket.to_owned()),
                 other => other,
             })?;
+        let mut objects = Vec::with_capacity(output.contents().len());
+        let mut unreadable = 0;
+        for object in output.contents() {
+            let Some(encoded) = object.key() else {
+                continue;
+            };
+            match decode_listed_key(encoded) {
+                Some(key) => objects.push(meta(&key, object.size(), object.e_tag())),
+                None => {
+                    // S3 keys are UTF-8: only a broken answer gets here, and it must not fail
+                    // the rest of the listing.
+                    tracing::warn!(bucket, key = encoded, "a listed key does not decode");
+                    unreadable += 1;
+                }
+            }
+        }
         Ok(ListPage {
-            objects: output
-                .contents()
-                .iter()
-                .filter_map(|object| {
-                    object
-                        .key()
-                        .map(|key| meta(key, object.size(), object.e_tag()))
-                })
-                .collect(),
+            objects,
             truncated: output.is_truncated().unwrap_or(false),
-            unreadable: 0,
+            unreadable,
         })
     }
 
@@ -422,5 +456,30 @@ impl Blobs for S3Blobs {
             .await
             .map_err(|e| blob_error("presigning PutObject", bucket, key, e))?;
         Ok(request.uri().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_keys_decode_from_the_url_encoding() {
+        assert_eq!(
+            decode_listed_key("a/b%01c.jpg").as_deref(),
+            Some("a/b\u{1}c.jpg")
+        );
+        assert_eq!(
+            decode_listed_key("a+b%2Bc.jpg").as_deref(),
+            Some("a b+c.jpg")
+        );
+        assert_eq!(decode_listed_key("a%20b.jpg").as_deref(), Some("a b.jpg"));
+        assert_eq!(
+            decode_listed_key("caf%C3%A9.png").as_deref(),
+            Some("café.png")
+        );
+        for broken in ["50%", "50%2", "50%zz", "%FF.png"] {
+            assert_eq!(decode_listed_key(broken), None, "{broken}");
+        }
     }
 }

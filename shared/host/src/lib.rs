@@ -5,7 +5,10 @@ pub mod config;
 pub mod runner;
 
 pub use config::{Config, ConfigError, aws_service_config};
-pub use runner::{Deletion, Delivery, Fate, JobHandler, Policy, Polling, Runner};
+pub use runner::{
+    Deletion, Delivery, Fate, JobHandler, MAX_HIDDEN, Policy, Polling, Runner, Work,
+    hide_within_limit,
+};
 pub use tokio_util::sync::CancellationToken;
 
 /// Resolves when the process is asked to stop: SIGTERM (ECS stopping a task, `kill`, a

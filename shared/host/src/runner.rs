@@ -6,7 +6,11 @@
 //!   dead-letter queue: retrying cannot make it a job);
 //! - while a job runs, it and the messages waiting behind it in the batch are hidden again every
 //!   [`Policy::heartbeat`], so a long job is never handed to a second consumer; the job runs on a
-//!   thread of its own, so CPU-heavy work cannot starve the heartbeats;
+//!   thread of its own, so CPU-heavy work cannot starve the heartbeats. SQS refuses to hide a
+//!   message past [`MAX_HIDDEN`] (12 hours) after its receipt, so the heartbeats never ask for
+//!   more: a job still running then lets its message go to another consumer;
+//! - several messages may be merged into one job ([`Work`]): a batch of S3 notifications is one
+//!   refresh, not one each; every message of it shares the job's fate;
 //! - a failed job comes back after a backoff that doubles with each receive (the queue's own
 //!   receive count), and the queue dead-letters it after its maximum receives;
 //! - on shutdown, a running job gets [`Policy::shutdown_grace`] to finish; after that it is
@@ -18,11 +22,22 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use labeling_core::Service;
-use labeling_core::ports::{Message, Queue};
+use labeling_core::ports::{Clock, Message, Queue, SystemClock};
 use labeling_core::usecases::ingest::JobError;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+/// SQS's limit: a message is hidden at most 12 hours after it was received, heartbeats or not.
+pub const MAX_HIDDEN: Duration = Duration::from_secs(43_200);
+
+/// How long to hide a message received `held_for` ago when `wanted` is asked: at most what is
+/// left of [`MAX_HIDDEN`], in whole seconds rounded down (SQS rounds up what it is given);
+/// `None` once nothing is left.
+pub fn hide_within_limit(wanted: Duration, held_for: Duration) -> Option<Duration> {
+    let left = Duration::from_secs(MAX_HIDDEN.saturating_sub(held_for).as_secs());
+    (!left.is_zero()).then(|| wanted.min(left))
+}
 
 /// The timings of the runner. The same defaults serve every host; tests shorten them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +99,23 @@ pub struct Delivery {
     pub message: Message,
 }
 
+/// One job for one message, or for several whose bodies were merged into `body`; every message
+/// is kept hidden while it runs and shares its fate (each backs off by its own receive count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Work {
+    pub body: String,
+    pub deliveries: Vec<Delivery>,
+}
+
+impl From<Delivery> for Work {
+    fn from(delivery: Delivery) -> Self {
+        Self {
+            body: delivery.message.body.clone(),
+            deliveries: vec![delivery],
+        }
+    }
+}
+
 /// What became of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fate {
@@ -128,6 +160,8 @@ pub struct Runner {
     queue: Arc<dyn Queue>,
     policy: Policy,
     deletion: Deletion,
+    /// Measures how long a message has been held, against [`MAX_HIDDEN`]; tests move it.
+    clock: Arc<dyn Clock>,
 }
 
 /// A message in hand whose job is not over, for the heartbeats.
@@ -135,6 +169,15 @@ struct InHand {
     queue: String,
     receipt: String,
     message_id: String,
+}
+
+/// What a job came to, before it is settled per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    Dropped,
+    Failed,
+    Returned,
 }
 
 impl Runner {
@@ -149,7 +192,14 @@ impl Runner {
             queue,
             policy,
             deletion,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same runner measuring held time on `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn policy(&self) -> &Policy {
@@ -194,9 +244,27 @@ impl Runner {
         deliveries: Vec<Delivery>,
         shutdown: &CancellationToken,
     ) -> Vec<Fate> {
+        let works = deliveries.into_iter().map(Work::from).collect();
+        self.run_works(works, shutdown)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Runs works one after the other, keeping every message not over hidden, and settles
+    /// each message; returns the fates of each work's messages, in order.
+    pub async fn run_works(
+        &self,
+        works: Vec<Work>,
+        shutdown: &CancellationToken,
+    ) -> Vec<Vec<Fate>> {
+        // The messages were received just before: their 12 hours count from about now.
+        let received = self.clock.now();
         let in_hand = Arc::new(Mutex::new(
-            deliveries
+            works
                 .iter()
+                .flat_map(|work| &work.deliveries)
                 .map(|delivery| InHand {
                     queue: delivery.queue.clone(),
                     receipt: delivery.message.receipt.clone(),
@@ -208,35 +276,53 @@ impl Runner {
             self.queue.clone(),
             in_hand.clone(),
             self.policy.clone(),
+            self.clock.clone(),
+            received,
         ));
-        let mut fates = Vec::with_capacity(deliveries.len());
-        for delivery in &deliveries {
-            let fate = if shutdown.is_cancelled() {
-                Fate::Returned
+        let mut fates = Vec::with_capacity(works.len());
+        for work in &works {
+            let outcome = if shutdown.is_cancelled() {
+                Outcome::Returned
             } else {
-                self.run_one(delivery, shutdown).await
+                self.run_one(work, shutdown).await
             };
-            // Out of the heartbeats' hands before it is settled, so no heartbeat hides a
+            // Out of the heartbeats' hands before they are settled, so no heartbeat hides a
             // message after it was deleted or given its retry time.
-            in_hand
-                .lock()
-                .await
-                .retain(|held| held.receipt != delivery.message.receipt);
-            self.settle(delivery, fate).await;
-            fates.push(fate);
+            in_hand.lock().await.retain(|held| {
+                !work
+                    .deliveries
+                    .iter()
+                    .any(|delivery| delivery.message.receipt == held.receipt)
+            });
+            let mut work_fates = Vec::with_capacity(work.deliveries.len());
+            for delivery in &work.deliveries {
+                let fate = match outcome {
+                    Outcome::Done => Fate::Done,
+                    Outcome::Dropped => Fate::Dropped,
+                    Outcome::Failed => Fate::Retry {
+                        after: self.policy.retry_after(delivery.message.receive_count),
+                    },
+                    Outcome::Returned => Fate::Returned,
+                };
+                self.settle(delivery, fate, held_for(self.clock.as_ref(), received))
+                    .await;
+                work_fates.push(fate);
+            }
+            fates.push(work_fates);
         }
         heartbeats.abort();
         fates
     }
 
-    /// Runs one message's job to its fate, without settling it.
-    async fn run_one(&self, delivery: &Delivery, shutdown: &CancellationToken) -> Fate {
-        let message = &delivery.message;
+    /// Runs one work's job to its outcome, without settling its messages.
+    async fn run_one(&self, work: &Work, shutdown: &CancellationToken) -> Outcome {
+        let first = work.deliveries.first();
         let span = tracing::info_span!(
             "job",
-            queue = %delivery.queue,
-            message_id = %message.id,
-            receive_count = message.receive_count
+            queue = first.map(|d| d.queue.as_str()).unwrap_or_default(),
+            message_id = first.map(|d| d.message.id.as_str()).unwrap_or_default(),
+            messages = work.deliveries.len(),
+            receive_count = first.map(|d| d.message.receive_count).unwrap_or(1)
         );
         let stop = CancellationToken::new();
         // A runner dropped mid-job (its task aborted, its runtime shutting down) stops the job
@@ -244,7 +330,7 @@ impl Runner {
         let _stop_when_dropped = stop.clone().drop_guard();
         let job = spawn_job(
             self.handler.clone(),
-            message.body.clone(),
+            work.body.clone(),
             stop.clone(),
             span.clone(),
         );
@@ -259,33 +345,35 @@ impl Runner {
                         stop.cancel();
                         // It stops at its next await; whatever it did is done again on retry.
                         let _ = job.await;
-                        return Fate::Returned;
+                        return Outcome::Returned;
                     }
                 }
             }
         };
+        let after = self
+            .policy
+            .retry_after(first.map(|d| d.message.receive_count).unwrap_or(1));
         match joined {
-            Ok(Some(Ok(()))) => Fate::Done,
+            Ok(Some(Ok(()))) => Outcome::Done,
             Ok(Some(Err(JobError::Malformed(reason)))) => {
                 tracing::error!(parent: &span, %reason, "dropping a malformed job");
-                Fate::Dropped
+                Outcome::Dropped
             }
             Ok(Some(Err(error))) => {
-                let after = self.policy.retry_after(message.receive_count);
                 tracing::warn!(parent: &span, %error, retry_in_s = after.as_secs(), "job failed; it will be retried");
-                Fate::Retry { after }
+                Outcome::Failed
             }
-            Ok(None) => Fate::Returned,
+            Ok(None) => Outcome::Returned,
             Err(error) => {
-                let after = self.policy.retry_after(message.receive_count);
                 tracing::error!(parent: &span, %error, retry_in_s = after.as_secs(), "job panicked; it will be retried");
-                Fate::Retry { after }
+                Outcome::Failed
             }
         }
     }
 
-    /// Deletes the message or sets when it is seen again.
-    async fn settle(&self, delivery: &Delivery, fate: Fate) {
+    /// Deletes the message or sets when it is seen again (never past [`MAX_HIDDEN`] after it
+    /// was received, `held_for` ago).
+    async fn settle(&self, delivery: &Delivery, fate: Fate, held_for: Duration) {
         let queue = &delivery.queue;
         let message = &delivery.message;
         let hide_for = match fate {
@@ -303,6 +391,10 @@ impl Runner {
         if message.receipt.is_empty() {
             return;
         }
+        let Some(hide_for) = hide_within_limit(hide_for, held_for) else {
+            // SQS shows it again by itself at the 12-hour mark; asking more would be refused.
+            return;
+        };
         if let Err(error) = self
             .queue
             .extend_visibility(queue, &message.receipt, hide_for)
@@ -336,8 +428,20 @@ fn spawn_job(
     })
 }
 
-/// Hides every message in hand for another visibility timeout, every heartbeat, until aborted.
-async fn beat(queue: Arc<dyn Queue>, in_hand: Arc<Mutex<Vec<InHand>>>, policy: Policy) {
+/// How long ago `received` was on `clock` (zero if the clock went back).
+fn held_for(clock: &dyn Clock, received: i64) -> Duration {
+    Duration::from_millis(u64::try_from(clock.now().saturating_sub(received)).unwrap_or(0))
+}
+
+/// Hides every message in hand for another visibility timeout, every heartbeat, until aborted
+/// or until SQS's 12 hours since `received` are spent.
+async fn beat(
+    queue: Arc<dyn Queue>,
+    in_hand: Arc<Mutex<Vec<InHand>>>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    received: i64,
+) {
     let mut ticks = tokio::time::interval_at(
         tokio::time::Instant::now() + policy.heartbeat,
         policy.heartbeat,
@@ -345,10 +449,18 @@ async fn beat(queue: Arc<dyn Queue>, in_hand: Arc<Mutex<Vec<InHand>>>, policy: P
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        let Some(hide_for) =
+            hide_within_limit(policy.visibility, held_for(clock.as_ref(), received))
+        else {
+            tracing::warn!(
+                "a job has held its messages for SQS's 12 hours: they go back to the queue"
+            );
+            return;
+        };
         let held = in_hand.lock().await;
         for message in held.iter().filter(|held| !held.receipt.is_empty()) {
             if let Err(error) = queue
-                .extend_visibility(&message.queue, &message.receipt, policy.visibility)
+                .extend_visibility(&message.queue, &message.receipt, hide_for)
                 .await
             {
                 tracing::warn!(%error, message_id = %message.message_id, "could not extend a job's visibility");
@@ -359,7 +471,128 @@ async fn beat(queue: Arc<dyn Queue>, in_hand: Arc<Mutex<Vec<InHand>>>, policy: P
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
+    use labeling_core::ports::QueueError;
+    use labeling_testkit::FakeClock;
+    use tokio::sync::Notify;
+
+    /// A queue that only records, on the fake clock, each visibility asked of it.
+    struct Recorder {
+        clock: Arc<FakeClock>,
+        start: i64,
+        asked: std::sync::Mutex<Vec<(Duration, Duration)>>,
+        asked_once: Notify,
+    }
+
+    #[async_trait]
+    impl Queue for Recorder {
+        async fn send(&self, _: &str, _: &str, _: Duration) -> Result<String, QueueError> {
+            unreachable!("the runner sends nothing")
+        }
+        async fn receive(
+            &self,
+            _: &str,
+            _: usize,
+            _: Duration,
+            _: Duration,
+        ) -> Result<Vec<Message>, QueueError> {
+            Ok(Vec::new())
+        }
+        async fn delete(&self, _: &str, _: &str) -> Result<(), QueueError> {
+            Ok(())
+        }
+        async fn extend_visibility(
+            &self,
+            _: &str,
+            _: &str,
+            visibility: Duration,
+        ) -> Result<(), QueueError> {
+            let since = Duration::from_millis((self.clock.now() - self.start) as u64);
+            self.asked.lock().unwrap().push((since, visibility));
+            self.asked_once.notify_one();
+            Ok(())
+        }
+        async fn depth(&self, _: &str) -> Result<u64, QueueError> {
+            Ok(0)
+        }
+    }
+
+    /// A job that runs until told to finish.
+    struct UntilTold(Arc<Notify>);
+
+    #[async_trait]
+    impl JobHandler for UntilTold {
+        async fn run(&self, _: &str) -> Result<(), JobError> {
+            self.0.notified().await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn heartbeats_never_hide_a_message_past_twelve_hours_after_its_receipt() {
+        let clock = Arc::new(FakeClock::default());
+        let queue = Arc::new(Recorder {
+            clock: clock.clone(),
+            start: clock.now(),
+            asked: std::sync::Mutex::new(Vec::new()),
+            asked_once: Notify::new(),
+        });
+        let finish = Arc::new(Notify::new());
+        let policy = Policy {
+            visibility: Duration::from_secs(300),
+            heartbeat: Duration::from_millis(5),
+            ..Policy::default()
+        };
+        let runner = Arc::new(
+            Runner::new(
+                Arc::new(UntilTold(finish.clone())),
+                queue.clone(),
+                policy,
+                Deletion::ByEventSource,
+            )
+            .with_clock(clock.clone()),
+        );
+        let delivery = Delivery {
+            queue: "jobs".to_owned(),
+            message: Message {
+                id: "m1".to_owned(),
+                receipt: "r1".to_owned(),
+                body: "long".to_owned(),
+                receive_count: 1,
+            },
+        };
+        let batch = tokio::spawn({
+            let runner = runner.clone();
+            async move {
+                runner
+                    .run_batch(vec![delivery], &CancellationToken::new())
+                    .await
+            }
+        });
+
+        queue.asked_once.notified().await;
+        clock.advance(Duration::from_secs(43_000));
+        queue.asked_once.notified().await;
+        queue.asked_once.notified().await;
+        clock.advance(Duration::from_secs(200));
+        finish.notify_one();
+        assert_eq!(batch.await.unwrap(), [Fate::Done]);
+
+        let asked = queue.asked.lock().unwrap().clone();
+        assert_eq!(asked[0], (Duration::ZERO, Duration::from_secs(300)));
+        assert!(
+            asked.contains(&(Duration::from_secs(43_000), Duration::from_secs(200))),
+            "the last 200 s are asked, not 300: {asked:?}"
+        );
+        for (since, visibility) in asked {
+            assert!(
+                since + visibility <= MAX_HIDDEN,
+                "{since:?} + {visibility:?}"
+            );
+        }
+    }
 
     #[test]
     fn failed_jobs_back_off_doubling_up_to_the_visibility_timeout() {
@@ -369,5 +602,25 @@ mod tests {
         assert_eq!(policy.retry_after(4), Duration::from_secs(40));
         assert_eq!(policy.retry_after(40), policy.visibility);
         assert_eq!(policy.retry_after(0), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn no_message_is_hidden_past_twelve_hours_after_its_receipt() {
+        let five_minutes = Duration::from_secs(300);
+        assert_eq!(
+            hide_within_limit(five_minutes, Duration::from_secs(60)),
+            Some(five_minutes)
+        );
+        assert_eq!(
+            hide_within_limit(five_minutes, Duration::from_secs(43_000)),
+            Some(Duration::from_secs(200))
+        );
+        assert_eq!(
+            hide_within_limit(five_minutes, Duration::from_millis(43_199_500)),
+            None,
+            "half a second left rounds down to nothing, as SQS would round it up"
+        );
+        assert_eq!(hide_within_limit(five_minutes, MAX_HIDDEN), None);
+        assert_eq!(hide_within_limit(five_minutes, 2 * MAX_HIDDEN), None);
     }
 }

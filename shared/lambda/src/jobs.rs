@@ -12,7 +12,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use labeling_core::Service;
 use labeling_core::ports::{Message, Queue};
 use labeling_core::usecases::ingest::JobError;
-use labeling_host::{CancellationToken, Deletion, Delivery, JobHandler, Policy, Runner};
+use labeling_host::{CancellationToken, Deletion, Delivery, JobHandler, Policy, Runner, Work};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 /// What the Lambda functions' queues carry: the uploads queue brings S3's object-created
@@ -36,27 +36,52 @@ pub fn lambda_runner(handler: Arc<dyn JobHandler>, queue: Arc<dyn Queue>) -> Run
     Runner::new(handler, queue, Policy::default(), Deletion::ByEventSource)
 }
 
-/// Runs every record of the batch; returns the ids of those to retry.
+/// Runs every record of the batch; returns the ids of those to retry. The batch's S3
+/// notifications are merged into one job run first (one refresh call for the whole batch; if
+/// it fails, every record it covers is retried); each other record is a job of its own.
 pub async fn handle_batch(
     runner: &Runner,
     endpoint: Option<&str>,
     event: SqsEvent,
 ) -> SqsBatchResponse {
-    let deliveries: Vec<Delivery> = event
-        .records
-        .into_iter()
-        .map(|record| delivery(record, endpoint))
-        .collect();
+    let mut notifications = Vec::new();
+    let mut covered = Vec::new();
+    let mut works = Vec::new();
+    for record in event.records {
+        let delivery = delivery(record, endpoint);
+        match crate::s3_events::notification(&delivery.message.body) {
+            Some(notification) => {
+                if notification == crate::s3_events::Notification::Test {
+                    // S3 checks the queue when notifications are set up: nothing to ingest.
+                    tracing::info!(message_id = %delivery.message.id, "S3 test event received");
+                }
+                notifications.push(notification);
+                covered.push(delivery);
+            }
+            None => works.push(Work::from(delivery)),
+        }
+    }
+    if !covered.is_empty() {
+        works.insert(
+            0,
+            Work {
+                body: crate::s3_events::merge(notifications),
+                deliveries: covered,
+            },
+        );
+    }
     // Lambda stops a function by its timeout, not by a signal: nothing to cancel here.
     let fates = runner
-        .run_batch(deliveries.clone(), &CancellationToken::new())
+        .run_works(works.clone(), &CancellationToken::new())
         .await;
     let mut response = SqsBatchResponse::default();
-    for (delivery, fate) in deliveries.into_iter().zip(fates) {
-        if !fate.leaves_the_queue() {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = delivery.message.id;
-            response.batch_item_failures.push(failure);
+    for (work, fates) in works.into_iter().zip(fates) {
+        for (delivery, fate) in work.deliveries.into_iter().zip(fates) {
+            if !fate.leaves_the_queue() {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = delivery.message.id;
+                response.batch_item_failures.push(failure);
+            }
         }
     }
     response

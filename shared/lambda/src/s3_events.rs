@@ -1,6 +1,43 @@
 //! S3 object-created notifications, as they reach the refresh function through the uploads
 //! queue: parsed here, at the edge that receives them, into the (bucket, key) pairs the
-//! refresh use case takes.
+//! refresh use case takes. A batch's notifications are merged into one body, so a bulk upload
+//! costs one refresh call per batch rather than one per object; the `s3:TestEvent` S3 sends
+//! when notifications are set up is recognised and merged as nothing.
+
+use serde_json::Value;
+
+/// What an uploads-queue body is, when it comes from S3.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notification {
+    /// Event records (object-created or other), as S3 sent them.
+    Records(Vec<Value>),
+    /// The test message S3 sends when a bucket's notifications are configured.
+    Test,
+}
+
+/// The S3 notification in `body`, or `None` when it is no S3 notification (a job).
+pub fn notification(body: &str) -> Option<Notification> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Some(Notification::Test);
+    }
+    Some(Notification::Records(
+        value.get("Records")?.as_array()?.clone(),
+    ))
+}
+
+/// One notification body holding every record of `notifications`: run as one job, it makes
+/// one refresh call for the whole batch.
+pub fn merge(notifications: impl IntoIterator<Item = Notification>) -> String {
+    let records: Vec<Value> = notifications
+        .into_iter()
+        .flat_map(|notification| match notification {
+            Notification::Records(records) => records,
+            Notification::Test => Vec::new(),
+        })
+        .collect();
+    serde_json::json!({ "Records": records }).to_string()
+}
 
 /// Decodes an S3 event key (`+` for spaces, `%XX` escapes).
 fn decode_event_key(raw: &str) -> String {
@@ -31,8 +68,10 @@ fn decode_event_key(raw: &str) -> String {
 
 /// The records of an S3 object-created notification: (bucket, key).
 pub fn parse_object_created(body: &str) -> Option<Vec<(String, String)>> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    let records = value.get("Records")?.as_array()?;
+    let records = match notification(body)? {
+        Notification::Records(records) => records,
+        Notification::Test => return Some(Vec::new()),
+    };
     Some(
         records
             .iter()
@@ -69,6 +108,31 @@ mod tests {
             Some(vec![("photos".to_owned(), "cats/a b.jpg".to_owned())])
         );
         assert_eq!(parse_object_created(r#"{"type":"ingest"}"#), None);
+    }
+
+    #[test]
+    fn the_s3_test_event_is_a_notification_of_nothing() {
+        let body = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-12-01T10:00:00.000Z","Bucket":"photos","RequestId":"R","HostId":"H"}"#;
+        assert_eq!(notification(body), Some(Notification::Test));
+        assert_eq!(parse_object_created(body), Some(Vec::new()));
+    }
+
+    #[test]
+    fn merged_notifications_hold_every_record_in_order() {
+        let one = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"p"},"object":{"key":"a.jpg"}}}]}"#;
+        let two = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"p"},"object":{"key":"b.jpg"}}}]}"#;
+        let merged = merge(
+            [one, r#"{"Event":"s3:TestEvent"}"#, two]
+                .into_iter()
+                .filter_map(notification),
+        );
+        assert_eq!(
+            parse_object_created(&merged),
+            Some(vec![
+                ("p".to_owned(), "a.jpg".to_owned()),
+                ("p".to_owned(), "b.jpg".to_owned())
+            ])
+        );
     }
 
     #[test]

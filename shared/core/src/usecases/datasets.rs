@@ -119,6 +119,22 @@ pub fn valid_dataset_name(name: &str) -> bool {
             .is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
+/// S3's longest object key, in bytes.
+const MAX_KEY_BYTES: usize = 1024;
+
+/// Why the key a name makes in `dataset` is refused, if it is: S3 counts the whole key, the
+/// dataset's prefix included, against its 1,024 bytes.
+pub fn check_upload_key_length(dataset: &str, name: &str) -> Option<String> {
+    let key_bytes = dataset_prefix(dataset).len() + name.len();
+    (key_bytes > MAX_KEY_BYTES).then(|| {
+        format!(
+            "{name:?}: with the prefix {:?} the key is {key_bytes} bytes; S3 keys are at most \
+             {MAX_KEY_BYTES}",
+            dataset_prefix(dataset)
+        )
+    })
+}
+
 /// Why an upload name is refused, if it is.
 pub fn check_upload_name(name: &str) -> Option<&'static str> {
     if name.is_empty() {
@@ -327,6 +343,8 @@ impl Datasets<'_> {
                     format!("/files/{index}"),
                     format!("{:?}: {reason}", file.name()),
                 );
+            } else if let Some(reason) = check_upload_key_length(dataset, file.name()) {
+                errors.push(format!("/files/{index}"), reason);
             }
             if let UploadFileInput::Described {
                 sha256: Some(hash), ..
@@ -416,7 +434,23 @@ pub fn content_type_of(key: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::check_upload_name;
+    use super::{check_upload_key_length, check_upload_name};
+
+    #[test]
+    fn an_upload_key_is_measured_with_its_dataset_prefix() {
+        // "datasets/cats/" is 14 bytes: 1,010 bytes of name make a key of exactly 1,024.
+        let fits = format!("{}.jpg", "a".repeat(1006));
+        assert_eq!(check_upload_name(&fits), None);
+        assert_eq!(check_upload_key_length("cats", &fits), None);
+        let too_long = format!("{}.jpg", "a".repeat(1007));
+        assert_eq!(
+            check_upload_name(&too_long),
+            None,
+            "the name alone is under 1,024 bytes"
+        );
+        let reason = check_upload_key_length("cats", &too_long).unwrap();
+        assert!(reason.contains("1025 bytes"), "{reason}");
+    }
 
     #[test]
     fn upload_names_are_sanitized() {

@@ -4,8 +4,21 @@
 use super::Exports;
 use crate::ports::{BlobError, CompletedPart};
 
-/// Bytes buffered before a part is uploaded (S3 wants at least 5 MiB for all parts but the last).
+/// Bytes buffered before the first parts are uploaded (S3 wants at least 5 MiB for all parts
+/// but the last).
 const PART_BYTES: usize = 8 * 1024 * 1024;
+/// Parts uploaded at one size before the size doubles.
+const PARTS_PER_SIZE: u32 = 2_000;
+/// S3's most parts in one upload.
+const MAX_PARTS: u32 = 10_000;
+
+/// The size of part `part_number` (from 1): 8 MiB for the first 2,000 parts, then doubling
+/// every 2,000, so an export of unknown length stays small in memory while small and still
+/// fits S3's 10,000 parts up to about 500 GB (the last 2,000 parts are 128 MiB each).
+fn part_bytes(part_number: u32) -> usize {
+    let doublings = part_number.saturating_sub(1).min(MAX_PARTS - 1) / PARTS_PER_SIZE;
+    PART_BYTES << doublings
+}
 
 /// Buffers bytes and uploads them as parts of one multipart upload.
 pub(super) struct PartWriter<'a> {
@@ -33,7 +46,7 @@ impl<'a> PartWriter<'a> {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             upload_id,
-            buffer: Vec::with_capacity(PART_BYTES + 64 * 1024),
+            buffer: Vec::with_capacity(part_bytes(1) + 64 * 1024),
             parts: Vec::new(),
         })
     }
@@ -42,7 +55,7 @@ impl<'a> PartWriter<'a> {
     /// the moment for the job to record its progress (one table write a part, not an item).
     pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<bool, BlobError> {
         self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= PART_BYTES {
+        if self.buffer.len() >= part_bytes(self.parts.len() as u32 + 1) {
             self.flush().await?;
             return Ok(true);
         }
@@ -51,7 +64,8 @@ impl<'a> PartWriter<'a> {
 
     async fn flush(&mut self) -> Result<(), BlobError> {
         let part_number = self.parts.len() as u32 + 1;
-        let body = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_BYTES + 64 * 1024));
+        let next = part_bytes(part_number + 1);
+        let body = std::mem::replace(&mut self.buffer, Vec::with_capacity(next + 64 * 1024));
         let etag = self
             .service
             .blobs
@@ -77,5 +91,32 @@ impl<'a> PartWriter<'a> {
             .blobs
             .abort_multipart(&self.bucket, &self.key, &self.upload_id)
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_PARTS, part_bytes};
+
+    #[test]
+    fn a_300_gb_export_stays_under_ten_thousand_parts() {
+        let target: u64 = 300_000_000_000;
+        let (mut parts, mut written) = (0u32, 0u64);
+        while written < target {
+            parts += 1;
+            written += part_bytes(parts) as u64;
+        }
+        assert!(parts < MAX_PARTS, "{parts} parts");
+        assert_eq!(part_bytes(1), 8 << 20, "small exports keep small parts");
+        assert_eq!(part_bytes(2_001), 16 << 20);
+        assert!(
+            part_bytes(MAX_PARTS) <= 5 << 30,
+            "S3 parts are at most 5 GiB"
+        );
+        let capacity: u64 = (1..=MAX_PARTS).map(|n| part_bytes(n) as u64).sum();
+        assert!(
+            capacity > 500_000_000_000,
+            "{capacity} bytes fit in 10,000 parts"
+        );
     }
 }
