@@ -344,3 +344,34 @@ pub trait Table: Send + Sync {
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError>;
     async fn query(&self, query: Query) -> Result<Page, TableError>;
 }
+
+/// A shared table is a table, so decorators can wrap an `Arc<dyn Table>` as well as an owned one.
+#[async_trait]
+impl<T: Table + ?Sized> Table for std::sync::Arc<T> {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+        (**self).get(key).await
+    }
+    async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
+        (**self).batch_get(keys).await
+    }
+    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
+        (**self).put(item, condition).await
+    }
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> Result<Item, TableError> {
+        (**self).update(key, update, condition).await
+    }
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError> {
+        (**self).delete(key, condition).await
+    }
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
+        (**self).transact(writes).await
+    }
+    async fn query(&self, query: Query) -> Result<Page, TableError> {
+        (**self).query(query).await
+    }
+}
