@@ -304,3 +304,232 @@ impl<T: Table> Table for DynamoLike<T> {
         self.inner.query(query).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// The least table that keeps the port's single-item semantics, so the decorator is tested
+    /// alone.
+    #[derive(Default)]
+    struct Memory(Mutex<BTreeMap<Key, Attrs>>);
+
+    impl Memory {
+        fn apply(&self, write: &Write) -> Result<(), TableError> {
+            let mut items = self.0.lock().unwrap();
+            let current = items.get(write.key()).cloned();
+            match write {
+                Write::Put { item, .. } => {
+                    items.insert(item.key.clone(), item.attrs.clone());
+                }
+                Write::Update { key, update, .. } => {
+                    items.insert(key.clone(), update.apply(current.as_ref()));
+                }
+                Write::Delete { key, .. } => {
+                    items.remove(key);
+                }
+                Write::Check { condition, .. } if !condition.holds(current.as_ref()) => {
+                    return Err(TableError::ConditionFailed { index: 0 });
+                }
+                Write::Check { .. } => {}
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Table for Memory {
+        async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+            let items = self.0.lock().unwrap();
+            Ok(items
+                .get(key)
+                .map(|attrs| Item::new(key.clone(), attrs.clone())))
+        }
+        async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
+            let mut found = Vec::new();
+            for key in keys {
+                found.extend(self.get(key).await?);
+            }
+            Ok(found)
+        }
+        async fn put(&self, item: Item, _: Option<Condition>) -> Result<(), TableError> {
+            self.apply(&Write::Put {
+                item,
+                condition: None,
+            })
+        }
+        async fn update(
+            &self,
+            key: &Key,
+            update: Update,
+            _: Option<Condition>,
+        ) -> Result<Item, TableError> {
+            self.apply(&Write::Update {
+                key: key.clone(),
+                update,
+                condition: None,
+            })?;
+            Ok(self.get(key).await?.unwrap())
+        }
+        async fn delete(&self, key: &Key, _: Option<Condition>) -> Result<(), TableError> {
+            self.apply(&Write::Delete {
+                key: key.clone(),
+                condition: None,
+            })
+        }
+        async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
+            writes.iter().try_for_each(|write| self.apply(write))
+        }
+        async fn query(&self, _: Query) -> Result<Page, TableError> {
+            Ok(Page::default())
+        }
+    }
+
+    fn small_budget() -> DynamoLikeConfig {
+        DynamoLikeConfig {
+            transaction_hold: Duration::from_millis(10),
+            item_write_units_per_second: 10,
+        }
+    }
+
+    fn check(sk: &str) -> Write {
+        Write::Check {
+            key: Key::new("P#p", sk),
+            condition: Condition::Exists,
+        }
+    }
+
+    fn row(sk: &str, bytes: usize) -> Item {
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("pad".to_owned(), json!("x".repeat(bytes)));
+        Item::new(Key::new("P#p", sk), attrs)
+    }
+
+    fn dynamo_like() -> Arc<DynamoLike<Memory>> {
+        Arc::new(DynamoLike::with_config(Memory::default(), small_budget()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transaction_overlapping_an_open_one_even_by_a_condition_check_is_cancelled() {
+        let table = dynamo_like();
+        table.put(row("META", 10), None).await.unwrap();
+        let first = {
+            let table = table.clone();
+            tokio::spawn(async move {
+                table
+                    .transact(vec![
+                        check("META"),
+                        Write::Put {
+                            item: row("A", 10),
+                            condition: None,
+                        },
+                    ])
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let second = table
+            .transact(vec![
+                check("META"),
+                Write::Put {
+                    item: row("B", 10),
+                    condition: None,
+                },
+            ])
+            .await;
+        assert!(
+            matches!(second, Err(TableError::TransactionConflict)),
+            "{second:?}"
+        );
+        first.await.unwrap().unwrap();
+        assert!(table.get(&Key::new("P#p", "A")).await.unwrap().is_some());
+        assert!(
+            table.get(&Key::new("P#p", "B")).await.unwrap().is_none(),
+            "the cancelled transaction wrote nothing"
+        );
+        table
+            .transact(vec![check("META")])
+            .await
+            .expect("once the first applied, the item is free");
+        assert_eq!(table.refusals().conflicts, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_plain_write_to_an_item_an_open_transaction_holds_is_refused() {
+        let table = dynamo_like();
+        let open = {
+            let table = table.clone();
+            tokio::spawn(async move {
+                table
+                    .transact(vec![Write::Update {
+                        key: Key::new("P#p", "STATS"),
+                        update: Update::default().add("n", 1),
+                        condition: None,
+                    }])
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let plain = table
+            .update(
+                &Key::new("P#p", "STATS"),
+                Update::default().add("n", 1),
+                None,
+            )
+            .await;
+        assert!(
+            matches!(plain, Err(TableError::TransactionConflict)),
+            "{plain:?}"
+        );
+        open.await.unwrap().unwrap();
+        let stats = table.get(&Key::new("P#p", "STATS")).await.unwrap().unwrap();
+        assert_eq!(
+            stats.attrs["n"], 1,
+            "only the transaction's increment applied"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_item_is_throttled_above_its_write_units_a_second_counted_by_size() {
+        let table = dynamo_like();
+        // 10 units a second: ten writes of a small item, three of a 3 KB one, five in transactions.
+        for _ in 0..10 {
+            table.put(row("SMALL", 10), None).await.unwrap();
+        }
+        let refused = table.put(row("SMALL", 10), None).await;
+        assert!(matches!(refused, Err(TableError::Throttled)), "{refused:?}");
+        for _ in 0..3 {
+            table.put(row("BIG", 2_500), None).await.unwrap();
+        }
+        assert!(matches!(
+            table.put(row("BIG", 2_500), None).await,
+            Err(TableError::Throttled)
+        ));
+        let increment = || {
+            vec![Write::Update {
+                key: Key::new("P#p", "STATS"),
+                update: Update::default().add("n", 1),
+                condition: None,
+            }]
+        };
+        for _ in 0..5 {
+            table.transact(increment()).await.unwrap();
+        }
+        assert!(matches!(
+            table.transact(increment()).await,
+            Err(TableError::Throttled)
+        ));
+
+        tokio::time::advance(Duration::from_secs(1)).await;
+        table
+            .put(row("SMALL", 10), None)
+            .await
+            .expect("a new second, a new budget");
+        assert_eq!(table.refusals().throttles, 3);
+    }
+}
