@@ -160,7 +160,11 @@ async fn label(
     stop: &AtomicBool,
 ) -> anyhow::Result<Tally> {
     let actor = Actor::admin(format!("labeler{index}"));
-    let class = if index.is_multiple_of(2) { "cat" } else { "dog" };
+    let class = if index.is_multiple_of(2) {
+        "cat"
+    } else {
+        "dog"
+    };
     let labeling = service.labeling();
     let mut tally = Tally::default();
     while !stop.load(Ordering::Relaxed) {

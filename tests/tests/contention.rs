@@ -53,7 +53,11 @@ async fn label_concurrently(
         let project = project.to_owned();
         workers.push(tokio::spawn(async move {
             let actor = Actor::admin(format!("labeler{index}"));
-            let class = if index.is_multiple_of(2) { "cat" } else { "dog" };
+            let class = if index.is_multiple_of(2) {
+                "cat"
+            } else {
+                "dog"
+            };
             let labeling = fixture.service.labeling();
             let mut run = Run::default();
             loop {

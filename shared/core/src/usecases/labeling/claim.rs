@@ -20,8 +20,11 @@ use super::{
     waiting_entry_write,
 };
 
-/// How many times a claim reads the cursor again after another claim moved it first.
-const CURSOR_ATTEMPTS: usize = 64;
+/// How many times a claim tries the increment conditional on the value it saw before it
+/// takes the fallback (see `advance_cursor`).
+const CURSOR_ATTEMPTS: usize = 3;
+/// The cursor attribute holding the id of the last claim that took the fallback.
+const LAST_CLAIM: &str = "last_claim";
 /// How many recent claims the cursor remembers (a ring of attributes): a claim finds its own
 /// id as long as fewer than this many pages were claimed after it.
 const CLAIM_SLOTS: i64 = 16;
@@ -127,6 +130,11 @@ impl Labeling<'_> {
     /// lost to a timeout) is refused instead of skipping a page for ever. Each claim also
     /// writes its id into a slot named by the page it took: a refused write whose id is found
     /// there applied, and its page is this claim's. The cursor as it is after this claim.
+    ///
+    /// Many labelers claiming at once would each lose that race again and again (every try a
+    /// write and a read); after [`CURSOR_ATTEMPTS`] a claim takes a plain increment instead,
+    /// conditional only on not being its own repeat (`last_claim`): a repeat is still refused
+    /// unless another claim lands between the first send and the retry.
     async fn advance_cursor(
         &self,
         cursor_key: &crate::ports::Key,
@@ -173,7 +181,41 @@ impl Labeling<'_> {
                 Err(error) => return Err(error.into()),
             }
         }
-        Err(LabelingError::Contention)
+        let fallback = self
+            .table
+            .update(
+                cursor_key,
+                Update::default()
+                    .add(attr::NEXT, page_size)
+                    .set(LAST_CLAIM, claim.as_str()),
+                Some(Condition::And(vec![
+                    Condition::Exists,
+                    Condition::NotEquals(LAST_CLAIM.to_owned(), claim.as_str().into()),
+                ])),
+            )
+            .await;
+        match fallback {
+            Ok(cursor) => {
+                cursor_hints::remember(cursor_key, number(&cursor.attrs, attr::NEXT));
+                Ok(cursor)
+            }
+            Err(TableError::ConditionFailed { .. }) => {
+                let current = self.read_cursor(cursor_key).await?;
+                if current
+                    .attrs
+                    .get(LAST_CLAIM)
+                    .and_then(serde_json::Value::as_str)
+                    == Some(claim.as_str())
+                {
+                    // The first send applied and nothing moved the cursor since: its page is
+                    // the last one.
+                    Ok(current)
+                } else {
+                    Err(LabelingError::Contention)
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     async fn read_cursor(
