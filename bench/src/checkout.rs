@@ -447,7 +447,7 @@ fn png() -> anyhow::Result<Vec<u8>> {
 }
 
 /// Writes `items` copies of one 16x16 PNG under `buckets/bench/set/`.
-fn write_images(dir: &std::path::Path, items: usize) -> anyhow::Result<()> {
+pub(crate) fn write_images(dir: &std::path::Path, items: usize) -> anyhow::Result<()> {
     let folder = dir.join("buckets").join("bench").join("set");
     std::fs::create_dir_all(&folder)?;
     let picture = image::RgbImage::from_pixel(16, 16, image::Rgb([30, 100, 200]));

@@ -1,7 +1,9 @@
 //! `labeling-bench`: measures the local service. `ingest` times the ingest job over many keys
-//! on the embedded adapters; `checkout` drives the whole HTTP server with concurrent labelers.
+//! on the embedded adapters; `checkout` drives the whole HTTP server with concurrent labelers;
+//! `contention` measures one project's labels a second on a DynamoDB-like table.
 
 mod checkout;
+mod contention;
 mod counting;
 mod export;
 mod ingest;
@@ -63,6 +65,20 @@ enum Command {
         #[arg(long)]
         aws_endpoint: Option<String>,
     },
+    /// Labels a second one project sustains on a DynamoDB-like table (transaction conflicts,
+    /// per-item throttling), with conflicts, retries and throttles per label.
+    Contention {
+        /// Client counts, one run each.
+        #[arg(long, value_delimiter = ',', default_values_t = [32, 128])]
+        clients: Vec<usize>,
+        #[arg(long, default_value_t = 20_000)]
+        items: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// How long a transaction holds its items, in milliseconds.
+        #[arg(long, default_value_t = 2)]
+        hold_ms: u64,
+    },
 }
 
 /// The server allocates many small, short-lived values per request (JSON, items, keys);
@@ -87,6 +103,12 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             aws_endpoint,
         } => checkout::run(clients, items, seconds, aws_endpoint).await,
+        Command::Contention {
+            clients,
+            items,
+            seconds,
+            hold_ms,
+        } => contention::run(clients, items, seconds, hold_ms).await,
     }
 }
 

@@ -18,7 +18,7 @@ use labeling_core::ports::counting::CountingTable;
 use labeling_core::ports::{Blobs, Clock, Queue, SystemClock};
 use labeling_core::{Service, ServiceConfig};
 use labeling_embedded::{Database, FolderBlobs, SqliteQueue, SqliteTable, UsersFile};
-use labeling_host::{CancellationToken, Deletion, Policy, Polling, Runner};
+use labeling_host::{CancellationToken, Deletion, Policy, Polling, Retrying, Runner};
 use tokio::net::TcpListener;
 
 /// Deliveries of a job before it goes to the dead-letter queue.
@@ -124,8 +124,8 @@ impl Local {
         let (service, table, blobs, folder, queue, aws) = match options.store {
             Store::Embedded => {
                 let database = Database::open(&data_dir.join("labeling.db"))?;
-                let table = Arc::new(CountingTable::new(Arc::new(SqliteTable::new(
-                    database.clone(),
+                let table = Arc::new(CountingTable::new(Arc::new(Retrying::new(
+                    SqliteTable::new(database.clone()),
                 ))));
                 let sqlite_queue =
                     SqliteQueue::new(database, options.clock.clone(), MAX_JOB_RECEIVES);
@@ -181,7 +181,9 @@ impl Local {
                 }
                 // One worker runs every job here: exports share the jobs queue.
                 let config = labeling_host::aws_service_config(&settings, &settings.jobs_queue);
-                let table = Arc::new(CountingTable::new(aws.table.clone()));
+                let table = Arc::new(CountingTable::new(Arc::new(Retrying::new(
+                    aws.table.clone(),
+                ))));
                 let service = Service::new(
                     table.clone(),
                     aws.blobs.clone(),

@@ -2,9 +2,11 @@
 //! jobs (local server, worker container, Lambda SQS handlers) and the one typed configuration.
 
 pub mod config;
+pub mod retrying;
 pub mod runner;
 
 pub use config::{Config, ConfigError, aws_service_config};
+pub use retrying::{RetryPolicy, Retrying};
 pub use runner::{
     Deletion, Delivery, Fate, JobHandler, MAX_HIDDEN, Policy, Polling, Runner, Work,
     hide_within_limit,

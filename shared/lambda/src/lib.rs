@@ -40,7 +40,7 @@ pub async fn service(config: &Config) -> anyhow::Result<(Arc<Service>, Aws)> {
 /// The service on already connected AWS adapters.
 pub fn service_on(aws: &Aws, config: &Config) -> Service {
     Service::new(
-        aws.table.clone(),
+        Arc::new(labeling_host::Retrying::new(aws.table.clone())),
         aws.blobs.clone(),
         aws.queue.clone(),
         Arc::new(SystemClock),

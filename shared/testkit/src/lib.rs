@@ -10,10 +10,12 @@
 
 pub mod blobs_contract;
 pub mod clock;
+pub mod dynamo_like;
 pub mod queue_contract;
 pub mod table_contract;
 
 pub use clock::FakeClock;
+pub use dynamo_like::{DynamoLike, DynamoLikeConfig, RefusalCounts};
 
 /// A name unique to this test run, so suites can share one emulator.
 pub fn unique(prefix: &str) -> String {

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::KeysAndAttributes;
 use labeling_core::ports::table::MAX_BATCH_GET;
 use labeling_core::ports::{Item, Key, TableError};
 
-use super::errors::unavailable;
+use super::errors::{read_error, unavailable};
 use super::values::{decode_item, key_map};
 use super::{AttributeMap, DynamoTable};
 use crate::error::invalid_answer;
@@ -39,7 +39,7 @@ impl DynamoTable {
                 .request_items(&self.table, request)
                 .send()
                 .await
-                .map_err(|e| unavailable("BatchGetItem", e))?;
+                .map_err(|e| read_error("BatchGetItem", e))?;
             for raw in response
                 .responses()
                 .and_then(|tables| tables.get(&self.table))

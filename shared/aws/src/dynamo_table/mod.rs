@@ -25,7 +25,7 @@ use labeling_core::ports::{
     Attrs, Condition, Item, Key, Page, Query, Table, TableError, Update, Write,
 };
 
-use errors::{check_update_size, unavailable, write_error};
+use errors::{check_update_size, read_error, write_error};
 use expressions::Expressions;
 use values::{decode_item, encode_item, from_attribute, key_map};
 
@@ -92,7 +92,7 @@ impl Table for DynamoTable {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| unavailable("GetItem", e))?;
+            .map_err(|e| read_error("GetItem", e))?;
         response.item().map(decode_item).transpose()
     }
 

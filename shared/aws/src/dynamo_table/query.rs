@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use labeling_core::ports::table::MAX_QUERY_PAGE_BYTES;
 use labeling_core::ports::{Key, Page, Query, SkRange, TableError};
 
-use super::errors::unavailable;
+use super::errors::read_error;
 use super::expressions::Expressions;
 use super::values::{decode_item, key_map};
 use super::{DynamoTable, PK, SK};
@@ -77,7 +77,7 @@ impl DynamoTable {
                 )
                 .send()
                 .await
-                .map_err(|e| unavailable("Query", e))?;
+                .map_err(|e| read_error("Query", e))?;
             for raw in response.items() {
                 let item = decode_item(raw)?;
                 if !is_after(&item.key.sk) {

@@ -11,7 +11,7 @@ use labeling_core::ports::table::check_transaction;
 use labeling_core::ports::{TableError, Write};
 
 use super::DynamoTable;
-use super::errors::{check_update_size, unavailable};
+use super::errors::{cancellation, check_update_size, transient, unavailable};
 use super::expressions::Expressions;
 use super::values::{encode_item, key_map};
 
@@ -131,22 +131,13 @@ impl DynamoTable {
         if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
             error.as_service_error()
         {
-            let reasons = cancelled.cancellation_reasons();
-            if let Some(index) = reasons
-                .iter()
-                .position(|r| r.code() == Some("ConditionalCheckFailed"))
-            {
-                return Err(TableError::ConditionFailed { index });
-            }
-            if reasons
-                .iter()
-                .any(|r| r.code() == Some("TransactionConflict"))
-            {
-                return Err(TableError::TransactionConflict);
+            let reasons = cancelled.cancellation_reasons().iter().map(|r| r.code());
+            if let Some(refusal) = cancellation(reasons) {
+                return Err(refusal);
             }
         }
-        if error.code() == Some("TransactionConflictException") {
-            return Err(TableError::TransactionConflict);
+        if let Some(refusal) = transient(error.code()) {
+            return Err(refusal);
         }
         Err(unavailable("TransactWriteItems", error))
     }

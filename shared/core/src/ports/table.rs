@@ -266,8 +266,16 @@ pub enum TableError {
     TooManyWrites(usize),
     #[error("a transaction writes {0}/{1} twice")]
     DuplicateKeyInTransaction(String, String),
+    /// Another transaction held an item this write touches (a transaction overlapping an
+    /// open one is cancelled; a plain write to an item an open transaction holds is refused).
+    /// Nothing was written; the same request may succeed when retried.
     #[error("a transaction conflicted with another one; retry")]
     TransactionConflict,
+    /// The table refused the request for going over a throughput limit (an item's or a
+    /// partition's write units a second, the table's or account's capacity). Nothing was
+    /// written; the same request may succeed when retried a little later.
+    #[error("the table throttled the request; retry")]
+    Throttled,
     #[error("the table is unavailable")]
     Unavailable(#[source] BoxError),
 }
@@ -275,6 +283,14 @@ pub enum TableError {
 impl TableError {
     pub fn is_condition_failed(&self) -> bool {
         matches!(self, TableError::ConditionFailed { .. })
+    }
+
+    /// A refusal that wrote nothing and may pass when the same request is sent again.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TableError::TransactionConflict | TableError::Throttled
+        )
     }
 }
 
@@ -327,4 +343,35 @@ pub trait Table: Send + Sync {
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError>;
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError>;
     async fn query(&self, query: Query) -> Result<Page, TableError>;
+}
+
+/// A shared table is a table, so decorators can wrap an `Arc<dyn Table>` as well as an owned one.
+#[async_trait]
+impl<T: Table + ?Sized> Table for std::sync::Arc<T> {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+        (**self).get(key).await
+    }
+    async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
+        (**self).batch_get(keys).await
+    }
+    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
+        (**self).put(item, condition).await
+    }
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> Result<Item, TableError> {
+        (**self).update(key, update, condition).await
+    }
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError> {
+        (**self).delete(key, condition).await
+    }
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
+        (**self).transact(writes).await
+    }
+    async fn query(&self, query: Query) -> Result<Page, TableError> {
+        (**self).query(query).await
+    }
 }

@@ -20,6 +20,45 @@ use super::{
     waiting_entry_write,
 };
 
+/// How many times a claim tries the increment conditional on the value it saw before it
+/// takes the fallback (see `advance_cursor`).
+const CURSOR_ATTEMPTS: usize = 3;
+/// The cursor attribute holding the id of the last claim that took the fallback.
+const LAST_CLAIM: &str = "last_claim";
+/// How many recent claims the cursor remembers (a ring of attributes): a claim finds its own
+/// id as long as fewer than this many pages were claimed after it.
+const CLAIM_SLOTS: i64 = 16;
+
+/// The cursor attribute that remembers who claimed the page starting at `from`.
+fn claim_slot(from: i64, page_size: i64) -> String {
+    format!(
+        "claim_{}",
+        (from / page_size.max(1)).rem_euclid(CLAIM_SLOTS)
+    )
+}
+
+/// The cursor value each cursor was last seen at, in this process: a claim's condition
+/// needs the value, and reading it first would cost every checkout a round trip. A stale
+/// value costs one refused write and one read, never a wrong claim.
+mod cursor_hints {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+
+    use crate::ports::Key;
+
+    static HINTS: LazyLock<Mutex<HashMap<Key, i64>>> = LazyLock::new(Default::default);
+
+    pub(super) fn get(key: &Key) -> Option<i64> {
+        HINTS.lock().ok()?.get(key).copied()
+    }
+
+    pub(super) fn remember(key: &Key, next: i64) {
+        if let Ok(mut hints) = HINTS.lock() {
+            hints.insert(key.clone(), next);
+        }
+    }
+}
+
 impl Labeling<'_> {
     /// Advances the round's cursor by a page and claims the items at those positions.
     pub(super) async fn claim_fresh(
@@ -30,23 +69,7 @@ impl Labeling<'_> {
     ) -> Result<Option<Claim>, LabelingError> {
         let page_size = i64::from(project.page_size);
         let cursor_key = keys::cursor(&project.id, project.round);
-        let cursor = match self
-            .table
-            .update(
-                &cursor_key,
-                Update::default().add(attr::NEXT, page_size),
-                Some(Condition::Exists),
-            )
-            .await
-        {
-            Ok(cursor) => cursor,
-            Err(TableError::ConditionFailed { .. }) => {
-                return Err(LabelingError::NotRunning(
-                    ProjectStatus::Initializing.as_str(),
-                ));
-            }
-            Err(error) => return Err(error.into()),
-        };
+        let cursor = self.advance_cursor(&cursor_key, page_size).await?;
         let next = number(&cursor.attrs, attr::NEXT);
         let total = number(&cursor.attrs, attr::TOTAL);
         let start = next - page_size;
@@ -100,6 +123,111 @@ impl Labeling<'_> {
                 Err(error)
             }
         }
+    }
+
+    /// Moves the cursor by a page, on the condition that it still holds the value this
+    /// process last saw, so an SDK retry of an increment that applied already (the answer was
+    /// lost to a timeout) is refused instead of skipping a page for ever. Each claim also
+    /// writes its id into a slot named by the page it took: a refused write whose id is found
+    /// there applied, and its page is this claim's. The cursor as it is after this claim.
+    ///
+    /// Many labelers claiming at once would each lose that race again and again (every try a
+    /// write and a read); after [`CURSOR_ATTEMPTS`] a claim takes a plain increment instead,
+    /// conditional only on not being its own repeat (`last_claim`): a repeat is still refused
+    /// unless another claim lands between the first send and the retry.
+    async fn advance_cursor(
+        &self,
+        cursor_key: &crate::ports::Key,
+        page_size: i64,
+    ) -> Result<crate::ports::Item, LabelingError> {
+        let claim = new_id("c");
+        let mut expected = cursor_hints::get(cursor_key);
+        for _ in 0..CURSOR_ATTEMPTS {
+            let from = match expected {
+                Some(next) => next,
+                None => number(&self.read_cursor(cursor_key).await?.attrs, attr::NEXT),
+            };
+            let slot = claim_slot(from, page_size);
+            match self
+                .table
+                .update(
+                    cursor_key,
+                    Update::default()
+                        .add(attr::NEXT, page_size)
+                        .set(&slot, claim.as_str()),
+                    Some(Condition::equals(attr::NEXT, from)),
+                )
+                .await
+            {
+                Ok(cursor) => {
+                    cursor_hints::remember(cursor_key, number(&cursor.attrs, attr::NEXT));
+                    return Ok(cursor);
+                }
+                Err(TableError::ConditionFailed { .. }) => {
+                    let mut current = self.read_cursor(cursor_key).await?;
+                    if current.attrs.get(&slot).and_then(serde_json::Value::as_str)
+                        == Some(claim.as_str())
+                    {
+                        // This claim's own increment applied; what was refused is its repeat.
+                        current
+                            .attrs
+                            .insert(attr::NEXT.to_owned(), (from + page_size).into());
+                        return Ok(current);
+                    }
+                    let next = number(&current.attrs, attr::NEXT);
+                    cursor_hints::remember(cursor_key, next);
+                    expected = Some(next);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let fallback = self
+            .table
+            .update(
+                cursor_key,
+                Update::default()
+                    .add(attr::NEXT, page_size)
+                    .set(LAST_CLAIM, claim.as_str()),
+                Some(Condition::And(vec![
+                    Condition::Exists,
+                    Condition::NotEquals(LAST_CLAIM.to_owned(), claim.as_str().into()),
+                ])),
+            )
+            .await;
+        match fallback {
+            Ok(cursor) => {
+                cursor_hints::remember(cursor_key, number(&cursor.attrs, attr::NEXT));
+                Ok(cursor)
+            }
+            Err(TableError::ConditionFailed { .. }) => {
+                let current = self.read_cursor(cursor_key).await?;
+                if current
+                    .attrs
+                    .get(LAST_CLAIM)
+                    .and_then(serde_json::Value::as_str)
+                    == Some(claim.as_str())
+                {
+                    // The first send applied and nothing moved the cursor since: its page is
+                    // the last one.
+                    Ok(current)
+                } else {
+                    Err(LabelingError::Contention)
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn read_cursor(
+        &self,
+        cursor_key: &crate::ports::Key,
+    ) -> Result<crate::ports::Item, LabelingError> {
+        self.table
+            .get(cursor_key)
+            .await?
+            .ok_or(LabelingError::NotRunning(
+                ProjectStatus::Initializing.as_str(),
+            ))
     }
 
     /// Fewer than 10% of the items were never handed out: look for new images once per size
@@ -279,7 +407,11 @@ impl Labeling<'_> {
                         format!("unexpected failed condition on {other:?}").into(),
                     ));
                 }
-                Err(Rejected::Conflict) => continue,
+                // The table retried already: going round again at once, after the cursor
+                // moved, would only add load. The caller parks the items; the labeler retries.
+                Err(Rejected::Conflict) => {
+                    return Err(LabelingError::Busy(TableError::TransactionConflict));
+                }
                 Err(Rejected::Table(error)) => return Err(error.into()),
             }
         }

@@ -55,7 +55,7 @@ impl Labeling<'_> {
                 task_id: task_id.to_owned(),
                 lease_expires_at: rfc3339(renewed.lease_expires_at),
             }),
-            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => {
+            Err(TableError::ConditionFailed { .. }) => {
                 Err(self.lease_lost(actor, project_id, task_id).await)
             }
             Err(error) => Err(error.into()),
@@ -130,9 +130,7 @@ impl Labeling<'_> {
         }
         match self.table.transact(writes).await {
             Ok(()) => Ok(()),
-            Err(TableError::ConditionFailed { .. } | TableError::TransactionConflict) => {
-                Err(LabelingError::LeaseLost)
-            }
+            Err(TableError::ConditionFailed { .. }) => Err(LabelingError::LeaseLost),
             Err(error) => Err(error.into()),
         }
     }

@@ -53,6 +53,10 @@ pub enum LabelingError {
     Invalid(ValidationErrors),
     #[error("too many labelers raced for the same work; retry")]
     Contention,
+    /// The store refused a write for a moment (a transaction conflict, throttling) more often
+    /// than the table's retries would wait for: nothing is lost, the same request may pass.
+    #[error("the store is busy with other labelers' writes; retry shortly")]
+    Busy(#[source] TableError),
     #[error("storage is unavailable")]
     Unavailable(#[source] BoxError),
 }
@@ -65,10 +69,13 @@ impl DomainError for LabelingError {
             LabelingError::NotRunning(_)
             | LabelingError::TaskEnded(_)
             | LabelingError::LeaseLost
-            | LabelingError::RoundChanged
-            | LabelingError::Contention => ErrorKind::Conflict,
+            | LabelingError::RoundChanged => ErrorKind::Conflict,
             LabelingError::Invalid(_) => ErrorKind::Invalid,
-            LabelingError::Unavailable(_) => ErrorKind::Unavailable,
+            // Losing races is no conflict of the request with the state: the same request may
+            // pass a moment later (503, not 409).
+            LabelingError::Contention | LabelingError::Busy(_) | LabelingError::Unavailable(_) => {
+                ErrorKind::Unavailable
+            }
         }
     }
     fn problem_type(&self) -> Option<&'static str> {
@@ -92,7 +99,11 @@ impl DomainError for LabelingError {
 
 impl From<TableError> for LabelingError {
     fn from(error: TableError) -> Self {
-        LabelingError::Unavailable(Box::new(error))
+        if error.is_transient() {
+            LabelingError::Busy(error)
+        } else {
+            LabelingError::Unavailable(Box::new(error))
+        }
     }
 }
 

@@ -134,9 +134,13 @@ impl Labeling<'_> {
             Err(Rejected::Condition(LabelingWrite::ProjectRound)) => {
                 Err(LabelingError::RoundChanged)
             }
-            Err(Rejected::Condition(_) | Rejected::Conflict) => {
-                Err(self.lease_lost(actor, project_id, task_id).await)
-            }
+            Err(Rejected::Condition(_)) => Err(self.lease_lost(actor, project_id, task_id).await),
+            // Another transaction held a row this one writes (the round's counters, most
+            // likely), through every retry: the lease is still valid, so say "retry", never
+            // "lost".
+            Err(Rejected::Conflict) => Err(LabelingError::Busy(
+                crate::ports::TableError::TransactionConflict,
+            )),
             Err(Rejected::Table(error)) => Err(error.into()),
         }
     }
