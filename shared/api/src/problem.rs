@@ -164,6 +164,9 @@ impl Problem {
     }
 }
 
+/// What a 503 asks a client to wait, in seconds.
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
 /// How loud a failed request is in the logs: a server error is an incident, a refused request
 /// is the client's own (logged only for whoever turns on debug logs).
 pub fn log_level(status: StatusCode) -> tracing::Level {
@@ -192,6 +195,14 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Busy and unavailable are transient: tell clients (and their retry libraries)
+            // when to come back instead of leaving them to hammer a contended row.
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
         response
     }
 }
@@ -199,6 +210,19 @@ impl IntoResponse for Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_503_tells_when_to_retry_and_other_errors_do_not() {
+        let busy = Problem::from_status(StatusCode::SERVICE_UNAVAILABLE, "").into_response();
+        assert_eq!(
+            busy.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static(RETRY_AFTER_SECONDS))
+        );
+        for status in [StatusCode::CONFLICT, StatusCode::INTERNAL_SERVER_ERROR] {
+            let refused = Problem::from_status(status, "").into_response();
+            assert_eq!(refused.headers().get(header::RETRY_AFTER), None, "{status}");
+        }
+    }
 
     #[test]
     fn only_server_errors_are_logged_as_errors() {

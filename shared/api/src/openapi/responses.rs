@@ -53,10 +53,6 @@ problem_response!(
     "The request is invalid (including JSON of the wrong shape); `errors` points at each offending field."
 );
 problem_response!(
-    Unavailable,
-    "Storage or the job queue is unavailable; retry later."
-);
-problem_response!(
     TooLarge,
     "The body is over the 2 MiB limit (type `too-large`)."
 );
@@ -76,6 +72,28 @@ impl<'r> ToResponse<'r> for MethodNotAllowed {
             "MethodNotAllowed",
             problem("The route exists but does not serve this method (type `method-not-allowed`).")
                 .header("Allow", allow)
+                .build()
+                .into(),
+        )
+    }
+}
+
+/// Storage or the job queue is unavailable, or busy past the server's own retries; the
+/// `Retry-After` header says when to try again.
+pub struct Unavailable;
+
+impl<'r> ToResponse<'r> for Unavailable {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let retry_after = HeaderBuilder::new()
+            .schema(Some(utoipa::openapi::schema::Object::with_type(
+                utoipa::openapi::schema::Type::Integer,
+            )))
+            .description(Some("Seconds to wait before retrying."))
+            .build();
+        (
+            "Unavailable",
+            problem("Storage or the job queue is unavailable, or too busy past the server's own retries (a write conflict that kept recurring); retry after the `Retry-After` seconds.")
+                .header("Retry-After", retry_after)
                 .build()
                 .into(),
         )
