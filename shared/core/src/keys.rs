@@ -48,7 +48,7 @@ pub fn stats(project_id: &str, round: u32) -> Key {
 /// How many rows a round's counters are spread over. Every labeling transaction adds to one
 /// of them, so no single row takes every labeler's writes (DynamoDB cancels transactions that
 /// share an item and caps each item at 1,000 write units a second).
-pub const STATS_SHARDS: u8 = 16;
+pub const STATS_SHARDS: u8 = 64;
 
 /// One shard of a round's counters.
 pub fn stats_shard(project_id: &str, round: u32, shard: u8) -> Key {

@@ -44,7 +44,7 @@ pub(crate) async fn round_stats(
     project_id: &str,
     round: u32,
 ) -> Result<Attrs, TableError> {
-    let mut query = Query::new(keys::project_pk(project_id), keys::stats_range(round), 64);
+    let mut query = Query::new(keys::project_pk(project_id), keys::stats_range(round), 128);
     let mut summed = Attrs::new();
     loop {
         let page = table.query(query.clone()).await?;
