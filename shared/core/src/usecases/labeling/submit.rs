@@ -119,6 +119,14 @@ impl Labeling<'_> {
                 labeled: labeled as usize,
                 skipped: skipped as usize,
             }),
+            // No condition names the project's row any more: an item that left the task's
+            // round was claimed by a round another process started meanwhile.
+            Err(Rejected::Condition(LabelingWrite::Item(_))) => {
+                match self.reader().load_project(actor, project_id).await {
+                    Ok(stored) if stored.round != task.round => Err(LabelingError::RoundChanged),
+                    _ => Err(self.lease_lost(actor, project_id, task_id).await),
+                }
+            }
             Err(Rejected::Condition(_)) => Err(self.lease_lost(actor, project_id, task_id).await),
             // Another transaction held a row this one writes (the round's counters, most
             // likely), through every retry: the lease is still valid, so say "retry", never
