@@ -2,13 +2,15 @@
 //! transactions cancelled, plain writes to held items refused, each item throttled above its
 //! write units a second), behind the retrying table every composition root uses: many labelers
 //! at once never see a valid lease answer "lost" (409), every acknowledged label is stored, the
-//! counters are exact, and a repeated cursor increment (an SDK retry) skips nothing.
+//! counters are exact, and a repeated cursor increment (an SDK retry) skips nothing. No
+//! labeling transaction touches a per-project row (the project's `META`, the round's base
+//! `STATS`): `Watching` counts the transactions that do.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,10 +27,80 @@ use labeling_testkit::DynamoLike;
 use labeling_tests::direct::Direct;
 use serde_json::json;
 
-type Contended = Retrying<DynamoLike<SqliteTable>>;
+type Contended = Retrying<Watching<DynamoLike<SqliteTable>>>;
 
 fn contended(name: &str) -> Direct<Contended> {
-    Direct::new(name, |inner| Retrying::new(DynamoLike::new(inner)))
+    Direct::new(name, |inner| {
+        Retrying::new(Watching {
+            inner: DynamoLike::new(inner),
+            hot_rows: Mutex::new(BTreeMap::new()),
+        })
+    })
+}
+
+/// A table that counts, per sort key, the transactions (each try, as sent) that write or
+/// condition-check a row every labeler of a project would share: the project's `META` row or
+/// a round's base `STATS#<round>` row.
+struct Watching<T> {
+    inner: T,
+    hot_rows: Mutex<BTreeMap<String, usize>>,
+}
+
+impl<T> Watching<T> {
+    fn hot_rows(&self) -> BTreeMap<String, usize> {
+        self.hot_rows.lock().unwrap().clone()
+    }
+}
+
+fn is_per_project_row(sk: &str) -> bool {
+    sk == "META"
+        || sk
+            .strip_prefix("STATS#")
+            .is_some_and(|round| round.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[async_trait]
+impl<T: Table> Table for Watching<T> {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+        self.inner.get(key).await
+    }
+    async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
+        self.inner.batch_get(keys).await
+    }
+    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
+        self.inner.put(item, condition).await
+    }
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> Result<Item, TableError> {
+        self.inner.update(key, update, condition).await
+    }
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError> {
+        self.inner.delete(key, condition).await
+    }
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
+        {
+            let mut hot = self.hot_rows.lock().unwrap();
+            for write in &writes {
+                let key = match write {
+                    Write::Put { item, .. } => &item.key,
+                    Write::Update { key, .. }
+                    | Write::Delete { key, .. }
+                    | Write::Check { key, .. } => key,
+                };
+                if is_per_project_row(&key.sk) {
+                    *hot.entry(key.sk.clone()).or_default() += 1;
+                }
+            }
+        }
+        self.inner.transact(writes).await
+    }
+    async fn query(&self, query: Query) -> Result<Page, TableError> {
+        self.inner.query(query).await
+    }
 }
 
 /// What the labelers of a run did.
@@ -42,8 +114,8 @@ struct Run {
 
 /// `labelers` labelers check out and submit until nothing is left; a 503 is retried as a
 /// client would, any other refusal of a held lease fails the test.
-async fn label_concurrently(
-    fixture: &Arc<Direct<Contended>>,
+async fn label_concurrently<T: Table + 'static>(
+    fixture: &Arc<Direct<T>>,
     project: &str,
     labelers: usize,
 ) -> Run {
@@ -125,7 +197,11 @@ async fn label_concurrently(
 }
 
 /// Every acknowledged label is stored as submitted, and the dashboard counts exactly them.
-async fn assert_stored_and_counted(fixture: &Direct<Contended>, project: &str, run: &Run) {
+async fn assert_stored_and_counted<T: Table + 'static>(
+    fixture: &Direct<T>,
+    project: &str,
+    run: &Run,
+) {
     let mut stored = 0;
     let mut query = Query::new(
         labeling_core::keys::project_pk(project),
@@ -183,16 +259,40 @@ async fn labelers_drain_on_a_dynamodb_like_table(labelers: usize, items: usize) 
             &["cat", "dog"],
         )
         .await;
+    let watched = fixture.table.inner();
+    let (hot_before, refused_before) = (watched.hot_rows(), watched.inner.refusals());
     let run = label_concurrently(&fixture, &project, labelers).await;
     assert_eq!(
         run.labeled.keys().copied().collect::<HashSet<_>>(),
         (0..items as u64).collect::<HashSet<_>>(),
         "every item was labeled"
     );
+    assert_eq!(
+        watched.hot_rows(),
+        hot_before,
+        "no labeling transaction wrote or checked the project's META or the round's base STATS row"
+    );
     assert_stored_and_counted(&fixture, &project, &run).await;
-    let refusals = fixture.table.inner().refusals();
+    let shards = fixture
+        .table
+        .query(Query::new(
+            labeling_core::keys::project_pk(&project),
+            labeling_core::keys::stats_range(0),
+            100,
+        ))
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert!(
+        shards > 2,
+        "the counters are spread over shard rows, {shards} rows"
+    );
+    let refusals = watched.inner.refusals();
+    let conflicts = refusals.conflicts - refused_before.conflicts;
     eprintln!(
-        "{labelers} labelers, {items} items: {refusals:?}, {} retries, {} given up, {} busy answers",
+        "{labelers} labelers, {items} items: {refusals:?}, {:.2} conflicts/label, {} retries, {} given up, {} busy answers",
+        conflicts as f64 / items as f64,
         fixture.table.retries(),
         fixture.table.given_up(),
         run.busy

@@ -39,9 +39,32 @@ pub fn cursor(project_id: &str, round: u32) -> Key {
     Key::new(project_pk(project_id), format!("CURSOR#{round:06}"))
 }
 
-/// Counters of a labeling round.
+/// A labeling round's base stats row: when the round started, and the counters rows written
+/// before counters were sharded. Readers sum it with every shard ([`stats_range`]).
 pub fn stats(project_id: &str, round: u32) -> Key {
     Key::new(project_pk(project_id), format!("STATS#{round:06}"))
+}
+
+/// How many rows a round's counters are spread over. Every labeling transaction adds to one
+/// of them, so no single row takes every labeler's writes (DynamoDB cancels transactions that
+/// share an item and caps each item at 1,000 write units a second). 64, not 16: with N
+/// transactions in flight one meets a busy shard with chance about N/64, and 16 shards still
+/// took most conflicts at 128 labelers (README, "Under contention"); readers pay 65 small rows.
+pub const STATS_SHARDS: u8 = 64;
+
+/// One shard of a round's counters.
+pub fn stats_shard(project_id: &str, round: u32, shard: u8) -> Key {
+    Key::new(
+        project_pk(project_id),
+        format!("STATS#{round:06}#{shard:02}"),
+    )
+}
+
+/// The sort keys of a round's base stats row and all its shards, and nothing else: the bound
+/// `#~` sorts after every shard suffix and before a longer round number.
+pub fn stats_range(round: u32) -> crate::ports::SkRange {
+    let base = format!("STATS#{round:06}");
+    crate::ports::SkRange::Between(base.clone(), format!("{base}#~"))
 }
 
 pub fn task(project_id: &str, task_id: &str) -> Key {

@@ -79,9 +79,16 @@ impl Dashboards<'_> {
         let wanted = [
             keys::manifest(project_id),
             keys::cursor(project_id, project.round),
-            keys::stats(project_id, project.round),
         ];
-        let found = self.table.batch_get(&wanted).await?;
+        let (found, stats) = futures::future::try_join(
+            self.table.batch_get(&wanted),
+            crate::usecases::labeling::stats::round_stats(
+                self.table.as_ref(),
+                project_id,
+                project.round,
+            ),
+        )
+        .await?;
         let find = |key: &crate::ports::Key| found.iter().find(|item| &item.key == key);
         let manifest: Option<ManifestRecord> = match find(&wanted[0]) {
             Some(item) => Some(from_item(item).map_err(ProjectError::Unavailable)?),
@@ -89,7 +96,7 @@ impl Dashboards<'_> {
         };
         let empty = crate::ports::Attrs::new();
         let cursor = find(&wanted[1]).map_or(&empty, |item| &item.attrs);
-        let stats = find(&wanted[2]).map_or(&empty, |item| &item.attrs);
+        let stats = &stats;
         let total = manifest.as_ref().map_or(0, |m| m.total);
         let refresh =
             self.statuses()

@@ -379,8 +379,13 @@ impl Review<'_> {
                 ),
                 condition: None,
             },
+            // One random shard, as the labeling transactions do (see `labeling::stats`).
             Write::Update {
-                key: keys::stats(project_id, project.round),
+                key: keys::stats_shard(
+                    project_id,
+                    project.round,
+                    crate::usecases::labeling::stats::random_shard(),
+                ),
                 update: stats,
                 condition: None,
             },

@@ -108,13 +108,13 @@ impl Exports<'_> {
         if record.since.is_none() {
             // The round's counter, without a pass over the items: labels made after the
             // snapshot make it an upper bound, and the final count replaces it.
-            let stats = self
-                .table
-                .get(&keys::stats(&project.id, record.round))
-                .await?;
-            return Ok(stats.map_or(0, |s| {
-                crate::service::number(&s.attrs, crate::keys::counter::LABELED).max(0) as u64
-            }));
+            let stats = crate::usecases::labeling::stats::round_stats(
+                self.table.as_ref(),
+                &project.id,
+                record.round,
+            )
+            .await?;
+            return Ok(crate::service::number(&stats, crate::keys::counter::LABELED).max(0) as u64);
         }
         let selection = Selection::of(record);
         let mut count = 0;

@@ -75,14 +75,4 @@ impl Labeling<'_> {
         }
         Err(LabelingError::Contention)
     }
-
-    pub(super) async fn not_running_error(&self, actor: &Actor, project_id: &str) -> LabelingError {
-        match self.reader().load_project(actor, project_id).await {
-            Ok(project) if project.status != ProjectStatus::Running => {
-                LabelingError::NotRunning(project.status.as_str())
-            }
-            Ok(_) => LabelingError::RoundChanged,
-            Err(error) => error.into(),
-        }
-    }
 }

@@ -16,8 +16,7 @@ use crate::transaction::{Rejected, Transaction};
 
 use super::{
     CHECKOUT_ATTEMPTS, Claim, FirstClaim, LabelingError, LabelingWrite, first_claim_record,
-    first_claim_write, lease_entry_item, new_task_write, running_in_round, stats_update,
-    waiting_entry_write,
+    first_claim_write, lease_entry_item, new_task_write, stats_write, waiting_entry_write,
 };
 
 /// How many times a claim tries the increment conditional on the value it saw before it
@@ -356,22 +355,12 @@ impl Labeling<'_> {
             let in_task = task.items.len() as i64;
             let mut writes = Transaction::new();
             writes.push(
-                LabelingWrite::ProjectRound,
-                Write::Check {
-                    key: keys::project(&project.id),
-                    condition: running_in_round(project.round),
-                },
-            );
-            writes.push(
                 LabelingWrite::Stats,
-                Write::Update {
-                    key: keys::stats(&project.id, project.round),
-                    update: stats_update(&[
-                        (counter::IN_TASK, in_task),
-                        (counter::MISSING, missing),
-                    ]),
-                    condition: None,
-                },
+                stats_write(
+                    &project.id,
+                    project.round,
+                    &[(counter::IN_TASK, in_task), (counter::MISSING, missing)],
+                ),
             );
             if in_task > 0 {
                 writes.push(LabelingWrite::NewTask, new_task_write(&project.id, &task)?);
@@ -387,9 +376,6 @@ impl Labeling<'_> {
             match writes.commit(self.table.as_ref()).await {
                 Ok(()) if in_task == 0 => return Ok(Claim::NothingUsable),
                 Ok(()) => return Ok(Claim::Task(Box::new(self.present(project, &task).await?))),
-                Err(Rejected::Condition(LabelingWrite::ProjectRound)) => {
-                    return Err(self.not_running_error(actor, &project.id).await);
-                }
                 Err(Rejected::Condition(LabelingWrite::Item(lost))) => {
                     // Someone else holds this item in this round already: leave it out.
                     item_writes.retain(|(name, _)| *name != LabelingWrite::Item(lost));
@@ -523,14 +509,11 @@ impl Labeling<'_> {
             );
             writes.push(
                 LabelingWrite::Stats,
-                Write::Update {
-                    key: keys::stats(&project.id, project.round),
-                    update: stats_update(&[
-                        (counter::QUEUED, n),
-                        (TaskKind::Manual.queue_counter(), n),
-                    ]),
-                    condition: None,
-                },
+                stats_write(
+                    &project.id,
+                    project.round,
+                    &[(counter::QUEUED, n), (TaskKind::Manual.queue_counter(), n)],
+                ),
             );
             writes.extend(parked.iter().map(|(_, write)| write.clone()));
             match writes.commit(self.table.as_ref()).await {

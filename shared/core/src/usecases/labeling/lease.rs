@@ -15,7 +15,7 @@ use crate::time::rfc3339;
 
 use super::{
     LabelingError, LeaseView, TASK_ENTITY, ended_task_write, lease_entry_item, lease_entry_key,
-    stats_update, waiting_entry_write,
+    stats_write, waiting_entry_write,
 };
 
 impl Labeling<'_> {
@@ -109,15 +109,15 @@ impl Labeling<'_> {
                 condition: Some(Condition::Exists),
             },
             waiting_entry_write(project_id, task.round, now, &entry)?,
-            Write::Update {
-                key: keys::stats(project_id, task.round),
-                update: stats_update(&[
+            stats_write(
+                project_id,
+                task.round,
+                &[
                     (counter::IN_TASK, -n),
                     (counter::QUEUED, n),
                     (kind.queue_counter(), n),
-                ]),
-                condition: None,
-            },
+                ],
+            ),
         ];
         for item in &task.items {
             writes.push(Write::Update {

@@ -5,7 +5,30 @@
 //!
 //! One flow a file: `checkout` (the retry loop), `take_over` (waiting tasks, expired leases),
 //! `claim` (fresh items, parking), `present` (image sizes, URLs), `lease` (renew, release, give
-//! back), `submit`; this file holds the errors, the views and the writes they share.
+//! back), `submit`, `stats` (the round's sharded counters); this file holds the errors, the
+//! views and the writes they share.
+//!
+//! No per-project row is in the hot path's transactions. A checkout, take-over, release or
+//! submit writes the task, its lease entry, its items and ONE random shard of the round's
+//! counters; it neither writes nor condition-checks the project's `META` row nor the round's
+//! base `STATS` row, which every labeler would share (DynamoDB cancels transactions that
+//! overlap on any item, condition checks included, and caps an item at 1,000 write units a
+//! second). Status and round are checked against the project the use case loaded: this
+//! process's copy, at most [`crate::service::PROJECT_CACHE_TTL`] old, and replaced at once by
+//! a pause, resume or start-over made through this process.
+//!
+//! Why that is safe. Item rows carry their round, and their own conditions guard them: a first
+//! claim needs no record or one of an older round, a take-over needs the item queued or held
+//! by the expired task in the same round, a submit needs the item's round and task id. So a
+//! checkout or submit that read the project just before a pause or a start-over commits as if
+//! it had happened just before that change (its reads and its writes all precede the change
+//! in the order of item versions): it hands out or records work of the round it saw, and
+//! cannot overwrite an item the newer round already claimed (that claim's record has the
+//! newer round, and the older round's condition fails). No acknowledged label is lost: labels
+//! submitted into a round that was just replaced stay on the item record as that round's
+//! labels, and the new round's first claim of the item keeps them as history and shows them
+//! as prelabels, exactly as it does for any older round's labels. Such a window lasts at most
+//! the cache's lifetime, and only for requests served by another warm process.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -15,9 +38,9 @@ use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors
 use crate::domain::labeling::{
     EndedTask, ItemRecord, ItemState, StoredAnnotation, TaskEnd, TaskKind, TaskRecord, WorkEntry,
 };
-use crate::domain::project::{ProjectRecord, ProjectStatus};
+use crate::domain::project::ProjectRecord;
 use crate::keys::{self, attr};
-use crate::ports::{BlobError, BoxError, Condition, Item, TableError, Update, Write};
+use crate::ports::{BlobError, BoxError, Condition, Item, TableError, Write};
 use crate::service::{UnserializableRecord, from_item, to_attrs, to_item};
 use crate::usecases::projects::ProjectError;
 
@@ -25,8 +48,11 @@ mod checkout;
 mod claim;
 mod lease;
 mod present;
+pub(crate) mod stats;
 mod submit;
 mod take_over;
+
+use stats::stats_write;
 
 /// Bytes read from the start of an image to find its size.
 const HEADER_BYTES: u64 = 64 * 1024;
@@ -258,13 +284,6 @@ fn waiting_entry_write(
     })
 }
 
-fn running_in_round(round: u32) -> Condition {
-    Condition::And(vec![
-        Condition::equals(attr::STATUS, ProjectStatus::Running.as_str()),
-        Condition::equals(attr::ROUND, round),
-    ])
-}
-
 /// The writes of the labeling transactions, named so that a failed condition reads as what
 /// failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,16 +291,13 @@ enum LabelingWrite {
     /// The work entry a checkout takes (a waiting task, an expired lease), or the lease entry
     /// a renew, release or submit moves or deletes.
     WorkEntry,
-    /// The project is still running in the round (checkout), or still in the task's round
-    /// (submit).
-    ProjectRound,
     /// The row of a new task.
     NewTask,
     /// The lease entry of a new or renewed lease.
     NewLeaseEntry,
     /// The task's row, rewritten on its lease version (renewed, ended).
     TaskOnLease,
-    /// The round's counters.
+    /// One shard of the round's counters.
     Stats,
     /// The record of an item of the task.
     Item(u64),
@@ -341,15 +357,6 @@ fn first_claim_write(project_id: &str, record: &ItemRecord) -> Result<Write, Uns
             Condition::less_than(attr::ROUND, record.round),
         ])),
     })
-}
-
-fn stats_update(changes: &[(&str, i64)]) -> Update {
-    changes
-        .iter()
-        .filter(|(_, delta)| *delta != 0)
-        .fold(Update::default(), |update, (name, delta)| {
-            update.add(name, *delta)
-        })
 }
 
 /// Sides a header may declare for the image to be handed out: 0 x 0 is no canvas at all,

@@ -14,8 +14,7 @@ use crate::service::to_json;
 use crate::transaction::{Rejected, Transaction};
 
 use super::{
-    LabelingError, LabelingWrite, SubmissionReceipt, ended_task_write, lease_entry_key,
-    stats_update,
+    LabelingError, LabelingWrite, SubmissionReceipt, ended_task_write, lease_entry_key, stats_write,
 };
 
 impl Labeling<'_> {
@@ -66,13 +65,6 @@ impl Labeling<'_> {
                 condition: Some(Condition::Exists),
             },
         );
-        writes.push(
-            LabelingWrite::ProjectRound,
-            Write::Check {
-                key: keys::project(project_id),
-                condition: Condition::equals(attr::ROUND, task.round),
-            },
-        );
         for (item_id, outcome) in &outcomes {
             let update = match outcome {
                 ItemOutcome::Labeled(labels) => {
@@ -119,11 +111,7 @@ impl Labeling<'_> {
         changes.extend(class_keys.iter().map(|(k, v)| (k.as_str(), *v)));
         writes.push(
             LabelingWrite::Stats,
-            Write::Update {
-                key: keys::stats(project_id, task.round),
-                update: stats_update(&changes),
-                condition: None,
-            },
+            stats_write(project_id, task.round, &changes),
         );
         match writes.commit(self.table.as_ref()).await {
             Ok(()) => Ok(SubmissionReceipt {
@@ -131,8 +119,13 @@ impl Labeling<'_> {
                 labeled: labeled as usize,
                 skipped: skipped as usize,
             }),
-            Err(Rejected::Condition(LabelingWrite::ProjectRound)) => {
-                Err(LabelingError::RoundChanged)
+            // No condition names the project's row any more: an item that left the task's
+            // round was claimed by a round another process started meanwhile.
+            Err(Rejected::Condition(LabelingWrite::Item(_))) => {
+                match self.reader().load_project(actor, project_id).await {
+                    Ok(stored) if stored.round != task.round => Err(LabelingError::RoundChanged),
+                    _ => Err(self.lease_lost(actor, project_id, task_id).await),
+                }
             }
             Err(Rejected::Condition(_)) => Err(self.lease_lost(actor, project_id, task_id).await),
             // Another transaction held a row this one writes (the round's counters, most

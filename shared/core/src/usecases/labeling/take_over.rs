@@ -12,7 +12,7 @@ use crate::transaction::{Rejected, Transaction};
 
 use super::{
     CheckedOutTask, LabelingError, LabelingWrite, ended_task_write, lease_entry_item,
-    new_task_write, running_in_round, stats_update,
+    new_task_write, stats_write,
 };
 
 impl Labeling<'_> {
@@ -48,13 +48,6 @@ impl Labeling<'_> {
                 condition: Some(Condition::Exists),
             },
         );
-        writes.push(
-            LabelingWrite::ProjectRound,
-            Write::Check {
-                key: keys::project(&project.id),
-                condition: running_in_round(project.round),
-            },
-        );
         writes.push(LabelingWrite::NewTask, new_task_write(&project.id, &task)?);
         writes.push(
             LabelingWrite::NewLeaseEntry,
@@ -82,15 +75,15 @@ impl Labeling<'_> {
             let n = task.items.len() as i64;
             writes.push(
                 LabelingWrite::Stats,
-                Write::Update {
-                    key: keys::stats(&project.id, project.round),
-                    update: stats_update(&[
+                stats_write(
+                    &project.id,
+                    project.round,
+                    &[
                         (counter::IN_TASK, n),
                         (counter::QUEUED, -n),
                         (entry.kind.queue_counter(), -n),
-                    ]),
-                    condition: None,
-                },
+                    ],
+                ),
             );
         }
         for item in &task.items {
@@ -115,9 +108,6 @@ impl Labeling<'_> {
         }
         match writes.commit(self.table.as_ref()).await {
             Ok(()) => Ok(Some(self.present(project, &task).await?)),
-            Err(Rejected::Condition(LabelingWrite::ProjectRound)) => {
-                Err(self.not_running_error(actor, &project.id).await)
-            }
             // Another labeler took it first.
             Err(Rejected::Condition(_) | Rejected::Conflict) => Ok(None),
             Err(Rejected::Table(error)) => Err(error.into()),
