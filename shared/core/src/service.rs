@@ -96,6 +96,7 @@ pub struct Service {
     pub(crate) config: ServiceConfig,
     pub(crate) manifests: ManifestCache,
     pub(crate) projects: ProjectCache,
+    pub(crate) cursors: crate::usecases::labeling::CursorHints,
 }
 
 impl Service {
@@ -114,6 +115,7 @@ impl Service {
             config,
             manifests: ManifestCache::default(),
             projects: ProjectCache::default(),
+            cursors: Default::default(),
         }
     }
 
@@ -126,11 +128,11 @@ impl Service {
     }
 
     pub fn projects(&self) -> Projects<'_> {
-        view!(Projects from self; table, blobs, queue, clock, config, manifests, projects)
+        view!(Projects from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
 
     pub fn labeling(&self) -> Labeling<'_> {
-        view!(Labeling from self; table, blobs, queue, clock, config, manifests, projects)
+        view!(Labeling from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
 
     pub fn review(&self) -> Review<'_> {
@@ -150,12 +152,12 @@ impl Service {
     }
 
     pub fn refreshes(&self) -> Refreshes<'_> {
-        view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects)
+        view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
 
     /// Background jobs: ingest, and the dispatch of every queued job to its area.
     pub fn jobs(&self) -> Jobs<'_> {
-        view!(Jobs from self; table, blobs, queue, clock, config, manifests, projects)
+        view!(Jobs from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
 }
 
@@ -176,7 +178,7 @@ impl Projects<'_> {
     }
 
     pub(crate) fn refreshes(&self) -> Refreshes<'_> {
-        view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects)
+        view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
 
     pub(crate) fn datasets(&self) -> Datasets<'_> {
@@ -184,13 +186,13 @@ impl Projects<'_> {
     }
 
     pub(crate) fn labeling(&self) -> Labeling<'_> {
-        view!(Labeling from self; table, blobs, queue, clock, config, manifests, projects)
+        view!(Labeling from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
 }
 
 impl Labeling<'_> {
     pub(crate) fn refreshes(&self) -> Refreshes<'_> {
-        view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects)
+        view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
 
     pub(crate) fn reader(&self) -> ProjectReader<'_> {
@@ -246,11 +248,11 @@ impl Refreshes<'_> {
     }
 
     pub(crate) fn projects(&self) -> Projects<'_> {
-        view!(Projects from self; table, blobs, queue, clock, config, manifests, projects)
+        view!(Projects from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
 
     pub(crate) fn jobs(&self) -> Jobs<'_> {
-        view!(Jobs from self; table, blobs, queue, clock, config, manifests, projects)
+        view!(Jobs from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
 }
 
@@ -260,7 +262,7 @@ impl Jobs<'_> {
     }
 
     pub(crate) fn refreshes(&self) -> Refreshes<'_> {
-        view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects)
+        view!(Refreshes from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
 
     pub(crate) fn exports(&self) -> Exports<'_> {
@@ -268,7 +270,7 @@ impl Jobs<'_> {
     }
 
     pub(crate) fn projects(&self) -> Projects<'_> {
-        view!(Projects from self; table, blobs, queue, clock, config, manifests, projects)
+        view!(Projects from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
 }
 

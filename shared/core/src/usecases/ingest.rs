@@ -121,6 +121,7 @@ pub struct Jobs<'a> {
     pub(crate) config: &'a crate::service::ServiceConfig,
     pub(crate) manifests: &'a crate::manifest::ManifestCache,
     pub(crate) projects: &'a crate::service::ProjectCache,
+    pub(crate) cursors: &'a crate::usecases::labeling::CursorHints,
 }
 
 impl Jobs<'_> {

@@ -10,7 +10,7 @@ use crate::domain::source::Source;
 use crate::ids::new_id;
 use crate::keys::{self, attr, counter};
 use crate::manifest::ManifestRecord;
-use crate::ports::{Condition, TableError, Update, Write};
+use crate::ports::{Condition, Key, TableError, Update, Write};
 use crate::service::{from_item, number};
 use crate::transaction::{Rejected, Transaction};
 
@@ -36,23 +36,20 @@ fn claim_slot(from: i64, page_size: i64) -> String {
     )
 }
 
-/// The cursor value each cursor was last seen at, in this process: a claim's condition
-/// needs the value, and reading it first would cost every checkout a round trip. A stale
-/// value costs one refused write and one read, never a wrong claim.
-mod cursor_hints {
-    use std::collections::HashMap;
-    use std::sync::{LazyLock, Mutex};
+/// The value each cursor was last seen at by this service: a claim's condition needs the
+/// value, and reading it first would cost every checkout a round trip. A stale value costs one
+/// refused write and one read, never a wrong claim. Owned by the [`crate::Service`] like its
+/// other caches, so it lives and dies with it.
+#[derive(Debug, Default)]
+pub(crate) struct CursorHints(std::sync::Mutex<std::collections::HashMap<Key, i64>>);
 
-    use crate::ports::Key;
-
-    static HINTS: LazyLock<Mutex<HashMap<Key, i64>>> = LazyLock::new(Default::default);
-
-    pub(super) fn get(key: &Key) -> Option<i64> {
-        HINTS.lock().ok()?.get(key).copied()
+impl CursorHints {
+    fn get(&self, key: &Key) -> Option<i64> {
+        self.0.lock().ok()?.get(key).copied()
     }
 
-    pub(super) fn remember(key: &Key, next: i64) {
-        if let Ok(mut hints) = HINTS.lock() {
+    fn remember(&self, key: &Key, next: i64) {
+        if let Ok(mut hints) = self.0.lock() {
             hints.insert(key.clone(), next);
         }
     }
@@ -140,7 +137,7 @@ impl Labeling<'_> {
         page_size: i64,
     ) -> Result<crate::ports::Item, LabelingError> {
         let claim = new_id("c");
-        let mut expected = cursor_hints::get(cursor_key);
+        let mut expected = self.cursors.get(cursor_key);
         for _ in 0..CURSOR_ATTEMPTS {
             let from = match expected {
                 Some(next) => next,
@@ -159,7 +156,8 @@ impl Labeling<'_> {
                 .await
             {
                 Ok(cursor) => {
-                    cursor_hints::remember(cursor_key, number(&cursor.attrs, attr::NEXT));
+                    self.cursors
+                        .remember(cursor_key, number(&cursor.attrs, attr::NEXT));
                     return Ok(cursor);
                 }
                 Err(TableError::ConditionFailed { .. }) => {
@@ -174,7 +172,7 @@ impl Labeling<'_> {
                         return Ok(current);
                     }
                     let next = number(&current.attrs, attr::NEXT);
-                    cursor_hints::remember(cursor_key, next);
+                    self.cursors.remember(cursor_key, next);
                     expected = Some(next);
                 }
                 Err(error) => return Err(error.into()),
@@ -195,7 +193,8 @@ impl Labeling<'_> {
             .await;
         match fallback {
             Ok(cursor) => {
-                cursor_hints::remember(cursor_key, number(&cursor.attrs, attr::NEXT));
+                self.cursors
+                    .remember(cursor_key, number(&cursor.attrs, attr::NEXT));
                 Ok(cursor)
             }
             Err(TableError::ConditionFailed { .. }) => {

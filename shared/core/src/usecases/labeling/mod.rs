@@ -52,6 +52,7 @@ pub(crate) mod stats;
 mod submit;
 mod take_over;
 
+pub(crate) use claim::CursorHints;
 use stats::stats_write;
 
 /// Bytes read from the start of an image to find its size.
@@ -382,6 +383,7 @@ pub struct Labeling<'a> {
     pub(crate) config: &'a crate::service::ServiceConfig,
     pub(crate) manifests: &'a crate::manifest::ManifestCache,
     pub(crate) projects: &'a crate::service::ProjectCache,
+    pub(crate) cursors: &'a CursorHints,
 }
 
 impl Labeling<'_> {

@@ -198,4 +198,5 @@ pub struct Projects<'a> {
     pub(crate) config: &'a crate::service::ServiceConfig,
     pub(crate) manifests: &'a crate::manifest::ManifestCache,
     pub(crate) projects: &'a crate::service::ProjectCache,
+    pub(crate) cursors: &'a crate::usecases::labeling::CursorHints,
 }

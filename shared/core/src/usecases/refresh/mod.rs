@@ -94,6 +94,7 @@ pub struct Refreshes<'a> {
     pub(crate) config: &'a crate::service::ServiceConfig,
     pub(crate) manifests: &'a crate::manifest::ManifestCache,
     pub(crate) projects: &'a crate::service::ProjectCache,
+    pub(crate) cursors: &'a crate::usecases::labeling::CursorHints,
 }
 
 /// Reads and writes a project's refresh status (a small blob beside its manifests).
