@@ -31,7 +31,15 @@ pub struct ServiceConfig {
     pub image_url_ttl: Duration,
     /// Whether `file://` sources are allowed (the embedded deployment only).
     pub allow_file_sources: bool,
+    /// How long one run of a long job (ingest, refresh, export) works before it saves its
+    /// progress and continues in a new message: a Lambda invocation ends at 15 minutes, so the
+    /// rest of a job that outgrows one must fit the next. Zero means one step a message (tests).
+    pub job_time_budget: Duration,
 }
+
+/// The default [`ServiceConfig::job_time_budget`]: 10 of Lambda's 15 minutes, leaving 5 for the
+/// step under way when it runs out and for saving the checkpoint.
+pub const JOB_TIME_BUDGET: Duration = Duration::from_secs(10 * 60);
 
 impl Default for ServiceConfig {
     fn default() -> Self {
@@ -41,6 +49,7 @@ impl Default for ServiceConfig {
             exports_queue: "labeling-jobs".to_owned(),
             image_url_ttl: Duration::from_secs(15 * 60),
             allow_file_sources: true,
+            job_time_budget: JOB_TIME_BUDGET,
         }
     }
 }

@@ -43,6 +43,9 @@ pub struct Config {
     /// `LABELING_ADDR` (default 127.0.0.1:8080): where an HTTP function listens when tried out
     /// outside Lambda.
     pub addr: SocketAddr,
+    /// `LABELING_JOB_SECONDS` (default 600): how long one run of a long job works before it
+    /// saves its progress and continues in a new message; under the function's timeout.
+    pub job_time_budget: std::time::Duration,
 }
 
 impl Config {
@@ -78,6 +81,18 @@ impl Config {
             })?,
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
+        let job_time_budget = match get("LABELING_JOB_SECONDS") {
+            Some(text) => text
+                .parse::<u64>()
+                .ok()
+                .filter(|seconds| *seconds <= 12 * 3600)
+                .map(std::time::Duration::from_secs)
+                .ok_or(ConfigError::Malformed {
+                    name: "LABELING_JOB_SECONDS",
+                    reason: "not a number of seconds from 0 to 43200".to_owned(),
+                })?,
+            None => labeling_core::service::JOB_TIME_BUDGET,
+        };
         Ok(Self {
             exports_queue: get("LABELING_EXPORTS_QUEUE").unwrap_or_else(|| aws.jobs_queue.clone()),
             worker_queues,
@@ -86,13 +101,17 @@ impl Config {
             labeler_group: get("LABELING_LABELER_GROUP").unwrap_or_else(|| "labelers".to_owned()),
             in_lambda: lookup("AWS_LAMBDA_RUNTIME_API").is_some(),
             addr,
+            job_time_budget,
             aws,
         })
     }
 
     /// The service's configuration on these AWS resources.
     pub fn service_config(&self) -> ServiceConfig {
-        aws_service_config(&self.aws, &self.exports_queue)
+        ServiceConfig {
+            job_time_budget: self.job_time_budget,
+            ..aws_service_config(&self.aws, &self.exports_queue)
+        }
     }
 }
 
@@ -176,6 +195,8 @@ mod tests {
             ("LABELING_ADDR", "localhost-8080"),
             ("LABELING_WORKER_QUEUES", "ml,,jobs"),
             ("LABELING_WORKER_QUEUES", ","),
+            ("LABELING_JOB_SECONDS", "ten minutes"),
+            ("LABELING_JOB_SECONDS", "86400"),
         ];
         for (name, value) in cases {
             let mut vars = REQUIRED.to_vec();
@@ -205,6 +226,10 @@ mod tests {
         assert_eq!(config.labeler_group, "labelers");
         assert!(!config.in_lambda);
         assert_eq!(config.addr, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(
+            config.service_config().job_time_budget,
+            labeling_core::service::JOB_TIME_BUDGET
+        );
     }
 
     #[test]
