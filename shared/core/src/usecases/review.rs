@@ -22,6 +22,11 @@ use crate::usecases::projects::ProjectError;
 
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 500;
+/// Item records one listing request reads at most (in queries of [`RECORDS_A_QUERY`]): a
+/// rare state among 500,000 items is found over several requests, each well inside API
+/// Gateway's 30 seconds, rather than by one request that scans the whole project.
+pub const MAX_RECORDS_SCANNED: usize = 2_000;
+const RECORDS_A_QUERY: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -118,7 +123,9 @@ pub struct ItemView {
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemPage {
     pub items: Vec<ItemView>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; absent on the last page. A page may hold fewer
+    /// items than asked for, even none, and still have a next one: each request reads at most
+    /// [`MAX_RECORDS_SCANNED`] item records.
     pub next_cursor: Option<String>,
 }
 
@@ -212,8 +219,12 @@ impl Review<'_> {
     ) -> Result<ItemPage, ReviewError> {
         let mut views = Vec::new();
         let mut from = after;
+        let mut scanned = 0;
         loop {
-            let (records, more) = self.records_from(&project.id, from, 500).await?;
+            let (records, more) = self
+                .records_from(&project.id, from, RECORDS_A_QUERY)
+                .await?;
+            scanned += records.len();
             for record in &records {
                 from = record.item + 1;
                 if record.round == project.round && record.state == state {
@@ -230,6 +241,12 @@ impl Review<'_> {
                 return Ok(ItemPage {
                     items: views,
                     next_cursor: None,
+                });
+            }
+            if scanned >= MAX_RECORDS_SCANNED {
+                return Ok(ItemPage {
+                    items: views,
+                    next_cursor: Some(from.to_string()),
                 });
             }
         }
@@ -250,10 +267,14 @@ impl Review<'_> {
         let total = manifest.total;
         let mut views = Vec::new();
         let mut next = after;
-        while next < total && views.len() < limit {
-            let (records, _) = self.records_from(&project.id, next, 500).await?;
+        let mut scanned = 0;
+        while next < total && views.len() < limit && scanned < MAX_RECORDS_SCANNED {
+            let (records, _) = self
+                .records_from(&project.id, next, RECORDS_A_QUERY)
+                .await?;
+            scanned += records.len().max(1);
             let window_end = records.last().map_or(total, |r| {
-                if records.len() == 500 {
+                if records.len() == RECORDS_A_QUERY {
                     r.item + 1
                 } else {
                     total
