@@ -281,8 +281,21 @@ async fn uploaded_files_become_a_project_source() {
         again.body["uploads"][1]["skip"], false,
         "without a checksum nothing is assumed"
     );
-    let dataset = app.get("/datasets/shots", &app.admin).await.body;
-    assert_eq!(dataset["files"], 2);
+    // Reading a dataset lists nothing: the uploads' count (queued by their events, or by a read
+    // of a count a minute old where no events come) shows within moments.
+    let mut patience = labeling_tests::Patience::new();
+    loop {
+        let dataset = app.get("/datasets/shots", &app.admin).await.body;
+        if dataset["files"] == 2 {
+            assert_eq!(dataset["bytes"], 2 * body.len());
+            assert!(dataset["counted_at"].is_string(), "{dataset}");
+            break;
+        }
+        assert!(
+            patience.wait(&app.clock).await,
+            "the uploads were never counted: {dataset}"
+        );
+    }
     assert_eq!(
         app.get("/datasets", &app.admin).await.body["datasets"][0]["name"],
         "shots"

@@ -149,12 +149,24 @@ async fn labeling_upload_sends_a_folder_and_resumes_without_sending_twice() {
         String::from_utf8_lossy(&third.stdout).contains("1 files uploaded"),
         "a changed file is sent again"
     );
-    let dataset = service
-        .datasets()
-        .get_dataset(&Actor::admin("admin"), "pics")
-        .await
-        .unwrap();
-    assert_eq!(dataset.files, 3);
+    // The uploads' events queue a count of the folder, run by the server's worker.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let dataset = service
+            .datasets()
+            .get_dataset(&Actor::admin("admin"), "pics")
+            .await
+            .unwrap();
+        if dataset.files == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the uploads were never counted: {} files",
+            dataset.files
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let _ = stop.send(());
     let _ = server.await;
     let _ = std::fs::remove_dir_all(&dir);

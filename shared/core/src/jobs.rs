@@ -32,6 +32,8 @@ pub enum Job {
     },
     /// Queues a refresh of every project with incremental refresh on (the daily schedule).
     RefreshAll { trigger: String },
+    /// Counts the files and bytes of a dataset's folder and keeps them on its row.
+    CountDataset { dataset: String },
     /// Writes an export into the project's bucket.
     Export {
         project_id: String,

@@ -217,6 +217,12 @@ pub mod attr {
     pub const AT: &str = "at";
     /// The object key an event row carries.
     pub const KEY: &str = "key";
+    /// A dataset's counts: files and bytes in its folder, when they were counted, and when an
+    /// upload last queued a count.
+    pub const FILES: &str = "files";
+    pub const BYTES: &str = "bytes";
+    pub const COUNTED_AT: &str = "counted_at";
+    pub const COUNT_REQUESTED_AT: &str = "count_requested_at";
 }
 
 /// The entities stamped on the coordination rows of [`row`].

@@ -153,7 +153,7 @@ impl Service {
     }
 
     pub fn datasets(&self) -> Datasets<'_> {
-        view!(Datasets from self; table, blobs, clock, config)
+        view!(Datasets from self; table, blobs, queue, clock, config)
     }
 
     pub fn exports(&self) -> Exports<'_> {
@@ -191,7 +191,7 @@ impl Projects<'_> {
     }
 
     pub(crate) fn datasets(&self) -> Datasets<'_> {
-        view!(Datasets from self; table, blobs, clock, config)
+        view!(Datasets from self; table, blobs, queue, clock, config)
     }
 
     pub(crate) fn labeling(&self) -> Labeling<'_> {
@@ -263,9 +263,17 @@ impl Refreshes<'_> {
     pub(crate) fn jobs(&self) -> Jobs<'_> {
         view!(Jobs from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
+
+    pub(crate) fn datasets(&self) -> Datasets<'_> {
+        view!(Datasets from self; table, blobs, queue, clock, config)
+    }
 }
 
 impl Jobs<'_> {
+    pub(crate) fn datasets(&self) -> Datasets<'_> {
+        view!(Datasets from self; table, blobs, queue, clock, config)
+    }
+
     pub(crate) fn statuses(&self) -> RefreshStatuses<'_> {
         view!(RefreshStatuses from self; blobs, clock, config)
     }

@@ -423,7 +423,9 @@ pub struct Item {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ItemPage {
     pub items: Vec<Item>,
-    /// Pass as `cursor` for the next page; null on the last page.
+    /// Pass as `cursor` for the next page; null on the last page. A page may hold fewer items
+    /// than `limit`, even none, and still have a next one: each request reads at most 2,000
+    /// item records, so a rare state in a large project is found over several requests.
     #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
@@ -547,8 +549,14 @@ pub struct Dataset {
     /// `dataset:<name>`, usable as a project source.
     pub source: String,
     pub location: String,
+    /// Files and bytes in the dataset's folder at the last count (`counted_at`). Reading a
+    /// dataset never lists its folder: uploads queue a count, so these follow within seconds of
+    /// an upload; files deleted from the bucket by hand show at the next upload's count.
     pub files: u64,
     pub bytes: u64,
+    /// When `files` and `bytes` were counted; null until the first count, then under way.
+    #[schema(format = DateTime, required = true)]
+    pub counted_at: Option<String>,
     pub created_by: String,
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -563,6 +571,7 @@ impl From<DatasetView> for Dataset {
             location: view.location,
             files: view.files,
             bytes: view.bytes,
+            counted_at: view.counted_at,
             created_by: view.created_by,
             created_at: view.created_at,
         }

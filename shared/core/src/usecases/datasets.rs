@@ -9,9 +9,10 @@ use tracing::instrument;
 use crate::access::Actor;
 use crate::domain::errors::ValidationErrors;
 use crate::domain::source::is_image_key;
-use crate::keys;
+use crate::jobs::Job;
+use crate::keys::{self, attr};
 use crate::ports::blobs::MAX_LIST_KEYS;
-use crate::ports::{Condition, Query, SkRange, TableError, Write};
+use crate::ports::{Condition, Query, SkRange, TableError, Update, Write};
 use crate::service::{from_item, to_item};
 use crate::time::rfc3339;
 use crate::usecases::projects::{ProjectError, require_admin};
@@ -29,7 +30,30 @@ pub struct DatasetRecord {
     pub description: String,
     pub created_by: String,
     pub created_at: i64,
+    /// Files and bytes under the dataset's folder at the last count: reading a dataset never
+    /// lists its folder (a million files take longer than API Gateway's 30 seconds).
+    #[serde(default)]
+    pub files: u64,
+    #[serde(default)]
+    pub bytes: u64,
+    /// When the listing of the last count began; 0 before the first (rows written before
+    /// counts were kept).
+    #[serde(default)]
+    pub counted_at: i64,
+    /// When an upload last queued a count that has not begun; 0 when none waits.
+    #[serde(default)]
+    pub count_requested_at: i64,
 }
+
+/// A queued count stands for the uploads that follow it for this long: a bulk upload's
+/// object-created events queue one count, not one each. A count whose job was lost is queued
+/// again by the next upload after this long.
+const COUNT_PENDING_MS: i64 = 5 * 60 * 1000;
+/// The events of a burst of uploads that arrive within this delay are counted by one listing.
+pub const COUNT_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+/// Reading a dataset counted longer ago than this queues a count: files deleted from the bucket
+/// by hand, or uploads whose events never came (an emulator sends none), show within a minute.
+const COUNT_STALE_MS: i64 = 60 * 1000;
 
 /// A dataset's description: its row stays far inside DynamoDB's 400 KB item.
 pub const MAX_DESCRIPTION_BYTES: usize = 10_000;
@@ -80,6 +104,8 @@ pub struct DatasetView {
     pub location: String,
     pub files: u64,
     pub bytes: u64,
+    /// When `files` and `bytes` were counted; None until the first count (under way).
+    pub counted_at: Option<String>,
     pub created_by: String,
     pub created_at: String,
 }
@@ -96,6 +122,12 @@ pub struct UploadSlot {
 }
 
 const DATASETS_FOLDER: &str = "datasets/";
+
+/// The dataset whose folder holds `key` (a key of the service's bucket), if any.
+pub fn dataset_of_key(key: &str) -> Option<&str> {
+    let (name, file) = key.strip_prefix(DATASETS_FOLDER)?.split_once('/')?;
+    (valid_dataset_name(name) && !file.is_empty()).then_some(name)
+}
 
 pub fn dataset_prefix(name: &str) -> String {
     format!("{DATASETS_FOLDER}{name}/")
@@ -170,6 +202,7 @@ pub fn check_upload_name(name: &str) -> Option<&'static str> {
 pub struct Datasets<'a> {
     pub(crate) table: &'a std::sync::Arc<dyn crate::ports::Table>,
     pub(crate) blobs: &'a std::sync::Arc<dyn crate::ports::Blobs>,
+    pub(crate) queue: &'a std::sync::Arc<dyn crate::ports::Queue>,
     pub(crate) clock: &'a std::sync::Arc<dyn crate::ports::Clock>,
     pub(crate) config: &'a crate::service::ServiceConfig,
 }
@@ -203,6 +236,11 @@ impl Datasets<'_> {
             description,
             created_by: actor.user.clone(),
             created_at: self.clock.now(),
+            // A new dataset's folder is empty (uploads then queue counts of their own).
+            files: 0,
+            bytes: 0,
+            counted_at: self.clock.now(),
+            count_requested_at: 0,
         };
         let writes = vec![
             Write::Put {
@@ -225,7 +263,7 @@ impl Datasets<'_> {
             }
             Err(error) => return Err(error.into()),
         }
-        Ok(self.dataset_view(&record, 0, 0))
+        Ok(self.dataset_view(&record))
     }
 
     async fn load_dataset(&self, name: &str) -> Result<DatasetRecord, ProjectError> {
@@ -242,7 +280,7 @@ impl Datasets<'_> {
         Ok(self.table.get(&keys::dataset(name)).await?.is_some())
     }
 
-    fn dataset_view(&self, record: &DatasetRecord, files: u64, bytes: u64) -> DatasetView {
+    fn dataset_view(&self, record: &DatasetRecord) -> DatasetView {
         DatasetView {
             name: record.name.clone(),
             description: record.description.clone(),
@@ -252,8 +290,9 @@ impl Datasets<'_> {
                 self.config.system_bucket,
                 dataset_prefix(&record.name)
             ),
-            files,
-            bytes,
+            files: record.files,
+            bytes: record.bytes,
+            counted_at: (record.counted_at > 0).then(|| rfc3339(record.counted_at)),
             created_by: record.created_by.clone(),
             created_at: rfc3339(record.created_at),
         }
@@ -287,6 +326,113 @@ impl Datasets<'_> {
         }
     }
 
+    /// Queues a count of the dataset's folder unless one waits already (an upload's event, or
+    /// a dataset never counted being read).
+    async fn request_count(&self, record: &DatasetRecord) -> Result<(), ProjectError> {
+        let now = self.clock.now();
+        if record.count_requested_at > now - COUNT_PENDING_MS {
+            return Ok(());
+        }
+        match self
+            .table
+            .update(
+                &keys::dataset(&record.name),
+                Update::default().set(attr::COUNT_REQUESTED_AT, now),
+                Some(Condition::Exists),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(TableError::ConditionFailed { .. }) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        }
+        Job::CountDataset {
+            dataset: record.name.clone(),
+        }
+        .send(self.queue.as_ref(), &self.config.jobs_queue, COUNT_DELAY)
+        .await
+        .map_err(|error| ProjectError::Unavailable(Box::new(error)))?;
+        Ok(())
+    }
+
+    async fn count_if_stale(&self, record: &DatasetRecord) -> Result<(), ProjectError> {
+        if self.clock.now() - record.counted_at > COUNT_STALE_MS {
+            self.request_count(record).await?;
+        }
+        Ok(())
+    }
+
+    /// Objects were created in buckets: each dataset folder among them gets a count queued
+    /// (one for a whole burst of uploads).
+    #[instrument(skip(self, objects), fields(objects = objects.len()))]
+    pub(crate) async fn objects_created(
+        &self,
+        objects: &[(String, String)],
+    ) -> Result<(), ProjectError> {
+        let mut names: Vec<&str> = objects
+            .iter()
+            .filter(|(bucket, _)| *bucket == self.config.system_bucket)
+            .filter_map(|(_, key)| dataset_of_key(key))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            match self.load_dataset(name).await {
+                Ok(record) => self.request_count(&record).await?,
+                // Files in a folder no dataset owns: nothing to count.
+                Err(ProjectError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// The count job: lists the dataset's folder and keeps its files and bytes on its row.
+    /// Uploads during the listing queue a count of their own; a count that began earlier
+    /// never overwrites a later one.
+    #[instrument(skip(self), err)]
+    pub(crate) async fn count_dataset(&self, name: &str) -> Result<(), ProjectError> {
+        let key = keys::dataset(name);
+        let Some(item) = self.table.get(&key).await? else {
+            tracing::info!(dataset = name, "count of a dataset that is gone; dropped");
+            return Ok(());
+        };
+        let had_count = item.attrs.contains_key(attr::COUNTED_AT);
+        let started = self.clock.now();
+        self.table
+            .update(
+                &key,
+                Update::default().set(attr::COUNT_REQUESTED_AT, 0),
+                Some(Condition::Exists),
+            )
+            .await?;
+        let (files, bytes) = self.dataset_counts(name).await?;
+        let newer_than_stored = if had_count {
+            Condition::less_than(attr::COUNTED_AT, started)
+        } else {
+            Condition::NotEquals(attr::COUNTED_AT.to_owned(), started.into())
+        };
+        match self
+            .table
+            .update(
+                &key,
+                Update::default()
+                    .set(attr::FILES, files)
+                    .set(attr::BYTES, bytes)
+                    .set(attr::COUNTED_AT, started),
+                Some(newer_than_stored),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(dataset = name, files, bytes, "dataset counted");
+                Ok(())
+            }
+            Err(TableError::ConditionFailed { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     #[instrument(skip(self))]
     pub async fn get_dataset(
         &self,
@@ -295,8 +441,8 @@ impl Datasets<'_> {
     ) -> Result<DatasetView, ProjectError> {
         require_admin(actor)?;
         let record = self.load_dataset(name).await?;
-        let (files, bytes) = self.dataset_counts(name).await?;
-        Ok(self.dataset_view(&record, files, bytes))
+        self.count_if_stale(&record).await?;
+        Ok(self.dataset_view(&record))
     }
 
     #[instrument(skip(self))]
@@ -313,8 +459,8 @@ impl Datasets<'_> {
                     continue;
                 };
                 let record = self.load_dataset(name).await?;
-                let (files, bytes) = self.dataset_counts(name).await?;
-                views.push(self.dataset_view(&record, files, bytes));
+                self.count_if_stale(&record).await?;
+                views.push(self.dataset_view(&record));
             }
             match page.last_evaluated {
                 Some(last) => start_after = Some(last),

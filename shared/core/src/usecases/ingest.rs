@@ -151,6 +151,11 @@ impl Jobs<'_> {
             Job::RefreshAll { trigger } => {
                 self.refreshes().refresh_all(parse_trigger(&trigger)?).await
             }
+            Job::CountDataset { dataset } => self
+                .datasets()
+                .count_dataset(&dataset)
+                .await
+                .map_err(JobError::from),
             Job::Export {
                 project_id,
                 export_id,

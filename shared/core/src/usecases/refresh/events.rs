@@ -32,6 +32,7 @@ impl Refreshes<'_> {
         if objects.is_empty() {
             return Ok(());
         }
+        self.datasets().objects_created(objects).await?;
         for project in self
             .projects()
             .list_projects(&Actor::admin("system"))
