@@ -6,6 +6,7 @@
 //! path-style addressing, and static test credentials unless credentials are in the
 //! environment.
 
+mod bucket_regions;
 pub mod counter;
 pub mod dynamo_table;
 mod error;

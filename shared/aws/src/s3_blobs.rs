@@ -22,10 +22,11 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as S3CompletedPa
 use labeling_core::ports::blobs::{MAX_LIST_KEYS, MIN_PART_BYTES};
 use labeling_core::ports::{BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectMeta};
 
+use crate::bucket_regions::{BucketRegions, in_bucket_region, named_region};
 use crate::error::failure;
 
 pub struct S3Blobs {
-    client: Client,
+    regions: BucketRegions,
     /// Sizes of the parts this process uploaded, by upload id and part number.
     part_sizes: Mutex<HashMap<String, HashMap<u32, u64>>>,
 }
@@ -34,13 +35,49 @@ impl S3Blobs {
     /// `client` signs requests and presigns URLs.
     pub fn new(client: Client) -> Self {
         Self {
-            client,
+            regions: BucketRegions::new(client),
             part_sizes: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The client of the configured region.
     pub fn client(&self) -> &Client {
-        &self.client
+        self.regions.home()
+    }
+
+    /// The client to presign a URL for `bucket` with: URLs are signed for the bucket's region,
+    /// learned by one `HeadBucket` (answered with the region even when refused) unless a
+    /// request taught it already.
+    async fn presigning_client(&self, bucket: &str) -> Client {
+        if self.regions.known(bucket).is_none() {
+            let answer = in_bucket_region!(&self.regions, bucket, |client| client
+                .head_bucket()
+                .bucket(bucket)
+                .send());
+            if let Err(error) = answer {
+                let named = match &error {
+                    SdkError::ServiceError(service) => named_region(service.raw()),
+                    _ => None,
+                };
+                match named {
+                    Some(region) => {
+                        self.regions.learn(bucket, &region);
+                    }
+                    // S3 answered without naming another region (a missing bucket, say): ask
+                    // no more; a request that is redirected later still teaches the region.
+                    None if matches!(error, SdkError::ServiceError(_)) => {
+                        self.regions
+                            .confirm(bucket, &self.regions.region_used(bucket));
+                    }
+                    None => tracing::debug!(
+                        bucket,
+                        error = %aws_sdk_s3::error::DisplayErrorContext(&error),
+                        "the bucket's region is unknown; signing for the configured one"
+                    ),
+                }
+            }
+        }
+        self.regions.client_for(bucket)
     }
 
     fn sizes(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<u32, u64>>> {
@@ -170,14 +207,12 @@ impl Blobs for S3Blobs {
             Some(ByteRange { start, end }) => Some(format!("bytes={start}-{}", end - 1)),
             None => None,
         };
-        let response = self
-            .client
+        let response = in_bucket_region!(&self.regions, bucket, |client| client
             .get_object()
             .bucket(bucket)
             .key(key)
-            .set_range(range)
-            .send()
-            .await;
+            .set_range(range.clone())
+            .send());
         let output = match response {
             Ok(output) => output,
             // A range that starts past the end: S3 answers 416, the port reads nothing.
@@ -200,27 +235,24 @@ impl Blobs for S3Blobs {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), BlobError> {
-        self.client
+        in_bucket_region!(&self.regions, bucket, |client| client
             .put_object()
             .bucket(bucket)
             .key(key)
             .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| blob_error("PutObject", bucket, key, e))?;
+            .body(ByteStream::from(body.clone()))
+            .send())
+        .map_err(|e| blob_error("PutObject", bucket, key, e))?;
         Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key))]
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, BlobError> {
-        match self
-            .client
+        match in_bucket_region!(&self.regions, bucket, |client| client
             .head_object()
             .bucket(bucket)
             .key(key)
-            .send()
-            .await
+            .send())
         {
             Ok(output) => Ok(Some(meta(key, output.content_length(), output.e_tag()))),
             Err(error) => match blob_error("HeadObject", bucket, key, error) {
@@ -232,13 +264,11 @@ impl Blobs for S3Blobs {
 
     #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key))]
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
-        match self
-            .client
+        match in_bucket_region!(&self.regions, bucket, |client| client
             .delete_object()
             .bucket(bucket)
             .key(key)
-            .send()
-            .await
+            .send())
         {
             Ok(_) => Ok(()),
             Err(error) => match blob_error("DeleteObject", bucket, key, error) {
@@ -257,21 +287,19 @@ impl Blobs for S3Blobs {
         max_keys: usize,
     ) -> Result<ListPage, BlobError> {
         let max_keys = max_keys.clamp(1, MAX_LIST_KEYS);
-        let output = self
-            .client
+        let output = in_bucket_region!(&self.regions, bucket, |client| client
             .list_objects_v2()
             .bucket(bucket)
             .encoding_type(EncodingType::Url)
             .set_prefix((!prefix.is_empty()).then(|| prefix.to_owned()))
             .set_start_after(start_after.map(str::to_owned))
             .max_keys(i32::try_from(max_keys).unwrap_or(1000))
-            .send()
-            .await
-            .map_err(|e| match blob_error("ListObjectsV2", bucket, prefix, e) {
-                // A listing names no object: a 404 here can only be the bucket.
-                BlobError::NotFound { .. } => BlobError::NoSuchBucket(bucket.to_owned()),
-                other => other,
-            })?;
+            .send())
+        .map_err(|e| match blob_error("ListObjectsV2", bucket, prefix, e) {
+            // A listing names no object: a 404 here can only be the bucket.
+            BlobError::NotFound { .. } => BlobError::NoSuchBucket(bucket.to_owned()),
+            other => other,
+        })?;
         let mut objects = Vec::with_capacity(output.contents().len());
         let mut unreadable = 0;
         for object in output.contents() {
@@ -302,15 +330,13 @@ impl Blobs for S3Blobs {
         key: &str,
         content_type: &str,
     ) -> Result<String, BlobError> {
-        let output = self
-            .client
+        let output = in_bucket_region!(&self.regions, bucket, |client| client
             .create_multipart_upload()
             .bucket(bucket)
             .key(key)
             .content_type(content_type)
-            .send()
-            .await
-            .map_err(|e| blob_error("CreateMultipartUpload", bucket, key, e))?;
+            .send())
+        .map_err(|e| blob_error("CreateMultipartUpload", bucket, key, e))?;
         let upload_id = output.upload_id().ok_or_else(|| {
             BlobError::Unavailable(crate::error::invalid_answer(
                 "CreateMultipartUpload",
@@ -335,17 +361,15 @@ impl Blobs for S3Blobs {
             .filter(|n| (1..=10_000).contains(n))
             .ok_or_else(|| BlobError::Invalid("part numbers are 1 to 10,000".to_owned()))?;
         let size = body.len() as u64;
-        let output = self
-            .client
+        let output = in_bucket_region!(&self.regions, bucket, |client| client
             .upload_part()
             .bucket(bucket)
             .key(key)
             .upload_id(upload_id)
             .part_number(part)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| blob_error("UploadPart", bucket, key, e))?;
+            .body(ByteStream::from(body.clone()))
+            .send())
+        .map_err(|e| blob_error("UploadPart", bucket, key, e))?;
         let etag = output.e_tag().ok_or_else(|| {
             BlobError::Unavailable(crate::error::invalid_answer(
                 "UploadPart",
@@ -378,19 +402,18 @@ impl Blobs for S3Blobs {
                     .build(),
             );
         }
-        self.client
+        in_bucket_region!(&self.regions, bucket, |client| client
             .complete_multipart_upload()
             .bucket(bucket)
             .key(key)
             .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
-                    .set_parts(Some(completed))
+                    .set_parts(Some(completed.clone()))
                     .build(),
             )
-            .send()
-            .await
-            .map_err(|e| blob_error("CompleteMultipartUpload", bucket, key, e))?;
+            .send())
+        .map_err(|e| blob_error("CompleteMultipartUpload", bucket, key, e))?;
         self.sizes().remove(upload_id);
         Ok(())
     }
@@ -402,14 +425,12 @@ impl Blobs for S3Blobs {
         key: &str,
         upload_id: &str,
     ) -> Result<(), BlobError> {
-        let outcome = self
-            .client
+        let outcome = in_bucket_region!(&self.regions, bucket, |client| client
             .abort_multipart_upload()
             .bucket(bucket)
             .key(key)
             .upload_id(upload_id)
-            .send()
-            .await;
+            .send());
         self.sizes().remove(upload_id);
         match outcome {
             Ok(_) => Ok(()),
@@ -427,7 +448,8 @@ impl Blobs for S3Blobs {
         expires_in: Duration,
     ) -> Result<String, BlobError> {
         let request = self
-            .client
+            .presigning_client(bucket)
+            .await
             .get_object()
             .bucket(bucket)
             .key(key)
@@ -447,7 +469,8 @@ impl Blobs for S3Blobs {
     ) -> Result<String, BlobError> {
         // The content type is signed: the uploader must send this same Content-Type.
         let request = self
-            .client
+            .presigning_client(bucket)
+            .await
             .put_object()
             .bucket(bucket)
             .key(key)
