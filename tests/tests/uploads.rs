@@ -336,7 +336,12 @@ async fn a_resumed_upload_skips_files_by_their_stored_checksum_without_reading_t
     let system = app.service.config().system_bucket.clone();
     let plain = png(8, 8, 9);
     app.blobs
-        .put(&system, "datasets/resume/day1/plain.png", plain.clone(), "image/png")
+        .put(
+            &system,
+            "datasets/resume/day1/plain.png",
+            plain.clone(),
+            "image/png",
+        )
         .await
         .unwrap();
 
@@ -364,10 +369,8 @@ async fn a_resumed_upload_skips_files_by_their_stored_checksum_without_reading_t
         size: Some(body.len() as u64),
         sha256: Some(sha256_hex(body)),
     };
-    let mut again: Vec<UploadFileInput> = files
-        .iter()
-        .map(|(name, body)| input(name, body))
-        .collect();
+    let mut again: Vec<UploadFileInput> =
+        files.iter().map(|(name, body)| input(name, body)).collect();
     // Same size, other content: a changed file is sent again.
     let mut changed = files[2].1.clone();
     changed[40] ^= 0xff;
