@@ -431,8 +431,9 @@ fn sha256_from_hex(hex: &str) -> Option<[u8; 32]> {
     (hex.len() == 64).then_some(digest)
 }
 
-/// The content type of an object by its extension: what a signed PUT is made for (clients must
-/// send the same) and what the local server serves.
+/// The content type of an object by its extension: what a signed PUT is made for (the upload
+/// slot hands it out as the `content-type` header to send; a browser's `file.type` may differ)
+/// and what the local server serves.
 pub fn content_type_of(key: &str) -> &'static str {
     let extension = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     match extension.as_str() {
