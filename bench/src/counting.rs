@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use labeling_core::ports::{BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectMeta};
+use labeling_core::ports::{
+    BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectChecksum, ObjectMeta, PresignedPut,
+};
 
 pub use labeling_core::ports::counting::CountingTable;
 
@@ -74,6 +76,14 @@ impl Blobs for CountingBlobs {
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, BlobError> {
         self.inner.head(bucket, key).await
+    }
+
+    async fn head_checksum(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<ObjectChecksum>, BlobError> {
+        self.inner.head_checksum(bucket, key).await
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
@@ -148,10 +158,11 @@ impl Blobs for CountingBlobs {
         bucket: &str,
         key: &str,
         content_type: &str,
+        sha256: Option<[u8; 32]>,
         expires_in: Duration,
-    ) -> Result<String, BlobError> {
+    ) -> Result<PresignedPut, BlobError> {
         self.inner
-            .presign_put(bucket, key, content_type, expires_in)
+            .presign_put(bucket, key, content_type, sha256, expires_in)
             .await
     }
 }

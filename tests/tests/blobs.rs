@@ -140,9 +140,10 @@ async fn a_forged_url_cannot_read_or_write_outside_what_the_service_hands_out() 
         ),
     ] {
         let url = forger
-            .presign_put(&bucket, &key, "image/png", hour)
+            .presign_put(&bucket, &key, "image/png", None, hour)
             .await
-            .unwrap();
+            .unwrap()
+            .url;
         let reply = client
             .put(&url)
             .body(b"evil".to_vec())
@@ -164,10 +165,17 @@ async fn a_forged_url_cannot_read_or_write_outside_what_the_service_hands_out() 
     // Where uploads go, a signed PUT works.
     let system = app.service.config().system_bucket.clone();
     let url = forger
-        .presign_put(&system, "datasets/cats/a.png", "image/png", hour)
+        .presign_put(&system, "datasets/cats/a.png", "image/png", None, hour)
+        .await
+        .unwrap()
+        .url;
+    let reply = client
+        .put(&url)
+        .header("content-type", "image/png")
+        .body(png(4, 4, 2))
+        .send()
         .await
         .unwrap();
-    let reply = client.put(&url).body(png(4, 4, 2)).send().await.unwrap();
     assert_eq!(reply.status(), StatusCode::OK);
     assert_eq!(
         app.blobs
@@ -251,16 +259,17 @@ async fn an_upload_over_the_limit_is_a_413_problem_and_leaves_nothing_behind() {
 
     // Declared larger than 5 GiB (S3's single PUT): refused before a byte is read.
     let url = forger(&app)
-        .presign_put(&system, key, "image/jpeg", hour)
+        .presign_put(&system, key, "image/jpeg", None, hour)
         .await
-        .unwrap();
+        .unwrap()
+        .url;
     let base = app.base.clone();
     let path_and_query = url.trim_start_matches(&app.base).to_owned();
     let (status, response) = tokio::task::spawn_blocking(move || {
         raw_put(
             &base,
             &path_and_query,
-            "Content-Length: 5368709121\r\n",
+            "Content-Type: image/jpeg\r\nContent-Length: 5368709121\r\n",
             b"",
         )
     })
@@ -272,13 +281,15 @@ async fn an_upload_over_the_limit_is_a_413_problem_and_leaves_nothing_behind() {
     // Streamed without a length and over the limit (1 MiB on this server): cut off at the
     // limit, nothing stored.
     let url = forger(&small)
-        .presign_put(&system, key, "image/jpeg", hour)
+        .presign_put(&system, key, "image/jpeg", None, hour)
         .await
-        .unwrap();
+        .unwrap()
+        .url;
     let chunks =
         futures::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![7u8; 64 * 1024])));
     let reply = reqwest::Client::new()
         .put(&url)
+        .header("content-type", "image/jpeg")
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await;
@@ -302,6 +313,7 @@ async fn an_upload_over_the_limit_is_a_413_problem_and_leaves_nothing_behind() {
     let body = vec![9u8; 1024 * 1024];
     let reply = reqwest::Client::new()
         .put(&url)
+        .header("content-type", "image/jpeg")
         .body(body.clone())
         .send()
         .await

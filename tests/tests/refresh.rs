@@ -262,14 +262,11 @@ async fn uploaded_files_become_a_project_source() {
     assert_eq!(slots.status, StatusCode::OK, "{slots:?}");
     for slot in slots.body["uploads"].as_array().unwrap() {
         assert_eq!(slot["skip"], false);
-        let put = app
-            .client
-            .put(slot["url"].as_str().unwrap())
-            .header("content-type", "image/png")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let mut put = app.client.put(slot["url"].as_str().unwrap());
+        for (name, value) in slot["headers"].as_object().unwrap() {
+            put = put.header(name.as_str(), value.as_str().unwrap());
+        }
+        let put = put.body(body.clone()).send().await.unwrap();
         assert!(put.status().is_success(), "{}", put.status());
     }
     let again = app.post("/datasets/shots/uploads", &app.admin, files).await;

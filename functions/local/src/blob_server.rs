@@ -4,6 +4,11 @@
 //! live projects use as sources, writes only into the datasets folder that uploads go to. A
 //! valid signature is not enough: whoever got hold of the signing key must still not read
 //! `/etc/shadow` or write outside the data folder.
+//!
+//! A signed PUT carries what S3 checks: the `Content-Type` it was signed for (another value, or
+//! none, is a 403 naming the header, as S3's `SignatureDoesNotMatch`) and, when signed, the
+//! `x-amz-checksum-sha256` of its body (a body with another digest is S3's 400 `BadDigest`).
+//! Either way nothing is written.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -19,10 +24,12 @@ use labeling_api::problem::Problem;
 use labeling_api::routes::QueryParams;
 use labeling_core::domain::source::Source;
 use labeling_core::ports::BlobError;
+use labeling_core::ports::blobs::CHECKSUM_SHA256_HEADER;
 use labeling_core::usecases::datasets::{content_type_of, is_upload_key};
 use labeling_core::{Actor, Service};
 use labeling_embedded::FolderBlobs;
-use labeling_embedded::folder_blobs::SignedMethod;
+use labeling_embedded::folder_blobs::{SignedHeaders, SignedMethod, sha256_header_value};
+use sha2::Digest as _;
 use tokio::io::AsyncWriteExt;
 
 /// The largest object one signed PUT may carry: S3's limit for a single PUT, so nothing works
@@ -130,6 +137,21 @@ impl BlobServer {
 struct Signature {
     expires: Option<i64>,
     signature: Option<String>,
+    /// The content type a PUT was signed for.
+    #[serde(rename = "content-type")]
+    content_type: Option<String>,
+    /// The base64 SHA-256 a PUT's body was signed with.
+    #[serde(rename = "x-amz-checksum-sha256")]
+    sha256: Option<String>,
+}
+
+impl Signature {
+    fn headers(&self) -> SignedHeaders<'_> {
+        SignedHeaders {
+            content_type: self.content_type.as_deref(),
+            sha256: self.sha256.as_deref(),
+        }
+    }
 }
 
 fn verified(
@@ -137,16 +159,16 @@ fn verified(
     method: SignedMethod,
     bucket: &str,
     key: &str,
-    query: Signature,
+    query: &Signature,
 ) -> Result<(), Problem> {
-    let (Some(expires), Some(signature)) = (query.expires, query.signature) else {
+    let (Some(expires), Some(signature)) = (query.expires, query.signature.as_deref()) else {
         return Err(Problem::forbidden(
             "a signed URL needs its expires and signature parameters",
         ));
     };
     if server
         .folder
-        .verify(method, bucket, key, expires, &signature)
+        .verify(method, bucket, key, expires, query.headers(), signature)
     {
         Ok(())
     } else {
@@ -175,13 +197,30 @@ fn too_large(max: u64) -> Problem {
     )
 }
 
+/// Refuses a request whose `name` header is missing or differs from the signed `value`, as S3
+/// refuses a signed header sent with another value (403 `SignatureDoesNotMatch`), but naming
+/// the header and the value to send.
+fn carries_signed_header(headers: &HeaderMap, name: &str, value: &str) -> Result<(), Problem> {
+    let sent = headers
+        .get(name)
+        .map(|sent| sent.to_str().unwrap_or("(not text)"));
+    if sent == Some(value) {
+        return Ok(());
+    }
+    let sent = sent.map_or_else(|| "none".to_owned(), |sent| format!("{sent:?}"));
+    Err(Problem::forbidden(&format!(
+        "this upload URL was signed for the header {name}: {value}; the request sent {sent} \
+         (send the headers the upload response lists); nothing was stored"
+    )))
+}
+
 #[tracing::instrument(skip(server, query), fields(bucket = %bucket))]
 async fn get_blob(
     State(server): State<Arc<BlobServer>>,
     Path((bucket, key)): Path<(String, String)>,
     QueryParams(query): QueryParams<Signature>,
 ) -> Result<Response, Problem> {
-    verified(&server, SignedMethod::Get, &bucket, &key, query)?;
+    verified(&server, SignedMethod::Get, &bucket, &key, &query)?;
     if !server.readable(&bucket, &key).await? {
         return Err(Problem::forbidden(
             "this server serves only its own buckets and the folders projects read from",
@@ -219,11 +258,22 @@ async fn put_blob(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, Problem> {
-    verified(&server, SignedMethod::Put, &bucket, &key, query)?;
+    verified(&server, SignedMethod::Put, &bucket, &key, &query)?;
     if !server.writable(&bucket, &key) {
         return Err(Problem::forbidden(
             "signed uploads go only into the datasets folder of the service's bucket",
         ));
+    }
+    // Every PUT this server signs names its content type; a URL without one was not made here
+    // for an upload.
+    let Some(content_type) = query.content_type.as_deref() else {
+        return Err(Problem::forbidden(
+            "this URL was not signed for an upload (it names no content type)",
+        ));
+    };
+    carries_signed_header(&headers, "content-type", content_type)?;
+    if let Some(sha256) = query.sha256.as_deref() {
+        carries_signed_header(&headers, CHECKSUM_SHA256_HEADER, sha256)?;
     }
     let max = server.max_upload_bytes;
     let declared = headers
@@ -245,6 +295,7 @@ async fn put_blob(
     let mut file = tokio::fs::File::from_std(written);
     let mut stream = body.into_data_stream();
     let mut received: u64 = 0;
+    let mut hasher = query.sha256.is_some().then(sha2::Sha256::new);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|error| {
             Problem::new(
@@ -258,10 +309,27 @@ async fn put_blob(
             // Dropping `pending` removes what was written.
             return Err(too_large(max));
         }
+        if let Some(hasher) = hasher.as_mut() {
+            hasher.update(&chunk);
+        }
         file.write_all(&chunk).await.map_err(unavailable)?;
     }
     file.flush().await.map_err(unavailable)?;
     drop(file);
+    if let (Some(hasher), Some(signed)) = (hasher, query.sha256.as_deref()) {
+        let digest: [u8; 32] = hasher.finalize().into();
+        if sha256_header_value(&digest) != signed {
+            // Dropping `pending` removes what was written.
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad-digest",
+                format!(
+                    "the body's SHA-256 is not the {CHECKSUM_SHA256_HEADER} this upload was \
+                     signed with (S3's BadDigest); nothing was stored"
+                ),
+            ));
+        }
+    }
     tokio::task::spawn_blocking(move || pending.commit())
         .await
         .map_err(unavailable)?

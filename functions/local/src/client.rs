@@ -263,13 +263,18 @@ impl Client {
                     let body = reqwest::Body::wrap_stream(
                         tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024),
                     );
-                    let response = self
-                        .http
-                        .put(url)
-                        .header(
-                            "content-type",
-                            labeling_core::usecases::datasets::content_type_of(name),
-                        )
+                    // Exactly the headers the URL was signed with (content type, checksum):
+                    // any guess of ours that differs is refused.
+                    let mut put = self.http.put(url);
+                    if let Some(headers) = slot["headers"].as_object() {
+                        for (header, value) in headers {
+                            let value = value.as_str().with_context(|| {
+                                format!("the upload header {header} of {name} is not text")
+                            })?;
+                            put = put.header(header.as_str(), value);
+                        }
+                    }
+                    let response = put
                         .header("content-length", size)
                         .body(body)
                         .send()

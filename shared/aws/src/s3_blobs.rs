@@ -18,9 +18,15 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as S3CompletedPart, EncodingType};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart as S3CompletedPart,
+    EncodingType,
+};
+use base64::Engine as _;
 use labeling_core::ports::blobs::{MAX_LIST_KEYS, MIN_PART_BYTES};
-use labeling_core::ports::{BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectMeta};
+use labeling_core::ports::{
+    BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectChecksum, ObjectMeta, PresignedPut,
+};
 
 use crate::bucket_regions::{BucketRegions, in_bucket_region, named_region};
 use crate::error::failure;
@@ -262,6 +268,34 @@ impl Blobs for S3Blobs {
         }
     }
 
+    /// `HeadObject` with `ChecksumMode=ENABLED`: S3 answers the SHA-256 a PUT carried in
+    /// `x-amz-checksum-sha256` (and checked against the body), never reading the object.
+    #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key))]
+    async fn head_checksum(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<ObjectChecksum>, BlobError> {
+        match in_bucket_region!(&self.regions, bucket, |client| client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send())
+        {
+            Ok(output) => Ok(Some(ObjectChecksum {
+                meta: meta(key, output.content_length(), output.e_tag()),
+                // A multipart object's checksum is a checksum of part checksums ("...-3"),
+                // not the body's digest: it does not decode to 32 bytes and reads as none.
+                sha256: output.checksum_sha256().and_then(decode_sha256),
+            })),
+            Err(error) => match blob_error("HeadObject", bucket, key, error) {
+                BlobError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(bucket = %bucket, key = %key))]
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
         match in_bucket_region!(&self.regions, bucket, |client| client
@@ -465,9 +499,14 @@ impl Blobs for S3Blobs {
         bucket: &str,
         key: &str,
         content_type: &str,
+        sha256: Option<[u8; 32]>,
         expires_in: Duration,
-    ) -> Result<String, BlobError> {
-        // The content type is signed: the uploader must send this same Content-Type.
+    ) -> Result<PresignedPut, BlobError> {
+        // The content type and the checksum are signed headers: the uploader must send these
+        // same values, so they are handed out with the URL. With the checksum S3 refuses a
+        // body with another digest (BadDigest) and keeps it for `head_checksum`. The SDK also
+        // signs `x-amz-sdk-checksum-algorithm: SHA256` (S3 accepts it; moto stores the
+        // checksum only with it); every signed header is in `headers`, so clients send it too.
         let request = self
             .presigning_client(bucket)
             .await
@@ -475,11 +514,32 @@ impl Blobs for S3Blobs {
             .bucket(bucket)
             .key(key)
             .content_type(content_type)
+            .set_checksum_algorithm(sha256.map(|_| ChecksumAlgorithm::Sha256))
+            .set_checksum_sha256(sha256.map(|digest| base64_encode(&digest)))
             .presigned(presigning(expires_in)?)
             .await
             .map_err(|e| blob_error("presigning PutObject", bucket, key, e))?;
-        Ok(request.uri().to_owned())
+        Ok(PresignedPut {
+            url: request.uri().to_owned(),
+            headers: request
+                .headers()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
+                .collect(),
+        })
     }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A stored `ChecksumSHA256` as the digest's 32 bytes; `None` for anything else.
+fn decode_sha256(value: &str) -> Option<[u8; 32]> {
+    base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .ok()?
+        .try_into()
+        .ok()
 }
 
 #[cfg(test)]
@@ -504,5 +564,88 @@ mod tests {
         for broken in ["50%", "50%2", "50%zz", "%FF.png"] {
             assert_eq!(decode_listed_key(broken), None, "{broken}");
         }
+    }
+
+    /// A client that signs with fixed credentials and never sends a request: presigning is
+    /// local, so the URL can be checked without AWS or an emulator.
+    fn offline_blobs() -> S3Blobs {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                None,
+                None,
+                "test",
+            ))
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .build();
+        S3Blobs::new(Client::from_conf(config))
+    }
+
+    fn signed_headers(url: &str) -> Vec<String> {
+        let query = url.split_once('?').map_or("", |(_, query)| query);
+        let signed = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("X-Amz-SignedHeaders="))
+            .unwrap_or_else(|| panic!("no X-Amz-SignedHeaders in {url}"));
+        signed.split("%3B").map(str::to_owned).collect()
+    }
+
+    #[tokio::test]
+    async fn a_presigned_put_signs_the_content_type_and_the_checksum_it_hands_out() {
+        let blobs = offline_blobs();
+        let hour = Duration::from_secs(3600);
+        let digest = [7u8; 32];
+        let put = blobs
+            .presign_put(
+                "photos",
+                "datasets/d/a.jfif",
+                "image/jpeg",
+                Some(digest),
+                hour,
+            )
+            .await
+            .unwrap();
+        let signed = signed_headers(&put.url);
+        assert!(signed.contains(&"content-type".to_owned()), "{signed:?}");
+        assert!(
+            signed.contains(&"x-amz-checksum-sha256".to_owned()),
+            "{signed:?}"
+        );
+        assert_eq!(put.headers["content-type"], "image/jpeg");
+        assert_eq!(put.headers["x-amz-checksum-sha256"], base64_encode(&digest));
+        for header in put.headers.keys() {
+            assert!(
+                signed.contains(header),
+                "{header} is handed out but not signed: {signed:?}"
+            );
+        }
+
+        let plain = blobs
+            .presign_put("photos", "datasets/d/b.png", "image/png", None, hour)
+            .await
+            .unwrap();
+        assert!(signed_headers(&plain.url).contains(&"content-type".to_owned()));
+        assert_eq!(
+            plain.headers.keys().collect::<Vec<_>>(),
+            ["content-type"],
+            "without a checksum only the content type is required"
+        );
+    }
+
+    #[test]
+    fn a_stored_checksum_decodes_only_when_it_is_a_whole_sha256() {
+        let digest = [9u8; 32];
+        assert_eq!(decode_sha256(&base64_encode(&digest)), Some(digest));
+        // A multipart object's checksum of checksums.
+        assert_eq!(
+            decode_sha256(&format!("{}-3", base64_encode(&digest))),
+            None
+        );
+        assert_eq!(decode_sha256(&base64_encode(&[1, 2, 3])), None);
     }
 }

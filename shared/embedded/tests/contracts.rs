@@ -56,7 +56,8 @@ fn fresh_queue() -> labeling_testkit::queue_contract::Fixture {
 #[tokio::test]
 async fn signed_urls_verify_until_they_expire_and_only_for_their_object() {
     use labeling_core::ports::Blobs;
-    use labeling_embedded::folder_blobs::SignedMethod;
+    use labeling_embedded::folder_blobs::{SignedHeaders, SignedMethod};
+    let none = SignedHeaders::default();
     let dir = tempdir();
     let clock = Arc::new(FakeClock::default());
     let blobs = FolderBlobs::new(&dir, clock.clone(), b"secret".to_vec());
@@ -74,13 +75,34 @@ async fn signed_urls_verify_until_they_expire_and_only_for_their_object() {
             _ => {}
         }
     }
-    assert!(blobs.verify(SignedMethod::Get, "photos", "a/b.jpg", expires, &signature));
+    assert!(blobs.verify(
+        SignedMethod::Get,
+        "photos",
+        "a/b.jpg",
+        expires,
+        none,
+        &signature
+    ));
     assert!(
-        !blobs.verify(SignedMethod::Get, "photos", "a/c.jpg", expires, &signature),
+        !blobs.verify(
+            SignedMethod::Get,
+            "photos",
+            "a/c.jpg",
+            expires,
+            none,
+            &signature
+        ),
         "another key"
     );
     assert!(
-        !blobs.verify(SignedMethod::Put, "photos", "a/b.jpg", expires, &signature),
+        !blobs.verify(
+            SignedMethod::Put,
+            "photos",
+            "a/b.jpg",
+            expires,
+            none,
+            &signature
+        ),
         "another method"
     );
     assert!(
@@ -89,15 +111,84 @@ async fn signed_urls_verify_until_they_expire_and_only_for_their_object() {
             "photos",
             "a/b.jpg",
             expires + 1,
+            none,
             &signature
         ),
         "a changed expiry"
     );
     clock.advance(std::time::Duration::from_secs(61));
     assert!(
-        !blobs.verify(SignedMethod::Get, "photos", "a/b.jpg", expires, &signature),
+        !blobs.verify(
+            SignedMethod::Get,
+            "photos",
+            "a/b.jpg",
+            expires,
+            none,
+            &signature
+        ),
         "expired"
     );
+
+    // A PUT is signed for its content type and checksum: a query claiming others is forged.
+    let put = blobs
+        .presign_put(
+            "photos",
+            "a/d.jpg",
+            "image/jpeg",
+            Some([1; 32]),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let query = put.url.split_once('?').unwrap().1;
+    let (mut expires, mut signature) = (0, String::new());
+    for pair in query.split('&') {
+        match pair.split_once('=').unwrap() {
+            ("expires", v) => expires = v.parse().unwrap(),
+            ("signature", v) => signature = v.to_owned(),
+            _ => {}
+        }
+    }
+    let signed = SignedHeaders {
+        content_type: Some(&put.headers["content-type"]),
+        sha256: Some(&put.headers["x-amz-checksum-sha256"]),
+    };
+    assert!(blobs.verify(
+        SignedMethod::Put,
+        "photos",
+        "a/d.jpg",
+        expires,
+        signed,
+        &signature
+    ));
+    for (forged, why) in [
+        (
+            SignedHeaders {
+                content_type: Some("image/png"),
+                ..signed
+            },
+            "another content type",
+        ),
+        (
+            SignedHeaders {
+                sha256: None,
+                ..signed
+            },
+            "the checksum left out",
+        ),
+    ] {
+        assert!(
+            !blobs.verify(
+                SignedMethod::Put,
+                "photos",
+                "a/d.jpg",
+                expires,
+                forged,
+                &signature
+            ),
+            "{why}"
+        );
+    }
 }
 
 fn tempdir() -> std::path::PathBuf {

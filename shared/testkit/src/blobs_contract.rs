@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use labeling_core::ports::blobs::MIN_PART_BYTES;
+use labeling_core::ports::blobs::{CHECKSUM_SHA256_HEADER, MIN_PART_BYTES};
 use labeling_core::ports::{BlobError, Blobs, ByteRange, CompletedPart};
+use sha2::{Digest as _, Sha256};
 
 /// What every case runs on: the store and a bucket in it that exists and is empty.
 pub struct Fixture {
@@ -225,10 +226,70 @@ pub async fn presigned_urls_are_made(fixture: &Fixture) {
     assert!(get.starts_with("http"), "a presigned GET is a URL: {get}");
     assert!(!get.contains(' '), "the key is encoded: {get}");
     let put = blobs
-        .presign_put(bucket, "p/new.jpg", "image/jpeg", Duration::from_secs(60))
+        .presign_put(
+            bucket,
+            "p/new.jpg",
+            "image/jpeg",
+            None,
+            Duration::from_secs(60),
+        )
         .await
         .unwrap();
-    assert_ne!(get, put);
+    assert_ne!(get, put.url);
+    assert_eq!(
+        put.headers.get("content-type").map(String::as_str),
+        Some("image/jpeg"),
+        "a signed PUT names the content type it was signed for: {:?}",
+        put.headers
+    );
+    assert!(
+        !put.headers.contains_key(CHECKSUM_SHA256_HEADER),
+        "no checksum was asked for: {:?}",
+        put.headers
+    );
+    let digest: [u8; 32] = Sha256::digest(b"new").into();
+    let checked = blobs
+        .presign_put(
+            bucket,
+            "p/new.jpg",
+            "image/jpeg",
+            Some(digest),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        checked
+            .headers
+            .get(CHECKSUM_SHA256_HEADER)
+            .map(String::as_str),
+        Some("EVB6Di9eadXfpApiob17buV+a82FxnybhDGzb/8hxDc="),
+        "the checksum header is the digest in base64: {:?}",
+        checked.headers
+    );
+}
+
+/// `head_checksum` answers the object's size and, where the store keeps one, its true SHA-256;
+/// a missing object is `None`.
+pub async fn head_checksum_answers_the_size_and_a_true_digest(fixture: &Fixture) {
+    let (blobs, bucket) = (fixture.blobs.as_ref(), fixture.bucket.as_str());
+    blobs
+        .put(bucket, "c/one.png", b"one".to_vec(), "image/png")
+        .await
+        .unwrap();
+    let stored = blobs
+        .head_checksum(bucket, "c/one.png")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.meta.size, 3);
+    if let Some(sha256) = stored.sha256 {
+        assert_eq!(sha256, <[u8; 32]>::from(Sha256::digest(b"one")));
+    }
+    assert_eq!(
+        blobs.head_checksum(bucket, "c/none.png").await.unwrap(),
+        None
+    );
 }
 
 /// A range reads exactly its bytes: one past the end reads empty, as does an empty range, and

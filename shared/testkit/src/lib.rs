@@ -92,6 +92,7 @@ macro_rules! blobs_contract_tests {
                 multipart_appears_whole_on_completion,
                 a_small_part_that_is_not_the_last_is_refused,
                 presigned_urls_are_made,
+                head_checksum_answers_the_size_and_a_true_digest,
                 ranges_past_the_end_or_empty_read_empty,
             ]
         );

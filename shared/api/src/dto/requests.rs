@@ -308,7 +308,9 @@ pub struct UploadsRequest {
 }
 
 /// A file to upload: a path relative to the dataset (e.g. `cats/a.jpg`), or that path with the
-/// file's size and SHA-256 (hex) so a file already uploaded whole is skipped.
+/// file's size and SHA-256 (hex). With a SHA-256 the PUT is signed with the checksum (the store
+/// refuses a body with another digest and keeps the checksum), and a file already stored with
+/// that size and checksum is skipped without being read.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum UploadFile {

@@ -595,10 +595,21 @@ pub struct Uploads {
 pub struct UploadSlot {
     pub name: String,
     pub key: String,
-    /// Signed PUT URL; send the file with its image content type (absent when `skip`).
+    /// Signed PUT URL (absent when `skip`); send the file with exactly the `headers`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// The same file (size and SHA-256) is already there.
+    /// Headers the PUT must carry, each with exactly this value (they are signed; another
+    /// value, or none, is refused with 403): `content-type` always (not the browser's
+    /// `file.type`, which is empty or different for `.jpe` or `.jfif`), and
+    /// `x-amz-checksum-sha256` (base64 of the digest) when the request gave the file's
+    /// `sha256`: a body with another digest is then refused with 400 and nothing is stored.
+    /// Empty when `skip`.
+    #[schema(example = json!({ "content-type": "image/jpeg" }))]
+    pub headers: BTreeMap<String, String>,
+    /// The same file is already there: its size and stored SHA-256 match the request's. Only
+    /// files uploaded with their `sha256` have a stored SHA-256 on S3; any other file is
+    /// uploaded again (one more PUT, where hashing every existing file would outlast API
+    /// Gateway's 30 seconds).
     pub skip: bool,
 }
 
@@ -608,6 +619,7 @@ impl From<CoreUploadSlot> for UploadSlot {
             name: slot.name,
             key: slot.key,
             url: slot.url,
+            headers: slot.headers,
             skip: slot.skip,
         }
     }

@@ -67,13 +67,15 @@ pub(super) fn get_blob() {}
     tag = "blobs",
     operation_id = "putBlob",
     summary = "Upload an object through a signed PUT URL (local deployment only).",
-    description = "The request's Content-Type is stored with the object (default application/octet-stream).",
+    description = "Send exactly the headers the upload slot lists (`headers` of `POST /datasets/{name}/uploads`): a missing or different `Content-Type`, or a missing `x-amz-checksum-sha256` where the URL was signed with one, is a 403 naming the header; a body whose SHA-256 is not the signed one is a 400 (`bad-digest`, S3's BadDigest). Nothing is stored either way.",
     security(),
     params(
         ("bucket" = String, Path, description = "Bucket name, percent-encoded."),
         ("key" = String, Path, description = "Object key; it takes the rest of the path and may span several segments (`a/b/c.jpg`), each percent-encoded."),
         ("expires" = u64, Query, description = "Expiry of the signed URL, epoch milliseconds."),
-        ("signature" = String, Query, description = "Hex HMAC-SHA256 over method, bucket, key and expires; a bad or expired signature is a 403."),
+        ("content-type" = String, Query, description = "The content type the URL was signed for; the request must send it as its `Content-Type`."),
+        ("x-amz-checksum-sha256" = Option<String>, Query, description = "Base64 SHA-256 the URL was signed with, if any; the request must send it as its `x-amz-checksum-sha256` header and its body must have this digest."),
+        ("signature" = String, Query, description = "Hex HMAC-SHA256 over method, bucket, key, expires, content type and checksum; a bad or expired signature is a 403."),
     ),
     request_body(content = Vec<u8>, content_type = "*/*", description = "The object's bytes."),
     responses(

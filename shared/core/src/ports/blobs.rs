@@ -8,8 +8,15 @@
 //! - `get` with a range returns exactly those bytes (clipped at the end of the object);
 //! - a multipart upload is invisible until `complete_multipart`, then appears whole; every part
 //!   but the last is at least [`MIN_PART_BYTES`] (S3's rule, enforced everywhere);
-//! - presigned URLs work without credentials until they expire.
+//! - presigned URLs work without credentials until they expire;
+//! - a presigned PUT answers every header its request must carry, with the exact value
+//!   ([`PresignedPut::headers`]): the content type always, and `x-amz-checksum-sha256` when a
+//!   SHA-256 was given, in which case the store refuses a body with another digest and writes
+//!   nothing;
+//! - [`Blobs::head_checksum`] answers the object's stored SHA-256 without the service reading
+//!   the object: S3 keeps the checksum a PUT carried; a store that has none answers `None`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,6 +44,27 @@ pub struct ListPage {
     /// UTF-8. Each is counted on exactly one page. S3 lists only objects: always 0 there.
     pub unreadable: u64,
 }
+
+/// An object with the SHA-256 of its content, when the store keeps one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectChecksum {
+    pub meta: ObjectMeta,
+    /// Absent where the object was stored without a checksum (on S3: put by a request that
+    /// carried none).
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// A signed PUT: where to send the body, and the headers the request must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedPut {
+    pub url: String,
+    /// Lower-case header name -> the exact value the PUT must send: these were signed, so any
+    /// other value (or none) is refused.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The header that carries a PUT's SHA-256 (base64 of the digest), as S3 names it.
+pub const CHECKSUM_SHA256_HEADER: &str = "x-amz-checksum-sha256";
 
 /// Bytes `start..end` (end exclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +107,14 @@ pub trait Blobs: Send + Sync {
         content_type: &str,
     ) -> Result<(), BlobError>;
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, BlobError>;
+    /// The object's metadata and stored SHA-256, `None` when there is no such object. The
+    /// caller never reads the object for this: an upload resumed over thousands of files must
+    /// answer within API Gateway's 30 seconds.
+    async fn head_checksum(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<ObjectChecksum>, BlobError>;
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError>;
     async fn list(
         &self,
@@ -122,11 +158,15 @@ pub trait Blobs: Send + Sync {
         key: &str,
         expires_in: Duration,
     ) -> Result<String, BlobError>;
+    /// A PUT URL signed for this content type and, when given, this SHA-256 of the body: the
+    /// store then refuses a body with another digest and keeps the checksum for
+    /// [`Blobs::head_checksum`].
     async fn presign_put(
         &self,
         bucket: &str,
         key: &str,
         content_type: &str,
+        sha256: Option<[u8; 32]>,
         expires_in: Duration,
-    ) -> Result<String, BlobError>;
+    ) -> Result<PresignedPut, BlobError>;
 }

@@ -7,7 +7,9 @@ pub mod counting;
 pub mod queue;
 pub mod table;
 
-pub use blobs::{BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectMeta};
+pub use blobs::{
+    BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectChecksum, ObjectMeta, PresignedPut,
+};
 pub use clock::{Clock, EpochMillis, SystemClock};
 pub use queue::{Message, Queue, QueueError};
 pub use table::{

@@ -1,9 +1,10 @@
 //! Datasets: folders of images uploaded into the service's bucket (`datasets/<name>/`) through
 //! signed PUT URLs. A project uses one with the source `dataset:<name>`.
 
+use std::collections::BTreeMap;
+
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 use tracing::instrument;
 
 use crate::access::Actor;
@@ -117,7 +118,10 @@ pub struct UploadSlot {
     /// PUT the file's bytes here (absent when `skip`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// The same file (size and SHA-256) is already there.
+    /// The headers the PUT must carry, each with this exact value (they are signed): the
+    /// content type, and the body's SHA-256 when the request gave one. Empty when `skip`.
+    pub headers: BTreeMap<String, String>,
+    /// The same file (size and stored SHA-256) is already there.
     pub skip: bool,
 }
 
@@ -503,19 +507,21 @@ impl Datasets<'_> {
         errors.into_result().map_err(ProjectError::Invalid)?;
         self.load_dataset(dataset).await?;
         let bucket = &self.config.system_bucket;
-        // Files already there are checked (a header, then a read for the checksum) many at a
-        // time: a resumed upload of hundreds of files answers within seconds.
+        // Files already there are checked by their stored checksums (a header each, never a
+        // read), many at a time: a resumed upload of hundreds of files answers within seconds.
         let slots = futures::stream::iter(input.files.into_iter().map(|file| async move {
             let key = format!("{}{}", dataset_prefix(dataset), file.name());
-            let skip = match &file {
-                UploadFileInput::Described {
-                    size: Some(size),
-                    sha256: Some(hash),
-                    ..
-                } => self.same_object(bucket, &key, *size, hash).await,
+            let (size, sha256) = match &file {
+                UploadFileInput::Described { size, sha256, .. } => {
+                    (*size, sha256.as_deref().and_then(sha256_from_hex))
+                }
+                UploadFileInput::Name(_) => (None, None),
+            };
+            let skip = match (size, sha256) {
+                (Some(size), Some(digest)) => self.same_object(bucket, &key, size, digest).await,
                 _ => false,
             };
-            let url = if skip {
+            let signed = if skip {
                 None
             } else {
                 Some(
@@ -524,16 +530,22 @@ impl Datasets<'_> {
                             bucket,
                             &key,
                             content_type_of(&key),
+                            sha256,
                             std::time::Duration::from_secs(UPLOAD_URL_SECONDS),
                         )
                         .await
                         .map_err(|e| ProjectError::Unavailable(Box::new(e)))?,
                 )
             };
+            let (url, headers) = match signed {
+                Some(signed) => (Some(signed.url), signed.headers),
+                None => (None, BTreeMap::new()),
+            };
             Ok::<_, ProjectError>(UploadSlot {
                 name: file.name().to_owned(),
                 key,
                 url,
+                headers,
                 skip,
             })
         }))
@@ -545,24 +557,29 @@ impl Datasets<'_> {
         Ok(slots)
     }
 
-    /// True when the object exists with this size and SHA-256.
-    async fn same_object(&self, bucket: &str, key: &str, size: u64, sha256: &str) -> bool {
-        match self.blobs.head(bucket, key).await {
-            Ok(Some(meta)) if meta.size == size => match self.blobs.get(bucket, key, None).await {
-                Ok(body) => hex_lower(&sha2::Sha256::digest(&body)) == sha256.to_ascii_lowercase(),
-                Err(_) => false,
-            },
-            _ => false,
-        }
+    /// True when the object exists with this size and a stored SHA-256 equal to `sha256`.
+    /// An object stored without a checksum (put some other way) is uploaded again: one more
+    /// PUT is bounded work, where hashing every existing file would outlast API Gateway's 30 s.
+    async fn same_object(&self, bucket: &str, key: &str, size: u64, sha256: [u8; 32]) -> bool {
+        matches!(
+            self.blobs.head_checksum(bucket, key).await,
+            Ok(Some(stored)) if stored.meta.size == size && stored.sha256 == Some(sha256)
+        )
     }
 }
 
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The 32 bytes of a SHA-256 written as 64 hex digits (checked before this is called).
+fn sha256_from_hex(hex: &str) -> Option<[u8; 32]> {
+    let mut digest = [0u8; 32];
+    for (byte, pair) in digest.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    (hex.len() == 64).then_some(digest)
 }
 
-/// The content type of an object by its extension: what a signed PUT is made for (clients must
-/// send the same) and what the local server serves.
+/// The content type of an object by its extension: what a signed PUT is made for (the upload
+/// slot hands it out as the `content-type` header to send; a browser's `file.type` may differ)
+/// and what the local server serves.
 pub fn content_type_of(key: &str) -> &'static str {
     let extension = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     match extension.as_str() {

@@ -22,13 +22,14 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use labeling_core::ports::blobs::MAX_LIST_KEYS;
 use labeling_core::ports::{
-    BlobError, Blobs, ByteRange, Clock, CompletedPart, ListPage, ObjectMeta,
+    BlobError, Blobs, ByteRange, Clock, CompletedPart, ListPage, ObjectChecksum, ObjectMeta,
+    PresignedPut,
 };
 
 pub use files::PendingObject;
 use files::{create_pending, open_regular, write_atomically};
 use listing::DirectoryListing;
-pub use signing::SignedMethod;
+pub use signing::{SignedHeaders, SignedMethod, sha256_header_value};
 
 pub struct FolderBlobs {
     root: PathBuf,
@@ -201,6 +202,38 @@ impl Blobs for FolderBlobs {
         .await
     }
 
+    /// Hashes the file: the folder store keeps no checksums, and reading a local disk has no
+    /// 30-second gateway to finish within.
+    async fn head_checksum(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<ObjectChecksum>, BlobError> {
+        use sha2::Digest as _;
+        let path = self.object_path(bucket, key)?;
+        let bucket_dir = self.bucket_dir(bucket)?;
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        off_the_workers(move || {
+            let (mut file, size) = match open_regular(&path, &bucket_dir, &bucket, &key) {
+                Ok(opened) => opened,
+                Err(BlobError::NotFound { .. } | BlobError::NoSuchBucket(_)) => return Ok(None),
+                Err(error) => return Err(error),
+            };
+            let metadata = file.metadata().map_err(unavailable)?;
+            let mut hasher = sha2::Sha256::new();
+            std::io::copy(&mut file, &mut hasher).map_err(unavailable)?;
+            Ok(Some(ObjectChecksum {
+                meta: ObjectMeta {
+                    key,
+                    size,
+                    etag: etag(&metadata),
+                },
+                sha256: Some(hasher.finalize().into()),
+            }))
+        })
+        .await
+    }
+
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
         let path = self.object_path(bucket, key)?;
         off_the_workers(move || match std::fs::remove_file(&path) {
@@ -289,17 +322,32 @@ impl Blobs for FolderBlobs {
         expires_in: Duration,
     ) -> Result<String, BlobError> {
         self.object_path(bucket, key)?;
-        Ok(self.presign(SignedMethod::Get, bucket, key, expires_in))
+        Ok(self.presign(
+            SignedMethod::Get,
+            bucket,
+            key,
+            SignedHeaders::default(),
+            expires_in,
+        ))
     }
 
     async fn presign_put(
         &self,
         bucket: &str,
         key: &str,
-        _content_type: &str,
+        content_type: &str,
+        sha256: Option<[u8; 32]>,
         expires_in: Duration,
-    ) -> Result<String, BlobError> {
+    ) -> Result<PresignedPut, BlobError> {
         self.object_path(bucket, key)?;
-        Ok(self.presign(SignedMethod::Put, bucket, key, expires_in))
+        let sha256 = sha256.map(|digest| sha256_header_value(&digest));
+        let headers = SignedHeaders {
+            content_type: Some(content_type),
+            sha256: sha256.as_deref(),
+        };
+        Ok(PresignedPut {
+            url: self.presign(SignedMethod::Put, bucket, key, headers, expires_in),
+            headers: Self::put_headers(headers),
+        })
     }
 }
