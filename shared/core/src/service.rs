@@ -259,10 +259,6 @@ impl Refreshes<'_> {
     pub(crate) fn projects(&self) -> Projects<'_> {
         view!(Projects from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
-
-    pub(crate) fn jobs(&self) -> Jobs<'_> {
-        view!(Jobs from self; table, blobs, queue, clock, config, manifests, projects, cursors)
-    }
 }
 
 impl Jobs<'_> {
