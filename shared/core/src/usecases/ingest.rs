@@ -84,6 +84,14 @@ pub(crate) fn start_round(
     ])
 }
 
+fn step_busy() -> JobError {
+    JobError::Unavailable(
+        "another run holds this step of the ingest, or the step before has not finished; \
+         retrying"
+            .into(),
+    )
+}
+
 /// How far an ingest has come, saved in its checkpoint between steps.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct IngestProgress {
@@ -224,20 +232,28 @@ impl Jobs<'_> {
     /// never stays `initializing` for ever.
     #[instrument(skip(self), err)]
     async fn ingest(&self, project_id: &str, step: u64) -> Result<(), JobError> {
-        let Some(item) = self.table.get(&keys::project(project_id)).await? else {
+        let checkpoints = self.ingest_checkpoints(project_id);
+        // The project and the checkpoint in one round trip.
+        let project_key = keys::project(project_id);
+        let rows = self
+            .table
+            .batch_get(&[project_key.clone(), checkpoints.key()])
+            .await?;
+        let Some(item) = rows.iter().find(|row| row.key == project_key) else {
             tracing::warn!(
                 project_id,
                 "ingest for a project that does not exist; dropped"
             );
             return Ok(());
         };
-        let project: ProjectRecord = from_item(&item).map_err(JobError::Unavailable)?;
+        let project: ProjectRecord = from_item(item).map_err(JobError::Unavailable)?;
         if project.status != ProjectStatus::Initializing {
             return Ok(());
         }
-        let checkpoints = self.ingest_checkpoints(project_id);
+        let row = rows.iter().find(|row| row.key == checkpoints.key());
         let fresh = || IngestProgress::of(&project.source);
-        let (generation, token, progress) = match checkpoints.claim(step, fresh, |_| true).await? {
+        let (claimed, claim) = checkpoints.plan(row, step, fresh, |_| true)?;
+        let (generation, token, progress) = match claimed {
             Claimed::Run {
                 generation,
                 token,
@@ -247,15 +263,28 @@ impl Jobs<'_> {
                 tracing::info!(project_id, step, "a stale ingest message; dropped");
                 return Ok(());
             }
-            Claimed::Wait => {
-                return Err(JobError::Unavailable(
-                    "another run holds this step of the ingest, or the step before has not \
-                     finished; retrying"
-                        .into(),
-                ));
-            }
+            Claimed::Wait => return Err(step_busy()),
         };
         let attempts = u32::try_from(number(&item.attrs, INGEST_ATTEMPTS)).unwrap_or(0);
+        // The step is claimed and the run counted in one write. Not a new version of the
+        // project: an edit meanwhile still succeeds (and its write, of the whole record,
+        // starts the count again).
+        let mut writes: Vec<Write> = claim.into_iter().collect();
+        writes.push(Write::Update {
+            key: project_key.clone(),
+            update: Update::default().set(INGEST_ATTEMPTS, attempts + 1),
+            condition: Some(Condition::equals(attr::VERSION, project.version)),
+        });
+        match self.table.transact(writes).await {
+            Ok(()) => {}
+            Err(TableError::ConditionFailed { index: 0 }) => return Err(step_busy()),
+            Err(TableError::ConditionFailed { .. }) => {
+                return Err(JobError::Unavailable(
+                    "the project changed during ingest".into(),
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        }
         if attempts >= MAX_JOB_ATTEMPTS {
             // The earlier runs died without recording an outcome (a crash or a timeout).
             self.give_up(
@@ -267,25 +296,6 @@ impl Jobs<'_> {
             )
             .await?;
             return Ok(());
-        }
-        // Not a new version of the project: an edit meanwhile still succeeds (and its write,
-        // of the whole record, starts the count again).
-        let counted = self
-            .table
-            .update(
-                &keys::project(project_id),
-                Update::default().set(INGEST_ATTEMPTS, attempts + 1),
-                Some(Condition::equals(attr::VERSION, project.version)),
-            )
-            .await;
-        if let Err(error) = counted {
-            checkpoints.release(&token).await;
-            return Err(match error {
-                TableError::ConditionFailed { .. } => {
-                    JobError::Unavailable("the project changed during ingest".into())
-                }
-                error => error.into(),
-            });
         }
         let attempts = attempts + 1;
         let run = IngestRun {

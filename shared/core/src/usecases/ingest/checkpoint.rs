@@ -81,32 +81,53 @@ impl Checkpoints<'_> {
         )?)
     }
 
-    async fn read<S: DeserializeOwned>(&self) -> Result<Option<Row<S>>, JobError> {
-        let Some(item) = self
-            .table
-            .get(&checkpoint::key(self.project_id, self.kind))
-            .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(from_item(&item).map_err(JobError::Unavailable)?))
+    /// The row's key.
+    pub(crate) fn key(&self) -> crate::ports::Key {
+        checkpoint::key(self.project_id, self.kind)
     }
 
-    /// Claims step `step`. Step 0 (the job's first message) always starts afresh from
-    /// `fresh`, at a generation past any row left behind, so a leftover chain stops; a later
-    /// step continues from the row's state when `accept` takes it as this job's.
+    /// Claims step `step`, reading the row and writing the claim on its own.
     pub(crate) async fn claim<S: Serialize + DeserializeOwned>(
         &self,
         step: u64,
         fresh: impl FnOnce() -> S,
         accept: impl FnOnce(&S) -> bool,
     ) -> Result<Claimed<S>, JobError> {
+        let row = self.table.get(&self.key()).await?;
+        let (claimed, write) = self.plan(row.as_ref(), step, fresh, accept)?;
+        let Some(write) = write else {
+            return Ok(claimed);
+        };
+        match self.table.transact(vec![write]).await {
+            Ok(()) => Ok(claimed),
+            Err(TableError::ConditionFailed { .. }) => Ok(Claimed::Wait),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// What a run of step `step` may do given the row as read (`row`), and the write that
+    /// claims the step (to commit, alone or with the caller's writes, before working: a
+    /// failed condition means another run claimed it first). Step 0 (the job's first message)
+    /// always starts afresh from `fresh`, at a generation past any row left behind, so a
+    /// leftover chain stops; a later step continues from the row's state when `accept` takes
+    /// it as this job's.
+    pub(crate) fn plan<S: Serialize + DeserializeOwned>(
+        &self,
+        row: Option<&crate::ports::Item>,
+        step: u64,
+        fresh: impl FnOnce() -> S,
+        accept: impl FnOnce(&S) -> bool,
+    ) -> Result<(Claimed<S>, Option<Write>), JobError> {
         let now = self.clock.now();
         let token = new_id("c");
-        let row: Option<Row<S>> = self.read().await?;
+        let row: Option<Row<S>> = match row {
+            Some(item) => Some(from_item(item).map_err(JobError::Unavailable)?),
+            None => None,
+        };
         if step == 0 {
             let (generation, condition) = match &row {
                 None => (0, Condition::NotExists),
+                Some(row) if row.claim_until >= now => return Ok((Claimed::Wait, None)),
                 Some(row) => (
                     row.generation + 1,
                     Condition::And(vec![
@@ -115,9 +136,6 @@ impl Checkpoints<'_> {
                     ]),
                 ),
             };
-            if row.as_ref().is_some_and(|row| row.claim_until >= now) {
-                return Ok(Claimed::Wait);
-            }
             let claimed = Row {
                 generation,
                 claim: token.clone(),
@@ -125,51 +143,46 @@ impl Checkpoints<'_> {
                 ttl: now / 1000 + ROW_LIFETIME_SECONDS,
                 state: fresh(),
             };
-            return match self
-                .table
-                .put(self.row_item(&claimed)?, Some(condition))
-                .await
-            {
-                Ok(()) => Ok(Claimed::Run {
+            let write = Write::Put {
+                item: self.row_item(&claimed)?,
+                condition: Some(condition),
+            };
+            return Ok((
+                Claimed::Run {
                     generation,
                     token,
                     state: claimed.state,
-                }),
-                Err(TableError::ConditionFailed { .. }) => Ok(Claimed::Wait),
-                Err(error) => Err(error.into()),
-            };
+                },
+                Some(write),
+            ));
         }
         let Some(row) = row else {
-            return Ok(Claimed::Stale);
+            return Ok((Claimed::Stale, None));
         };
         if row.generation > step || !accept(&row.state) {
-            return Ok(Claimed::Stale);
+            return Ok((Claimed::Stale, None));
         }
         if row.generation < step || row.claim_until >= now {
-            return Ok(Claimed::Wait);
+            return Ok((Claimed::Wait, None));
         }
-        let taken = self
-            .table
-            .update(
-                &checkpoint::key(self.project_id, self.kind),
-                Update::default()
-                    .set(cp::CLAIM, token.clone())
-                    .set(cp::CLAIM_UNTIL, self.claim_until(now)),
-                Some(Condition::And(vec![
-                    Condition::equals(cp::GENERATION, step),
-                    Condition::less_than(cp::CLAIM_UNTIL, now),
-                ])),
-            )
-            .await;
-        match taken {
-            Ok(_) => Ok(Claimed::Run {
+        let write = Write::Update {
+            key: self.key(),
+            update: Update::default()
+                .set(cp::CLAIM, token.clone())
+                .set(cp::CLAIM_UNTIL, self.claim_until(now)),
+            condition: Some(Condition::And(vec![
+                Condition::equals(cp::GENERATION, step),
+                Condition::less_than(cp::CLAIM_UNTIL, now),
+            ])),
+        };
+        Ok((
+            Claimed::Run {
                 generation: step,
                 token,
                 state: row.state,
-            }),
-            Err(TableError::ConditionFailed { .. }) => Ok(Claimed::Wait),
-            Err(error) => Err(error.into()),
-        }
+            },
+            Some(write),
+        ))
     }
 
     /// The write that commits step `generation` with `state` and frees the row for the next.
