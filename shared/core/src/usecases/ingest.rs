@@ -263,7 +263,23 @@ impl Jobs<'_> {
                 tracing::info!(project_id, step, "a stale ingest message; dropped");
                 return Ok(());
             }
-            Claimed::Wait => return Err(step_busy()),
+            Claimed::Wait { until } => {
+                let project_id = project_id.to_owned();
+                let job = match step {
+                    0 => Job::Ingest { project_id },
+                    step => Job::ContinueIngest { project_id, step },
+                };
+                tracing::info!(step, "the ingest step is busy; coming back later");
+                let now = self.clock.now();
+                return checkpoint::come_back(
+                    &job,
+                    self.queue.as_ref(),
+                    &self.config.jobs_queue,
+                    now,
+                    until,
+                )
+                .await;
+            }
         };
         let attempts = u32::try_from(number(&item.attrs, INGEST_ATTEMPTS)).unwrap_or(0);
         // The step is claimed and the run counted in one write. Not a new version of the

@@ -54,8 +54,30 @@ pub(crate) enum Claimed<S> {
     /// The row has passed this step (or belongs to another request): nothing to do.
     Stale,
     /// The step that sent this message has not committed yet, or another run holds the step:
-    /// retry later.
-    Wait,
+    /// come back at `until` (see [`come_back`]).
+    Wait { until: i64 },
+}
+
+/// When a step's row is not claimed, an early message looks again this much later.
+const EARLY_RETRY_MILLIS: i64 = 30 * 1000;
+/// SQS delays a message at most 15 minutes.
+const MAX_DELAY_MILLIS: i64 = 15 * 60 * 1000;
+
+/// Sends `job` again to arrive at `until` (within SQS's longest delay) instead of failing it:
+/// a failure counts toward the dead-letter queue, and a run killed holding a step keeps its
+/// claim longer than the queue's retries of a failed message last.
+pub(crate) async fn come_back(
+    job: &crate::jobs::Job,
+    queue: &dyn crate::ports::Queue,
+    queue_name: &str,
+    now: i64,
+    until: i64,
+) -> Result<(), JobError> {
+    let wait = (until - now + 1000).clamp(1000, MAX_DELAY_MILLIS);
+    job.send(queue, queue_name, Duration::from_millis(wait as u64))
+        .await
+        .map_err(|error| JobError::Unavailable(Box::new(error)))?;
+    Ok(())
 }
 
 /// Reads and writes one kind of checkpoint row of a project.
@@ -100,7 +122,9 @@ impl Checkpoints<'_> {
         };
         match self.table.transact(vec![write]).await {
             Ok(()) => Ok(claimed),
-            Err(TableError::ConditionFailed { .. }) => Ok(Claimed::Wait),
+            Err(TableError::ConditionFailed { .. }) => Ok(Claimed::Wait {
+                until: self.clock.now() + EARLY_RETRY_MILLIS,
+            }),
             Err(error) => Err(error.into()),
         }
     }
@@ -127,7 +151,14 @@ impl Checkpoints<'_> {
         if step == 0 {
             let (generation, condition) = match &row {
                 None => (0, Condition::NotExists),
-                Some(row) if row.claim_until >= now => return Ok((Claimed::Wait, None)),
+                Some(row) if row.claim_until >= now => {
+                    return Ok((
+                        Claimed::Wait {
+                            until: row.claim_until,
+                        },
+                        None,
+                    ));
+                }
                 Some(row) => (
                     row.generation + 1,
                     Condition::And(vec![
@@ -162,8 +193,21 @@ impl Checkpoints<'_> {
         if row.generation > step || !accept(&row.state) {
             return Ok((Claimed::Stale, None));
         }
-        if row.generation < step || row.claim_until >= now {
-            return Ok((Claimed::Wait, None));
+        if row.claim_until >= now {
+            return Ok((
+                Claimed::Wait {
+                    until: row.claim_until,
+                },
+                None,
+            ));
+        }
+        if row.generation < step {
+            return Ok((
+                Claimed::Wait {
+                    until: now + EARLY_RETRY_MILLIS,
+                },
+                None,
+            ));
         }
         let write = Write::Update {
             key: self.key(),

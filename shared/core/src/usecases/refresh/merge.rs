@@ -21,7 +21,9 @@ use crate::ports::{Condition, Update, Write};
 use crate::service::{from_item, number, to_item};
 use crate::transaction::{Rejected, Transaction};
 use crate::usecases::ingest::JobError;
-use crate::usecases::ingest::checkpoint::{CONTINUATION_DELAY, Checkpoints, Claimed, Deadline};
+use crate::usecases::ingest::checkpoint::{
+    self, CONTINUATION_DELAY, Checkpoints, Claimed, Deadline,
+};
 
 use super::{CURSOR_ATTEMPTS, RefreshStatus};
 
@@ -202,7 +204,7 @@ impl Refreshes<'_> {
             }
         } else {
             match self
-                .resume_refresh(project_id, request_id, step, manifest, now)
+                .resume_refresh(project_id, trigger, request_id, step, manifest, now)
                 .await?
             {
                 Some(run) => run,
@@ -241,6 +243,7 @@ impl Refreshes<'_> {
     async fn resume_refresh(
         &self,
         project_id: &str,
+        trigger: RefreshTrigger,
         request_id: &str,
         step: u64,
         manifest: ManifestRecord,
@@ -264,12 +267,27 @@ impl Refreshes<'_> {
                 tracing::info!(project_id, step, "a stale refresh message; dropped");
                 return Ok(None);
             }
-            Claimed::Wait => {
-                return Err(JobError::Unavailable(
-                    "another run holds this step of the refresh, or the step before has not \
-                     finished; retrying"
-                        .into(),
-                ));
+            Claimed::Wait { until } => {
+                tracing::info!(
+                    project_id,
+                    step,
+                    "the refresh step is busy; coming back later"
+                );
+                let job = Job::ContinueRefresh {
+                    project_id: project_id.to_owned(),
+                    trigger: trigger.as_str().to_owned(),
+                    request_id: request_id.to_owned(),
+                    step,
+                };
+                checkpoint::come_back(
+                    &job,
+                    self.queue.as_ref(),
+                    &self.config.jobs_queue,
+                    now,
+                    until,
+                )
+                .await?;
+                return Ok(None);
             }
         };
         if !self.take_refresh_lease(project_id, request_id, now).await? {
@@ -347,7 +365,7 @@ impl Refreshes<'_> {
                 Ok(if changed { Hold::Restart } else { Hold::Held })
             }
             // A run of this same request holds the checkpoint: it keeps the lease too.
-            Claimed::Stale | Claimed::Wait => Err(JobError::Unavailable(
+            Claimed::Stale | Claimed::Wait { .. } => Err(JobError::Unavailable(
                 "another run of this refresh holds its checkpoint; retrying".into(),
             )),
         }
