@@ -547,3 +547,129 @@ async fn measure_a_refresh_of_490_000_keys() {
         memory.most_keys_held
     );
 }
+
+/// Runs every job on the emulator's queue with `service` (continuations arrive 2 s late, in
+/// real time there); the bodies run.
+async fn drain_sqs(local: &labeling_local::Local, service: &Service) -> Vec<String> {
+    let queue = &service.config().jobs_queue;
+    let mut bodies = Vec::new();
+    loop {
+        let received = local
+            .queue
+            .receive(queue, 1, Duration::from_secs(60), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let Some(message) = received.into_iter().next() else {
+            return bodies;
+        };
+        service.jobs().run_job(&message.body).await.unwrap();
+        local.queue.delete(queue, &message.receipt).await.unwrap();
+        bodies.push(message.body);
+        assert!(bodies.len() < 100, "the jobs never end");
+    }
+}
+
+#[tokio::test]
+async fn on_the_emulator_an_ingest_and_a_refresh_resume_from_second_messages() {
+    use labeling_local::{Local, Options, Store};
+    let moto = labeling_tests::MotoServer::start();
+    let suffix = labeling_testkit::unique("l")
+        .to_lowercase()
+        .replace('_', "-");
+    let suffix = suffix[suffix.len().saturating_sub(24)..]
+        .trim_start_matches('-')
+        .to_owned();
+    let clock = std::sync::Arc::new(labeling_testkit::FakeClock::default());
+    let mut options = Options::new(&std::env::temp_dir().join(format!("labeling-long-{suffix}")));
+    options.clock = clock.clone();
+    options.store = Store::Aws {
+        settings: labeling_aws::AwsSettings {
+            table: format!("long-{suffix}"),
+            bucket: format!("long-{suffix}"),
+            jobs_queue: format!("long-{suffix}"),
+            region: "us-east-1".to_owned(),
+            endpoint: Some(moto.endpoint.clone()),
+        },
+        create_resources: true,
+    };
+    let local = Local::open(options).await.unwrap();
+    let stepwise = Service::new(
+        local.table.clone(),
+        local.blobs.clone(),
+        local.queue.clone(),
+        clock.clone(),
+        ServiceConfig {
+            job_time_budget: Duration::ZERO,
+            ..local.service.config().clone()
+        },
+    );
+    let bucket = format!("long-{suffix}");
+    let put = |names: Vec<String>| {
+        let blobs = local.blobs.clone();
+        let bucket = bucket.clone();
+        async move {
+            let puts = names.into_iter().map(|name| {
+                let blobs = blobs.clone();
+                let bucket = bucket.clone();
+                async move {
+                    blobs
+                        .put(&bucket, &format!("imgs/{name}"), Vec::new(), "image/png")
+                        .await
+                }
+            });
+            let results: Vec<_> = futures::StreamExt::collect(
+                futures::StreamExt::buffer_unordered(futures::stream::iter(puts), 16),
+            )
+            .await;
+            results.into_iter().for_each(|r| r.unwrap());
+        }
+    };
+    put(image_names(0..2_500).collect()).await;
+    let admin = labeling_core::Actor::admin("admin");
+    let project = local
+        .service
+        .projects()
+        .create_project(
+            &admin,
+            NewProjectInput {
+                name: "long-on-aws".to_owned(),
+                task_type: "image_classification_multiclass".to_owned(),
+                labels: vec!["cat".to_owned()],
+                source: format!("s3://{bucket}/imgs/**"),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    let bodies = drain_sqs(&local, &stepwise).await;
+    assert_eq!(bodies.len(), 3, "a message a page of 1,000 keys");
+    let dashboard = |id: String| {
+        let service = local.service.clone();
+        let admin = admin.clone();
+        async move {
+            service
+                .dashboard()
+                .dashboard(&admin, &id)
+                .await
+                .unwrap()
+                .total_items
+        }
+    };
+    assert_eq!(dashboard(project.clone()).await, 2_500);
+
+    put((0..2_500)
+        .step_by(2)
+        .map(|i| format!("img-{i:05}a.png"))
+        .collect())
+    .await;
+    local
+        .service
+        .refreshes()
+        .request_refresh(&admin, &project)
+        .await
+        .unwrap();
+    let bodies = drain_sqs(&local, &stepwise).await;
+    assert_eq!(bodies.len(), 4, "a message a page of 1,000 keys");
+    assert_eq!(dashboard(project.clone()).await, 3_750);
+}
