@@ -580,7 +580,8 @@ async fn on_the_emulator_an_ingest_and_a_refresh_resume_from_second_messages() {
         .trim_start_matches('-')
         .to_owned();
     let clock = std::sync::Arc::new(labeling_testkit::FakeClock::default());
-    let mut options = Options::new(&std::env::temp_dir().join(format!("labeling-long-{suffix}")));
+    let dir = std::env::temp_dir().join(format!("labeling-long-{suffix}"));
+    let mut options = Options::new(&dir);
     options.clock = clock.clone();
     options.store = Store::Aws {
         settings: labeling_aws::AwsSettings {
@@ -672,4 +673,5 @@ async fn on_the_emulator_an_ingest_and_a_refresh_resume_from_second_messages() {
     let bodies = drain_sqs(&local, &stepwise).await;
     assert_eq!(bodies.len(), 4, "a message a page of 1,000 keys");
     assert_eq!(dashboard(project.clone()).await, 3_750);
+    let _ = std::fs::remove_dir_all(dir);
 }
