@@ -675,3 +675,33 @@ async fn on_the_emulator_an_ingest_and_a_refresh_resume_from_second_messages() {
     assert_eq!(dashboard(project.clone()).await, 3_750);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Paused projects are refreshed (their labelers wait, their source does not), so a refresh
+/// paused mid-way finishes rather than being dropped.
+#[tokio::test]
+async fn a_refresh_continuation_after_the_project_was_paused_still_finishes() {
+    let (fixture, stepwise) = fixture("paused-mid-refresh");
+    add_files(&fixture, image_names(0..2_000));
+    let project = create(&fixture, "paused-while-refreshing").await;
+    drain_jobs(&fixture, &fixture.service).await;
+    add_files(&fixture, image_names(2_000..3_500));
+    fixture
+        .service
+        .refreshes()
+        .request_refresh(&fixture.admin, &project)
+        .await
+        .unwrap();
+    let (body, receipt) = next_job(&fixture).await.unwrap();
+    stepwise.jobs().run_job(&body).await.unwrap();
+    done(&fixture, &receipt).await;
+    fixture
+        .service
+        .projects()
+        .pause_project(&fixture.admin, &project)
+        .await
+        .unwrap();
+    let bodies = drain_jobs(&fixture, &stepwise).await;
+    assert_eq!(continuations(&bodies), 3);
+    assert_eq!(status(&fixture, &project).await, "paused");
+    assert_eq!(manifest(&fixture, &project).await.total, 3_500);
+}
