@@ -24,6 +24,17 @@ pub enum Job {
         trigger: String,
         request_id: String,
     },
+    /// The next step of an ingest that outgrew one run's time budget; `step` must match the
+    /// checkpoint row's generation, so a redelivered or duplicated message does nothing.
+    ContinueIngest { project_id: String, step: u64 },
+    /// The next step of a listing refresh that outgrew one run's time budget (see
+    /// [`Job::ContinueIngest`]); it holds the refresh's request id and so its lease.
+    ContinueRefresh {
+        project_id: String,
+        trigger: String,
+        request_id: String,
+        step: u64,
+    },
     /// Adds the new objects that events recorded for the project (rows `EVENT#<key>`), those
     /// not in it yet, without listing its source.
     AddEventKeys {

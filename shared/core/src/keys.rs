@@ -319,6 +319,33 @@ pub mod counter {
     }
 }
 
+/// The checkpoint row of a long job that continues in new messages (`P#<pid>` /
+/// `CHECKPOINT#<kind>`): the step it has reached, who is running the step, and the job's
+/// progress so far.
+pub mod checkpoint {
+    use crate::ports::Key;
+
+    /// The first listing of a project's source.
+    pub const INGEST: &str = "INGEST";
+    /// A listing refresh of a project.
+    pub const REFRESH: &str = "REFRESH";
+
+    pub const ENTITY: &str = "job_checkpoint";
+
+    pub fn key(project_id: &str, kind: &str) -> Key {
+        Key::new(super::project_pk(project_id), format!("CHECKPOINT#{kind}"))
+    }
+
+    /// Attribute names of the row that conditions name.
+    pub mod attr {
+        /// Steps committed so far: a message carrying another number is stale or early.
+        pub const GENERATION: &str = "generation";
+        /// The run working on the current step (a random token), and until when.
+        pub const CLAIM: &str = "claim";
+        pub const CLAIM_UNTIL: &str = "claim_until";
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -4,7 +4,8 @@
 //! under a path of its own, so chunk files are never rewritten and a cached chunk is valid
 //! forever.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -93,6 +94,207 @@ fn decode_chunk(body: &[u8]) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+/// Writes one batch's keys chunk by chunk as they come, holding at most one chunk. A job that
+/// stops mid-chunk writes the partial chunk ([`ChunkWriter::flush`]) and the next run reads it
+/// back ([`ChunkWriter::resume`]): nothing reads a batch's chunks before the batch is
+/// committed, so rewriting the last one while it fills is safe.
+pub struct ChunkWriter {
+    bucket: String,
+    project_id: String,
+    batch: Batch,
+    /// Keys in the chunks written whole.
+    whole: u64,
+    /// The chunk being filled.
+    buffer: Vec<String>,
+}
+
+impl ChunkWriter {
+    /// A writer of `batch` that has written `written` keys so far (a partial last chunk
+    /// included, which is read back and cut to what the checkpoint counted).
+    pub async fn resume(
+        blobs: &dyn Blobs,
+        bucket: &str,
+        project_id: &str,
+        batch: Batch,
+        written: u64,
+    ) -> Result<Self, BlobError> {
+        let whole = written - written % CHUNK_KEYS;
+        let mut writer = Self {
+            bucket: bucket.to_owned(),
+            project_id: project_id.to_owned(),
+            batch,
+            whole,
+            buffer: Vec::new(),
+        };
+        let partial = (written - whole) as usize;
+        if partial > 0 {
+            let path = writer.batch.chunk_key(project_id, whole / CHUNK_KEYS);
+            let mut keys = decode_chunk(&blobs.get(bucket, &path, None).await?);
+            if keys.len() < partial {
+                return Err(BlobError::Invalid(format!(
+                    "manifest chunk {path} holds {} keys, the checkpoint counted {partial}",
+                    keys.len()
+                )));
+            }
+            keys.truncate(partial);
+            writer.buffer = keys;
+        }
+        Ok(writer)
+    }
+
+    /// Keys written so far, the chunk being filled included.
+    pub fn len(&self) -> u64 {
+        self.whole + self.buffer.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keys this writer holds in memory.
+    pub fn keys_held(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Adds a key; a chunk that fills is written at once.
+    pub async fn push(&mut self, blobs: &dyn Blobs, key: String) -> Result<(), BlobError> {
+        self.buffer.push(key);
+        if self.buffer.len() as u64 == CHUNK_KEYS {
+            self.write_buffer(blobs).await?;
+            self.whole += CHUNK_KEYS;
+            self.buffer.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes the partial chunk, if any, so the keys counted so far are all stored.
+    pub async fn flush(&self, blobs: &dyn Blobs) -> Result<(), BlobError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.write_buffer(blobs).await
+    }
+
+    async fn write_buffer(&self, blobs: &dyn Blobs) -> Result<(), BlobError> {
+        let path = self
+            .batch
+            .chunk_key(&self.project_id, self.whole / CHUNK_KEYS);
+        blobs
+            .put(
+                &self.bucket,
+                &path,
+                encode_chunk(&self.buffer),
+                "text/plain",
+            )
+            .await
+    }
+}
+
+/// One batch's place in a [`KnownKeys`] merge: keys consumed, and the chunk holding the next.
+struct BatchCursor {
+    batch: Batch,
+    position: u64,
+    /// The chunk (counted from the batch's start) in `keys`, once read.
+    chunk: Option<u64>,
+    keys: Vec<String>,
+}
+
+/// The manifest's keys in key order, read chunk by chunk: each batch is sorted, so a k-way
+/// merge of the batches needs only the current chunk of each, never every key. Its place is
+/// a position in each batch ([`KnownKeys::positions`]), which a checkpoint saves.
+pub struct KnownKeys {
+    bucket: String,
+    project_id: String,
+    cursors: Vec<BatchCursor>,
+    /// The next key of every batch not yet exhausted, smallest first.
+    heads: BinaryHeap<Reverse<(String, usize)>>,
+}
+
+impl KnownKeys {
+    /// The keys of `batches`, each from the position given (all from the start when
+    /// `positions` is empty).
+    pub async fn open(
+        blobs: &dyn Blobs,
+        bucket: &str,
+        project_id: &str,
+        batches: &[Batch],
+        positions: &[u64],
+    ) -> Result<Self, BlobError> {
+        let mut known = Self {
+            bucket: bucket.to_owned(),
+            project_id: project_id.to_owned(),
+            cursors: batches
+                .iter()
+                .enumerate()
+                .map(|(index, batch)| BatchCursor {
+                    batch: batch.clone(),
+                    position: positions.get(index).copied().unwrap_or(0),
+                    chunk: None,
+                    keys: Vec::new(),
+                })
+                .collect(),
+            heads: BinaryHeap::new(),
+        };
+        for index in 0..known.cursors.len() {
+            known.push_head(blobs, index).await?;
+        }
+        Ok(known)
+    }
+
+    /// The smallest key not consumed yet.
+    pub fn peek(&self) -> Option<&str> {
+        self.heads.peek().map(|Reverse((key, _))| key.as_str())
+    }
+
+    /// Consumes the smallest key.
+    pub async fn advance(&mut self, blobs: &dyn Blobs) -> Result<(), BlobError> {
+        if let Some(Reverse((_, index))) = self.heads.pop() {
+            self.cursors[index].position += 1;
+            self.push_head(blobs, index).await?;
+        }
+        Ok(())
+    }
+
+    /// Keys consumed in each batch, in the manifest's batch order.
+    pub fn positions(&self) -> Vec<u64> {
+        self.cursors.iter().map(|cursor| cursor.position).collect()
+    }
+
+    /// Keys this merge holds in memory: at most one chunk a batch.
+    pub fn keys_held(&self) -> usize {
+        self.cursors.iter().map(|c| c.keys.len()).sum::<usize>() + self.heads.len()
+    }
+
+    /// Puts batch `index`'s next key among the heads, reading its chunk if needed.
+    async fn push_head(&mut self, blobs: &dyn Blobs, index: usize) -> Result<(), BlobError> {
+        let cursor = &mut self.cursors[index];
+        if cursor.position >= cursor.batch.len {
+            cursor.keys = Vec::new();
+            cursor.chunk = None;
+            return Ok(());
+        }
+        let chunk = cursor.position / CHUNK_KEYS;
+        if cursor.chunk != Some(chunk) {
+            let path = cursor.batch.chunk_key(&self.project_id, chunk);
+            cursor.keys = Vec::new();
+            cursor.keys = decode_chunk(&blobs.get(&self.bucket, &path, None).await?);
+            cursor.chunk = Some(chunk);
+        }
+        let key = cursor
+            .keys
+            .get((cursor.position % CHUNK_KEYS) as usize)
+            .cloned()
+            .ok_or_else(|| {
+                BlobError::Invalid(format!(
+                    "manifest chunk {chunk} of a batch at {} is short",
+                    cursor.batch.start
+                ))
+            })?;
+        self.heads.push(Reverse((key, index)));
+        Ok(())
+    }
 }
 
 /// Cached chunks by blob key (chunk files are immutable).

@@ -260,10 +260,6 @@ impl Refreshes<'_> {
         view!(Projects from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
 
-    pub(crate) fn jobs(&self) -> Jobs<'_> {
-        view!(Jobs from self; table, blobs, queue, clock, config, manifests, projects, cursors)
-    }
-
     pub(crate) fn datasets(&self) -> Datasets<'_> {
         view!(Datasets from self; table, blobs, queue, clock, config)
     }

@@ -2,14 +2,19 @@
 //! chunks and flip the project to running. Table writes are a constant handful however many
 //! images there are.
 
+pub(crate) mod checkpoint;
+
+use serde::{Deserialize, Serialize};
 use tracing::instrument;
+
+use checkpoint::{Checkpoints, Claimed, Deadline};
 
 use crate::domain::project::{MAX_ITEMS, ProjectRecord, ProjectStatus};
 use crate::domain::refresh::RefreshTrigger;
 use crate::domain::source::Source;
 use crate::jobs::{Job, MAX_JOB_ATTEMPTS};
 use crate::keys::{self, attr};
-use crate::manifest::{Batch, CHUNK_KEYS, ManifestRecord, chunk_key, encode_chunk};
+use crate::manifest::{Batch, ChunkWriter, ManifestRecord};
 use crate::ports::blobs::MAX_LIST_KEYS;
 use crate::ports::{BlobError, BoxError, Condition, TableError, Update, Write};
 use crate::service::{UnserializableRecord, from_item, number, to_item};
@@ -79,6 +84,46 @@ pub(crate) fn start_round(
     ])
 }
 
+fn step_busy() -> JobError {
+    JobError::Unavailable(
+        "another run holds this step of the ingest, or the step before has not finished; \
+         retrying"
+            .into(),
+    )
+}
+
+/// How far an ingest has come, saved in its checkpoint between steps.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct IngestProgress {
+    /// The source listed (an edit of it starts the listing again).
+    source: Option<Source>,
+    /// The last key listed: the next step lists after it.
+    after: Option<String>,
+    /// Keys written to the manifest's chunks.
+    items: u64,
+    dropped: u64,
+    unreadable: u64,
+    list_calls: u64,
+}
+
+impl IngestProgress {
+    fn of(source: &Source) -> Self {
+        Self {
+            source: Some(source.clone()),
+            ..Self::default()
+        }
+    }
+}
+
+/// The step a run of the ingest holds.
+struct IngestRun<'a> {
+    project: &'a ProjectRecord,
+    generation: u64,
+    token: &'a str,
+    /// An earlier try of this step failed.
+    retried: bool,
+}
+
 /// What one listing found.
 #[derive(Debug, Default)]
 pub struct Listing {
@@ -130,14 +175,25 @@ impl Jobs<'_> {
     pub async fn run_job(&self, body: &str) -> Result<(), JobError> {
         let job = Job::from_body(body).map_err(|error| JobError::Malformed(error.to_string()))?;
         match job {
-            Job::Ingest { project_id } => self.ingest(&project_id).await,
+            Job::Ingest { project_id } => self.ingest(&project_id, 0).await,
+            Job::ContinueIngest { project_id, step } => self.ingest(&project_id, step).await,
             Job::Refresh {
                 project_id,
                 trigger,
                 request_id,
             } => {
                 self.refreshes()
-                    .refresh(&project_id, parse_trigger(&trigger)?, &request_id)
+                    .refresh(&project_id, parse_trigger(&trigger)?, &request_id, 0)
+                    .await
+            }
+            Job::ContinueRefresh {
+                project_id,
+                trigger,
+                request_id,
+                step,
+            } => {
+                self.refreshes()
+                    .refresh(&project_id, parse_trigger(&trigger)?, &request_id, step)
                     .await
             }
             Job::AddEventKeys {
@@ -163,26 +219,96 @@ impl Jobs<'_> {
         }
     }
 
-    /// The ingest job. Each run counts itself on the project (as export runs do); the last
-    /// allowed run that fails, or a run after that many that died, moves the project to
-    /// `failed` with the reason, so it never stays `initializing` for ever.
+    /// The checkpoints of this project's ingest.
+    fn ingest_checkpoints<'b>(&'b self, project_id: &'b str) -> Checkpoints<'b> {
+        Checkpoints {
+            table: self.table,
+            clock: self.clock,
+            budget: self.config.job_time_budget,
+            project_id,
+            kind: keys::checkpoint::INGEST,
+        }
+    }
+
+    /// The ingest job, step `step` (0 for the job's first message). Each run counts itself
+    /// on the project (as export runs do) and each committed step starts the count again, so
+    /// the count is of failures, not of continuations; the last allowed run that fails, or a
+    /// run after that many that died, moves the project to `failed` with the reason, so it
+    /// never stays `initializing` for ever.
     #[instrument(skip(self), err)]
-    async fn ingest(&self, project_id: &str) -> Result<(), JobError> {
-        let Some(item) = self.table.get(&keys::project(project_id)).await? else {
+    async fn ingest(&self, project_id: &str, step: u64) -> Result<(), JobError> {
+        let checkpoints = self.ingest_checkpoints(project_id);
+        // The project and the checkpoint in one round trip.
+        let project_key = keys::project(project_id);
+        let rows = self
+            .table
+            .batch_get(&[project_key.clone(), checkpoints.key()])
+            .await?;
+        let Some(item) = rows.iter().find(|row| row.key == project_key) else {
             tracing::warn!(
                 project_id,
                 "ingest for a project that does not exist; dropped"
             );
             return Ok(());
         };
-        let project: ProjectRecord = from_item(&item).map_err(JobError::Unavailable)?;
+        let project: ProjectRecord = from_item(item).map_err(JobError::Unavailable)?;
         if project.status != ProjectStatus::Initializing {
             return Ok(());
         }
+        let row = rows.iter().find(|row| row.key == checkpoints.key());
+        let fresh = || IngestProgress::of(&project.source);
+        let (claimed, claim) = checkpoints.plan(row, step, fresh, |_| true)?;
+        let (generation, token, progress) = match claimed {
+            Claimed::Run {
+                generation,
+                token,
+                state,
+            } => (generation, token, state),
+            Claimed::Stale => {
+                tracing::info!(project_id, step, "a stale ingest message; dropped");
+                return Ok(());
+            }
+            Claimed::Wait { until } => {
+                let project_id = project_id.to_owned();
+                let job = match step {
+                    0 => Job::Ingest { project_id },
+                    step => Job::ContinueIngest { project_id, step },
+                };
+                tracing::info!(step, "the ingest step is busy; coming back later");
+                let now = self.clock.now();
+                return checkpoint::come_back(
+                    &job,
+                    self.queue.as_ref(),
+                    &self.config.jobs_queue,
+                    now,
+                    until,
+                )
+                .await;
+            }
+        };
         let attempts = u32::try_from(number(&item.attrs, INGEST_ATTEMPTS)).unwrap_or(0);
+        // The step is claimed and the run counted in one write. Not a new version of the
+        // project: an edit meanwhile still succeeds (and its write, of the whole record,
+        // starts the count again).
+        let mut writes: Vec<Write> = claim.into_iter().collect();
+        writes.push(Write::Update {
+            key: project_key.clone(),
+            update: Update::default().set(INGEST_ATTEMPTS, attempts + 1),
+            condition: Some(Condition::equals(attr::VERSION, project.version)),
+        });
+        match self.table.transact(writes).await {
+            Ok(()) => {}
+            Err(TableError::ConditionFailed { index: 0 }) => return Err(step_busy()),
+            Err(TableError::ConditionFailed { .. }) => {
+                return Err(JobError::Unavailable(
+                    "the project changed during ingest".into(),
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        }
         if attempts >= MAX_JOB_ATTEMPTS {
             // The earlier runs died without recording an outcome (a crash or a timeout).
-            self.projects().fail_project(
+            self.give_up(
                 project_id,
                 &format!(
                     "the first listing of the source stopped without finishing {attempts} times; \
@@ -192,27 +318,18 @@ impl Jobs<'_> {
             .await?;
             return Ok(());
         }
-        // Not a new version of the project: an edit meanwhile still succeeds (and its write,
-        // of the whole record, starts the count again).
-        let counted = self
-            .table
-            .update(
-                &keys::project(project_id),
-                Update::default().set(INGEST_ATTEMPTS, attempts + 1),
-                Some(Condition::equals(attr::VERSION, project.version)),
-            )
-            .await;
-        match counted {
-            Ok(_) => {}
-            Err(TableError::ConditionFailed { .. }) => {
-                return Err(JobError::Unavailable(
-                    "the project changed during ingest".into(),
-                ));
-            }
-            Err(error) => return Err(error.into()),
-        }
         let attempts = attempts + 1;
-        match self.ingest_source(project_id, &project, attempts > 1).await {
+        let run = IngestRun {
+            project: &project,
+            generation,
+            token: &token,
+            retried: attempts > 1,
+        };
+        let outcome = self.ingest_source(&run, progress).await;
+        if outcome.is_err() {
+            checkpoints.release(&token).await;
+        }
+        match outcome {
             Err(error @ JobError::Unavailable(_)) if attempts >= MAX_JOB_ATTEMPTS => {
                 let reason = format!(
                     "the first listing of the source failed: {} (gave up after {attempts} \
@@ -220,54 +337,175 @@ impl Jobs<'_> {
                     causes(&error)
                 );
                 tracing::error!(project_id, %reason, "ingest failed");
-                self.projects().fail_project(project_id, &reason).await?;
+                self.give_up(project_id, &reason).await?;
                 Ok(())
             }
             outcome => outcome,
         }
     }
 
-    /// One run of the ingest job: lists the source, writes the manifest, starts the project.
+    /// Fails the project and drops the ingest's checkpoint, so a retry starts afresh.
+    async fn give_up(&self, project_id: &str, reason: &str) -> Result<(), JobError> {
+        self.ingest_checkpoints(project_id).delete().await?;
+        self.projects().fail_project(project_id, reason).await?;
+        Ok(())
+    }
+
+    /// One run of the ingest job: lists the source page by page from where the last step
+    /// stopped, writing manifest chunks as they fill, until the listing ends (the manifest is
+    /// committed and the project starts) or the run's budget is spent (the progress is
+    /// committed and the job continues in a new message). Holds one chunk and one page.
     async fn ingest_source(
         &self,
-        project_id: &str,
-        project: &ProjectRecord,
-        retried: bool,
+        run: &IngestRun<'_>,
+        progress: IngestProgress,
     ) -> Result<(), JobError> {
+        let project = run.project;
+        let project_id = project.id.as_str();
         let source = match project.source.allowed(self.config.allow_file_sources) {
             Ok(source) => source,
             Err(error) => {
-                self.projects()
-                    .fail_project(project_id, &error.to_string())
-                    .await?;
+                self.give_up(project_id, &error.to_string()).await?;
                 return Ok(());
             }
         };
-        let started = std::time::Instant::now();
-        let listing = match self.list_source(source, MAX_ITEMS).await {
-            Ok(listing) => listing,
-            Err(BlobError::NoSuchBucket(bucket)) => {
-                self.projects()
-                    .fail_project(project_id, &format!("bucket {bucket} does not exist"))
-                    .await?;
-                return Ok(());
+        // The source was edited since the last step: what was listed is of another source.
+        let mut progress = if progress.source.as_ref() == Some(&project.source) {
+            progress
+        } else {
+            IngestProgress::of(&project.source)
+        };
+        let deadline = Deadline::start(self.clock, self.config.job_time_budget);
+        let first = Batch {
+            start: 0,
+            len: 0,
+            tag: None,
+        };
+        let mut chunks = ChunkWriter::resume(
+            self.blobs.as_ref(),
+            &self.config.system_bucket,
+            project_id,
+            first,
+            progress.items,
+        )
+        .await?;
+        loop {
+            let page = match self
+                .blobs
+                .list(
+                    source.bucket(),
+                    source.list_prefix(),
+                    progress.after.as_deref(),
+                    MAX_LIST_KEYS,
+                )
+                .await
+            {
+                Ok(page) => page,
+                Err(BlobError::NoSuchBucket(bucket)) => {
+                    self.give_up(project_id, &format!("bucket {bucket} does not exist"))
+                        .await?;
+                    return Ok(());
+                }
+                Err(error) => return Err(error.into()),
+            };
+            progress.list_calls += 1;
+            progress.unreadable += page.unreadable;
+            for object in &page.objects {
+                if !source.admits(&object.key) {
+                    continue;
+                }
+                if chunks.len() < MAX_ITEMS {
+                    chunks.push(self.blobs.as_ref(), object.key.clone()).await?;
+                } else {
+                    progress.dropped += 1;
+                }
+            }
+            progress.items = chunks.len();
+            match (page.truncated, page.objects.last()) {
+                (true, Some(last)) => progress.after = Some(last.key.clone()),
+                _ => break,
+            }
+            if deadline.spent() {
+                chunks.flush(self.blobs.as_ref()).await?;
+                return self.continue_ingest(run, progress).await;
+            }
+        }
+        chunks.flush(self.blobs.as_ref()).await?;
+        self.start_project(run, &progress).await
+    }
+
+    /// Commits a step of the ingest and sends the next (before the commit: see
+    /// [`checkpoint`]).
+    async fn continue_ingest(
+        &self,
+        run: &IngestRun<'_>,
+        progress: IngestProgress,
+    ) -> Result<(), JobError> {
+        let project_id = run.project.id.as_str();
+        let next = Job::ContinueIngest {
+            project_id: project_id.to_owned(),
+            step: run.generation + 1,
+        };
+        next.send(
+            self.queue.as_ref(),
+            &self.config.jobs_queue,
+            checkpoint::CONTINUATION_DELAY,
+        )
+        .await
+        .map_err(|error| JobError::Unavailable(Box::new(error)))?;
+        let items = progress.items;
+        let writes = vec![
+            self.ingest_checkpoints(project_id).commit_write(
+                run.generation,
+                run.token,
+                progress,
+            )?,
+            // A committed step is progress: the failures counted start again.
+            Write::Update {
+                key: keys::project(project_id),
+                update: Update::default().set(INGEST_ATTEMPTS, 0),
+                condition: Some(Condition::equals(attr::VERSION, run.project.version)),
+            },
+        ];
+        match self.table.transact(writes).await {
+            Ok(()) => {}
+            Err(TableError::ConditionFailed { .. }) => {
+                return Err(JobError::Unavailable(
+                    "the project or the ingest's checkpoint changed during the step".into(),
+                ));
             }
             Err(error) => return Err(error.into()),
-        };
-        self.write_chunks(project_id, 0, &listing.keys).await?;
-        let total = listing.keys.len() as u64;
+        }
+        tracing::info!(
+            project_id,
+            step = run.generation,
+            items,
+            "ingest continues in a new message"
+        );
+        Ok(())
+    }
+
+    /// The last step of the ingest: publishes the manifest and starts the project.
+    async fn start_project(
+        &self,
+        run: &IngestRun<'_>,
+        progress: &IngestProgress,
+    ) -> Result<(), JobError> {
+        let project = run.project;
+        let project_id = project.id.as_str();
+        let total = progress.items;
         let now = self.clock.now();
         // The refresh block shows what the listing left out. Written before the commit, so a
         // running project always has it, and by a retry anyway (an earlier try may have left
         // one). Otherwise the manifest tells the same, without an S3 request more.
-        if listing.unreadable > 0 || retried {
+        if progress.unreadable > 0 || run.retried {
             let status = RefreshStatus {
                 at: now,
                 trigger: RefreshTrigger::Create,
                 added: total,
-                dropped: listing.dropped,
-                unreadable: listing.unreadable,
-                listed: total + listing.dropped,
+                dropped: progress.dropped,
+                unreadable: progress.unreadable,
+                listed: total + progress.dropped,
                 ..RefreshStatus::default()
             };
             self.statuses()
@@ -285,7 +523,7 @@ impl Jobs<'_> {
             } else {
                 Vec::new()
             },
-            dropped: listing.dropped,
+            dropped: progress.dropped,
             last_refresh_at: Some(now),
             last_refresh_trigger: Some(RefreshTrigger::Create),
             last_refresh_added: total,
@@ -309,6 +547,7 @@ impl Jobs<'_> {
                 )?,
                 condition: None,
             },
+            self.ingest_checkpoints(project_id).finish_write(run.token),
         ];
         writes.extend(start_round(project_id, round, total, now)?);
         let outcome = self.table.transact(writes).await;
@@ -326,10 +565,10 @@ impl Jobs<'_> {
         tracing::info!(
             project_id,
             items = total,
-            dropped = listing.dropped,
-            unreadable = listing.unreadable,
-            list_calls = listing.list_calls,
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            dropped = progress.dropped,
+            unreadable = progress.unreadable,
+            list_calls = progress.list_calls,
+            steps = run.generation + 1,
             "ingest finished"
         );
         Ok(())
@@ -370,38 +609,27 @@ impl Jobs<'_> {
         Ok(listing)
     }
 
-    /// Writes `keys` as manifest items `first_item..`, chunk by chunk, several at a time.
-    async fn write_chunks(
+    /// Test and bench hook: one run of a listing refresh of `project_id` as its first message
+    /// would run it; the most keys it held in memory at once.
+    pub async fn refresh_now(
         &self,
         project_id: &str,
-        first_item: u64,
-        keys: &[String],
-    ) -> Result<(), BlobError> {
-        let mut chunks: Vec<(u64, Vec<u8>)> = Vec::new();
-        let mut item = first_item;
-        let mut rest = keys;
-        while !rest.is_empty() {
-            let room = (CHUNK_KEYS - item % CHUNK_KEYS) as usize;
-            let (this, next) = rest.split_at(room.min(rest.len()));
-            chunks.push((item / CHUNK_KEYS, encode_chunk(this)));
-            item += this.len() as u64;
-            rest = next;
-        }
-        let bucket = self.config.system_bucket.clone();
-        for group in chunks.chunks(8) {
-            let writes = group.iter().map(|(chunk, body)| {
-                let key = chunk_key(project_id, *chunk);
-                let bucket = bucket.clone();
-                let body = body.clone();
-                async move { self.blobs.put(&bucket, &key, body, "text/plain").await }
-            });
-            futures::future::try_join_all(writes).await?;
-        }
-        Ok(())
+    ) -> Result<crate::usecases::refresh::MergeMemory, JobError> {
+        let mut memory = crate::usecases::refresh::MergeMemory::default();
+        self.refreshes()
+            .refresh_measured(
+                project_id,
+                RefreshTrigger::OnDemand,
+                &crate::ids::new_id("r"),
+                0,
+                &mut memory,
+            )
+            .await?;
+        Ok(memory)
     }
 
     /// Test and bench hook: ingest synchronously as the job would.
     pub async fn ingest_now(&self, project_id: &str) -> Result<(), JobError> {
-        self.ingest(project_id).await
+        self.ingest(project_id, 0).await
     }
 }

@@ -112,8 +112,6 @@ impl Refreshes<'_> {
         Ok(Merge {
             new_keys,
             removed: manifest.removed,
-            unreadable: 0,
-            listed: 0,
         })
     }
 

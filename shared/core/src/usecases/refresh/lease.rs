@@ -58,7 +58,7 @@ impl Refreshes<'_> {
         next.last_refresh_at = Some(now);
         next.last_refresh_trigger = Some(trigger);
         next.last_refresh_added = take as u64;
-        self.commit_refresh(project_id, project.round, manifest, &next, request_id)
+        self.commit_refresh(project_id, project.round, manifest, &next, request_id, None)
             .await?;
         Ok(next)
     }

@@ -13,6 +13,8 @@ mod lease;
 mod merge;
 mod requests;
 
+pub use merge::MergeMemory;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::refresh::RefreshTrigger;
