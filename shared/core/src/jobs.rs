@@ -32,10 +32,14 @@ pub enum Job {
     },
     /// Queues a refresh of every project with incremental refresh on (the daily schedule).
     RefreshAll { trigger: String },
-    /// Writes an export into the project's bucket.
+    /// Writes an export into the project's bucket, or its next stretch: `generation` counts the
+    /// continuations sent before this one (0 for the first message), so a message older than
+    /// the export's latest continuation is recognized as stale and dropped.
     Export {
         project_id: String,
         export_id: String,
+        #[serde(default)]
+        generation: u64,
     },
 }
 
@@ -95,6 +99,19 @@ mod tests {
                 .ok()
                 .and_then(Result::ok),
             Some(job)
+        );
+    }
+
+    #[test]
+    fn an_export_message_from_before_continuations_is_its_first_generation() {
+        let job = Job::from_body(r#"{"type":"export","project_id":"p_1","export_id":"x_1"}"#);
+        assert_eq!(
+            job.ok(),
+            Some(Job::Export {
+                project_id: "p_1".to_owned(),
+                export_id: "x_1".to_owned(),
+                generation: 0,
+            })
         );
     }
 
