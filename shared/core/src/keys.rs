@@ -160,10 +160,18 @@ pub fn export(project_id: &str, export_id: &str) -> Key {
     )
 }
 
+/// Where an export's checkpoint objects live in the system bucket.
+pub fn export_checkpoints(project_id: &str, export_id: &str) -> String {
+    format!("exports/{project_id}/{export_id}/")
+}
+
 /// The checkpoint object (system bucket) a run of an export writes: one key a run, so a run
 /// that lost its claim never overwrites the checkpoint of the run that took over.
 pub fn export_checkpoint(project_id: &str, export_id: &str, run_id: &str) -> String {
-    format!("exports/{project_id}/{export_id}/checkpoint-{run_id}")
+    format!(
+        "{}checkpoint-{run_id}",
+        export_checkpoints(project_id, export_id)
+    )
 }
 
 pub fn dataset(name: &str) -> Key {

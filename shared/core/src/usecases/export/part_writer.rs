@@ -31,6 +31,9 @@ pub(super) struct PartWriter<'a> {
     parts: Vec<CompletedPart>,
     /// Whether a part was uploaded since the last [`PartWriter::take_uploaded`].
     uploaded: bool,
+    /// Whether the store refused a part or the completion: the upload is gone (or was never
+    /// this one), and retrying it cannot help.
+    refused: bool,
 }
 
 impl<'a> PartWriter<'a> {
@@ -52,6 +55,7 @@ impl<'a> PartWriter<'a> {
             buffer: Vec::with_capacity(part_bytes(1) + 64 * 1024),
             parts: Vec::new(),
             uploaded: false,
+            refused: false,
         })
     }
 
@@ -75,6 +79,7 @@ impl<'a> PartWriter<'a> {
             buffer,
             parts,
             uploaded: false,
+            refused: false,
         }
     }
 
@@ -89,6 +94,10 @@ impl<'a> PartWriter<'a> {
     /// The bytes written but not yet uploaded as a part.
     pub(super) fn buffered(&self) -> &[u8] {
         &self.buffer
+    }
+
+    pub(super) fn refused(&self) -> bool {
+        self.refused
     }
 
     /// True when a part was uploaded since the last call: the moment for a checkpoint.
@@ -113,7 +122,8 @@ impl<'a> PartWriter<'a> {
             .service
             .blobs
             .upload_part(&self.bucket, &self.key, &self.upload_id, part_number, body)
-            .await?;
+            .await
+            .inspect_err(|error| self.refused = matches!(error, BlobError::Invalid(_)))?;
         self.parts.push(CompletedPart { part_number, etag });
         self.uploaded = true;
         Ok(())

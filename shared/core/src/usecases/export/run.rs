@@ -34,9 +34,9 @@ use super::coco::UnlabeledWalk;
 use super::part_writer::PartWriter;
 use super::{ExportFormat, ExportRecord, ExportStatus, MAX_EXPORT_ATTEMPTS};
 
-/// How long a run holds an export past its time budget: the step under way when the budget runs
-/// out (a page of items, one part of up to 128 MiB) and the checkpoint fit in it, so a holder
-/// still holding after that has died (a Lambda invocation ends at 15 minutes anyway).
+/// How long a run holds an export after its claim or its latest step: one step (a page of items,
+/// a part of up to 128 MiB) and a checkpoint fit in it, so a holder that has not renewed its
+/// hold by then has died.
 const HOLD_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// SQS's longest delivery delay.
 const MAX_QUEUE_DELAY: Duration = Duration::from_secs(15 * 60);
@@ -49,6 +49,8 @@ struct LostClaim;
 /// What one run has in hand.
 struct RunState<'w> {
     id: String,
+    /// Whether the upload was taken up from a checkpoint (it may be gone since).
+    resumed: bool,
     writer: PartWriter<'w>,
     state: WriterState,
     unlabeled: Option<UnlabeledWalk>,
@@ -154,7 +156,7 @@ impl Exports<'_> {
         let budget = self.config.job_time_budget;
         record.claims += 1;
         record.holder = Some(run_id.clone());
-        record.held_until = Some(now + millis(budget + HOLD_MARGIN));
+        record.held_until = Some(now + millis(HOLD_MARGIN));
         record.generation = generation.max(record.generation);
         record.status = ExportStatus::Running;
         record.started_at.get_or_insert(now);
@@ -185,7 +187,7 @@ impl Exports<'_> {
             .work(&project, &mut record, &run_id, deadline, &mut run)
             .await;
         match outcome {
-            Ok(Worked::Finished) => self.succeed(record, run).await,
+            Ok(Worked::Finished) => self.succeed(record).await,
             Ok(Worked::OutOfTime) => match run {
                 Some(run) => self.continue_later(record, run).await,
                 None => Err(lost_claim()),
@@ -195,7 +197,9 @@ impl Exports<'_> {
     }
 
     /// Opens the upload (from the latest checkpoint, or a fresh one) and writes until the
-    /// export is done (its upload completed) or the deadline has passed.
+    /// export is done (its upload completed) or the deadline has passed. An upload that is gone
+    /// (the local server removes the uploads it finds at start-up; S3's lifecycle rule those
+    /// older than a day) makes the run start over once, with a fresh one.
     async fn work<'w>(
         &'w self,
         project: &ProjectRecord,
@@ -205,7 +209,32 @@ impl Exports<'_> {
         run: &mut Option<RunState<'w>>,
     ) -> Result<Worked, JobError> {
         let opened = self.open(project, record, run_id).await?;
-        let run = run.insert(opened);
+        let mut state = run.insert(opened);
+        let mut started_over = false;
+        loop {
+            match self.advance(project, record, run_id, deadline, state).await {
+                Err(error) if state.writer.refused() && state.resumed && !started_over => {
+                    tracing::warn!(%error, "the export's upload is gone; starting over");
+                    started_over = true;
+                    if let Some(gone) = record.checkpoint.take() {
+                        self.forget_checkpoint(&gone).await;
+                    }
+                    let fresh = self.open(project, record, run_id).await?;
+                    state = run.insert(fresh);
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn advance(
+        &self,
+        project: &ProjectRecord,
+        record: &mut ExportRecord,
+        run_id: &str,
+        deadline: i64,
+        run: &mut RunState<'_>,
+    ) -> Result<Worked, JobError> {
         // Class names and categories as they were when the export began.
         let project = ProjectRecord {
             classes: run.state.classes.clone(),
@@ -243,10 +272,10 @@ impl Exports<'_> {
             if run.writer.take_uploaded() {
                 // Everything written so far is in parts now (a part takes the whole buffer):
                 // a failed run resumes here.
-                self.save_checkpoint(record, run).await?;
+                self.save_checkpoint(run).await?;
                 self.save_progress(record, run_id, Some(&run.checkpoint_key))
                     .await?;
-                record.checkpoint = Some(run.checkpoint_key.clone());
+                self.adopt_checkpoint(record, &run.checkpoint_key).await;
             } else {
                 self.save_progress(record, run_id, None).await?;
             }
@@ -285,6 +314,7 @@ impl Exports<'_> {
                     );
                     return Ok(RunState {
                         id: run_id.to_owned(),
+                        resumed: true,
                         writer,
                         state: saved.state,
                         unlabeled: None,
@@ -309,6 +339,7 @@ impl Exports<'_> {
         .await?;
         Ok(RunState {
             id: run_id.to_owned(),
+            resumed: false,
             writer,
             state: WriterState {
                 position: Position::Begin,
@@ -321,11 +352,7 @@ impl Exports<'_> {
         })
     }
 
-    async fn save_checkpoint(
-        &self,
-        record: &ExportRecord,
-        run: &RunState<'_>,
-    ) -> Result<(), JobError> {
+    async fn save_checkpoint(&self, run: &RunState<'_>) -> Result<(), JobError> {
         let bytes = checkpoint::encode(
             run.writer.upload_id(),
             run.writer.parts(),
@@ -341,13 +368,44 @@ impl Exports<'_> {
                 "application/octet-stream",
             )
             .await?;
-        // The previous run's checkpoint is not needed once this one's is written.
-        if let Some(previous) = &record.checkpoint
-            && previous != &run.checkpoint_key
-        {
-            self.forget_checkpoint(previous).await;
-        }
         Ok(())
+    }
+
+    /// Once the record names this run's checkpoint, the one it named before is not needed.
+    async fn adopt_checkpoint(&self, record: &mut ExportRecord, key: &str) {
+        if let Some(previous) = record.checkpoint.replace(key.to_owned())
+            && previous != key
+        {
+            self.forget_checkpoint(&previous).await;
+        }
+    }
+
+    /// Removes every checkpoint of a finished export, those of runs that died before the record
+    /// named them included.
+    async fn forget_checkpoints(&self, record: &ExportRecord) {
+        let prefix = keys::export_checkpoints(&record.project_id, &record.id);
+        let bucket = &self.config.system_bucket;
+        let mut start_after: Option<String> = None;
+        loop {
+            let page = match self
+                .blobs
+                .list(bucket, &prefix, start_after.as_deref(), 1000)
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "could not list the export's checkpoints");
+                    return;
+                }
+            };
+            for object in &page.objects {
+                self.forget_checkpoint(&object.key).await;
+            }
+            match (page.objects.last(), page.truncated) {
+                (Some(last), true) => start_after = Some(last.key.clone()),
+                _ => return,
+            }
+        }
     }
 
     async fn forget_checkpoint(&self, key: &str) {
@@ -357,7 +415,7 @@ impl Exports<'_> {
     }
 
     /// Progress for the dashboard (and the checkpoint, when one was just written), while this
-    /// run still holds the export.
+    /// run still holds the export; the hold is renewed, since a step just ended.
     async fn save_progress(
         &self,
         record: &ExportRecord,
@@ -365,6 +423,7 @@ impl Exports<'_> {
         checkpoint: Option<&str>,
     ) -> Result<(), JobError> {
         let mut update = Update::default()
+            .set(attr::HELD_UNTIL, self.clock.now() + millis(HOLD_MARGIN))
             .set(attr::ITEMS_TOTAL, record.items_total)
             .set(attr::ITEMS_WRITTEN, record.items_written)
             .set(attr::ANNOTATIONS_WRITTEN, record.annotations_written);
@@ -395,7 +454,7 @@ impl Exports<'_> {
         mut record: ExportRecord,
         run: RunState<'_>,
     ) -> Result<(), JobError> {
-        self.save_checkpoint(&record, &run).await?;
+        self.save_checkpoint(&run).await?;
         let next = record.generation + 1;
         Job::Export {
             project_id: record.project_id.clone(),
@@ -412,13 +471,16 @@ impl Exports<'_> {
         record.generation = next;
         record.holder = None;
         record.held_until = None;
-        record.checkpoint = Some(run.checkpoint_key.clone());
+        let previous = record.checkpoint.replace(run.checkpoint_key.clone());
         match self
             .table
             .put(record_item(&record)?, Some(held_by(&run.id)))
             .await
         {
             Ok(()) => {
+                if let Some(previous) = previous.filter(|key| key != &run.checkpoint_key) {
+                    self.forget_checkpoint(&previous).await;
+                }
                 tracing::info!(
                     generation = next,
                     items_written = record.items_written,
@@ -436,17 +498,9 @@ impl Exports<'_> {
         }
     }
 
-    async fn succeed(
-        &self,
-        mut record: ExportRecord,
-        run: Option<RunState<'_>>,
-    ) -> Result<(), JobError> {
-        let Some(run) = run else {
-            return Err(lost_claim());
-        };
-        let checkpoint_key = run.checkpoint_key;
+    async fn succeed(&self, mut record: ExportRecord) -> Result<(), JobError> {
         let now = self.clock.now();
-        let previous = record.checkpoint.take();
+        record.checkpoint = None;
         record.status = ExportStatus::Succeeded;
         record.items_total = record.items_written;
         record.error = None;
@@ -455,9 +509,7 @@ impl Exports<'_> {
         record.held_until = None;
         // Unconditional: the object is complete, whoever holds the export now.
         self.table.put(record_item(&record)?, None).await?;
-        for key in previous.iter().chain([&checkpoint_key]) {
-            self.forget_checkpoint(key).await;
-        }
+        self.forget_checkpoints(&record).await;
         tracing::info!(
             items = record.items_written,
             annotations = record.annotations_written,
@@ -559,8 +611,8 @@ impl Exports<'_> {
         {
             tracing::warn!(%error, "could not abort the failed export's upload");
         }
-        if let Some(key) = checkpoint {
-            self.forget_checkpoint(&key).await;
+        if checkpoint.is_some() {
+            self.forget_checkpoints(&record).await;
         }
         Ok(())
     }
