@@ -503,3 +503,59 @@ async fn a_run_that_fails_mid_way_resumes_from_its_checkpoint() {
     );
     assert_same_bytes(&bytes_of(&fixture, &project, &export.id).await, &expected);
 }
+
+#[tokio::test]
+async fn an_export_whose_upload_is_gone_between_runs_starts_over_once() {
+    let fixture = fixture("upload-gone");
+    let project = detection_project(&fixture, "gone", 2_100, 20).await;
+    let expected = uninterrupted(&fixture, &project, "coco", true).await;
+    let stepwise = one_step_a_message(&fixture);
+    let export = start(&fixture, &stepwise, &project, "coco", true).await;
+    let mut ran = 0;
+    run_due_jobs(&fixture, &stepwise, async |_| {
+        ran += 1;
+        if ran == 2 {
+            // What a restart of the local server does to the uploads it finds.
+            for upload in std::fs::read_dir(fixture.dir.join("multipart")).unwrap() {
+                let path = upload.unwrap().path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(path).unwrap();
+                } else {
+                    std::fs::remove_file(path).unwrap();
+                }
+            }
+        }
+    })
+    .await;
+    assert_same_bytes(&bytes_of(&fixture, &project, &export.id).await, &expected);
+}
+
+/// The realistic size, measured by hand (`cargo test -p labeling-tests --test
+/// export_continuations -- --ignored --nocapture`): a COCO export with `include_unlabeled` of
+/// 100,000 images in one step a message; prints the messages, the time and the peak memory.
+#[tokio::test]
+#[ignore = "a measurement: minutes of work"]
+async fn measure_an_export_of_100_000_images_in_continuations() {
+    const IMAGES: usize = 100_000;
+    let fixture = fixture("measure-100k");
+    let project = detection_project(&fixture, "measure", IMAGES, 1_000).await;
+    let stepwise = one_step_a_message(&fixture);
+    let export = start(&fixture, &stepwise, &project, "coco", true).await;
+    let started = std::time::Instant::now();
+    let messages = run_due_jobs(&fixture, &stepwise, async |_| {}).await;
+    let elapsed = started.elapsed();
+    let continued = bytes_of(&fixture, &project, &export.id).await;
+    let coco: serde_json::Value = serde_json::from_slice(&continued).unwrap();
+    assert_eq!(coco["images"].as_array().unwrap().len(), IMAGES);
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|line| line.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: unknown")
+        .to_owned();
+    println!(
+        "{IMAGES} images, {} annotations, {} bytes, {messages} messages in {elapsed:?} ({peak})",
+        coco["annotations"].as_array().unwrap().len(),
+        continued.len()
+    );
+}

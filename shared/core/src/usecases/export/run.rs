@@ -153,7 +153,6 @@ impl Exports<'_> {
         // Claim it.
         let run_id = new_id("r");
         let observed_claims = record.claims;
-        let budget = self.config.job_time_budget;
         record.claims += 1;
         record.holder = Some(run_id.clone());
         record.held_until = Some(now + millis(HOLD_MARGIN));
@@ -170,18 +169,13 @@ impl Exports<'_> {
             Err(TableError::ConditionFailed { .. }) => {
                 tracing::info!("another run claimed this export first; trying again later");
                 return self
-                    .park(
-                        project_id,
-                        export_id,
-                        generation,
-                        millis(budget + HOLD_MARGIN),
-                    )
+                    .park(project_id, export_id, generation, millis(HOLD_MARGIN))
                     .await;
             }
             Err(error) => return Err(error.into()),
         }
 
-        let deadline = now + millis(budget);
+        let deadline = now + millis(self.config.job_time_budget);
         let mut run = None;
         let outcome = self
             .work(&project, &mut record, &run_id, deadline, &mut run)
