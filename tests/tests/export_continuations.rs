@@ -25,8 +25,10 @@ struct Faults {
     item_queries: AtomicUsize,
     /// The item query (counted from 1) that fails, once; 0 for none.
     fail_item_query: AtomicUsize,
-    /// Whether the next write recording a continuation fails (the run dies there).
+    /// Whether the next write recording a continuation kills the run: from there on, no
+    /// write of an export record goes through until `dead` is cleared.
     kill_at_continuation: AtomicBool,
+    dead: AtomicBool,
 }
 
 impl Faults {
@@ -36,6 +38,7 @@ impl Faults {
             item_queries: AtomicUsize::new(0),
             fail_item_query: AtomicUsize::new(0),
             kill_at_continuation: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
         }
     }
 }
@@ -60,6 +63,9 @@ impl Table for Faults {
                 && item.attrs.get("status").and_then(|s| s.as_str()) == Some("running")
                 && item.attrs.get("error").is_none_or(|e| e.is_null());
             if letting_go && self.kill_at_continuation.swap(false, Ordering::SeqCst) {
+                self.dead.store(true, Ordering::SeqCst);
+            }
+            if self.dead.load(Ordering::SeqCst) {
                 return Err(unavailable());
             }
         }
@@ -71,6 +77,9 @@ impl Table for Faults {
         update: Update,
         condition: Option<Condition>,
     ) -> Result<Item, TableError> {
+        if key.sk.starts_with("RUN#EXPORT#") && self.dead.load(Ordering::SeqCst) {
+            return Err(unavailable());
+        }
         self.inner.update(key, update, condition).await
     }
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError> {
@@ -439,6 +448,7 @@ async fn a_run_killed_after_sending_its_continuation_is_taken_over_once_its_hold
         .unwrap()
         .remove(0);
     assert!(stepwise.jobs().run_job(&first.body).await.is_err());
+    fixture.table.dead.store(false, Ordering::SeqCst);
     // Its continuation finds the export still held: it waits, it does not run beside it.
     assert_eq!(run_due_jobs(&fixture, &stepwise, async |_| {}).await, 1);
     assert_eq!(

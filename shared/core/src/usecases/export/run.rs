@@ -183,7 +183,12 @@ impl Exports<'_> {
         match outcome {
             Ok(Worked::Finished) => self.succeed(record).await,
             Ok(Worked::OutOfTime) => match run {
-                Some(run) => self.continue_later(record, run).await,
+                // A continuation that could not be sent or recorded is a failed run: it lets
+                // go, and the retry resumes from the checkpoint.
+                Some(run) => match self.continue_later(record.clone(), run).await {
+                    Ok(()) => Ok(()),
+                    Err(error) => self.fail(record, &run_id, None, error).await,
+                },
                 None => Err(lost_claim()),
             },
             Err(error) => self.fail(record, &run_id, run, error).await,
