@@ -45,10 +45,14 @@ pub enum Job {
     RefreshAll { trigger: String },
     /// Counts the files and bytes of a dataset's folder and keeps them on its row.
     CountDataset { dataset: String },
-    /// Writes an export into the project's bucket.
+    /// Writes an export into the project's bucket, or its next stretch: `generation` counts the
+    /// continuations sent before this one (0 for the first message), so a message older than
+    /// the export's latest continuation is recognized as stale and dropped.
     Export {
         project_id: String,
         export_id: String,
+        #[serde(default)]
+        generation: u64,
     },
 }
 
@@ -108,6 +112,19 @@ mod tests {
                 .ok()
                 .and_then(Result::ok),
             Some(job)
+        );
+    }
+
+    #[test]
+    fn an_export_message_from_before_continuations_is_its_first_generation() {
+        let job = Job::from_body(r#"{"type":"export","project_id":"p_1","export_id":"x_1"}"#);
+        assert_eq!(
+            job.ok(),
+            Some(Job::Export {
+                project_id: "p_1".to_owned(),
+                export_id: "x_1".to_owned(),
+                generation: 0,
+            })
         );
     }
 

@@ -160,6 +160,20 @@ pub fn export(project_id: &str, export_id: &str) -> Key {
     )
 }
 
+/// Where an export's checkpoint objects live in the system bucket.
+pub fn export_checkpoints(project_id: &str, export_id: &str) -> String {
+    format!("exports/{project_id}/{export_id}/")
+}
+
+/// The checkpoint object (system bucket) a run of an export writes: one key a run, so a run
+/// that lost its claim never overwrites the checkpoint of the run that took over.
+pub fn export_checkpoint(project_id: &str, export_id: &str, run_id: &str) -> String {
+    format!(
+        "{}checkpoint-{run_id}",
+        export_checkpoints(project_id, export_id)
+    )
+}
+
 pub fn dataset(name: &str) -> Key {
     Key::new(format!("DATASET#{name}"), "META")
 }
@@ -210,6 +224,11 @@ pub mod attr {
     pub const ITEMS_TOTAL: &str = "items_total";
     pub const ITEMS_WRITTEN: &str = "items_written";
     pub const ANNOTATIONS_WRITTEN: &str = "annotations_written";
+    /// An export's claims by runs so far (a claim writes on the count it read), the run that
+    /// holds it (`holder`) and until when, and its latest checkpoint object.
+    pub const CLAIMS: &str = "claims";
+    pub const HELD_UNTIL: &str = "held_until";
+    pub const CHECKPOINT: &str = "checkpoint";
     /// The request that holds a refresh lease, and when the lease runs out.
     pub const HOLDER: &str = "holder";
     pub const EXPIRES_AT: &str = "expires_at";

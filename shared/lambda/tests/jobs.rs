@@ -69,6 +69,7 @@ async fn a_batch_reports_only_its_failed_jobs_for_retry() {
     let export = Job::Export {
         project_id: project.id.clone(),
         export_id: failing.id.clone(),
+        generation: 0,
     };
     let mut event = SqsEvent::default();
     event.records = vec![

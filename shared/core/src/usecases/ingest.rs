@@ -215,7 +215,12 @@ impl Jobs<'_> {
             Job::Export {
                 project_id,
                 export_id,
-            } => self.exports().run_export(&project_id, &export_id).await,
+                generation,
+            } => {
+                self.exports()
+                    .run_export(&project_id, &export_id, generation)
+                    .await
+            }
         }
     }
 

@@ -1,5 +1,7 @@
 //! Export: the COCO writer, one JSON object streamed in passes over the snapshot (images,
-//! then annotations, then categories).
+//! then annotations, then categories), a step at a time so a run can stop between any two.
+
+use std::collections::VecDeque;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -8,11 +10,13 @@ use super::Exports;
 use crate::domain::geometry::shoelace_area;
 use crate::domain::labeling::{ItemRecord, StoredAnnotation};
 use crate::domain::project::{ProjectRecord, TaskType};
+use crate::keys;
 use crate::ports::ByteRange;
 use crate::service::to_json_bytes;
 use crate::time::rfc3339;
 use crate::usecases::ingest::JobError;
 
+use super::checkpoint::{Position, WriterState};
 use super::part_writer::PartWriter;
 use super::snapshot::{ItemPages, Selection};
 use super::{ExportRecord, HEADER_READS_AT_ONCE, INCLUDE_UNLABELED_BATCH};
@@ -49,10 +53,16 @@ impl Exports<'_> {
         }
     }
 
-    pub(super) async fn write_coco(
+    /// One step of the COCO writer, from where `state` stands: the header with the first page
+    /// of images, a page of images (a batch of items with `include_unlabeled`), or a page of
+    /// annotations; the step that ends an array writes what follows it, the last one the
+    /// categories. The bytes are those of one uninterrupted pass, however the steps fall.
+    pub(super) async fn coco_step(
         &self,
         project: &ProjectRecord,
-        record: &mut ExportRecord,
+        record: &ExportRecord,
+        state: &mut WriterState,
+        unlabeled: &mut Option<UnlabeledWalk>,
         writer: &mut PartWriter<'_>,
     ) -> Result<(), JobError> {
         let source = project
@@ -60,176 +70,207 @@ impl Exports<'_> {
             .allowed(self.config.allow_file_sources)
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
         let root = source.list_prefix().to_owned();
-        let dataset_root = source.object_uri(&root);
-        let info = json!({
-            "description": format!("{} ({})", project.name, project.task_type.as_str()),
-            "version": "1.0",
-            "year": rfc3339(record.snapshot_at)[..4].parse::<i64>().unwrap_or(1970),
-            "contributor": "labeling",
-            "url": "",
-            "date_created": rfc3339(record.snapshot_at),
-            "project_id": project.id,
-            "project_name": project.name,
-            "export_id": record.id,
-            "task_type": project.task_type.as_str(),
-            "dataset_root": dataset_root,
-        });
-        writer.write(b"{\"info\":").await?;
-        writer.write(&to_json_bytes("COCO info", &info)?).await?;
-        writer.write(b",\"licenses\":[],\"images\":[").await?;
-
-        // Pass 1: images.
+        if state.position == Position::Begin {
+            let dataset_root = source.object_uri(&root);
+            let info = json!({
+                "description": format!("{} ({})", project.name, project.task_type.as_str()),
+                "version": "1.0",
+                "year": rfc3339(record.snapshot_at)[..4].parse::<i64>().unwrap_or(1970),
+                "contributor": "labeling",
+                "url": "",
+                "date_created": rfc3339(record.snapshot_at),
+                "project_id": project.id,
+                "project_name": project.name,
+                "export_id": record.id,
+                "task_type": project.task_type.as_str(),
+                "dataset_root": dataset_root,
+            });
+            writer.write(b"{\"info\":").await?;
+            writer.write(&to_json_bytes("COCO info", &info)?).await?;
+            writer.write(b",\"licenses\":[],\"images\":[").await?;
+            state.position = Position::Images {
+                after: None,
+                next_item: 0,
+            };
+        }
         let selection = Selection::of(record);
-        let include_unlabeled = record.include_unlabeled;
-        let mut first = true;
-        let mut written = 0u64;
         let mut pending: Vec<u8> = Vec::new();
-        let image_entry = |item: u64, key: &str, width: Option<u32>, height: Option<u32>| {
-            let file_name = key.strip_prefix(root.as_str()).unwrap_or(key);
-            json!({
-                "id": item + 1,
-                "file_name": file_name,
-                "width": width,
-                "height": height,
-                "s3_uri": source.object_uri(key),
-            })
-        };
-        if include_unlabeled {
-            // Every item of the manifest, labeled or not, in item order.
-            let manifest = self
-                .reader()
-                .read_manifest(&project.id)
-                .await?
-                .unwrap_or_default();
-            let total = record
-                .snapshot_items
-                .map_or(manifest.total, |n| n.min(manifest.total));
-            // Item records come in item order: walk them beside the item ids, a page at a
-            // time, so memory stays flat; images no labeler opened yet get their size from
-            // their headers, many reads at a time.
-            let mut pages = ItemPages::new(&project.id);
-            let mut known: std::collections::VecDeque<ItemRecord> = Default::default();
-            let mut start = 0u64;
-            while start < total {
-                let end = (start + INCLUDE_UNLABELED_BATCH).min(total);
-                while known.back().is_none_or(|record| record.item < end) {
-                    match pages.next(self).await? {
-                        Some(page) => known.extend(page),
-                        None => break,
-                    }
-                }
-                let mut batch = Vec::with_capacity((end - start) as usize);
-                for item in start..end {
-                    while known.front().is_some_and(|record| record.item < item) {
-                        known.pop_front();
-                    }
-                    let size = known
-                        .front()
-                        .filter(|record| record.item == item)
-                        .and_then(|record| record.width.zip(record.height));
-                    let key = self
-                        .item_keys()
-                        .item_key(&project.id, &manifest, item)
-                        .await?;
-                    batch.push((item, key, size));
-                }
-                let bucket = source.bucket();
-                let sized: Vec<(u64, String, Option<u32>, Option<u32>)> =
-                    futures::stream::iter(batch.into_iter().map(|(item, key, size)| async move {
-                        let (width, height) = match size {
-                            Some((w, h)) => (Some(w), Some(h)),
-                            None => self.header_size(bucket, &key).await,
-                        };
-                        (item, key, width, height)
-                    }))
-                    .buffered(HEADER_READS_AT_ONCE)
-                    .collect()
-                    .await;
-                for (item, key, width, height) in sized {
-                    if !first {
+        match state.position.clone() {
+            Position::Images { after, next_item } => {
+                let image_entry =
+                    |item: u64, key: &str, width: Option<u32>, height: Option<u32>| {
+                        let file_name = key.strip_prefix(root.as_str()).unwrap_or(key);
+                        json!({
+                            "id": item + 1,
+                            "file_name": file_name,
+                            "width": width,
+                            "height": height,
+                            "s3_uri": source.object_uri(key),
+                        })
+                    };
+                let mut push = |pending: &mut Vec<u8>, entry: Value| {
+                    if state.items_written > 0 {
                         pending.push(b',');
                     }
-                    first = false;
-                    serde_json::to_writer(&mut pending, &image_entry(item, &key, width, height))
-                        .map_err(|e| JobError::Unavailable(Box::new(e)))?;
-                    written += 1;
-                }
-                writer.write(&pending).await?;
-                pending.clear();
-                record.items_written = written;
-                self.save_progress(record).await;
-                start = end;
-            }
-        } else {
-            let mut pages = ItemPages::new(&project.id);
-            while let Some(page) = pages.next(self).await? {
-                for item in page.into_iter().filter_map(|item| selection.snapshot(item)) {
-                    if !first {
-                        pending.push(b',');
+                    state.items_written += 1;
+                    serde_json::to_writer(pending, &entry)
+                        .map_err(|e| JobError::Unavailable(Box::new(e)))
+                };
+                let images_done = if record.include_unlabeled {
+                    // Every item of the manifest, labeled or not, in item order, a batch a step.
+                    let manifest = self
+                        .reader()
+                        .read_manifest(&project.id)
+                        .await?
+                        .unwrap_or_default();
+                    let total = record
+                        .snapshot_items
+                        .map_or(manifest.total, |n| n.min(manifest.total));
+                    let start = next_item;
+                    let end = (start + INCLUDE_UNLABELED_BATCH).min(total);
+                    if start < end {
+                        let walk =
+                            unlabeled.get_or_insert_with(|| UnlabeledWalk::at(&project.id, start));
+                        let mut batch = Vec::with_capacity((end - start) as usize);
+                        for item in start..end {
+                            let size = walk.size_of(self, item, end).await?;
+                            let key = self
+                                .item_keys()
+                                .item_key(&project.id, &manifest, item)
+                                .await?;
+                            batch.push((item, key, size));
+                        }
+                        let bucket = source.bucket();
+                        let sized: Vec<(u64, String, Option<u32>, Option<u32>)> =
+                            futures::stream::iter(batch.into_iter().map(
+                                |(item, key, size)| async move {
+                                    let (width, height) = match size {
+                                        Some((w, h)) => (Some(w), Some(h)),
+                                        None => self.header_size(bucket, &key).await,
+                                    };
+                                    (item, key, width, height)
+                                },
+                            ))
+                            .buffered(HEADER_READS_AT_ONCE)
+                            .collect()
+                            .await;
+                        for (item, key, width, height) in sized {
+                            push(&mut pending, image_entry(item, &key, width, height))?;
+                        }
                     }
-                    first = false;
-                    serde_json::to_writer(
-                        &mut pending,
-                        &image_entry(item.item, &item.key, item.width, item.height),
-                    )
-                    .map_err(|e| JobError::Unavailable(Box::new(e)))?;
-                    written += 1;
-                }
-                let uploaded = writer.write(&pending).await?;
-                pending.clear();
-                if uploaded {
-                    record.items_written = written;
-                    self.save_progress(record).await;
+                    state.position = Position::Images {
+                        after: None,
+                        next_item: end.max(start),
+                    };
+                    end >= total
+                } else {
+                    let mut pages = ItemPages::after(&project.id, after);
+                    if let Some(page) = pages.next(self).await? {
+                        for item in page.into_iter().filter_map(|item| selection.snapshot(item)) {
+                            push(
+                                &mut pending,
+                                image_entry(item.item, &item.key, item.width, item.height),
+                            )?;
+                        }
+                    }
+                    state.position = Position::Images {
+                        after: pages.position(),
+                        next_item: 0,
+                    };
+                    pages.is_done()
+                };
+                if images_done {
+                    pending.extend_from_slice(b"],\"annotations\":[");
+                    state.position = Position::Annotations { after: None };
                 }
             }
+            Position::Annotations { after } => {
+                let mut pages = ItemPages::after(&project.id, after);
+                if let Some(page) = pages.next(self).await? {
+                    for item in page.into_iter().filter_map(|item| selection.snapshot(item)) {
+                        for label in &item.labels {
+                            if state.annotations_written > 0 {
+                                pending.push(b',');
+                            }
+                            state.annotations_written += 1;
+                            serde_json::to_writer(
+                                &mut pending,
+                                &coco_annotation(
+                                    project.task_type,
+                                    state.annotations_written,
+                                    item.item + 1,
+                                    label,
+                                ),
+                            )
+                            .map_err(|e| JobError::Unavailable(Box::new(e)))?;
+                        }
+                    }
+                }
+                state.position = Position::Annotations {
+                    after: pages.position(),
+                };
+                if pages.is_done() {
+                    pending.extend_from_slice(b"],\"categories\":");
+                    let supercategory = if project.task_type.is_classification() {
+                        "class"
+                    } else {
+                        "object"
+                    };
+                    let categories: Vec<Value> = project
+                        .classes
+                        .iter()
+                        .map(|class| json!({ "id": class.id, "name": class.name, "supercategory": supercategory }))
+                        .collect();
+                    pending.extend_from_slice(&to_json_bytes("COCO categories", &categories)?);
+                    pending.push(b'}');
+                    state.position = Position::End;
+                }
+            }
+            Position::Begin | Position::Lines { .. } | Position::End => {}
         }
-        record.items_written = written;
-        writer.write(b"],\"annotations\":[").await?;
-
-        // Pass 2: annotations.
-        let selection = Selection::of(record);
-        let mut annotation_id = 0u64;
-        let mut first = true;
-        let mut pages = ItemPages::new(&project.id);
-        while let Some(page) = pages.next(self).await? {
-            for item in page.into_iter().filter_map(|item| selection.snapshot(item)) {
-                for label in &item.labels {
-                    annotation_id += 1;
-                    if !first {
-                        pending.push(b',');
-                    }
-                    first = false;
-                    serde_json::to_writer(
-                        &mut pending,
-                        &coco_annotation(project.task_type, annotation_id, item.item + 1, label),
-                    )
-                    .map_err(|e| JobError::Unavailable(Box::new(e)))?;
-                }
-            }
-            let uploaded = writer.write(&pending).await?;
-            pending.clear();
-            if uploaded {
-                record.annotations_written = annotation_id;
-                self.save_progress(record).await;
-            }
-        }
-        record.annotations_written = annotation_id;
-        writer.write(b"],\"categories\":").await?;
-        let supercategory = if project.task_type.is_classification() {
-            "class"
-        } else {
-            "object"
-        };
-        let categories: Vec<Value> = project
-            .classes
-            .iter()
-            .map(|class| json!({ "id": class.id, "name": class.name, "supercategory": supercategory }))
-            .collect();
-        writer
-            .write(&to_json_bytes("COCO categories", &categories)?)
-            .await?;
-        writer.write(b"}").await?;
+        writer.write(&pending).await?;
         Ok(())
+    }
+}
+
+/// The item records beside the item ids of an `include_unlabeled` walk, read a page at a time
+/// ahead of the batch being written, so memory stays flat; kept for the rest of a run.
+pub(super) struct UnlabeledWalk {
+    pages: ItemPages,
+    known: VecDeque<ItemRecord>,
+}
+
+impl UnlabeledWalk {
+    /// A walk from item `start` (records of earlier items are not read again).
+    fn at(project_id: &str, start: u64) -> Self {
+        let after = start.checked_sub(1).map(keys::item_sk);
+        Self {
+            pages: ItemPages::after(project_id, after),
+            known: VecDeque::new(),
+        }
+    }
+
+    /// The size a record holds for `item`, reading pages up to `end` (items come in order).
+    async fn size_of(
+        &mut self,
+        service: &Exports<'_>,
+        item: u64,
+        end: u64,
+    ) -> Result<Option<(u32, u32)>, JobError> {
+        while self.known.back().is_none_or(|record| record.item < end) {
+            match self.pages.next(service).await? {
+                Some(page) => self.known.extend(page),
+                None => break,
+            }
+        }
+        while self.known.front().is_some_and(|record| record.item < item) {
+            self.known.pop_front();
+        }
+        Ok(self
+            .known
+            .front()
+            .filter(|record| record.item == item)
+            .and_then(|record| record.width.zip(record.height)))
     }
 }
 

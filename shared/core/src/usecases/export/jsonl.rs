@@ -1,4 +1,5 @@
-//! Export: the JSON Lines writer, one line an item in Azure ML AutoML's schema.
+//! Export: the JSON Lines writer, one line an item in Azure ML AutoML's schema, a page of item
+//! records a step.
 
 use serde_json::{Value, json};
 
@@ -9,6 +10,7 @@ use crate::domain::source::Source;
 use crate::usecases::ingest::JobError;
 
 use super::ExportRecord;
+use super::checkpoint::{Position, WriterState};
 use super::part_writer::PartWriter;
 use super::snapshot::{ItemPages, Selection};
 
@@ -22,39 +24,45 @@ fn image_format(key: &str) -> String {
 }
 
 impl Exports<'_> {
-    pub(super) async fn write_jsonl(
+    /// One step of the JSON Lines writer: the lines of one page of item records.
+    pub(super) async fn jsonl_step(
         &self,
         project: &ProjectRecord,
-        record: &mut ExportRecord,
+        record: &ExportRecord,
+        state: &mut WriterState,
         writer: &mut PartWriter<'_>,
     ) -> Result<(), JobError> {
+        let after = match &state.position {
+            Position::Begin => None,
+            Position::Lines { after } => after.clone(),
+            Position::Images { .. } | Position::Annotations { .. } | Position::End => {
+                return Ok(());
+            }
+        };
         let source = project
             .source
             .allowed(self.config.allow_file_sources)
             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
         let selection = Selection::of(record);
-        let mut written = 0u64;
-        let mut annotations = 0u64;
         let mut pending = Vec::new();
-        let mut pages = ItemPages::new(&project.id);
-        while let Some(page) = pages.next(self).await? {
+        let mut pages = ItemPages::after(&project.id, after);
+        if let Some(page) = pages.next(self).await? {
             for item in page.into_iter().filter_map(|item| selection.snapshot(item)) {
-                annotations += item.labels.len() as u64;
+                state.annotations_written += item.labels.len() as u64;
                 serde_json::to_writer(&mut pending, &jsonl_line(project, source, &item))
                     .map_err(|e| JobError::Unavailable(Box::new(e)))?;
                 pending.push(b'\n');
-                written += 1;
-            }
-            let uploaded = writer.write(&pending).await?;
-            pending.clear();
-            if uploaded {
-                record.items_written = written;
-                record.annotations_written = annotations;
-                self.save_progress(record).await;
+                state.items_written += 1;
             }
         }
-        record.items_written = written;
-        record.annotations_written = annotations;
+        writer.write(&pending).await?;
+        state.position = if pages.is_done() {
+            Position::End
+        } else {
+            Position::Lines {
+                after: pages.position(),
+            }
+        };
         Ok(())
     }
 }

@@ -1,12 +1,16 @@
 //! Export: labels as COCO or as JSON Lines (Azure ML AutoML's schema), streamed page by page
 //! into the project's bucket through a multipart upload, so memory stays flat however large the
 //! project. The object appears whole or not at all: a multipart upload is invisible until it is
-//! completed, and a retried job starts a fresh upload (abandoned parts expire by lifecycle rule).
+//! completed. A job works step by step (a page of items; a part) within the service's job time
+//! budget, then saves a checkpoint (the upload, its parts, the bytes not yet a part, where the
+//! walk is) and continues in a new message; a failed run resumes from the last checkpoint.
 //!
 //! One flow a file: `requests` starts, shows and lists exports; `run` is the job that writes
-//! one; `snapshot` chooses the items it holds; `coco` and `jsonl` write the two formats;
-//! `part_writer` uploads the bytes as a multipart upload.
+//! one; `checkpoint` is what a run leaves for the next; `snapshot` chooses the items it holds;
+//! `coco` and `jsonl` write the two formats a step at a time; `part_writer` uploads the bytes
+//! as a multipart upload.
 
+mod checkpoint;
 mod coco;
 mod jsonl;
 mod part_writer;
@@ -87,9 +91,26 @@ pub struct ExportRecord {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub error: Option<String>,
-    /// Runs started so far; the last allowed failure marks the export failed.
+    /// Failed runs so far (an error, or a run that stopped holding the export: a crash, a
+    /// timeout); continuations are not failures. The last allowed failure marks it failed.
     #[serde(default)]
     pub attempts: u32,
+    /// Continuations sent so far: a message of an older generation is stale and dropped.
+    #[serde(default)]
+    pub generation: u64,
+    /// Claims by runs so far; a claim is written on the count it read, so two runs that read
+    /// the same record cannot both hold the export.
+    #[serde(default)]
+    pub claims: u64,
+    /// The run that holds the export, and until when (epoch ms): a run still holding it past
+    /// then has died; while it holds, other messages for the export wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<i64>,
+    /// The latest checkpoint object in the system bucket, where the next run takes up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
 }
 
 /// Items listed at a time when an export lists unlabeled images too.

@@ -1,5 +1,6 @@
 //! Export: the multipart part writer, which buffers an export's bytes and uploads them as
-//! parts of one multipart upload, so the object appears whole or not at all.
+//! parts of one multipart upload, so the object appears whole or not at all. The upload outlives
+//! a run: [`PartWriter::resume`] takes it up again from what a checkpoint kept.
 
 use super::Exports;
 use crate::ports::{BlobError, CompletedPart};
@@ -28,6 +29,11 @@ pub(super) struct PartWriter<'a> {
     upload_id: String,
     buffer: Vec<u8>,
     parts: Vec<CompletedPart>,
+    /// Whether a part was uploaded since the last [`PartWriter::take_uploaded`].
+    uploaded: bool,
+    /// Whether the store refused a part or the completion: the upload is gone (or was never
+    /// this one), and retrying it cannot help.
+    refused: bool,
 }
 
 impl<'a> PartWriter<'a> {
@@ -48,18 +54,64 @@ impl<'a> PartWriter<'a> {
             upload_id,
             buffer: Vec::with_capacity(part_bytes(1) + 64 * 1024),
             parts: Vec::new(),
+            uploaded: false,
+            refused: false,
         })
     }
 
-    /// True when this write uploaded a part: everything written so far is then in the store,
-    /// the moment for the job to record its progress (one table write a part, not an item).
-    pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<bool, BlobError> {
+    /// Takes up an upload a checkpoint kept: its parts so far and the bytes not yet a part. The
+    /// same bytes written after it make the same parts as in an uninterrupted run.
+    pub(super) fn resume(
+        service: &'a Exports<'a>,
+        bucket: &str,
+        key: &str,
+        upload_id: String,
+        parts: Vec<CompletedPart>,
+        mut buffer: Vec<u8>,
+    ) -> Self {
+        let wanted = part_bytes(parts.len() as u32 + 1) + 64 * 1024;
+        buffer.reserve(wanted.saturating_sub(buffer.len()));
+        Self {
+            service,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            upload_id,
+            buffer,
+            parts,
+            uploaded: false,
+            refused: false,
+        }
+    }
+
+    pub(super) fn upload_id(&self) -> &str {
+        &self.upload_id
+    }
+
+    pub(super) fn parts(&self) -> &[CompletedPart] {
+        &self.parts
+    }
+
+    /// The bytes written but not yet uploaded as a part.
+    pub(super) fn buffered(&self) -> &[u8] {
+        &self.buffer
+    }
+
+    pub(super) fn refused(&self) -> bool {
+        self.refused
+    }
+
+    /// True when a part was uploaded since the last call: the moment for a checkpoint.
+    pub(super) fn take_uploaded(&mut self) -> bool {
+        std::mem::take(&mut self.uploaded)
+    }
+
+    /// Buffers the bytes, uploading the buffer as the next part once it reaches that part's size.
+    pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
         self.buffer.extend_from_slice(bytes);
         if self.buffer.len() >= part_bytes(self.parts.len() as u32 + 1) {
             self.flush().await?;
-            return Ok(true);
         }
-        Ok(false)
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), BlobError> {
@@ -70,27 +122,22 @@ impl<'a> PartWriter<'a> {
             .service
             .blobs
             .upload_part(&self.bucket, &self.key, &self.upload_id, part_number, body)
-            .await?;
+            .await
+            .inspect_err(|error| self.refused = matches!(error, BlobError::Invalid(_)))?;
         self.parts.push(CompletedPart { part_number, etag });
+        self.uploaded = true;
         Ok(())
     }
 
-    pub(super) async fn finish(mut self) -> Result<(), BlobError> {
+    /// Uploads what is buffered as the last part and completes the upload.
+    pub(super) async fn finish(&mut self) -> Result<(), BlobError> {
         if !self.buffer.is_empty() || self.parts.is_empty() {
             self.flush().await?;
         }
         self.service
             .blobs
-            .complete_multipart(&self.bucket, &self.key, &self.upload_id, self.parts)
+            .complete_multipart(&self.bucket, &self.key, &self.upload_id, self.parts.clone())
             .await
-    }
-
-    pub(super) async fn abort(self) {
-        let _ = self
-            .service
-            .blobs
-            .abort_multipart(&self.bucket, &self.key, &self.upload_id)
-            .await;
     }
 }
 

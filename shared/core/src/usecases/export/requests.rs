@@ -106,6 +106,11 @@ impl Exports<'_> {
             finished_at: None,
             error: None,
             attempts: 0,
+            generation: 0,
+            claims: 0,
+            holder: None,
+            held_until: None,
+            checkpoint: None,
         };
         self.table
             .put(
@@ -116,6 +121,7 @@ impl Exports<'_> {
         let job = Job::Export {
             project_id: project_id.to_owned(),
             export_id: id.clone(),
+            generation: 0,
         };
         job.send(
             self.queue.as_ref(),

@@ -48,11 +48,30 @@ pub(super) struct ItemPages {
 
 impl ItemPages {
     pub(super) fn new(project_id: &str) -> Self {
+        Self::after(project_id, None)
+    }
+
+    /// The records after sort key `after` (from the start when `None`): where a checkpoint left
+    /// the walk. Any sort key will do, a record's or not.
+    pub(super) fn after(project_id: &str, after: Option<String>) -> Self {
         Self {
             pk: keys::project_pk(project_id),
-            start_after: None,
+            start_after: after,
             done: false,
         }
+    }
+
+    /// The sort key the next page starts after; `None` once every page was read.
+    pub(super) fn position(&self) -> Option<String> {
+        if self.done {
+            None
+        } else {
+            self.start_after.clone()
+        }
+    }
+
+    pub(super) fn is_done(&self) -> bool {
+        self.done
     }
 
     pub(super) async fn next(
