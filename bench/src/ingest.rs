@@ -12,8 +12,8 @@ use labeling_core::ports::{Clock, SystemClock};
 use labeling_core::{Actor, Service, ServiceConfig};
 use labeling_embedded::{Database, FolderBlobs, SqliteQueue, SqliteTable};
 
-use crate::counting::{CountingBlobs, CountingTable};
 use crate::stats::ScratchDir;
+use labeling_core::ports::counting::{CountingBlobs, CountingTable};
 
 /// Files per folder under `imgs/`.
 const FILES_PER_FOLDER: usize = 1000;

@@ -4,7 +4,6 @@
 
 mod checkout;
 mod contention;
-mod counting;
 mod export;
 mod ingest;
 mod stats;

@@ -5,13 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use async_trait::async_trait;
-use labeling_core::ports::{
-    BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectChecksum, ObjectMeta, PresignedPut,
-};
+use labeling_core::ports::counting::CountingBlobs;
 use labeling_core::usecases::datasets::{UploadFileInput, UploadsInput};
 use labeling_core::{Actor, Service};
 use labeling_tests::{TestApp, on_aws, png, spawn_app};
@@ -205,115 +200,6 @@ async fn a_put_without_the_signed_checksum_or_with_another_body_is_refused_and_s
     assert_eq!(dataset_folder(&app, "checked"), ["a.png"]);
 }
 
-/// A `Blobs` that delegates and counts reads of whole objects or ranges.
-struct CountingReads {
-    inner: Arc<dyn Blobs>,
-    gets: AtomicU64,
-}
-
-#[async_trait]
-impl Blobs for CountingReads {
-    async fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-        range: Option<ByteRange>,
-    ) -> Result<Vec<u8>, BlobError> {
-        self.gets.fetch_add(1, Ordering::Relaxed);
-        self.inner.get(bucket, key, range).await
-    }
-    async fn put(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Vec<u8>,
-        content_type: &str,
-    ) -> Result<(), BlobError> {
-        self.inner.put(bucket, key, body, content_type).await
-    }
-    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, BlobError> {
-        self.inner.head(bucket, key).await
-    }
-    async fn head_checksum(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Result<Option<ObjectChecksum>, BlobError> {
-        self.inner.head_checksum(bucket, key).await
-    }
-    async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
-        self.inner.delete(bucket, key).await
-    }
-    async fn list(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        start_after: Option<&str>,
-        max_keys: usize,
-    ) -> Result<ListPage, BlobError> {
-        self.inner.list(bucket, prefix, start_after, max_keys).await
-    }
-    async fn start_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        content_type: &str,
-    ) -> Result<String, BlobError> {
-        self.inner.start_multipart(bucket, key, content_type).await
-    }
-    async fn upload_part(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        body: Vec<u8>,
-    ) -> Result<String, BlobError> {
-        self.inner
-            .upload_part(bucket, key, upload_id, part_number, body)
-            .await
-    }
-    async fn complete_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        parts: Vec<CompletedPart>,
-    ) -> Result<(), BlobError> {
-        self.inner
-            .complete_multipart(bucket, key, upload_id, parts)
-            .await
-    }
-    async fn abort_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<(), BlobError> {
-        self.inner.abort_multipart(bucket, key, upload_id).await
-    }
-    async fn presign_get(
-        &self,
-        bucket: &str,
-        key: &str,
-        expires_in: Duration,
-    ) -> Result<String, BlobError> {
-        self.inner.presign_get(bucket, key, expires_in).await
-    }
-    async fn presign_put(
-        &self,
-        bucket: &str,
-        key: &str,
-        content_type: &str,
-        sha256: Option<[u8; 32]>,
-        expires_in: Duration,
-    ) -> Result<PresignedPut, BlobError> {
-        self.inner
-            .presign_put(bucket, key, content_type, sha256, expires_in)
-            .await
-    }
-}
-
 #[tokio::test]
 async fn a_resumed_upload_skips_files_by_their_stored_checksum_without_reading_them() {
     let app = spawn_app().await;
@@ -346,10 +232,7 @@ async fn a_resumed_upload_skips_files_by_their_stored_checksum_without_reading_t
         .unwrap();
 
     // The same request again through a service whose blob reads are counted.
-    let reads = Arc::new(CountingReads {
-        inner: app.blobs.clone(),
-        gets: AtomicU64::new(0),
-    });
+    let reads = Arc::new(CountingBlobs::new(app.blobs.clone()));
     let queue_dir = app.data_dir.join("counted-queue");
     std::fs::create_dir_all(&queue_dir).unwrap();
     let queue = labeling_embedded::SqliteQueue::new(
@@ -400,7 +283,7 @@ async fn a_resumed_upload_skips_files_by_their_stored_checksum_without_reading_t
         sha256_base64(&changed)
     );
     assert_eq!(
-        reads.gets.load(Ordering::Relaxed),
+        reads.counts().gets,
         0,
         "a resume reads no object: it compares the stored checksums"
     );
