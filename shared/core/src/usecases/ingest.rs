@@ -124,6 +124,26 @@ struct IngestRun<'a> {
     retried: bool,
 }
 
+/// The keys of a listing page that the source admits, in key order, at most `room` of them
+/// (a project's cap on items), and how many admitted keys were past it: ingest and the listing
+/// hook keep and drop by this one rule.
+fn admit_page<'a>(
+    source: &Source,
+    page: &'a crate::ports::ListPage,
+    room: u64,
+) -> (Vec<&'a str>, u64) {
+    let mut admitted = page
+        .objects
+        .iter()
+        .map(|object| object.key.as_str())
+        .filter(|key| source.admits(key));
+    let kept: Vec<&str> = admitted
+        .by_ref()
+        .take(usize::try_from(room).unwrap_or(usize::MAX))
+        .collect();
+    (kept, admitted.count() as u64)
+}
+
 /// What one listing found.
 #[derive(Debug, Default)]
 pub struct Listing {
@@ -415,16 +435,11 @@ impl Jobs<'_> {
             };
             progress.list_calls += 1;
             progress.unreadable += page.unreadable;
-            for object in &page.objects {
-                if !source.admits(&object.key) {
-                    continue;
-                }
-                if chunks.len() < MAX_ITEMS {
-                    chunks.push(self.blobs.as_ref(), object.key.clone()).await?;
-                } else {
-                    progress.dropped += 1;
-                }
+            let (kept, dropped) = admit_page(source, &page, MAX_ITEMS.saturating_sub(chunks.len()));
+            for key in kept {
+                chunks.push(self.blobs.as_ref(), key.to_owned()).await?;
             }
+            progress.dropped += dropped;
             progress.items = chunks.len();
             match (page.truncated, page.objects.last()) {
                 (true, Some(last)) => progress.after = Some(last.key.clone()),
@@ -596,16 +611,10 @@ impl Jobs<'_> {
                 .await?;
             listing.list_calls += 1;
             listing.unreadable += page.unreadable;
-            for object in &page.objects {
-                if !source.admits(&object.key) {
-                    continue;
-                }
-                if (listing.keys.len() as u64) < cap {
-                    listing.keys.push(object.key.clone());
-                } else {
-                    listing.dropped += 1;
-                }
-            }
+            let (kept, dropped) =
+                admit_page(source, &page, cap.saturating_sub(listing.keys.len() as u64));
+            listing.keys.extend(kept.into_iter().map(str::to_owned));
+            listing.dropped += dropped;
             match (page.truncated, page.objects.last()) {
                 (true, Some(last)) => start_after = Some(last.key.clone()),
                 _ => break,
