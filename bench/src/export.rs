@@ -88,6 +88,7 @@ async fn seed(dir: &Path, images: u64, boxes: u64) -> anyhow::Result<String> {
                     class_id,
                     bbox: Some(bbox),
                     polygon: None,
+                    confidence: None,
                 })
                 .collect(),
             prelabels: Vec::new(),

@@ -4,12 +4,14 @@
 pub mod blobs;
 pub mod clock;
 pub mod counting;
+pub mod embedder;
 pub mod queue;
 pub mod table;
 
 pub use blobs::{
     BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectChecksum, ObjectMeta, PresignedPut,
 };
+pub use embedder::{Backbone, Embedder, EmbedderError, ImageRejected};
 pub use clock::{Clock, EpochMillis, SystemClock};
 pub use queue::{Message, Queue, QueueError};
 pub use table::{

@@ -12,6 +12,10 @@ pub struct StoredAnnotation {
     pub bbox: Option<[f64; 4]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub polygon: Option<Vec<[f64; 2]>>,
+    /// A model's confidence in this label: set on prelabels that ML assist made, absent on
+    /// labels people made (and on prelabels carried over from an earlier round).
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +173,7 @@ mod tests {
                 class_id,
                 bbox: None,
                 polygon: None,
+                confidence: None,
             }],
             prelabels: Vec::new(),
             labeled_by: Some("ann".to_owned()),
@@ -256,6 +261,8 @@ mod tests {
             class_id: 499,
             bbox: Some([LONGEST; 4]),
             polygon: None,
+            // Prelabels carry a confidence; the longest float a model could give.
+            confidence: Some(-1.234_567_9e-38),
         }
     }
 

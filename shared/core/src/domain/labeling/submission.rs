@@ -159,6 +159,7 @@ fn validate_item(
                     class_id: class.id,
                     bbox: None,
                     polygon: None,
+                    confidence: None,
                 }),
             }
         }
@@ -270,6 +271,7 @@ fn validate_item(
                     class_id: class.id,
                     bbox,
                     polygon,
+                    confidence: None,
                 });
             }
         }
