@@ -261,8 +261,7 @@ mod tests {
             class_id: 499,
             bbox: Some([LONGEST; 4]),
             polygon: None,
-            // Prelabels carry a confidence; the longest float a model could give.
-            confidence: Some(-1.234_567_9e-38),
+            confidence: None,
         }
     }
 
@@ -273,8 +272,10 @@ mod tests {
         }
     }
 
-    /// An item at its largest: `labels` as its labels and prelabels, replaced labels kept up
-    /// to the history's limit, the longest key and user name.
+    /// An item at its largest: `labels` as its labels and, each with the longest confidence a
+    /// model could give, as its prelabels; replaced labels kept up to the history's limit, the
+    /// longest key and user name. (Only a model's prelabels carry confidences: labels, and so
+    /// the history, are what people submitted.)
     fn largest_item(labels: Vec<StoredAnnotation>, history_labels: &[StoredAnnotation]) -> usize {
         let mut item = labeled_item(1, 0, 0);
         item.key = "k".repeat(1024);
@@ -300,7 +301,13 @@ mod tests {
             "{history_json}"
         );
         item.labels = labels.clone();
-        item.prelabels = labels;
+        item.prelabels = labels
+            .into_iter()
+            .map(|label| StoredAnnotation {
+                confidence: Some(-1.234_567_9e-38),
+                ..label
+            })
+            .collect();
         let size = |item: &ItemRecord| {
             let key = crate::keys::item("p_01JDZ8Q3M7X9V2K4N6P8R0S2T4", u64::MAX);
             crate::service::to_item(key, crate::keys::entity::ITEM, item)
