@@ -134,7 +134,9 @@ fn project() -> Value {
         "instructions": { "text": null, "url": null },
         "page_size": 1, "lease_seconds": 3600, "source": "s3://photos/cats/**",
         "status": "running", "failure": null, "round": 0,
-        "incremental_refresh": false, "ml_assist": false, "members": [],
+        "incremental_refresh": false,
+        "ml_assist": { "enabled": false, "target_precision": 0.95, "min_labels": 100 },
+        "members": [],
         "created_by": "admin",
         "created_at": "2024-01-31T12:00:00.000Z", "updated_at": "2024-01-31T12:00:00.000Z"
     })

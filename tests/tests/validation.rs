@@ -521,5 +521,109 @@ async fn immutable_fields_cannot_be_patched() {
         "https://example.com/guide"
     );
     assert_eq!(reply.body["incremental_refresh"], true);
-    assert_eq!(reply.body["ml_assist"], true);
+    assert_eq!(
+        reply.body["ml_assist"],
+        json!({ "enabled": true, "target_precision": 0.95, "min_labels": 100 })
+    );
+}
+
+#[tokio::test]
+async fn ml_assist_settings_are_given_as_a_switch_or_an_object_and_checked() {
+    let app = spawn_app().await;
+    let project = app
+        .labeled_project(
+            "image_classification_multiclass",
+            &["cat", "dog"],
+            1,
+            1,
+            "ann",
+        )
+        .await;
+    let path = format!("/projects/{project}");
+    let reply = app
+        .patch(
+            &path,
+            &app.admin,
+            json!({ "ml_assist": { "enabled": true, "target_precision": 0.9, "min_labels": 40 } }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(
+        reply.body["ml_assist"],
+        json!({ "enabled": true, "target_precision": 0.9, "min_labels": 40 })
+    );
+    // A switch keeps the settings; an object changes only what it names.
+    let off = app
+        .patch(&path, &app.admin, json!({ "ml_assist": false }))
+        .await;
+    assert_eq!(
+        off.body["ml_assist"],
+        json!({ "enabled": false, "target_precision": 0.9, "min_labels": 40 })
+    );
+    let some = app
+        .patch(
+            &path,
+            &app.admin,
+            json!({ "ml_assist": { "min_labels": 60 } }),
+        )
+        .await;
+    assert_eq!(
+        some.body["ml_assist"],
+        json!({ "enabled": false, "target_precision": 0.9, "min_labels": 60 })
+    );
+    for (bad, pointer) in [
+        (
+            json!({ "target_precision": 1.0 }),
+            "/ml_assist/target_precision",
+        ),
+        (
+            json!({ "target_precision": 0.2 }),
+            "/ml_assist/target_precision",
+        ),
+        (json!({ "min_labels": 5 }), "/ml_assist/min_labels"),
+        (json!({ "enable": true }), "/ml_assist"),
+        (json!("yes"), "/ml_assist"),
+    ] {
+        let reply = app
+            .patch(
+                &path,
+                &app.admin,
+                json!({ "ml_assist": bad, "lease_seconds": 120 }),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert_eq!(reply.body["errors"][0]["pointer"], pointer, "{bad}");
+    }
+    let unchanged = app.get(&path, &app.admin).await;
+    assert_eq!(unchanged.body["lease_seconds"], 3600);
+    assert_eq!(unchanged.body["ml_assist"]["min_labels"], 60);
+    // On create too.
+    let created = app
+        .post(
+            "/projects",
+            &app.admin,
+            json!({ "name": "ml settings", "task_type": "image_classification_multiclass",
+                    "labels": ["a"], "source": "s3://nowhere-bucket/x/**",
+                    "ml_assist": { "enabled": true, "min_labels": 1000 } }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{created:?}");
+    assert_eq!(
+        created.body["ml_assist"],
+        json!({ "enabled": true, "target_precision": 0.95, "min_labels": 1000 })
+    );
+    let refused = app
+        .post(
+            "/projects",
+            &app.admin,
+            json!({ "name": "ml settings 2", "task_type": "image_classification_multiclass",
+                    "labels": ["a"], "source": "s3://nowhere-bucket/x/**",
+                    "ml_assist": { "min_labels": 1 } }),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        refused.body["errors"][0]["pointer"],
+        "/ml_assist/min_labels"
+    );
 }

@@ -2,6 +2,7 @@
 //! use cases' types. The OpenAPI document is generated from these types (`crate::openapi`), so
 //! what the handlers read and write and what the document says are the same code.
 
+mod ml;
 mod requests;
 mod responses;
 mod users;
@@ -10,6 +11,7 @@ use labeling_core::domain::project;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use ml::{MlAssist, MlAssistChange, MlAssistSettings};
 pub use requests::{
     AddLabels, AddMember, AnnotationInput, ExportSince, ItemsQuery, NewDataset, NewExport,
     NewProject, ProjectPatch, Submission, SubmittedItem, UploadFile, UploadsRequest,

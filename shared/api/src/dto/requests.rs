@@ -8,6 +8,7 @@ use labeling_core::domain::ValidationErrors;
 use labeling_core::domain::labeling::{
     AnnotationInput as CoreAnnotation, SubmissionInput, SubmittedItemInput,
 };
+use labeling_core::domain::ml_settings::MlAssistInput;
 use labeling_core::domain::presented::ProjectChanges;
 use labeling_core::domain::project::{Instructions as CoreInstructions, NewProjectInput};
 use labeling_core::time::parse_rfc3339;
@@ -17,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ExportFormat, Instructions, LabelMode, TaskType};
+use super::{ExportFormat, Instructions, LabelMode, MlAssistChange, TaskType};
 
 /// The body of `POST /projects`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -55,9 +56,10 @@ pub struct NewProject {
     #[serde(default)]
     #[schema(default = false)]
     pub incremental_refresh: Option<bool>,
+    /// Off when left out.
     #[serde(default)]
-    #[schema(default = false)]
-    pub ml_assist: Option<bool>,
+    #[schema(value_type = Option<MlAssistChange>)]
+    pub ml_assist: Option<MlAssistInput>,
 }
 
 impl From<NewProject> for NewProjectInput {
@@ -104,9 +106,9 @@ impl TryFrom<ProjectPatch> for ProjectChanges {
                     Some(on) => changes.incremental_refresh = Some(on),
                     None => errors.push(pointer, "expected true or false"),
                 },
-                "ml_assist" => match value.as_bool() {
-                    Some(on) => changes.ml_assist = Some(on),
-                    None => errors.push(pointer, "expected true or false"),
+                "ml_assist" => match serde_json::from_value::<MlAssistInput>(value) {
+                    Ok(input) => changes.ml_assist = Some(input),
+                    Err(error) => errors.push(pointer, error.to_string()),
                 },
                 "task_type" | "source" | "page_size" | "name" => {
                     errors.push(pointer, format!("{name} cannot change after creation"));
@@ -133,7 +135,8 @@ struct ProjectPatchFields {
     #[schema(minimum = 30, maximum = 604800)]
     lease_seconds: Option<u32>,
     incremental_refresh: Option<bool>,
-    ml_assist: Option<bool>,
+    #[schema(value_type = Option<MlAssistChange>)]
+    ml_assist: Option<MlAssistInput>,
 }
 
 impl utoipa::PartialSchema for ProjectPatch {

@@ -16,6 +16,8 @@ use labeling_core::usecases::labeling::{
 use labeling_core::usecases::projects::ProjectView;
 use labeling_core::usecases::refresh;
 use labeling_core::usecases::review::{ItemPage as CoreItemPage, ItemView};
+
+use super::MlAssist;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -99,7 +101,7 @@ pub struct Project {
     /// Labeling round; starting over begins a new one.
     pub round: u32,
     pub incremental_refresh: bool,
-    pub ml_assist: bool,
+    pub ml_assist: MlAssist,
     /// User names of the labelers; shown to admins only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<String>>,
@@ -135,7 +137,7 @@ impl From<ProjectView> for Project {
             failure: view.failure,
             round: view.round,
             incremental_refresh: view.incremental_refresh,
-            ml_assist: view.ml_assist,
+            ml_assist: view.ml_assist.into(),
             members: view.members,
             created_by: view.created_by,
             created_at: view.created_at,

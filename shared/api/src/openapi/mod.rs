@@ -161,7 +161,7 @@ mod tests {
             failure: None,
             round: 0,
             incremental_refresh: false,
-            ml_assist: false,
+            ml_assist: labeling_core::domain::ml_settings::MlAssist::default(),
             members: admin_on_get.then(Vec::new),
             created_by: "admin".into(),
             created_at: "2024-01-31T12:00:00.000Z".into(),

@@ -49,5 +49,5 @@ pub struct ProjectChanges {
     pub instructions: Option<Instructions>,
     pub lease_seconds: Option<u32>,
     pub incremental_refresh: Option<bool>,
-    pub ml_assist: Option<bool>,
+    pub ml_assist: Option<super::ml_settings::MlAssistInput>,
 }

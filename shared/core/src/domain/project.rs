@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::errors::ValidationErrors;
+use super::ml_settings::{MlAssist, MlAssistInput};
 use super::names::{forbidden_characters, name_key, same_name};
 use super::source::Source;
 
@@ -154,7 +155,9 @@ pub struct ProjectRecord {
     pub keep_prelabels: bool,
     pub seed: u64,
     pub incremental_refresh: bool,
-    pub ml_assist: bool,
+    /// Stored as a plain boolean before ML assist had settings; both read.
+    #[serde(default)]
+    pub ml_assist: MlAssist,
     pub members: Vec<String>,
     pub created_by: String,
     pub created_at: i64,
@@ -202,7 +205,7 @@ pub struct NewProjectInput {
     #[serde(default)]
     pub incremental_refresh: Option<bool>,
     #[serde(default)]
-    pub ml_assist: Option<bool>,
+    pub ml_assist: Option<MlAssistInput>,
 }
 
 /// A validated new project.
@@ -216,7 +219,7 @@ pub struct NewProject {
     pub page_size: u32,
     pub lease_seconds: u32,
     pub incremental_refresh: bool,
-    pub ml_assist: bool,
+    pub ml_assist: MlAssist,
 }
 
 impl NewProjectInput {
@@ -266,6 +269,8 @@ impl NewProjectInput {
         }
         let lease_seconds = self.lease_seconds.unwrap_or(DEFAULT_LEASE_SECONDS);
         check_lease(lease_seconds, &mut errors);
+        let ml_assist = self.ml_assist.unwrap_or_default();
+        ml_assist.check("/ml_assist", &mut errors);
         match (errors.into_result(), task_type, source) {
             (Ok(()), Some(task_type), Some(source)) => Ok(NewProject {
                 name,
@@ -276,7 +281,7 @@ impl NewProjectInput {
                 page_size,
                 lease_seconds,
                 incremental_refresh: self.incremental_refresh.unwrap_or(false),
-                ml_assist: self.ml_assist.unwrap_or(false),
+                ml_assist: MlAssist::default().with(&ml_assist),
             }),
             (Err(errors), _, _) => Err(errors),
             _ => Err(ValidationErrors::single("", "invalid project")),
@@ -464,7 +469,11 @@ mod tests {
             keep_prelabels: true,
             seed: u64::MAX,
             incremental_refresh: true,
-            ml_assist: true,
+            ml_assist: MlAssist {
+                enabled: true,
+                target_precision: 0.123_456_789_012_345_67,
+                min_labels: u32::MAX,
+            },
             members: (0..MAX_MEMBERS)
                 .map(|i| format!("{i:0width$}", width = MAX_MEMBER_NAME_BYTES))
                 .collect(),

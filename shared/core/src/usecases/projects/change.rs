@@ -97,6 +97,9 @@ impl Projects<'_> {
         if let Some(seconds) = lease_seconds {
             check_lease(seconds, &mut errors);
         }
+        if let Some(input) = &ml_assist {
+            input.check("/ml_assist", &mut errors);
+        }
         errors.into_result().map_err(ProjectError::Invalid)?;
         let record = self
             .change_project(actor, project_id, |record| {
@@ -109,8 +112,8 @@ impl Projects<'_> {
                 if let Some(on) = incremental_refresh {
                     record.incremental_refresh = on;
                 }
-                if let Some(on) = ml_assist {
-                    record.ml_assist = on;
+                if let Some(input) = &ml_assist {
+                    record.ml_assist = record.ml_assist.with(input);
                 }
                 Ok(Vec::new())
             })

@@ -91,7 +91,7 @@ pub struct ProjectView {
     pub failure: Option<String>,
     pub round: u32,
     pub incremental_refresh: bool,
-    pub ml_assist: bool,
+    pub ml_assist: crate::domain::ml_settings::MlAssist,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<String>>,
     pub created_by: String,
