@@ -3,6 +3,7 @@
 pub mod errors;
 pub mod geometry;
 pub mod labeling;
+pub mod ml;
 pub mod names;
 pub mod presented;
 pub mod project;
