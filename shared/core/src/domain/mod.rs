@@ -3,6 +3,7 @@
 pub mod errors;
 pub mod geometry;
 pub mod labeling;
+pub mod ml;
 pub mod ml_settings;
 pub mod names;
 pub mod presented;
