@@ -92,6 +92,7 @@ async fn seed(dir: &Path, images: u64, boxes: u64) -> anyhow::Result<String> {
                 })
                 .collect(),
             prelabels: Vec::new(),
+            prelabel: None,
             labeled_by: Some("bench".to_owned()),
             labeled_at: Some(now),
             width: Some(WIDTH),

@@ -93,7 +93,7 @@ async fn a_submit_racing_another_processs_start_over_is_kept_and_shows_as_a_prel
     assert_eq!(again.items[0].item_id, task.items[0].item_id);
     assert_eq!(
         serde_json::to_value(&again.items[0].prelabels).unwrap(),
-        serde_json::json!(["cat"]),
+        serde_json::json!([{ "label": "cat" }]),
         "the acknowledged label shows as a prelabel"
     );
 }

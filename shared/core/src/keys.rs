@@ -208,6 +208,8 @@ pub mod attr {
     pub const LABELED_BY: &str = "labeled_by";
     pub const LABELED_AT: &str = "labeled_at";
     pub const SUPERSEDED: &str = "superseded";
+    /// What the labeler did with the item's prelabels (accepted, edited, replaced).
+    pub const PRELABEL: &str = "prelabel";
     pub const LEASE_VERSION: &str = "lease_version";
     pub const LEASE_EXPIRES_AT: &str = "lease_expires_at";
     /// A project's record version, moved by every change of its settings.
@@ -336,6 +338,12 @@ pub mod counter {
     pub fn class(id: u32) -> String {
         format!("c_{id}")
     }
+
+    /// Submitted items whose prelabels held class `id` and met `outcome` (`accepted`,
+    /// `edited`, `replaced`): the acceptance of the model's labels per class.
+    pub fn prelabel(outcome: &str, id: u32) -> String {
+        format!("pre_{outcome}_{id}")
+    }
 }
 
 /// The checkpoint row of a long job that continues in new messages (`P#<pid>` /
@@ -392,6 +400,7 @@ mod tests {
             task_id: Some("t_1".to_owned()),
             labels: Vec::new(),
             prelabels: Vec::new(),
+            prelabel: None,
             labeled_by: Some("ann".to_owned()),
             labeled_at: Some(1),
             width: None,

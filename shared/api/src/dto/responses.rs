@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use labeling_core::Actor;
-use labeling_core::domain::presented::LabelView;
+use labeling_core::domain::presented::{LabelView, PrelabelView};
 use labeling_core::usecases::dashboard;
 use labeling_core::usecases::datasets::{DatasetView, UploadSlot as CoreUploadSlot};
 use labeling_core::usecases::export::{self, ExportView};
@@ -211,6 +211,31 @@ pub struct Queues {
     pub prelabeled: u64,
 }
 
+/// Submitted items whose prelabels held a class, by what the labeler did with them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Acceptance {
+    /// Submitted as proposed.
+    pub accepted: u64,
+    /// Changed, but keeping some of the proposed classes.
+    pub edited: u64,
+    /// None of the proposed classes kept.
+    pub replaced: u64,
+    /// `accepted` out of all three; null before any such item was submitted.
+    #[schema(required = true, minimum = 0, maximum = 1)]
+    pub acceptance_rate: Option<f64>,
+}
+
+impl From<dashboard::Acceptance> for Acceptance {
+    fn from(view: dashboard::Acceptance) -> Self {
+        Self {
+            accepted: view.accepted,
+            edited: view.edited,
+            replaced: view.replaced,
+            acceptance_rate: view.acceptance_rate,
+        }
+    }
+}
+
 /// A project's progress.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Dashboard {
@@ -229,6 +254,9 @@ pub struct Dashboard {
     pub queues: Queues,
     /// Labels given per class name this round.
     pub label_distribution: BTreeMap<String, u64>,
+    /// Per class name, what labelers did this round with the prelabels that held the class
+    /// (an item counts once under each class of its prelabels).
+    pub prelabel_acceptance: BTreeMap<String, Acceptance>,
     #[schema(required = true, format = DateTime)]
     pub last_refresh_at: Option<String>,
     #[schema(required = true)]
@@ -259,6 +287,11 @@ impl From<dashboard::Dashboard> for Dashboard {
                 prelabeled: view.queues.prelabeled,
             },
             label_distribution: view.label_distribution,
+            prelabel_acceptance: view
+                .prelabel_acceptance
+                .into_iter()
+                .map(|(class, acceptance)| (class, acceptance.into()))
+                .collect(),
             last_refresh_at: view.last_refresh_at,
             last_refresh_trigger: view.last_refresh_trigger,
             refresh: view.refresh.into(),
@@ -307,6 +340,40 @@ fn labels(views: Vec<LabelView>) -> Vec<Label> {
     views.into_iter().map(Label::from).collect()
 }
 
+/// A prelabel: a class, for detection its box, for segmentation its polygon too, and the
+/// model's confidence when a model made it (absent on an earlier round's labels kept as
+/// prelabels). Always an object, whatever the task type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Prelabel {
+    pub label: String,
+    /// `[x, y, width, height]` in image pixels; detection and segmentation only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 4, max_items = 4)]
+    pub bbox: Option<Vec<f64>>,
+    /// `[[x, y], ...]` in image pixels; segmentation only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 3)]
+    pub polygon: Option<Vec<Vec<f64>>>,
+    /// The model's confidence in this label, 0 to 1, as the 32-bit float it is stored as
+    /// (printed as the shortest decimal that reads back the same, e.g. 0.97).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1)]
+    pub confidence: Option<f32>,
+}
+
+impl From<PrelabelView> for Prelabel {
+    fn from(view: PrelabelView) -> Self {
+        Self {
+            label: view.label,
+            bbox: view.bbox.map(|bbox| bbox.to_vec()),
+            polygon: view
+                .polygon
+                .map(|points| points.iter().map(|point| point.to_vec()).collect()),
+            confidence: view.confidence,
+        }
+    }
+}
+
 /// A checked-out task as the labeler receives it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CheckedOutTask {
@@ -336,7 +403,9 @@ pub struct CheckedOutItem {
     pub width: Option<u32>,
     #[schema(required = true, minimum = 1)]
     pub height: Option<u32>,
-    pub prelabels: Vec<Label>,
+    /// What a model (or an earlier round, after a start-over that kept labels) proposes; in
+    /// a task of kind `prelabeled`, with the model's confidences.
+    pub prelabels: Vec<Prelabel>,
 }
 
 impl From<CoreCheckedOutTask> for CheckedOutTask {
@@ -361,7 +430,7 @@ impl From<CoreCheckedOutItem> for CheckedOutItem {
             image_url: item.image_url,
             width: item.width,
             height: item.height,
-            prelabels: labels(item.prelabels),
+            prelabels: item.prelabels.into_iter().map(Prelabel::from).collect(),
         }
     }
 }

@@ -43,6 +43,40 @@ pub fn label_views(project: &ProjectRecord, annotations: &[StoredAnnotation]) ->
         .collect()
 }
 
+/// A prelabel as a labeler reads it at checkout: always an object, so a client finds the
+/// class under `label` whatever the task type; a shape's `bbox` (and `polygon`) as in
+/// [`ShapeView`]; `confidence` only on prelabels a model made.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrelabelView {
+    pub label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f64; 4]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polygon: Option<Vec<[f64; 2]>>,
+    /// The model's confidence, as the `f32` it is stored as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+}
+
+/// Stored prelabels with their class ids turned into the project's class names.
+pub fn prelabel_views(
+    project: &ProjectRecord,
+    prelabels: &[StoredAnnotation],
+) -> Vec<PrelabelView> {
+    prelabels
+        .iter()
+        .map(|prelabel| PrelabelView {
+            label: project
+                .class_name(prelabel.class_id)
+                .unwrap_or("?")
+                .to_owned(),
+            bbox: prelabel.bbox,
+            polygon: prelabel.polygon.clone(),
+            confidence: prelabel.confidence,
+        })
+        .collect()
+}
+
 /// What `PATCH /projects/{id}` may change; `None` leaves a setting as it is.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProjectChanges {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tracing::instrument;
 
 use crate::access::Actor;
-use crate::domain::labeling::TaskKind;
+use crate::domain::labeling::{PrelabelOutcome, TaskKind};
 use crate::domain::project::ProjectRecord;
 use crate::keys::{self, attr, counter};
 use crate::manifest::ManifestRecord;
@@ -32,6 +32,30 @@ pub struct Queues {
     pub prelabeled: u64,
 }
 
+/// What labelers did with the prelabels that held one class.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Acceptance {
+    pub accepted: u64,
+    pub edited: u64,
+    pub replaced: u64,
+    /// `accepted` out of all three; `None` before any.
+    pub acceptance_rate: Option<f64>,
+}
+
+impl Acceptance {
+    fn of_class(stats: &crate::ports::Attrs, class_id: u32) -> Self {
+        let [accepted, edited, replaced] = PrelabelOutcome::ALL
+            .map(|outcome| count(stats, &counter::prelabel(outcome.as_str(), class_id)));
+        let judged = accepted + edited + replaced;
+        Self {
+            accepted,
+            edited,
+            replaced,
+            acceptance_rate: (judged > 0).then(|| accepted as f64 / judged as f64),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Dashboard {
     pub project_id: String,
@@ -45,6 +69,8 @@ pub struct Dashboard {
     pub pending: Pending,
     pub queues: Queues,
     pub label_distribution: BTreeMap<String, u64>,
+    /// Per class name: submitted items whose prelabels held the class, by outcome.
+    pub prelabel_acceptance: BTreeMap<String, Acceptance>,
     pub last_refresh_at: Option<String>,
     pub last_refresh_trigger: Option<String>,
     pub refresh: crate::usecases::refresh::RefreshView,
@@ -117,6 +143,12 @@ impl Dashboards<'_> {
                 )
             })
             .collect();
+        let prelabel_acceptance = project
+            .classes
+            .iter()
+            .map(|class| (class.name.clone(), Acceptance::of_class(stats, class.id)))
+            .collect();
+        let not_in_task = total.saturating_sub(labeled + skipped + missing + in_task + queued);
         Ok(Dashboard {
             project_id: project.id.clone(),
             status: project.status.as_str(),
@@ -127,17 +159,21 @@ impl Dashboards<'_> {
             missing,
             dropped: refresh.items_dropped,
             pending: Pending {
-                not_in_task: total.saturating_sub(labeled + skipped + missing + in_task + queued),
+                not_in_task,
                 in_task,
                 queued,
             },
             queues: Queues {
-                manual: total - handed_out + count(stats, TaskKind::Manual.queue_counter()),
+                // Items an ML job queued ahead of the cursor have records but were never
+                // handed out: not_in_task leaves them out, the cursor alone does not.
+                manual: (total - handed_out).min(not_in_task)
+                    + count(stats, TaskKind::Manual.queue_counter()),
                 requeued: count(stats, TaskKind::Requeued.queue_counter()),
                 clustered: count(stats, TaskKind::Clustered.queue_counter()),
                 prelabeled: count(stats, TaskKind::Prelabeled.queue_counter()),
             },
             label_distribution,
+            prelabel_acceptance,
             last_refresh_at: refresh.last_refresh_at.clone(),
             last_refresh_trigger: refresh.last_refresh_trigger.clone(),
             refresh,

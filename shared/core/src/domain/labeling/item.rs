@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::provenance::PrelabelOutcome;
+
 /// One stored label: a class, and for detection a box, for segmentation a polygon and its box.
 /// Classes are stored by their stable id, so names can be shown however classes grow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +67,10 @@ pub struct ItemRecord {
     pub labels: Vec<StoredAnnotation>,
     #[serde(default)]
     pub prelabels: Vec<StoredAnnotation>,
+    /// What the labeler did with `prelabels`, set by the submit that labeled the item when its
+    /// task carried prelabels; absent otherwise (skipped, or labeled from scratch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prelabel: Option<PrelabelOutcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labeled_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,6 +153,7 @@ impl ItemRecord {
             task_id: None,
             labels: version.labels.clone(),
             prelabels: Vec::new(),
+            prelabel: None,
             labeled_by: version.labeled_by.clone(),
             labeled_at: Some(version.labeled_at),
             superseded: Vec::new(),
@@ -176,6 +183,7 @@ mod tests {
                 confidence: None,
             }],
             prelabels: Vec::new(),
+            prelabel: None,
             labeled_by: Some("ann".to_owned()),
             labeled_at: Some(labeled_at),
             width: Some(8),

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::Exports;
 use crate::domain::geometry::shoelace_area;
-use crate::domain::labeling::{ItemRecord, StoredAnnotation};
+use crate::domain::labeling::{ItemRecord, StoredAnnotation, confidence_number, source_prelabel};
 use crate::domain::project::{ProjectRecord, TaskType};
 use crate::keys;
 use crate::ports::ByteRange;
@@ -195,10 +195,14 @@ impl Exports<'_> {
                             state.annotations_written += 1;
                             serde_json::to_writer(
                                 &mut pending,
-                                &coco_annotation(
-                                    project.task_type,
-                                    state.annotations_written,
-                                    item.item + 1,
+                                &with_provenance(
+                                    coco_annotation(
+                                        project.task_type,
+                                        state.annotations_written,
+                                        item.item + 1,
+                                        label,
+                                    ),
+                                    &item,
                                     label,
                                 ),
                             )
@@ -272,6 +276,30 @@ impl UnlabeledWalk {
             .filter(|record| record.item == item)
             .and_then(|record| record.width.zip(record.height)))
     }
+}
+
+/// An exported annotation with where it came from, when its item was handed out with
+/// prelabels: `prelabel` (accepted, edited, replaced: the item's outcome) and, when the
+/// annotation kept a prelabel's class (and shape), that prelabel's `prelabel_confidence`.
+/// Annotations of items labeled without prelabels carry nothing extra.
+pub(super) fn with_provenance(
+    mut annotation: Value,
+    item: &ItemRecord,
+    label: &StoredAnnotation,
+) -> Value {
+    let Some(outcome) = item.prelabel else {
+        return annotation;
+    };
+    if let Value::Object(fields) = &mut annotation {
+        fields.insert("prelabel".to_owned(), outcome.as_str().into());
+        if let Some(confidence) = source_prelabel(&item.prelabels, label)
+            .and_then(|prelabel| prelabel.confidence)
+            .and_then(confidence_number)
+        {
+            fields.insert("prelabel_confidence".to_owned(), Value::Number(confidence));
+        }
+    }
+    annotation
 }
 
 /// One COCO annotation: classification has no geometry; boxes have `segmentation: []`.

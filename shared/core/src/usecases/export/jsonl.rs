@@ -4,13 +4,14 @@
 use serde_json::{Value, json};
 
 use super::Exports;
-use crate::domain::labeling::ItemRecord;
+use crate::domain::labeling::{ItemRecord, confidence_number};
 use crate::domain::project::{ProjectRecord, TaskType};
 use crate::domain::source::Source;
 use crate::usecases::ingest::JobError;
 
 use super::ExportRecord;
 use super::checkpoint::{Position, WriterState};
+use super::coco::with_provenance;
 use super::part_writer::PartWriter;
 use super::snapshot::{ItemPages, Selection};
 
@@ -88,14 +89,15 @@ fn jsonl_line(project: &ProjectRecord, source: &Source, item: &ItemRecord) -> Va
                 .iter()
                 .map(|l| {
                     let [x, y, w, h] = l.bbox.unwrap_or_default();
-                    json!({
+                    let annotation = json!({
                         "label": name(l.class_id),
                         "topX": normalized(x, width),
                         "topY": normalized(y, height),
                         "bottomX": normalized(x + w, width),
                         "bottomY": normalized(y + h, height),
                         "isCrowd": 0,
-                    })
+                    });
+                    with_provenance(annotation, item, l)
                 })
                 .collect::<Vec<_>>()
         ),
@@ -110,12 +112,14 @@ fn jsonl_line(project: &ProjectRecord, source: &Source, item: &ItemRecord) -> Va
                         .iter()
                         .flat_map(|[x, y]| [normalized(*x, width), normalized(*y, height)])
                         .collect();
-                    json!({ "label": name(l.class_id), "isCrowd": 0, "polygon": [polygon] })
+                    let annotation =
+                        json!({ "label": name(l.class_id), "isCrowd": 0, "polygon": [polygon] });
+                    with_provenance(annotation, item, l)
                 })
                 .collect::<Vec<_>>()
         ),
     };
-    json!({
+    let mut line = json!({
         "image_url": source.object_uri(&item.key),
         "image_details": {
             "format": image_format(&item.key),
@@ -123,5 +127,27 @@ fn jsonl_line(project: &ProjectRecord, source: &Source, item: &ItemRecord) -> Va
             "height": item.height.map(|h| format!("{h}px")),
         },
         "label": label,
-    })
+    });
+    if let (Some(outcome), Value::Object(fields)) = (item.prelabel, &mut line) {
+        // Classification labels are plain names, so the line says what the model proposed
+        // (classes and confidences) and what became of it; shapes also carry it each.
+        let proposed: Vec<Value> = item
+            .prelabels
+            .iter()
+            .map(|prelabel| {
+                let mut entry = json!({ "label": name(prelabel.class_id) });
+                if let (Some(confidence), Value::Object(entry)) =
+                    (prelabel.confidence.and_then(confidence_number), &mut entry)
+                {
+                    entry.insert("confidence".to_owned(), Value::Number(confidence));
+                }
+                entry
+            })
+            .collect();
+        fields.insert(
+            "prelabel".to_owned(),
+            json!({ "outcome": outcome.as_str(), "prelabels": proposed }),
+        );
+    }
+    line
 }

@@ -47,12 +47,14 @@ use crate::usecases::projects::ProjectError;
 mod checkout;
 mod claim;
 mod lease;
+mod prelabeled;
 mod present;
 pub(crate) mod stats;
 mod submit;
 mod take_over;
 
 pub(crate) use claim::CursorHints;
+pub use prelabeled::{MAX_BATCH_ID_LEN, QueuedWork};
 use stats::stats_write;
 
 /// Bytes read from the start of an image to find its size.
@@ -174,7 +176,7 @@ pub struct CheckedOutItem {
     pub image_url: String,
     pub width: Option<u32>,
     pub height: Option<u32>,
-    pub prelabels: Vec<crate::domain::presented::LabelView>,
+    pub prelabels: Vec<crate::domain::presented::PrelabelView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -339,6 +341,7 @@ fn first_claim_record(
         task_id: claim.task_id,
         labels: Vec::new(),
         prelabels,
+        prelabel: None,
         labeled_by: None,
         labeled_at: None,
         width: claim.size.map(|(width, _)| width),

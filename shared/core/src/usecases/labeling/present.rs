@@ -66,7 +66,7 @@ impl Labeling<'_> {
                 image_url,
                 width: item.width,
                 height: item.height,
-                prelabels: crate::domain::presented::label_views(project, &item.prelabels),
+                prelabels: crate::domain::presented::prelabel_views(project, &item.prelabels),
             });
         }
         Ok(CheckedOutTask {

@@ -6,7 +6,7 @@ use tracing::instrument;
 use super::Labeling;
 use crate::access::Actor;
 use crate::domain::labeling::{
-    ItemOutcome, ItemState, SubmissionInput, TaskEnd, validate_submission,
+    ItemOutcome, ItemState, PrelabelOutcome, SubmissionInput, TaskEnd, validate_submission,
 };
 use crate::keys::{self, attr, counter};
 use crate::ports::{Condition, Update, Write};
@@ -46,6 +46,9 @@ impl Labeling<'_> {
         let mut labeled = 0i64;
         let mut skipped = 0i64;
         let mut class_counts: std::collections::BTreeMap<u32, i64> = Default::default();
+        // Items labeled per outcome and class of their prelabels (the prelabels' acceptance).
+        let mut prelabel_counts: std::collections::BTreeMap<(PrelabelOutcome, u32), i64> =
+            Default::default();
         let mut writes = Transaction::new();
         writes.push(
             LabelingWrite::TaskOnLease,
@@ -72,15 +75,38 @@ impl Labeling<'_> {
                     for label in labels {
                         *class_counts.entry(label.class_id).or_default() += 1;
                     }
-                    Update::default()
+                    // The task carries the prelabels it was handed out with: judging them
+                    // costs no read. The record keeps them (written when it was claimed or
+                    // queued), so exports show what the model said beside the outcome.
+                    let prelabels = task
+                        .items
+                        .iter()
+                        .find(|task_item| task_item.item == *item_id)
+                        .map(|task_item| task_item.prelabels.as_slice())
+                        .unwrap_or_default();
+                    let update = Update::default()
                         .set(attr::STATE, ItemState::Labeled.as_str())
-                        .set(attr::LABELS, to_json("item's labels", labels)?)
+                        .set(attr::LABELS, to_json("item's labels", labels)?);
+                    match PrelabelOutcome::judge(prelabels, labels) {
+                        Some(outcome) => {
+                            let classes: std::collections::BTreeSet<u32> =
+                                prelabels.iter().map(|p| p.class_id).collect();
+                            for class_id in classes {
+                                *prelabel_counts.entry((outcome, class_id)).or_default() += 1;
+                            }
+                            update.set(attr::PRELABEL, outcome.as_str())
+                        }
+                        // A rejected item comes back without prelabels: an outcome of its
+                        // earlier submit must not stay behind.
+                        None => update.remove(attr::PRELABEL),
+                    }
                 }
                 ItemOutcome::Skipped => {
                     skipped += 1;
                     Update::default()
                         .set(attr::STATE, ItemState::Skipped.as_str())
                         .set(attr::LABELS, Value::Array(Vec::new()))
+                        .remove(attr::PRELABEL)
                 }
             }
             .set(attr::LABELED_BY, actor.user.as_str())
@@ -99,10 +125,14 @@ impl Labeling<'_> {
             );
         }
         let n = task.items.len() as i64;
-        let class_keys: Vec<(String, i64)> = class_counts
-            .iter()
-            .map(|(id, count)| (counter::class(*id), *count))
-            .collect();
+        let class_keys: Vec<(String, i64)> =
+            class_counts
+                .iter()
+                .map(|(id, count)| (counter::class(*id), *count))
+                .chain(prelabel_counts.iter().map(|((outcome, id), count)| {
+                    (counter::prelabel(outcome.as_str(), *id), *count)
+                }))
+                .collect();
         let mut changes: Vec<(&str, i64)> = vec![
             (counter::IN_TASK, -n),
             (counter::LABELED, labeled),
