@@ -54,6 +54,17 @@ pub enum Job {
         #[serde(default)]
         generation: u64,
     },
+    /// Starts the ML runs that are due in every project with ML assist on (the schedule).
+    MlCheckAll,
+    /// One stage of an ML run (on the ML queue); `step` counts the stage's continuations, as
+    /// for ingest, so a stale or duplicated message is recognized.
+    MlStage {
+        project_id: String,
+        run_id: String,
+        stage: crate::usecases::ml::Stage,
+        #[serde(default)]
+        step: u64,
+    },
 }
 
 /// A job that could not be written as a message body: nothing is sent rather than an empty or

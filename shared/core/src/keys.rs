@@ -174,6 +174,32 @@ pub fn export_checkpoint(project_id: &str, export_id: &str, run_id: &str) -> Str
     )
 }
 
+/// Sort keys of a project's ML runs begin with this; run ids sort by creation time.
+pub const ML_RUN_SK_PREFIX: &str = "RUN#ML#";
+
+pub fn ml_run(project_id: &str, run_id: &str) -> Key {
+    Key::new(
+        project_pk(project_id),
+        format!("{ML_RUN_SK_PREFIX}{run_id}"),
+    )
+}
+
+/// A project's ML-assist state: the run under way, the model in use, when the next is due.
+pub fn ml_state(project_id: &str) -> Key {
+    Key::new(project_pk(project_id), "ML")
+}
+
+/// Where a project's embeddings live in the system bucket, per backbone (never under an
+/// image suffix, so no listing of images ever takes them for images).
+pub fn ml_embeddings(project_id: &str, backbone: &str) -> String {
+    format!("ml/{project_id}/embeddings/{backbone}/")
+}
+
+/// The model (head, thresholds, validation report) an ML run trained.
+pub fn ml_model(project_id: &str, run_id: &str) -> String {
+    format!("ml/{project_id}/runs/{run_id}/model.json")
+}
+
 pub fn dataset(name: &str) -> Key {
     Key::new(format!("DATASET#{name}"), "META")
 }
@@ -263,6 +289,8 @@ pub mod entity {
     pub const NAME_RESERVATION: &str = "name";
     pub const PROJECT_INDEX: &str = "project_index";
     pub const DATASET_INDEX: &str = "dataset_index";
+    pub const ML_RUN: &str = "ml_run";
+    pub const ML_STATE: &str = "ml_state";
 }
 
 /// Coordination rows, typed, so their attributes are written under the names conditions and

@@ -15,6 +15,7 @@ use crate::usecases::datasets::Datasets;
 use crate::usecases::export::Exports;
 use crate::usecases::ingest::Jobs;
 use crate::usecases::labeling::Labeling;
+use crate::usecases::ml::Ml;
 use crate::usecases::projects::Projects;
 use crate::usecases::refresh::{RefreshStatuses, Refreshes};
 use crate::usecases::review::Review;
@@ -27,6 +28,9 @@ pub struct ServiceConfig {
     pub jobs_queue: String,
     /// The queue of export jobs (the same as `jobs_queue` where one worker runs everything).
     pub exports_queue: String,
+    /// The queue of ML jobs (featurize, train, infer): the GPU worker's on AWS, the jobs queue
+    /// where one process runs everything.
+    pub ml_queue: String,
     /// How long a signed image URL handed out at checkout stays valid.
     pub image_url_ttl: Duration,
     /// Whether `file://` sources are allowed (the embedded deployment only).
@@ -47,6 +51,7 @@ impl Default for ServiceConfig {
             system_bucket: "labeling-system".to_owned(),
             jobs_queue: "labeling-jobs".to_owned(),
             exports_queue: "labeling-jobs".to_owned(),
+            ml_queue: "labeling-jobs".to_owned(),
             image_url_ttl: Duration::from_secs(15 * 60),
             allow_file_sources: true,
             job_time_budget: JOB_TIME_BUDGET,
@@ -106,6 +111,35 @@ pub struct Service {
     pub(crate) manifests: ManifestCache,
     pub(crate) projects: ProjectCache,
     pub(crate) cursors: crate::usecases::labeling::CursorHints,
+    pub(crate) embedder: EmbedderSlot,
+}
+
+/// The backbone this process embeds images with, or why it has none (ONNX Runtime or the
+/// model missing, still being prepared). Set after start: the local server prepares the
+/// backbone in the background and serves meanwhile.
+pub struct EmbedderSlot(std::sync::RwLock<Result<Arc<dyn crate::ports::Embedder>, String>>);
+
+impl Default for EmbedderSlot {
+    fn default() -> Self {
+        Self(std::sync::RwLock::new(Err(
+            "this process has no ONNX backbone configured".to_owned(),
+        )))
+    }
+}
+
+impl EmbedderSlot {
+    pub(crate) fn get(&self) -> Result<Arc<dyn crate::ports::Embedder>, String> {
+        match self.0.read() {
+            Ok(slot) => slot.clone(),
+            Err(_) => Err("the embedder slot was poisoned".to_owned()),
+        }
+    }
+
+    fn set(&self, embedder: Result<Arc<dyn crate::ports::Embedder>, String>) {
+        if let Ok(mut slot) = self.0.write() {
+            *slot = embedder;
+        }
+    }
 }
 
 impl Service {
@@ -125,7 +159,21 @@ impl Service {
             manifests: ManifestCache::default(),
             projects: ProjectCache::default(),
             cursors: Default::default(),
+            embedder: EmbedderSlot::default(),
         }
+    }
+
+    /// Gives this process its backbone (or says why it has none, for the runs page and logs).
+    pub fn set_embedder(&self, embedder: Result<Arc<dyn crate::ports::Embedder>, String>) {
+        match &embedder {
+            Ok(embedder) => tracing::info!(
+                backbone = %embedder.backbone().id,
+                provider = %embedder.backbone().execution_provider,
+                "ML assist can embed images"
+            ),
+            Err(reason) => tracing::warn!(%reason, "ML assist is unavailable in this process"),
+        }
+        self.embedder.set(embedder);
     }
 
     pub fn config(&self) -> &ServiceConfig {
@@ -166,7 +214,35 @@ impl Service {
 
     /// Background jobs: ingest, and the dispatch of every queued job to its area.
     pub fn jobs(&self) -> Jobs<'_> {
-        view!(Jobs from self; table, blobs, queue, clock, config, manifests, projects, cursors)
+        view!(Jobs from self; table, blobs, queue, clock, config, manifests, projects, cursors, embedder)
+    }
+
+    pub fn ml(&self) -> Ml<'_> {
+        view!(Ml from self; table, blobs, queue, clock, config, manifests, projects, cursors, embedder)
+    }
+}
+
+impl Jobs<'_> {
+    pub(crate) fn ml(&self) -> Ml<'_> {
+        view!(Ml from self; table, blobs, queue, clock, config, manifests, projects, cursors, embedder)
+    }
+}
+
+impl Ml<'_> {
+    pub(crate) fn reader(&self) -> ProjectReader<'_> {
+        view!(ProjectReader from self; table, clock, projects)
+    }
+
+    pub(crate) fn item_keys(&self) -> ItemKeys<'_> {
+        view!(ItemKeys from self; blobs, config, manifests)
+    }
+
+    pub(crate) fn projects(&self) -> Projects<'_> {
+        view!(Projects from self; table, blobs, queue, clock, config, manifests, projects, cursors)
+    }
+
+    pub(crate) fn labeling(&self) -> Labeling<'_> {
+        view!(Labeling from self; table, blobs, queue, clock, config, manifests, projects, cursors)
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Config {
     pub aws: AwsSettings,
     /// `LABELING_EXPORTS_QUEUE`: the queue of export jobs; the jobs queue when unset.
     pub exports_queue: String,
+    /// `LABELING_ML_QUEUE`: the queue of ML jobs (the GPU worker's); the jobs queue when unset.
+    pub ml_queue: String,
     /// `LABELING_WORKER_QUEUES` (comma-separated), else `LABELING_ML_QUEUE`, else the jobs
     /// queue: what the worker container polls.
     pub worker_queues: Vec<String>,
@@ -95,6 +97,7 @@ impl Config {
         };
         Ok(Self {
             exports_queue: get("LABELING_EXPORTS_QUEUE").unwrap_or_else(|| aws.jobs_queue.clone()),
+            ml_queue: get("LABELING_ML_QUEUE").unwrap_or_else(|| aws.jobs_queue.clone()),
             worker_queues,
             admin_group: get("LABELING_ADMIN_GROUP")
                 .unwrap_or_else(|| "labeling-admins".to_owned()),
@@ -110,6 +113,7 @@ impl Config {
     pub fn service_config(&self) -> ServiceConfig {
         ServiceConfig {
             job_time_budget: self.job_time_budget,
+            ml_queue: self.ml_queue.clone(),
             ..aws_service_config(&self.aws, &self.exports_queue)
         }
     }
@@ -123,6 +127,7 @@ pub fn aws_service_config(settings: &AwsSettings, exports_queue: &str) -> Servic
         system_bucket: settings.bucket.clone(),
         jobs_queue: settings.jobs_queue.clone(),
         exports_queue: exports_queue.to_owned(),
+        ml_queue: settings.jobs_queue.clone(),
         allow_file_sources: false,
         ..ServiceConfig::default()
     }

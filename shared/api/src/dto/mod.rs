@@ -11,7 +11,9 @@ use labeling_core::domain::project;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use ml::{MlAssist, MlAssistChange, MlAssistSettings};
+pub use ml::{
+    MlAssist, MlAssistChange, MlAssistSettings, MlClass, MlCurvePoint, MlRun, MlStatus, MlStep,
+};
 pub use requests::{
     AddLabels, AddMember, AnnotationInput, ExportSince, ItemsQuery, NewDataset, NewExport,
     NewProject, ProjectPatch, Submission, SubmittedItem, UploadFile, UploadsRequest,

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto;
 use crate::problem::Problem;
-use crate::routes::{datasets, labeling, projects};
+use crate::routes::{datasets, labeling, ml, projects};
 pub use responses::{
     BadQuery, BadRequest, Conflict, Forbidden, MethodNotAllowed, NotFound, TooLarge, Unauthorized,
     Unavailable, Unprocessable,
@@ -35,6 +35,7 @@ pub use responses::{
         (name = "review", description = "Listing items and rejecting labels (admin)."),
         (name = "blobs", description = "Signed image URLs of the local deployment."),
         (name = "exports", description = "COCO and JSON Lines exports."),
+        (name = "ml", description = "ML assist: runs, curves and thresholds (admin)."),
         (name = "datasets", description = "Uploads of local images."),
     ),
     paths(
@@ -56,6 +57,8 @@ pub use responses::{
         projects::remove_member,
         projects::dashboard,
         projects::refresh_project,
+        ml::get_ml,
+        ml::start_ml_run,
         labeling::checkout,
         labeling::renew,
         labeling::release,

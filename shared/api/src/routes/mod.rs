@@ -4,6 +4,7 @@
 pub(crate) mod datasets;
 mod extract;
 pub(crate) mod labeling;
+pub(crate) mod ml;
 pub(crate) mod projects;
 
 use std::sync::Arc;
@@ -88,6 +89,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/projects/{project_id}/refresh",
             post(projects::refresh_project),
         ),
+        ("/projects/{project_id}/ml", get(ml::get_ml)),
+        ("/projects/{project_id}/ml/runs", post(ml::start_ml_run)),
         (
             "/datasets",
             post(datasets::create_dataset).get(datasets::list_datasets),

@@ -187,6 +187,7 @@ pub struct Jobs<'a> {
     pub(crate) manifests: &'a crate::manifest::ManifestCache,
     pub(crate) projects: &'a crate::service::ProjectCache,
     pub(crate) cursors: &'a crate::usecases::labeling::CursorHints,
+    pub(crate) embedder: &'a crate::service::EmbedderSlot,
 }
 
 impl Jobs<'_> {
@@ -241,6 +242,13 @@ impl Jobs<'_> {
                     .run_export(&project_id, &export_id, generation)
                     .await
             }
+            Job::MlCheckAll => self.ml().check_all().await,
+            Job::MlStage {
+                project_id,
+                run_id,
+                stage,
+                step,
+            } => self.ml().run_stage(&project_id, &run_id, stage, step).await,
         }
     }
 

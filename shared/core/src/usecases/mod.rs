@@ -5,6 +5,7 @@ pub mod datasets;
 pub mod export;
 pub mod ingest;
 pub mod labeling;
+pub mod ml;
 pub mod projects;
 pub mod refresh;
 pub mod review;

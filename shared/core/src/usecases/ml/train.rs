@@ -1,0 +1,228 @@
+//! Training and validation: the round's labeled items with their stored embeddings, a head
+//! trained on every fold but one and scored on the one left out (see
+//! `domain::ml::validation`), per class the precision/coverage curve and the lowest threshold
+//! meeting the project's target, then the head trained on every label. The model (head and
+//! report) is one object in the system bucket; the ML row points at it once it is written.
+//!
+//! Deterministic: the seed is the project's, so a retried training gives the same model.
+
+use serde::{Deserialize, Serialize};
+
+use super::stages::StageOutcome;
+use super::view::MlClassView;
+use super::{Ml, MlError, MlState, RunRecord};
+use crate::domain::labeling::{ItemRecord, ItemState};
+use crate::domain::ml::head::{Head, HeadKind};
+use crate::domain::ml::validation::{
+    LabeledExample, ValidationOptions, ValidationReport, evaluate_and_train,
+};
+use crate::domain::project::{ProjectRecord, TaskType};
+use crate::keys;
+use crate::ports::{Query, SkRange};
+use crate::service::from_item;
+
+/// A point of a class's curve as the runs page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurvePointView {
+    pub threshold: f32,
+    pub precision: f32,
+    pub coverage: f32,
+    pub support: u32,
+}
+
+/// What a training run stores: the head and its validation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct StoredModel {
+    pub backbone: String,
+    pub round: u32,
+    pub head: Head,
+    pub report: ValidationReport,
+}
+
+impl Ml<'_> {
+    pub(super) async fn train(
+        &self,
+        project: &ProjectRecord,
+        run: &mut RunRecord,
+    ) -> Result<StageOutcome, MlError> {
+        let backbone = run
+            .backbone
+            .clone()
+            .ok_or_else(|| MlError::Unavailable("the run has no featurization".into()))?;
+        let kind = match project.task_type {
+            TaskType::ImageClassificationMulticlass => HeadKind::Softmax,
+            TaskType::ImageClassificationMultilabel => HeadKind::Sigmoid,
+            other => return Err(MlError::NotClassification(other.as_str())),
+        };
+        let started = self.clock.now();
+        let labeled = self.labeled_records(project).await?;
+        let items: Vec<u64> = labeled.iter().map(|(item, _)| *item).collect();
+        let embeddings = self.load_embeddings(&project.id, &backbone, &items).await?;
+        let examples: Vec<LabeledExample<'_>> = labeled
+            .iter()
+            .filter_map(|(item, classes)| {
+                Some(LabeledExample {
+                    item: *item,
+                    embedding: embeddings.get(item)?,
+                    classes,
+                })
+            })
+            .collect();
+        let classes: Vec<u32> = project.classes.iter().map(|class| class.id).collect();
+        let options = ValidationOptions::new(project.ml_assist.target_precision, project.seed);
+        let evaluation = evaluate_and_train(kind, &examples, &classes, &options)
+            .map_err(|error| MlError::Unavailable(Box::new(error)))?;
+        let trained_at = self.clock.now();
+        let model = StoredModel {
+            backbone,
+            round: project.round,
+            head: evaluation.head,
+            report: evaluation.report,
+        };
+        let body =
+            serde_json::to_vec(&model).map_err(|error| MlError::Unavailable(Box::new(error)))?;
+        self.blobs
+            .put(
+                &self.config.system_bucket,
+                &keys::ml_model(&project.id, &run.id),
+                body,
+                "application/json",
+            )
+            .await?;
+        if let Some(step) = run.step_mut("training") {
+            step.metrics
+                .insert("labeled_items".to_owned(), (labeled.len() as u64).into());
+            step.metrics
+                .insert("with_embeddings".to_owned(), (examples.len() as u64).into());
+            step.metrics
+                .insert("classes".to_owned(), (classes.len() as u64).into());
+            step.metrics.insert(
+                "head".to_owned(),
+                match kind {
+                    HeadKind::Softmax => "softmax",
+                    HeadKind::Sigmoid => "sigmoid per class",
+                }
+                .into(),
+            );
+            step.metrics
+                .insert("milliseconds".to_owned(), (trained_at - started).into());
+        }
+        if let Some(step) = run.step_mut("validation") {
+            let report = &model.report;
+            step.metrics
+                .insert("held_out".to_owned(), report.held_out.into());
+            step.metrics.insert(
+                "accuracy".to_owned(),
+                ((report.accuracy * 1000.0).round() / 1000.0).into(),
+            );
+            step.metrics.insert(
+                "classes_prelabeled".to_owned(),
+                (report
+                    .classes
+                    .iter()
+                    .filter(|c| c.threshold.is_some())
+                    .count() as u64)
+                    .into(),
+            );
+            step.metrics.insert(
+                "split".to_owned(),
+                serde_json::to_value(report.split).unwrap_or_default(),
+            );
+        }
+        let state = self.state(&project.id).await?;
+        if state.active_run.as_deref() == Some(run.id.as_str()) {
+            let after = MlState {
+                model_run: Some(run.id.clone()),
+                model_round: project.round,
+                labels_at_training: run.labels,
+                version: state.version + 1,
+                ..state.clone()
+            };
+            if !self.put_state(&project.id, &state, &after).await? {
+                return Err(MlError::Unavailable("the ML row changed meanwhile".into()));
+            }
+        }
+        run.model_run = Some(run.id.clone());
+        Ok(StageOutcome::Done)
+    }
+
+    /// The round's labeled items with their classes.
+    async fn labeled_records(
+        &self,
+        project: &ProjectRecord,
+    ) -> Result<Vec<(u64, Vec<u32>)>, MlError> {
+        let mut labeled = Vec::new();
+        let mut query = Query::new(
+            keys::project_pk(&project.id),
+            SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()),
+            1000,
+        );
+        loop {
+            let page = self.table.query(query.clone()).await?;
+            for item in &page.items {
+                let record: ItemRecord = from_item(item).map_err(MlError::Unavailable)?;
+                if record.round == project.round && record.state == ItemState::Labeled {
+                    let mut classes: Vec<u32> =
+                        record.labels.iter().map(|label| label.class_id).collect();
+                    classes.sort_unstable();
+                    classes.dedup();
+                    if !classes.is_empty() {
+                        labeled.push((record.item, classes));
+                    }
+                }
+            }
+            match page.last_evaluated {
+                Some(last) => query.start_after = Some(last),
+                None => return Ok(labeled),
+            }
+        }
+    }
+
+    pub(super) async fn load_model(
+        &self,
+        project_id: &str,
+        run_id: &str,
+    ) -> Result<StoredModel, MlError> {
+        let bytes = self
+            .blobs
+            .get(
+                &self.config.system_bucket,
+                &keys::ml_model(project_id, run_id),
+                None,
+            )
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|error| MlError::Unavailable(Box::new(error)))
+    }
+
+    /// Per class of the model in use: its curve and threshold.
+    pub(super) async fn class_views(
+        &self,
+        project: &ProjectRecord,
+        model_run: &str,
+    ) -> Result<Vec<MlClassView>, MlError> {
+        let model = self.load_model(&project.id, model_run).await?;
+        Ok(model
+            .report
+            .classes
+            .iter()
+            .map(|class| MlClassView {
+                label: project.class_name(class.class).unwrap_or("?").to_owned(),
+                threshold: class.threshold,
+                reason: class.reason.clone(),
+                held_out: u64::from(class.held_out),
+                precision: class.precision.map(f64::from),
+                coverage: class.coverage.map(f64::from),
+                curve: class
+                    .curve
+                    .iter()
+                    .map(|point| CurvePointView {
+                        threshold: point.threshold,
+                        precision: point.precision,
+                        coverage: point.coverage,
+                        support: point.support,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+}
