@@ -8,6 +8,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 echo "== Python judges (pycocotools 2.0.8 and newest, from PyPI)"
 eval "$(./infra/python-env.sh)"
+eval "$(./infra/models/prepare.sh)"
 
 echo "== moto_server (the AWS-protocol emulator) on a free loopback port"
 eval "$(./infra/moto.sh start)"
