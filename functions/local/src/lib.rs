@@ -5,6 +5,7 @@ pub mod blob_server;
 pub mod client;
 pub mod demo;
 pub mod http;
+pub mod ml_setup;
 pub mod users;
 
 use std::future::Future;
@@ -44,6 +45,10 @@ pub struct Options {
     pub store: Store,
     /// The largest body a signed upload URL takes (embedded store).
     pub max_upload_bytes: u64,
+    /// Where ML assist's backbone comes from.
+    pub ml_backbone: ml_setup::MlBackbone,
+    /// How often the server checks whether an ML run is due.
+    pub ml_check_interval: std::time::Duration,
 }
 
 impl Options {
@@ -54,6 +59,10 @@ impl Options {
             clock: Arc::new(SystemClock),
             store: Store::Embedded,
             max_upload_bytes: blob_server::MAX_UPLOAD_BYTES,
+            ml_backbone: ml_setup::MlBackbone::Off(
+                "this server was started without an ML backbone".to_owned(),
+            ),
+            ml_check_interval: ml_setup::ML_CHECK_INTERVAL,
         }
     }
 }
@@ -83,6 +92,8 @@ pub struct Local {
     /// Set when this start created the first admin: the token, to be shown once.
     pub new_admin_token: Option<String>,
     pub max_upload_bytes: u64,
+    pub ml_backbone: ml_setup::MlBackbone,
+    pub ml_check_interval: std::time::Duration,
 }
 
 /// The key that signs blob URLs: 32 random bytes, made on first start, readable by the owner
@@ -207,6 +218,8 @@ impl Local {
             data_dir,
             new_admin_token,
             max_upload_bytes: options.max_upload_bytes,
+            ml_backbone: options.ml_backbone,
+            ml_check_interval: options.ml_check_interval,
         })
     }
 
@@ -270,10 +283,21 @@ impl Local {
             worker_stopped,
         ));
         let schedule = tokio::spawn(run_daily_refresh(self.service.clone(), self.queue.clone()));
+        let backbone = tokio::spawn(ml_setup::provide_backbone(
+            self.service.clone(),
+            self.ml_backbone.clone(),
+        ));
+        let ml_checks = tokio::spawn(ml_setup::run_ml_checks(
+            self.service.clone(),
+            self.queue.clone(),
+            self.ml_check_interval,
+        ));
         let app = self.router();
         http::serve(listener, app, options.limits, shutdown).await;
         let _ = stop_worker.send(true);
         schedule.abort();
+        ml_checks.abort();
+        backbone.abort();
         let _ = worker.await;
         Ok(())
     }

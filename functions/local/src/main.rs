@@ -10,6 +10,7 @@ use labeling_aws::AwsSettings;
 use labeling_core::Actor;
 use labeling_local::client::Client;
 use labeling_local::http::Limits;
+use labeling_local::ml_setup::MlBackbone;
 use labeling_local::{Local, Options, ServeOptions, Store, demo};
 
 /// The shortest admin token accepted: a token is the only thing between the network and
@@ -100,6 +101,17 @@ struct ServeArgs {
     /// Do not create the demo project on a fresh data directory.
     #[arg(long)]
     no_demo: bool,
+    /// ONNX Runtime's shared library for ML assist (`libonnxruntime.so.1.32.0` from the
+    /// `onnxruntime` wheel). With --ml-backbone; without both, the server runs
+    /// infra/models/prepare.sh (when run from a checkout) in the background on start.
+    #[arg(long, env = "LABELING_ORT_DYLIB", requires = "ml_backbone")]
+    ml_dylib: Option<PathBuf>,
+    /// The ONNX backbone for ML assist (EfficientNet-Lite0 from infra/models/prepare.sh).
+    #[arg(long, env = "LABELING_BACKBONE", requires = "ml_dylib")]
+    ml_backbone: Option<PathBuf>,
+    /// Run without ML assist (no ONNX Runtime, no preparation).
+    #[arg(long, conflicts_with_all = ["ml_dylib", "ml_backbone"])]
+    no_ml: bool,
     /// Where the service keeps its data.
     #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
     store: StoreKind,
@@ -237,6 +249,26 @@ fn check_admin_token(token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where ML assist's backbone comes from: the given files, else the preparation script of the
+/// checkout the server runs from, else none (and why).
+fn ml_backbone(no_ml: bool, dylib: Option<PathBuf>, model: Option<PathBuf>) -> MlBackbone {
+    if no_ml {
+        return MlBackbone::Off("the server was started with --no-ml".to_owned());
+    }
+    if let (Some(dylib), Some(model)) = (dylib, model) {
+        return MlBackbone::Files { dylib, model };
+    }
+    let script = PathBuf::from("infra/models/prepare.sh");
+    if script.is_file() {
+        MlBackbone::Prepare { script }
+    } else {
+        MlBackbone::Off(
+            "no backbone: pass --ml-dylib and --ml-backbone (see infra/models/prepare.sh)"
+                .to_owned(),
+        )
+    }
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(token) = &args.admin_token {
         check_admin_token(token)?;
@@ -253,6 +285,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut options = Options::new(&args.data_dir);
     options.admin_token = args.admin_token;
+    options.ml_backbone = ml_backbone(args.no_ml, args.ml_dylib, args.ml_backbone);
     let demo_bucket = if args.store == StoreKind::Aws {
         options.store = Store::Aws {
             settings: AwsSettings {

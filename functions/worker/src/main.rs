@@ -1,11 +1,15 @@
 //! The worker container (ECS on GPU capacity): long-polls its queues and runs the jobs they
 //! carry with the one job runner (heartbeats while a job runs, backoff on failure, malformed
 //! messages dropped), until SIGTERM: then the running job finishes or its message goes back.
-//! The ML jobs arrive in a later stage; today it runs the job types that exist.
+//! It embeds images with ONNX Runtime (CUDA when the library and a GPU are there, else CPU)
+//! for the ML runs' featurization; the other ML stages need no backbone.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use labeling_core::ports::Embedder;
 use labeling_host::{CancellationToken, Deletion, Policy, Polling, Runner};
+use labeling_ml::{BackboneSpec, OnnxEmbedder};
 
 /// One message at a time: a GPU job is long, and messages left on the queue go to whichever
 /// worker (or new instance) is free first.
@@ -19,6 +23,17 @@ async fn main() -> anyhow::Result<()> {
     labeling_lambda::init_tracing();
     let config = labeling_lambda::Config::from_env()?;
     let (service, aws) = labeling_lambda::service(&config).await?;
+    let embedder = match (&config.ml_dylib, &config.ml_backbone) {
+        (Some(dylib), Some(model)) => {
+            OnnxEmbedder::open(dylib, model, BackboneSpec::efficientnet_lite0())
+                .map(|embedder| Arc::new(embedder) as Arc<dyn Embedder>)
+                .map_err(|error| format!("{error:#}"))
+        }
+        _ => Err(
+            "LABELING_ORT_DYLIB (or ORT_DYLIB_PATH) and LABELING_BACKBONE are not set".to_owned(),
+        ),
+    };
+    service.set_embedder(embedder);
     let runner = Runner::new(service, aws.queue, Policy::default(), Deletion::ByRunner);
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();

@@ -32,6 +32,10 @@ pub struct Config {
     pub exports_queue: String,
     /// `LABELING_ML_QUEUE`: the queue of ML jobs (the GPU worker's); the jobs queue when unset.
     pub ml_queue: String,
+    /// `LABELING_ORT_DYLIB` (else `ORT_DYLIB_PATH`, which the worker image sets) and
+    /// `LABELING_BACKBONE`: ONNX Runtime's library and the backbone the worker embeds with.
+    pub ml_dylib: Option<std::path::PathBuf>,
+    pub ml_backbone: Option<std::path::PathBuf>,
     /// `LABELING_WORKER_QUEUES` (comma-separated), else `LABELING_ML_QUEUE`, else the jobs
     /// queue: what the worker container polls.
     pub worker_queues: Vec<String>,
@@ -98,6 +102,10 @@ impl Config {
         Ok(Self {
             exports_queue: get("LABELING_EXPORTS_QUEUE").unwrap_or_else(|| aws.jobs_queue.clone()),
             ml_queue: get("LABELING_ML_QUEUE").unwrap_or_else(|| aws.jobs_queue.clone()),
+            ml_dylib: get("LABELING_ORT_DYLIB")
+                .or_else(|| get("ORT_DYLIB_PATH"))
+                .map(std::path::PathBuf::from),
+            ml_backbone: get("LABELING_BACKBONE").map(std::path::PathBuf::from),
             worker_queues,
             admin_group: get("LABELING_ADMIN_GROUP")
                 .unwrap_or_else(|| "labeling-admins".to_owned()),
