@@ -6,7 +6,7 @@
 #
 #   docker buildx build --platform linux/amd64 -f infra/worker.Dockerfile -t labeling-worker .
 #
-# (docs/deploy.md shows the push to ECR.) Three stages:
+# (docs/deploy.md shows the push to ECR.) Four stages:
 #   builder  Rust on Ubuntu 22.04, the runtime's own glibc (2.35), so the binary never needs a
 #            newer glibc than the image has;
 #   ort      pip installs the onnxruntime-gpu wheel, whose shared libraries we keep;
