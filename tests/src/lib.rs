@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod direct;
+pub mod ml;
 pub mod openapi;
 
 use std::path::PathBuf;

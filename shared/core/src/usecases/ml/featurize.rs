@@ -20,6 +20,8 @@ use crate::ports::{BlobError, Embedder};
 
 /// Images fetched at once while the backbone embeds the previous batch.
 const FETCH_CONCURRENCY: usize = 8;
+/// Refused images the run's metrics name, with why (every refusal is kept in its part).
+const REFUSED_SHOWN: usize = 10;
 /// Bytes of the largest image fetched for embedding; a bigger object is refused as too large
 /// before it is read (a camera photo is 3-10 MB).
 const MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
@@ -65,6 +67,7 @@ impl Ml<'_> {
         let prefix = keys::ml_embeddings(&project.id, &backbone.id);
         let parts = self.part_index(&prefix).await?;
         let (mut embedded, mut rejected, mut seconds_embedding) = (0u64, 0u64, 0f64);
+        let mut refused = Vec::new();
         let mut finished = true;
         for part in 0..manifest.total.div_ceil(PART_ITEMS) {
             let wanted = part * PART_ITEMS..((part + 1) * PART_ITEMS).min(manifest.total);
@@ -104,10 +107,17 @@ impl Ml<'_> {
                 .embed_items(embedder.as_ref(), source.bucket(), &item_keys)
                 .await?;
             seconds_embedding += (self.clock.now() - clock_before) as f64 / 1000.0;
-            for (_, outcome) in &new_entries {
+            for (item, outcome) in &new_entries {
                 match outcome {
                     Ok(_) => embedded += 1,
-                    Err(_) => rejected += 1,
+                    Err(reason) => {
+                        rejected += 1;
+                        if refused.len() < REFUSED_SHOWN
+                            && let Some((_, key)) = item_keys.iter().find(|(i, _)| i == item)
+                        {
+                            refused.push(serde_json::json!({ "key": key, "reason": reason }));
+                        }
+                    }
                 }
             }
             entries.extend(new_entries);
@@ -143,6 +153,15 @@ impl Ml<'_> {
         };
         add(metrics, "embedded", embedded);
         add(metrics, "rejected", rejected);
+        if !refused.is_empty() {
+            let shown = metrics
+                .entry("rejected_examples")
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let Some(shown) = shown.as_array_mut() {
+                shown.extend(refused);
+                shown.truncate(REFUSED_SHOWN);
+            }
+        }
         metrics.insert("items".to_owned(), manifest.total.into());
         metrics.insert("backbone".to_owned(), backbone.id.clone().into());
         metrics.insert(

@@ -1,0 +1,237 @@
+//! ML assist end to end, through the HTTP API, on a real data set: scikit-learn's handwritten
+//! digits (1,797 images, 10 classes) as PNGs, the real backbone (EfficientNet-Lite0 in ONNX
+//! Runtime, from infra/models/prepare.sh) and the real jobs. A labeler labels about 100 images
+//! through tasks with their true classes; the server's own check starts the run; then every
+//! remaining task is checked out and compared with the truth.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use labeling_tests::ml::{backbone, digits};
+use labeling_tests::{on_aws, spawn_app_with};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn truth_of<'a>(truth: &'a HashMap<String, String>, key: &str) -> &'a str {
+    let name = key.rsplit('/').next().unwrap();
+    truth.get(name).map(String::as_str).unwrap()
+}
+
+#[tokio::test]
+async fn prelabels_after_100_labeled_digits_meet_the_target_and_most_of_the_rest_is_assisted() {
+    if on_aws() {
+        // The jobs' table and blob access is covered on moto by the other suites; one run of
+        // the real model is enough.
+        return;
+    }
+    let app = spawn_app_with(|options| {
+        options.ml_backbone = backbone();
+        options.ml_check_interval = Duration::from_millis(500);
+    })
+    .await;
+    let (dir, listed) = digits(1797);
+    for (name, _) in &listed {
+        app.put_object(
+            "digits",
+            &format!("d/{name}"),
+            std::fs::read(dir.join(name)).unwrap(),
+        )
+        .await;
+    }
+    let truth: HashMap<String, String> = listed.into_iter().collect();
+    let classes: Vec<String> = (0..10).map(|digit| digit.to_string()).collect();
+    let project = app
+        .project(json!({
+            "name": "digits", "task_type": "image_classification_multiclass",
+            "labels": classes, "source": "s3://digits/d/**", "page_size": 9,
+            "ml_assist": { "enabled": true, "target_precision": 0.95, "min_labels": 100 },
+        }))
+        .await;
+
+    // Label through tasks until the first training is due: 100 labels, 10 of each class seen.
+    let mut labeled_per_class: BTreeMap<String, u64> = BTreeMap::new();
+    let mut labeled = 0u64;
+    while labeled < 100 || labeled_per_class.values().any(|n| *n < 10) {
+        let task = app.checkout(&project, &app.admin).await;
+        assert_eq!(task.status, StatusCode::OK, "{task:?}");
+        assert_eq!(task.body["kind"], "manual");
+        let items: Vec<Value> = task.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| {
+                let class = truth_of(&truth, item["key"].as_str().unwrap());
+                *labeled_per_class.entry(class.to_owned()).or_default() += 1;
+                json!({ "item_id": item["item_id"], "labels": [class] })
+            })
+            .collect();
+        labeled += items.len() as u64;
+        let task_id = task.body["task_id"].as_str().unwrap().to_owned();
+        let submitted = app
+            .submit(&project, &task_id, &app.admin, json!({ "items": items }))
+            .await;
+        assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
+    }
+    assert!(labeled <= 250, "{labeled} labels before every class had 10");
+
+    // The server's check starts the run; featurization, training, validation, inference and
+    // clustering follow on the queue.
+    let started = Instant::now();
+    let ml = loop {
+        let ml = app
+            .get(&format!("/projects/{project}/ml"), &app.admin)
+            .await;
+        assert_eq!(ml.status, StatusCode::OK, "{ml:?}");
+        let first_run = &ml.body["runs"][0];
+        if first_run["status"] == "succeeded" {
+            break ml.body;
+        }
+        assert_ne!(first_run["status"], "failed", "{ml:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "the ML run did not finish: {ml:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let run = &ml["runs"][0];
+    let step = |name: &str| {
+        run["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} step: {run}"))
+            .clone()
+    };
+    for name in [
+        "featurization",
+        "training",
+        "validation",
+        "inference",
+        "clustering",
+    ] {
+        assert_eq!(step(name)["status"], "succeeded", "{name}: {run}");
+    }
+    assert_eq!(step("featurization")["metrics"]["embedded"], 1797);
+    assert_eq!(ml["status"], "ready", "{ml}");
+    let thresholds: Vec<&Value> = ml["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|class| class["threshold"].is_number())
+        .collect();
+    assert!(!thresholds.is_empty(), "no class met the target: {ml}");
+    for class in ml["classes"].as_array().unwrap() {
+        assert!(!class["curve"].as_array().unwrap().is_empty(), "{class}");
+        assert!(
+            class["threshold"].is_number() || class["reason"].is_string(),
+            "{class}"
+        );
+    }
+    assert_eq!(
+        ml["next_training_at"].as_u64().unwrap(),
+        (labeled as f64 * 1.25).ceil() as u64,
+        "{ml}"
+    );
+    println!(
+        "run of {labeled} labels: featurization {} | training {} | validation {} | inference {} | clustering {} | {:.1} s",
+        step("featurization")["metrics"],
+        step("training")["metrics"],
+        step("validation")["metrics"],
+        step("inference")["metrics"],
+        step("clustering")["metrics"],
+        started.elapsed().as_secs_f64()
+    );
+
+    // Every remaining task, checked out in the order the server hands them out.
+    let remaining = 1797 - labeled;
+    let (mut prelabeled, mut correct, mut clustered, mut manual) = (0u64, 0u64, 0u64, 0u64);
+    let (mut pure_items, mut kinds_in_order) = (0u64, Vec::new());
+    loop {
+        let task = app.checkout(&project, &app.admin).await;
+        if task.status == StatusCode::NO_CONTENT {
+            break;
+        }
+        assert_eq!(task.status, StatusCode::OK, "{task:?}");
+        let kind = task.body["kind"].as_str().unwrap().to_owned();
+        if kinds_in_order.last() != Some(&kind) {
+            kinds_in_order.push(kind.clone());
+        }
+        let items = task.body["items"].as_array().unwrap();
+        let mut page_classes: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut answers = Vec::new();
+        for item in items {
+            let class = truth_of(&truth, item["key"].as_str().unwrap());
+            *page_classes.entry(class).or_default() += 1;
+            match kind.as_str() {
+                "prelabeled" => {
+                    let prelabel = &item["prelabels"][0];
+                    let confidence = prelabel["confidence"].as_f64().unwrap();
+                    assert!((0.0..=1.0).contains(&confidence), "{item}");
+                    prelabeled += 1;
+                    if prelabel["label"] == class {
+                        correct += 1;
+                    }
+                }
+                "clustered" => clustered += 1,
+                _ => manual += 1,
+            }
+            answers.push(json!({ "item_id": item["item_id"], "labels": [class] }));
+        }
+        if kind == "clustered" {
+            pure_items += page_classes.values().max().copied().unwrap_or(0);
+        }
+        let task_id = task.body["task_id"].as_str().unwrap().to_owned();
+        let submitted = app
+            .submit(&project, &task_id, &app.admin, json!({ "items": answers }))
+            .await;
+        assert_eq!(submitted.status, StatusCode::OK, "{submitted:?}");
+    }
+    let precision = correct as f64 / prelabeled.max(1) as f64;
+    let assisted = (prelabeled + clustered) as f64 / remaining as f64;
+    println!(
+        "remaining {remaining}: prelabeled {prelabeled} ({:.1}%), precision {precision:.3}; clustered {clustered}, \
+         majority class of a clustered page {:.1}%; manual {manual}; assisted {:.1}%; order {kinds_in_order:?}",
+        100.0 * prelabeled as f64 / remaining as f64,
+        100.0 * pure_items as f64 / clustered.max(1) as f64,
+        100.0 * assisted
+    );
+    assert!(
+        prelabeled >= remaining / 10,
+        "too few prelabels to judge: {prelabeled}"
+    );
+    assert!(
+        precision >= 0.95,
+        "prelabel precision {precision:.3} is under the target"
+    );
+    assert!(
+        assisted >= 0.5,
+        "only {:.1}% of the rest was prelabeled or clustered",
+        100.0 * assisted
+    );
+    assert_eq!(
+        kinds_in_order.first().map(String::as_str),
+        Some("prelabeled"),
+        "prelabeled tasks come first: {kinds_in_order:?}"
+    );
+    let position = |kind: &str| kinds_in_order.iter().position(|k| k == kind);
+    if let (Some(clustered_at), Some(manual_at)) = (position("clustered"), position("manual")) {
+        assert!(
+            clustered_at < manual_at,
+            "clustered before manual: {kinds_in_order:?}"
+        );
+    }
+
+    // What the labeler did with the prelabels is measured: accepted equals the correct ones.
+    let dashboard = app.dashboard(&project).await;
+    let accepted: u64 = dashboard["prelabel_acceptance"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|class| class["accepted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(accepted, correct, "{dashboard}");
+    let _ = std::fs::remove_dir_all(dir);
+}
