@@ -676,3 +676,37 @@ async fn a_batch_that_could_never_be_a_task_is_refused_with_every_reason_and_wri
     assert_eq!(dashboard["pending"]["queued"], 0);
     assert_eq!(dashboard["queues"]["manual"], 4);
 }
+
+#[tokio::test]
+async fn a_fresh_page_of_items_queued_ahead_costs_one_refused_transaction_not_one_an_item() {
+    let app = spawn_app().await;
+    let ann = app.user("ann", "labeler").await;
+    let project = app
+        .labeled_project("image_classification_multiclass", &["cat"], 9, 9, "ann")
+        .await;
+    let cat = class_ids(&app, &project).await["cat"];
+    let ahead: Batch = (0..8).map(|item| (item, vec![scored(cat, 0.9)])).collect();
+    queue(&app, &project, "window", &ahead).await;
+    let prelabeled = app.checkout(&project, &ann).await;
+    assert_eq!(prelabeled.body["kind"], "prelabeled");
+
+    let before = app.table.counts();
+    let fresh = app.checkout(&project, &ann).await;
+    let cost = app.table.counts().since(before);
+
+    assert_eq!(fresh.status, StatusCode::OK, "{fresh:?}");
+    assert_eq!(fresh.body["kind"], "manual");
+    assert_eq!(
+        by_item(&fresh.body).keys().copied().collect::<Vec<_>>(),
+        vec![8],
+        "the one item no job queued"
+    );
+    eprintln!("a fresh page with 8 of 9 items queued ahead: {cost:?}");
+    // The work query, the cursor (read, then moved), the manifest, one refused transaction,
+    // one read of the page's records, the claim.
+    assert!(
+        cost.round_trips <= 7,
+        "{} round trips: a refused transaction per held item?",
+        cost.round_trips
+    );
+}
