@@ -710,3 +710,34 @@ async fn a_fresh_page_of_items_queued_ahead_costs_one_refused_transaction_not_on
         cost.round_trips
     );
 }
+
+#[tokio::test]
+async fn a_checkout_walks_past_a_long_run_of_items_queued_ahead_and_leased() {
+    let app = spawn_app().await;
+    let ann = app.user("ann", "labeler").await;
+    let project = app
+        .labeled_project("image_classification_multiclass", &["cat"], 20, 1, "ann")
+        .await;
+    let cat = class_ids(&app, &project).await["cat"];
+    for item in 0..20 {
+        queue(
+            &app,
+            &project,
+            &format!("p{item}"),
+            &[(item, vec![scored(cat, 0.9)])],
+        )
+        .await;
+    }
+    for _ in 0..20 {
+        let task = app.checkout(&project, &ann).await;
+        assert_eq!(task.body["kind"], "prelabeled", "{task:?}");
+    }
+
+    let next = app.checkout(&project, &ann).await;
+
+    assert_eq!(
+        next.status,
+        StatusCode::NO_CONTENT,
+        "every item is leased: nothing to hand out, and no 503 for walking 20 held pages: {next:?}"
+    );
+}
