@@ -457,7 +457,9 @@ async fn a_retried_or_twice_delivered_batch_adds_nothing_twice() {
         (2, vec![scored(class["dog"], 0.8)]),
     ];
 
+    let before = app.table.counts();
     let retried = queue(&app, &project, "run1-page0", &same).await;
+    let retry_cost = app.table.counts().since(before);
     let labeling = app.service.labeling();
     let (a, b) = tokio::join!(
         labeling.queue_prelabeled(&project, "run1-page1", TaskKind::Clustered, &same[..2]),
@@ -466,6 +468,10 @@ async fn a_retried_or_twice_delivered_batch_adds_nothing_twice() {
 
     assert_eq!(retried.queued, Vec::<u64>::new());
     assert_eq!(retried.left_out, vec![0, 1, 2]);
+    assert_eq!(
+        retry_cost.writes, 0,
+        "a retry finds its work done and writes nothing"
+    );
     assert!(
         a.unwrap().queued.is_empty() && b.unwrap().queued.is_empty(),
         "items queued already are not queued again under another batch"

@@ -87,22 +87,7 @@ impl Labeling<'_> {
             .source
             .allowed(self.config.allow_file_sources)
             .map_err(|error| LabelingError::Unavailable(Box::new(error)))?;
-        // Each image's key and size (from its header) once, all at once, as a claim reads them.
-        let images: HashMap<u64, Option<ReadableImage>> =
-            futures::future::join_all(items.iter().map(|(item, _)| {
-                let (manifest, bucket) = (&manifest, source.bucket());
-                async move {
-                    let key = self
-                        .item_keys()
-                        .item_key(project_id, manifest, *item)
-                        .await?;
-                    let size = self.image_size(bucket, &key).await?;
-                    Ok::<_, LabelingError>((*item, size.map(|size| (key, size))))
-                }
-            }))
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+        let mut images: HashMap<u64, Option<ReadableImage>> = HashMap::new();
         let task_id = format!("t_{batch_id}");
         let mut left_out = Vec::new();
         let mut remaining: Vec<(u64, Vec<StoredAnnotation>)> = items.to_vec();
@@ -132,6 +117,30 @@ impl Labeling<'_> {
             });
             if remaining.is_empty() {
                 break;
+            }
+            // Each image's key and size (from its header) once, all at once, as a claim reads
+            // them; only for items still to queue, so a retry that finds its work done reads
+            // no image.
+            let unread: Vec<u64> = remaining
+                .iter()
+                .map(|(item, _)| *item)
+                .filter(|item| !images.contains_key(item))
+                .collect();
+            let read = futures::future::join_all(unread.iter().map(|item| {
+                let (manifest, bucket) = (&manifest, source.bucket());
+                async move {
+                    let key = self
+                        .item_keys()
+                        .item_key(project_id, manifest, *item)
+                        .await?;
+                    let size = self.image_size(bucket, &key).await?;
+                    Ok::<_, LabelingError>((*item, size.map(|size| (key, size))))
+                }
+            }))
+            .await;
+            for result in read {
+                let (item, image) = result?;
+                images.insert(item, image);
             }
             let now = self.clock.now();
             let mut task_items = Vec::with_capacity(remaining.len());
