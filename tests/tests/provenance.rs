@@ -457,7 +457,9 @@ async fn a_retried_or_twice_delivered_batch_adds_nothing_twice() {
         (2, vec![scored(class["dog"], 0.8)]),
     ];
 
+    let before = app.table.counts();
     let retried = queue(&app, &project, "run1-page0", &same).await;
+    let retry_cost = app.table.counts().since(before);
     let labeling = app.service.labeling();
     let (a, b) = tokio::join!(
         labeling.queue_prelabeled(&project, "run1-page1", TaskKind::Clustered, &same[..2]),
@@ -466,6 +468,10 @@ async fn a_retried_or_twice_delivered_batch_adds_nothing_twice() {
 
     assert_eq!(retried.queued, Vec::<u64>::new());
     assert_eq!(retried.left_out, vec![0, 1, 2]);
+    assert_eq!(
+        retry_cost.writes, 0,
+        "a retry finds its work done and writes nothing"
+    );
     assert!(
         a.unwrap().queued.is_empty() && b.unwrap().queued.is_empty(),
         "items queued already are not queued again under another batch"
@@ -675,4 +681,69 @@ async fn a_batch_that_could_never_be_a_task_is_refused_with_every_reason_and_wri
     let dashboard = app.dashboard(&project).await;
     assert_eq!(dashboard["pending"]["queued"], 0);
     assert_eq!(dashboard["queues"]["manual"], 4);
+}
+
+#[tokio::test]
+async fn a_fresh_page_of_items_queued_ahead_costs_one_refused_transaction_not_one_an_item() {
+    let app = spawn_app().await;
+    let ann = app.user("ann", "labeler").await;
+    let project = app
+        .labeled_project("image_classification_multiclass", &["cat"], 9, 9, "ann")
+        .await;
+    let cat = class_ids(&app, &project).await["cat"];
+    let ahead: Batch = (0..8).map(|item| (item, vec![scored(cat, 0.9)])).collect();
+    queue(&app, &project, "window", &ahead).await;
+    let prelabeled = app.checkout(&project, &ann).await;
+    assert_eq!(prelabeled.body["kind"], "prelabeled");
+
+    let before = app.table.counts();
+    let fresh = app.checkout(&project, &ann).await;
+    let cost = app.table.counts().since(before);
+
+    assert_eq!(fresh.status, StatusCode::OK, "{fresh:?}");
+    assert_eq!(fresh.body["kind"], "manual");
+    assert_eq!(
+        by_item(&fresh.body).keys().copied().collect::<Vec<_>>(),
+        vec![8],
+        "the one item no job queued"
+    );
+    eprintln!("a fresh page with 8 of 9 items queued ahead: {cost:?}");
+    // The work query, the cursor (read, then moved), the manifest, one refused transaction,
+    // one read of the page's records, the claim.
+    assert!(
+        cost.round_trips <= 7,
+        "{} round trips: a refused transaction per held item?",
+        cost.round_trips
+    );
+}
+
+#[tokio::test]
+async fn a_checkout_walks_past_a_long_run_of_items_queued_ahead_and_leased() {
+    let app = spawn_app().await;
+    let ann = app.user("ann", "labeler").await;
+    let project = app
+        .labeled_project("image_classification_multiclass", &["cat"], 20, 1, "ann")
+        .await;
+    let cat = class_ids(&app, &project).await["cat"];
+    for item in 0..20 {
+        queue(
+            &app,
+            &project,
+            &format!("p{item}"),
+            &[(item, vec![scored(cat, 0.9)])],
+        )
+        .await;
+    }
+    for _ in 0..20 {
+        let task = app.checkout(&project, &ann).await;
+        assert_eq!(task.body["kind"], "prelabeled", "{task:?}");
+    }
+
+    let next = app.checkout(&project, &ann).await;
+
+    assert_eq!(
+        next.status,
+        StatusCode::NO_CONTENT,
+        "every item is leased: nothing to hand out, and no 503 for walking 20 held pages: {next:?}"
+    );
 }

@@ -10,6 +10,11 @@ use crate::ports::{Query, SkRange};
 
 use super::{CHECKOUT_ATTEMPTS, CheckedOutTask, Claim, LabelingError};
 
+/// Pages a checkout may pass over without finding anything to hand out (items held already,
+/// images missing) before such pages count as failed attempts: an ML job queues windows of
+/// upcoming items, and once their tasks are all leased a checkout walks past them.
+const UNUSABLE_PAGES: usize = 64;
+
 impl Labeling<'_> {
     /// Hands out the next page of work: waiting tasks and expired leases first, then fresh
     /// items in the project's shuffled order. `None` when nothing is left right now.
@@ -40,7 +45,9 @@ impl Labeling<'_> {
             return Err(LabelingError::NotRunning(project.status.as_str()));
         }
         let mut fresh_exhausted = false;
-        for attempt in 0..CHECKOUT_ATTEMPTS {
+        let mut attempt = 0;
+        let mut unusable_pages = 0;
+        while attempt < CHECKOUT_ATTEMPTS {
             let now = self.clock.now();
             let waiting = self
                 .table
@@ -58,6 +65,7 @@ impl Labeling<'_> {
                         return Ok(Some(task));
                     }
                 }
+                attempt += 1;
                 continue;
             }
             if fresh_exhausted {
@@ -65,9 +73,20 @@ impl Labeling<'_> {
             }
             match self.claim_fresh(actor, project, now).await? {
                 Some(Claim::Task(task)) => return Ok(Some(*task)),
-                Some(Claim::NothingUsable) => continue,
+                // The cursor moved past a page no one can use now (its items queued ahead by
+                // an ML job and leased, or its images missing): progress, not a lost race, so
+                // it spends no attempt, up to a bound that keeps one request short.
+                Some(Claim::NothingUsable) => {
+                    unusable_pages += 1;
+                    if unusable_pages > UNUSABLE_PAGES {
+                        attempt += 1;
+                    }
+                }
                 // Nothing fresh left: look once more for work released meanwhile.
-                None => fresh_exhausted = true,
+                None => {
+                    fresh_exhausted = true;
+                    attempt += 1;
+                }
             }
         }
         if fresh_exhausted {

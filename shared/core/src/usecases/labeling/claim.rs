@@ -318,6 +318,11 @@ impl Labeling<'_> {
         let mut missing = 0i64;
         let mut item_writes = Vec::new();
         for (item, key, size) in prepared {
+            if earlier.get(&item).is_some_and(|r| r.round >= project.round) {
+                // Held in this round already (queued ahead of the cursor by an ML job, or
+                // claimed by a racing checkout): the read says so, no transaction need fail.
+                continue;
+            }
             let state = if size.is_some() {
                 ItemState::InTask
             } else {
@@ -350,6 +355,10 @@ impl Labeling<'_> {
                 });
             }
         }
+        if item_writes.is_empty() {
+            return Ok(Claim::NothingUsable);
+        }
+        let mut read_holders = false;
         loop {
             let in_task = task.items.len() as i64;
             let mut writes = Transaction::new();
@@ -376,12 +385,29 @@ impl Labeling<'_> {
                 Ok(()) if in_task == 0 => return Ok(Claim::NothingUsable),
                 Ok(()) => return Ok(Claim::Task(Box::new(self.present(project, &task).await?))),
                 Err(Rejected::Condition(LabelingWrite::Item(lost))) => {
-                    // Someone else holds this item in this round already: leave it out.
-                    item_writes.retain(|(name, _)| *name != LabelingWrite::Item(lost));
-                    let before = task.items.len();
-                    task.items.retain(|i| i.item != lost);
-                    if task.items.len() == before {
-                        missing -= 1;
+                    // Someone else holds this item in this round already: leave it out. Held
+                    // items come in runs (an ML job queues pages of upcoming items), so the
+                    // first refusal reads the page's other records once and leaves out every
+                    // held item, instead of failing a transaction an item.
+                    let mut held = vec![lost];
+                    if !read_holders {
+                        read_holders = true;
+                        let others: Vec<u64> = item_writes
+                            .iter()
+                            .filter_map(|(name, _)| match name {
+                                LabelingWrite::Item(item) if *item != lost => Some(*item),
+                                _ => None,
+                            })
+                            .collect();
+                        held.extend(self.held_in_round(project, &others).await?);
+                    }
+                    for lost in held {
+                        item_writes.retain(|(name, _)| *name != LabelingWrite::Item(lost));
+                        let before = task.items.len();
+                        task.items.retain(|i| i.item != lost);
+                        if task.items.len() == before {
+                            missing -= 1;
+                        }
                     }
                     if item_writes.is_empty() {
                         return Ok(Claim::NothingUsable);
@@ -420,6 +446,28 @@ impl Labeling<'_> {
             .iter()
             .filter_map(|item| from_item::<ItemRecord>(item).ok())
             .map(|record| (record.item, record))
+            .collect())
+    }
+
+    /// Those of `items` whose record is of the project's round (or a newer one): someone holds
+    /// them already.
+    async fn held_in_round(
+        &self,
+        project: &ProjectRecord,
+        items: &[u64],
+    ) -> Result<Vec<u64>, LabelingError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let record_keys: Vec<_> = items.iter().map(|i| keys::item(&project.id, *i)).collect();
+        Ok(self
+            .table
+            .batch_get(&record_keys)
+            .await?
+            .iter()
+            .filter_map(|item| from_item::<ItemRecord>(item).ok())
+            .filter(|record| record.round >= project.round)
+            .map(|record| record.item)
             .collect())
     }
 

@@ -24,6 +24,9 @@ use super::{
 /// The longest batch id: the task id it makes stays short.
 pub const MAX_BATCH_ID_LEN: usize = 64;
 
+/// An image's object key and its width and height, read from its header.
+type ReadableImage = (String, (u32, u32));
+
 /// What [`Labeling::queue_prelabeled`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedWork {
@@ -84,6 +87,7 @@ impl Labeling<'_> {
             .source
             .allowed(self.config.allow_file_sources)
             .map_err(|error| LabelingError::Unavailable(Box::new(error)))?;
+        let mut images: HashMap<u64, Option<ReadableImage>> = HashMap::new();
         let task_id = format!("t_{batch_id}");
         let mut left_out = Vec::new();
         let mut remaining: Vec<(u64, Vec<StoredAnnotation>)> = items.to_vec();
@@ -114,16 +118,36 @@ impl Labeling<'_> {
             if remaining.is_empty() {
                 break;
             }
+            // Each image's key and size (from its header) once, all at once, as a claim reads
+            // them; only for items still to queue, so a retry that finds its work done reads
+            // no image.
+            let unread: Vec<u64> = remaining
+                .iter()
+                .map(|(item, _)| *item)
+                .filter(|item| !images.contains_key(item))
+                .collect();
+            let read = futures::future::join_all(unread.iter().map(|item| {
+                let (manifest, bucket) = (&manifest, source.bucket());
+                async move {
+                    let key = self
+                        .item_keys()
+                        .item_key(project_id, manifest, *item)
+                        .await?;
+                    let size = self.image_size(bucket, &key).await?;
+                    Ok::<_, LabelingError>((*item, size.map(|size| (key, size))))
+                }
+            }))
+            .await;
+            for result in read {
+                let (item, image) = result?;
+                images.insert(item, image);
+            }
             let now = self.clock.now();
             let mut task_items = Vec::with_capacity(remaining.len());
             let mut item_writes = Vec::with_capacity(remaining.len());
             let mut unreadable = Vec::new();
             for (item, prelabels) in &remaining {
-                let key = self
-                    .item_keys()
-                    .item_key(project_id, &manifest, *item)
-                    .await?;
-                let Some(size) = self.image_size(source.bucket(), &key).await? else {
+                let Some((key, size)) = images.get(item).cloned().flatten() else {
                     // A fresh claim will find it and count it missing.
                     unreadable.push(*item);
                     continue;
