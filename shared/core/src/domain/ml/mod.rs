@@ -11,3 +11,6 @@ pub mod head;
 pub mod validation;
 
 mod numeric;
+
+#[cfg(test)]
+mod bench;
