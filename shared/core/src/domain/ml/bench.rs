@@ -6,8 +6,8 @@
 use std::time::Instant;
 
 use super::cluster::pack_pages;
-use super::head::HeadKind;
 use super::head::tests::blobs;
+use super::head::{HeadKind, TrainOptions};
 use super::validation::{LabeledExample, Split, ValidationOptions, evaluate_and_train};
 
 /// 10,000 labeled 1,280-dim embeddings of 10 classes (noisy blobs: separable, not trivially),
@@ -18,7 +18,19 @@ use super::validation::{LabeledExample, Split, ValidationOptions, evaluate_and_t
 fn train_validate_and_predict_ten_thousand_embeddings() {
     // One draw of 20,000 (the blobs' centres depend on the seed): the first 10,000 are labeled,
     // the other 10,000 of the same classes are to be prelabeled.
-    let (mut points, mut labels) = blobs(10, 2_000, 1_280, 2.0, 1);
+    // Knobs for exploring by hand without rebuilding: ML_BENCH_SPREAD (noise), ML_BENCH_L2,
+    // ML_BENCH_STEPS (TrainOptions::min_steps).
+    let knob = |name: &str, default: f64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let spread = knob("ML_BENCH_SPREAD", 2.0) as f32;
+    let mut train = TrainOptions::default();
+    train.l2 = knob("ML_BENCH_L2", f64::from(train.l2)) as f32;
+    train.min_steps = knob("ML_BENCH_STEPS", train.min_steps as f64) as usize;
+    let (mut points, mut labels) = blobs(10, 2_000, 1_280, spread, 1);
     let unlabeled = points.split_off(10_000);
     let truth = labels.split_off(10_000);
     let classes: Vec<Vec<u32>> = labels.iter().map(|l| vec![*l]).collect();
@@ -40,6 +52,7 @@ fn train_validate_and_predict_ten_thousand_embeddings() {
     ] {
         let options = ValidationOptions {
             split: Some(split),
+            train: train.clone(),
             ..ValidationOptions::new(0.95, 7)
         };
         let started = Instant::now();
@@ -57,6 +70,20 @@ fn train_validate_and_predict_ten_thousand_embeddings() {
             }
         }
         let predicted = started.elapsed();
+        for class in &evaluation.report.classes {
+            eprintln!(
+                "  class {}: threshold {:?} precision {:?} coverage {:?} {}",
+                class.class,
+                class.threshold,
+                class.precision,
+                class.coverage,
+                class.reason.as_deref().unwrap_or("")
+            );
+        }
+        eprintln!(
+            "spread {spread}, l2 {}, min_steps {}",
+            train.l2, train.min_steps
+        );
         eprintln!(
             "{split:?}: train + validate {:.2} s, predict 10,000 {:.2} s, total {:.2} s; \
              held-out accuracy {:.4}, prelabeled {prelabeled} of 10,000 at precision {:.4}",
