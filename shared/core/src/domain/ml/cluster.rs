@@ -14,6 +14,10 @@
 //! page size, and is deterministic for a seed (one thread, seeded sampling, ties broken by
 //! index). Hierarchical clustering would cost O(n^2) memory, and density-based methods leave
 //! noise points unassigned, while every item must land on exactly one page.
+//!
+//! Cost, measured in release on the shared 2-core machine (1,280 dims, pages of 9): a window of
+//! 2,000 items packs in 0.6 s, one of 10,000 in 7.7 s (k grows with n, so the cost is about
+//! quadratic in the window): keep windows to a few thousand items.
 
 use super::numeric::{SplitMix, dot, normalized};
 
@@ -191,6 +195,7 @@ mod tests {
 
     use super::*;
     use crate::domain::ml::head::tests::blobs;
+    use proptest::prelude::*;
 
     fn as_slices(points: &[Vec<f32>]) -> Vec<&[f32]> {
         points.iter().map(Vec::as_slice).collect()
@@ -243,6 +248,26 @@ mod tests {
             pack_pages(&as_slices(&few), 9, 0).unwrap(),
             vec![vec![0, 1, 2, 3]]
         );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_input_is_packed_into_full_pages_with_every_index_once(
+            points in proptest::collection::vec(proptest::collection::vec(-3f32..3f32, 3), 0..120),
+            page_size in 1usize..12,
+            seed in any::<u64>(),
+        ) {
+            let pages = pack_pages(&as_slices(&points), page_size, seed).unwrap();
+            let mut seen: Vec<usize> = pages.iter().flatten().copied().collect();
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..points.len()).collect::<Vec<_>>());
+            if let Some((_, full)) = pages.split_last() {
+                prop_assert!(full.iter().all(|page| page.len() == page_size));
+            }
+            prop_assert_eq!(pages.len(), points.len().div_ceil(page_size));
+        }
     }
 
     #[test]

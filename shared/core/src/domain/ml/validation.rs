@@ -610,6 +610,54 @@ mod tests {
 
     proptest! {
         #[test]
+        fn a_curve_is_consistent_and_the_chosen_threshold_is_the_lowest_that_qualifies(
+            rows in proptest::collection::vec((0u32..3, 0u8..=20, 0u8..=20, 0u8..=20), 0..80),
+            target in 0.5f64..1.0,
+            min_support in 1u32..8,
+        ) {
+            // Scores on a coarse grid, so distinct items share thresholds.
+            let held_out: Vec<HeldOut> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, (class, a, b, c))| {
+                    let raw = [f32::from(*a), f32::from(*b), f32::from(*c)];
+                    let sum: f32 = raw.iter().sum::<f32>().max(1.0);
+                    held(i as u64, *class, &raw.map(|v| v / sum))
+                })
+                .collect();
+            for kind in [HeadKind::Softmax, HeadKind::Sigmoid] {
+                for index in 0..3 {
+                    let curve = class_curve(kind, &held_out, &[0, 1, 2], index);
+                    let truly = held_out.iter().filter(|h| h.classes[0] == index as u32).count();
+                    for pair in curve.windows(2) {
+                        prop_assert!(pair[0].threshold < pair[1].threshold);
+                        prop_assert!(pair[0].support > pair[1].support);
+                        prop_assert!(pair[0].correct >= pair[1].correct);
+                    }
+                    for p in &curve {
+                        prop_assert!(p.correct <= p.support && p.correct as usize <= truly);
+                        prop_assert!((0.0..=1.0).contains(&p.precision));
+                        prop_assert!((0.0..=1.0).contains(&p.coverage));
+                    }
+                    let qualifies = |p: &CurvePoint| {
+                        p.support >= min_support
+                            && f64::from(p.correct) >= target * f64::from(p.support) - 1e-9
+                    };
+                    match choose_threshold(&curve, target, min_support) {
+                        Ok(chosen) => {
+                            prop_assert!(qualifies(&chosen));
+                            prop_assert!(curve
+                                .iter()
+                                .filter(|p| p.threshold < chosen.threshold)
+                                .all(|p| !qualifies(p)));
+                        }
+                        Err(_) => prop_assert!(curve.iter().all(|p| !qualifies(p))),
+                    }
+                }
+            }
+        }
+
+        #[test]
         fn an_items_fold_depends_on_its_id_and_the_seed_only(item in any::<u64>(), seed in any::<u64>()) {
             prop_assert_eq!(bucket_of(item, seed, 5), bucket_of(item, seed, 5));
             prop_assert!(bucket_of(item, seed, 5) < 5);
