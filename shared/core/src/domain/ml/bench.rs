@@ -115,7 +115,7 @@ fn pack_windows_of_unlabeled_embeddings() {
 
 /// A small project (100 labels, 10 classes, 5-fold cross-validation) over many seeds: how
 /// precise the prelabels of 5,000 fresh items of the same classes are against the target, and
-/// how many are prelabeled. ML_BENCH_SPREAD sets the noise.
+/// how many are prelabeled. ML_BENCH_SPREAD sets the noise, ML_BENCH_MIN_SUPPORT the support.
 #[test]
 #[ignore = "a hand measurement; run in release"]
 fn prelabel_precision_of_a_hundred_label_project() {
@@ -123,6 +123,10 @@ fn prelabel_precision_of_a_hundred_label_project() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(14.0f32);
+    let min_support = std::env::var("ML_BENCH_MIN_SUPPORT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(super::validation::DEFAULT_MIN_SUPPORT);
     let class_ids: Vec<u32> = (0..10).collect();
     let (mut total, mut right, mut accuracy) = (0usize, 0usize, 0.0);
     let seeds = 10;
@@ -145,7 +149,10 @@ fn prelabel_precision_of_a_hundred_label_project() {
             HeadKind::Softmax,
             &examples,
             &class_ids,
-            &ValidationOptions::new(0.95, seed),
+            &ValidationOptions {
+                min_support,
+                ..ValidationOptions::new(0.95, seed)
+            },
         )
         .unwrap();
         accuracy += evaluation.report.accuracy / seeds as f64;
@@ -158,7 +165,7 @@ fn prelabel_precision_of_a_hundred_label_project() {
         }
     }
     eprintln!(
-        "spread {spread}: held-out accuracy {accuracy:.3}; prelabeled {:.1}% of fresh items at \
+        "spread {spread}, min support {min_support}: held-out accuracy {accuracy:.3}; prelabeled {:.1}% of fresh items at \
          precision {:.4} (target 0.95)",
         100.0 * total as f64 / (seeds as f64 * 5_000.0),
         right as f64 / total.max(1) as f64

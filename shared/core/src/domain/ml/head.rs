@@ -126,6 +126,8 @@ pub enum HeadError {
     NotOneClass { index: usize, got: usize },
     #[error("the embedding has {got} values, the head takes {dims}")]
     EmbeddingDims { got: usize, dims: usize },
+    #[error("training diverged (a weight is not a finite number): lower the learning rate")]
+    Diverged,
     #[error("the stored head is malformed: {0}")]
     Malformed(&'static str),
 }
@@ -516,6 +518,11 @@ pub fn train(
         scale,
     } = prepare(kind, examples, classes, options.l2)?;
     let theta = optimize(&problem, examples.len(), options);
+    // Never stored: a head with NaN weights would serialize as nulls and prelabel nothing, or
+    // everything, silently.
+    if theta.iter().any(|t| !t.is_finite()) {
+        return Err(HeadError::Diverged);
+    }
     let stride = problem.dims + 1;
     let weights = theta
         .chunks_exact(stride)
@@ -842,6 +849,24 @@ pub(crate) mod tests {
         assert_eq!(
             train(HeadKind::Softmax, &[], &[1, 1], &options).unwrap_err(),
             HeadError::DuplicateClass(1)
+        );
+    }
+
+    #[test]
+    fn a_run_that_diverges_is_an_error_not_a_head() {
+        let (points, labels) = blobs(2, 5, 4, 0.3, 6);
+        let options = TrainOptions {
+            learning_rate: f32::NAN,
+            ..TrainOptions::default()
+        };
+        assert_eq!(
+            train(
+                HeadKind::Softmax,
+                &examples(&points, &labels),
+                &[0, 1],
+                &options
+            ),
+            Err(HeadError::Diverged)
         );
     }
 
