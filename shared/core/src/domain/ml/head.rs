@@ -1,13 +1,15 @@
 //! A linear head on frozen embeddings: softmax over the classes of a multi-class project, one
 //! sigmoid per class for a multi-label one, trained here in Rust.
 //!
-//! Training is mini-batch Adam with a seeded shuffle and a fixed number of epochs, on
-//! standardized features, with balanced class weights and L2. Why not full-batch L-BFGS: its
-//! cost per run depends on when a line search converges, while a fixed schedule costs the same
-//! on every run (the benchmark's budget holds whatever the data), needs no tolerance tuning, and
-//! is as reproducible (one thread, one seeded shuffle, a fixed summation order). The problem is
-//! convex, features are standardized and Adam adapts its step per weight, so a thousand or so
-//! steps reach a solution whose ranking (all the thresholds use) is as good as an exact optimum's.
+//! Training is mini-batch Adam with a seeded shuffle and a number of epochs fixed by the data
+//! size, on standardized features, with balanced class weights and L2. Why not full-batch
+//! L-BFGS: its cost per run depends on when a line search converges, while a fixed schedule
+//! costs the same on every run (the benchmark's budget holds whatever the data), needs no
+//! tolerance tuning, and is as reproducible (one thread, one seeded shuffle, a fixed summation
+//! order). The problem is convex, the features standardized and Adam's step adapts per weight,
+//! so a few hundred steps come close to the optimum; what the thresholds use is how items rank,
+//! which settles before the last digits of the weights do. Measured (release, shared 2-core
+//! machine under load): 5-fold validation plus the final head on 10,000 x 1,280 takes 6.4 s.
 //!
 //! A class with no training example is kept in the head (so its order matches the project's
 //! classes) but marked untrained: its probability is 0 and it is never predicted.
