@@ -24,8 +24,11 @@ pub const FOLDS: u32 = 5;
 /// One in this many items is held out at and above [`CROSS_VALIDATION_BELOW`].
 pub const HOLDOUT_ONE_IN: u32 = 10;
 /// A class's threshold needs at least this many held-out predictions by default: a precision
-/// measured on two items says nothing.
-pub const DEFAULT_MIN_SUPPORT: u32 = 5;
+/// measured on two items says nothing. Measured on 100-label projects of 10 classes against
+/// 5,000 fresh items each (`ml::bench`): with 5, weak models (held-out accuracy 0.5-0.65)
+/// still prelabeled 7-30% of items at 0.84-0.93 precision under a 0.95 target; with 8 they
+/// prelabel nothing, and a good model (0.98) still prelabels 96.6% at 0.9997.
+pub const DEFAULT_MIN_SUPPORT: u32 = 8;
 /// Curve points kept per class in a report: enough to draw, small enough to store in a run.
 pub const MAX_CURVE_POINTS: usize = 50;
 
