@@ -219,7 +219,7 @@ async fn label(
                 let name = item.key.rsplit('/').next().unwrap();
                 SubmittedItemInput {
                     item_id: Some(item.item_id),
-                    labels: Some(vec![truth[name].clone().into()]),
+                    labels: Some(vec![truth[name].clone()]),
                     ..Default::default()
                 }
             })
@@ -404,7 +404,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for byte in bytes {
         crc ^= u32::from(*byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -481,7 +485,10 @@ async fn bad_images_are_skipped_with_their_reasons_and_the_run_succeeds() {
             .unwrap_or_else(|| panic!("{key} is not named: {examples:?}"));
         assert!(!example["reason"].as_str().unwrap().is_empty());
         if key.contains("huge") {
-            assert!(example["reason"].as_str().unwrap().contains("30000"), "{example}");
+            assert!(
+                example["reason"].as_str().unwrap().contains("30000"),
+                "{example}"
+            );
         }
         println!("{key}: {}", example["reason"]);
     }
