@@ -135,6 +135,12 @@ async fn prelabels_after_100_labeled_digits_meet_the_target_and_most_of_the_rest
         (labeled as f64 * 1.25).ceil() as u64,
         "{ml}"
     );
+    let dashboard = app.dashboard(&project).await;
+    assert_eq!(
+        dashboard["ml"]["next_training_at"], ml["next_training_at"],
+        "{dashboard}"
+    );
+    assert_eq!(dashboard["ml"]["model_run"], run["id"], "{dashboard}");
     println!(
         "run of {labeled} labels: featurization {} | training {} | validation {} | inference {} | clustering {} | {:.1} s",
         step("featurization")["metrics"],

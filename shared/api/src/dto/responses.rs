@@ -262,6 +262,19 @@ pub struct Dashboard {
     #[schema(required = true)]
     pub last_refresh_trigger: Option<String>,
     pub refresh: RefreshView,
+    /// With ML assist on: the labeled count at which the next training runs, the run under
+    /// way and the run whose model prelabels (`GET /projects/{id}/ml` has the details).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ml: Option<DashboardMl>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DashboardMl {
+    pub next_training_at: u64,
+    #[schema(required = true)]
+    pub active_run: Option<String>,
+    #[schema(required = true)]
+    pub model_run: Option<String>,
 }
 
 impl From<dashboard::Dashboard> for Dashboard {
@@ -295,6 +308,11 @@ impl From<dashboard::Dashboard> for Dashboard {
             last_refresh_at: view.last_refresh_at,
             last_refresh_trigger: view.last_refresh_trigger,
             refresh: view.refresh.into(),
+            ml: view.ml.map(|ml| DashboardMl {
+                next_training_at: ml.next_training_at,
+                active_run: ml.active_run,
+                model_run: ml.model_run,
+            }),
         }
     }
 }

@@ -74,6 +74,19 @@ pub struct Dashboard {
     pub last_refresh_at: Option<String>,
     pub last_refresh_trigger: Option<String>,
     pub refresh: crate::usecases::refresh::RefreshView,
+    /// With ML assist on: where its runs stand.
+    pub ml: Option<MlProgress>,
+}
+
+/// ML assist on the dashboard; `GET /projects/{id}/ml` has the runs and curves.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MlProgress {
+    /// The labeled count at which the next training runs.
+    pub next_training_at: u64,
+    /// The run under way, if any.
+    pub active_run: Option<String>,
+    /// The run whose model prelabels now, if any.
+    pub model_run: Option<String>,
 }
 
 fn count(attrs: &crate::ports::Attrs, name: &str) -> u64 {
@@ -105,6 +118,7 @@ impl Dashboards<'_> {
         let wanted = [
             keys::manifest(project_id),
             keys::cursor(project_id, project.round),
+            keys::ml_state(project_id),
         ];
         let (found, stats) = futures::future::try_join(
             self.table.batch_get(&wanted),
@@ -122,6 +136,21 @@ impl Dashboards<'_> {
         };
         let empty = crate::ports::Attrs::new();
         let cursor = find(&wanted[1]).map_or(&empty, |item| &item.attrs);
+        let ml = if project.ml_assist.enabled {
+            let state: crate::usecases::ml::MlState = match find(&wanted[2]) {
+                Some(item) => from_item(item).map_err(ProjectError::Unavailable)?,
+                None => Default::default(),
+            };
+            Some(MlProgress {
+                next_training_at: crate::usecases::ml::next_training_at(&project, &state),
+                active_run: state.active_run,
+                model_run: state
+                    .model_run
+                    .filter(|_| state.model_round == project.round),
+            })
+        } else {
+            None
+        };
         let stats = &stats;
         let total = manifest.as_ref().map_or(0, |m| m.total);
         let refresh =
@@ -177,6 +206,7 @@ impl Dashboards<'_> {
             last_refresh_at: refresh.last_refresh_at.clone(),
             last_refresh_trigger: refresh.last_refresh_trigger.clone(),
             refresh,
+            ml,
         })
     }
 }

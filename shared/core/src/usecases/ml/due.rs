@@ -55,7 +55,7 @@ pub(crate) enum Due {
 }
 
 /// The labeled count at which the next training is due.
-pub(crate) fn next_training_at(project: &ProjectRecord, state: &MlState) -> u64 {
+pub fn next_training_at(project: &ProjectRecord, state: &MlState) -> u64 {
     if state.model_run.is_some() && state.model_round == project.round {
         ((state.labels_at_training as f64) * RETRAIN_GROWTH).ceil() as u64
     } else {

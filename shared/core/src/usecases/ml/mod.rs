@@ -26,6 +26,7 @@ mod stages;
 mod train;
 mod view;
 
+pub use due::next_training_at;
 pub use view::{MlClassView, MlRunView, MlStageView, MlView};
 
 /// A run that made no progress for this long is taken to have died with its worker: the next
