@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use labeling_core::domain::labeling::{SubmissionInput, SubmittedItemInput};
-use labeling_core::domain::ml_settings::MlAssistInput;
+use labeling_core::domain::ml_settings::{CustomBackbone, MlAssistInput};
 use labeling_core::domain::presented::ProjectChanges;
 use labeling_core::keys;
 use labeling_core::ports::{
@@ -21,7 +21,7 @@ use labeling_core::ports::{
 };
 use labeling_embedded::SqliteTable;
 use labeling_local::ml_setup::MlBackbone;
-use labeling_ml::{BackboneSpec, OnnxEmbedder};
+use labeling_ml::{BackboneSpec, OnnxBackboneLoader, OnnxEmbedder};
 use labeling_tests::direct::Direct;
 use serde_json::Value;
 
@@ -134,6 +134,9 @@ fn faulty_fixture(name: &str) -> (Direct<Faulty>, Arc<FaultyEmbedder>) {
     fixture
         .service
         .set_embedder(Ok(embedder.clone() as Arc<dyn Embedder>));
+    fixture
+        .service
+        .set_backbone_loader(Arc::new(OnnxBackboneLoader::new(dylib)));
     (fixture, embedder)
 }
 
@@ -176,6 +179,15 @@ async fn run_jobs(fixture: &Direct<Faulty>) -> usize {
 }
 
 async fn enable_ml(fixture: &Direct<Faulty>, project: &str, min_labels: u32) {
+    enable_ml_with(fixture, project, min_labels, None).await;
+}
+
+async fn enable_ml_with(
+    fixture: &Direct<Faulty>,
+    project: &str,
+    min_labels: u32,
+    backbone: Option<CustomBackbone>,
+) {
     fixture
         .service
         .projects()
@@ -187,6 +199,7 @@ async fn enable_ml(fixture: &Direct<Faulty>, project: &str, min_labels: u32) {
                     enabled: Some(true),
                     min_labels: Some(min_labels),
                     target_precision: Some(0.9),
+                    backbone: backbone.map(Some),
                 }),
                 ..Default::default()
             },
@@ -518,5 +531,135 @@ async fn bad_images_are_skipped_with_their_reasons_and_the_run_succeeds() {
     .unwrap();
     assert_eq!(part.rejected().len(), 3);
     assert_eq!(part.items().len(), 20);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_project_featurizes_with_its_own_backbone_from_a_bucket_and_a_broken_one_fails_the_run_saying_why()
+ {
+    let (fixture, embedder) = faulty_fixture("ml-own-backbone");
+    let (dir, listed) = labeling_tests::ml::digits(12);
+    for (name, _) in &listed {
+        fixture
+            .blobs
+            .put(
+                "photos",
+                &format!("set/{name}"),
+                std::fs::read(dir.join(name)).unwrap(),
+                "image/png",
+            )
+            .await
+            .unwrap();
+    }
+    // The project's "own" model: the backbone's ONNX file put into a bucket, declared with its
+    // normalization as a user would declare a torchvision export.
+    let MlBackbone::Files { model, .. } = labeling_tests::ml::backbone() else {
+        unreachable!()
+    };
+    fixture
+        .blobs
+        .put(
+            "photos",
+            "models/mine.onnx",
+            std::fs::read(&model).unwrap(),
+            "application/octet-stream",
+        )
+        .await
+        .unwrap();
+    let own = CustomBackbone {
+        model: "s3://photos/models/mine.onnx".to_owned(),
+        input_size: 224,
+        crop: 0.875,
+        mean: [127.0; 3],
+        std: [128.0; 3],
+        embedding_output: "embedding".to_owned(),
+    };
+    let project = fixture.project("own", "object_detection", &["digit"]).await;
+    enable_ml_with(&fixture, &project, 10, Some(own.clone())).await;
+    let calls_before = embedder.failures.load(Ordering::SeqCst);
+    fixture
+        .service
+        .ml()
+        .start_run_now(&fixture.admin, &project)
+        .await
+        .unwrap();
+    assert_eq!(run_jobs(&fixture).await, 0);
+    let ml = fixture
+        .service
+        .ml()
+        .ml_view(&fixture.admin, &project)
+        .await
+        .unwrap();
+    let metrics = &ml.runs[0].steps[0].metrics;
+    let backbone = metrics["backbone"].as_str().unwrap().to_owned();
+    assert!(backbone.starts_with("custom-"), "{metrics:?}");
+    assert_eq!(metrics["embedded"], 12, "{metrics:?}");
+    assert_eq!(embedder.failures.load(Ordering::SeqCst), calls_before);
+    let stored = fixture
+        .blobs
+        .list(
+            &fixture.config.system_bucket,
+            &keys::ml_embeddings(&project, &backbone),
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.objects.len(),
+        1,
+        "embeddings stored under the project's backbone"
+    );
+    let default_stored = fixture
+        .blobs
+        .list(
+            &fixture.config.system_bucket,
+            &keys::ml_embeddings(&project, "efficientnet-lite0"),
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(default_stored.objects.is_empty());
+
+    // A model without the declared output: the run fails after its tries, saying why.
+    let broken = fixture
+        .project("broken", "object_detection", &["digit"])
+        .await;
+    enable_ml_with(
+        &fixture,
+        &broken,
+        10,
+        Some(CustomBackbone {
+            embedding_output: "pooled".to_owned(),
+            ..own
+        }),
+    )
+    .await;
+    fixture
+        .service
+        .ml()
+        .start_run_now(&fixture.admin, &broken)
+        .await
+        .unwrap();
+    run_jobs(&fixture).await;
+    let ml = fixture
+        .service
+        .ml()
+        .ml_view(&fixture.admin, &broken)
+        .await
+        .unwrap();
+    let run = &ml.runs[0];
+    assert_eq!(
+        run.status,
+        labeling_core::usecases::ml::RunStatus::Failed,
+        "{run:?}"
+    );
+    let error = run.error.clone().unwrap_or_default();
+    assert!(error.contains("pooled"), "{error}");
+    assert!(
+        ml.active_run.is_none(),
+        "the failed run released the project"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

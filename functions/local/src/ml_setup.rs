@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use labeling_core::Service;
 use labeling_core::ports::{Embedder, Queue};
-use labeling_ml::{BackboneSpec, OnnxEmbedder};
+use labeling_ml::{BackboneSpec, OnnxBackboneLoader, OnnxEmbedder};
 
 /// Where the local server's backbone comes from.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ pub const ML_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 pub async fn provide_backbone(service: Arc<Service>, backbone: MlBackbone) {
     let outcome = match backbone {
         MlBackbone::Off(reason) => Err(reason),
-        MlBackbone::Files { dylib, model } => open(dylib, model).await,
+        MlBackbone::Files { dylib, model } => open(&service, dylib, model).await,
         MlBackbone::Prepare { script } => {
             service.set_embedder(Err(format!(
                 "ONNX Runtime and the backbone are being prepared ({}); ML assist starts when \
@@ -42,7 +42,7 @@ pub async fn provide_backbone(service: Arc<Service>, backbone: MlBackbone) {
                 script.display()
             )));
             match prepare(&script).await {
-                Ok((dylib, model)) => open(dylib, model).await,
+                Ok((dylib, model)) => open(&service, dylib, model).await,
                 Err(error) => Err(format!("{error:#}")),
             }
         }
@@ -50,7 +50,12 @@ pub async fn provide_backbone(service: Arc<Service>, backbone: MlBackbone) {
     service.set_embedder(outcome);
 }
 
-async fn open(dylib: PathBuf, model: PathBuf) -> Result<Arc<dyn Embedder>, String> {
+async fn open(
+    service: &Service,
+    dylib: PathBuf,
+    model: PathBuf,
+) -> Result<Arc<dyn Embedder>, String> {
+    service.set_backbone_loader(Arc::new(OnnxBackboneLoader::new(dylib.clone())));
     tokio::task::spawn_blocking(move || {
         OnnxEmbedder::open(&dylib, &model, BackboneSpec::efficientnet_lite0())
             .map(|embedder| Arc::new(embedder) as Arc<dyn Embedder>)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use labeling_core::ports::Embedder;
 use labeling_host::{CancellationToken, Deletion, Policy, Polling, Runner};
-use labeling_ml::{BackboneSpec, OnnxEmbedder};
+use labeling_ml::{BackboneSpec, OnnxBackboneLoader, OnnxEmbedder};
 
 /// One message at a time: a GPU job is long, and messages left on the queue go to whichever
 /// worker (or new instance) is free first.
@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
     let (service, aws) = labeling_lambda::service(&config).await?;
     let embedder = match (&config.ml_dylib, &config.ml_backbone) {
         (Some(dylib), Some(model)) => {
+            service.set_backbone_loader(Arc::new(OnnxBackboneLoader::new(dylib.clone())));
             OnnxEmbedder::open(dylib, model, BackboneSpec::efficientnet_lite0())
                 .map(|embedder| Arc::new(embedder) as Arc<dyn Embedder>)
                 .map_err(|error| format!("{error:#}"))

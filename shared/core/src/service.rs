@@ -117,27 +117,60 @@ pub struct Service {
 /// The backbone this process embeds images with, or why it has none (ONNX Runtime or the
 /// model missing, still being prepared). Set after start: the local server prepares the
 /// backbone in the background and serves meanwhile.
-pub struct EmbedderSlot(std::sync::RwLock<Result<Arc<dyn crate::ports::Embedder>, String>>);
+/// Projects' own backbones stay open too (a few: each holds a model in memory).
+pub struct EmbedderSlot {
+    default: std::sync::RwLock<Result<Arc<dyn crate::ports::Embedder>, String>>,
+    loader: std::sync::RwLock<Option<Arc<dyn crate::ports::BackboneLoader>>>,
+    custom: std::sync::Mutex<Vec<(String, Arc<dyn crate::ports::Embedder>)>>,
+}
+
+/// Projects' own backbones kept open at once; the oldest is closed first.
+const OPEN_CUSTOM_BACKBONES: usize = 4;
 
 impl Default for EmbedderSlot {
     fn default() -> Self {
-        Self(std::sync::RwLock::new(Err(
-            "this process has no ONNX backbone configured".to_owned(),
-        )))
+        Self {
+            default: std::sync::RwLock::new(Err(
+                "this process has no ONNX backbone configured".to_owned()
+            )),
+            loader: std::sync::RwLock::new(None),
+            custom: std::sync::Mutex::new(Vec::new()),
+        }
     }
 }
 
 impl EmbedderSlot {
     pub(crate) fn get(&self) -> Result<Arc<dyn crate::ports::Embedder>, String> {
-        match self.0.read() {
+        match self.default.read() {
             Ok(slot) => slot.clone(),
             Err(_) => Err("the embedder slot was poisoned".to_owned()),
         }
     }
 
     fn set(&self, embedder: Result<Arc<dyn crate::ports::Embedder>, String>) {
-        if let Ok(mut slot) = self.0.write() {
+        if let Ok(mut slot) = self.default.write() {
             *slot = embedder;
+        }
+    }
+
+    pub(crate) fn loader(&self) -> Option<Arc<dyn crate::ports::BackboneLoader>> {
+        self.loader.read().ok()?.clone()
+    }
+
+    pub(crate) fn custom(&self, id: &str) -> Option<Arc<dyn crate::ports::Embedder>> {
+        let open = self.custom.lock().ok()?;
+        open.iter()
+            .find(|(open_id, _)| open_id == id)
+            .map(|(_, embedder)| embedder.clone())
+    }
+
+    pub(crate) fn remember_custom(&self, id: &str, embedder: Arc<dyn crate::ports::Embedder>) {
+        if let Ok(mut open) = self.custom.lock() {
+            open.retain(|(open_id, _)| open_id != id);
+            if open.len() >= OPEN_CUSTOM_BACKBONES {
+                open.remove(0);
+            }
+            open.push((id.to_owned(), embedder));
         }
     }
 }
@@ -160,6 +193,13 @@ impl Service {
             projects: ProjectCache::default(),
             cursors: Default::default(),
             embedder: EmbedderSlot::default(),
+        }
+    }
+
+    /// Lets this process open projects' own backbones (ONNX models in a bucket).
+    pub fn set_backbone_loader(&self, loader: Arc<dyn crate::ports::BackboneLoader>) {
+        if let Ok(mut slot) = self.embedder.loader.write() {
+            *slot = Some(loader);
         }
     }
 

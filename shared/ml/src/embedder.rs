@@ -363,3 +363,43 @@ impl Embedder for OnnxEmbedder {
             .map_err(|e| failure(anyhow!("the embedding thread failed: {e}")))?
     }
 }
+
+/// Opens projects' own backbones (ONNX models read from a bucket) with the process's ONNX
+/// Runtime library.
+pub struct OnnxBackboneLoader {
+    dylib: std::path::PathBuf,
+}
+
+impl OnnxBackboneLoader {
+    pub fn new(dylib: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            dylib: dylib.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl labeling_core::ports::BackboneLoader for OnnxBackboneLoader {
+    async fn load(
+        &self,
+        id: &str,
+        backbone: &labeling_core::domain::ml_settings::CustomBackbone,
+        model: Vec<u8>,
+    ) -> Result<Arc<dyn Embedder>, EmbedderError> {
+        let spec = BackboneSpec {
+            id: id.to_owned(),
+            input_size: backbone.input_size,
+            crop: backbone.crop,
+            mean: backbone.mean,
+            std: backbone.std,
+            embedding_output: backbone.embedding_output.clone(),
+            logits_output: None,
+        };
+        let dylib = self.dylib.clone();
+        tokio::task::spawn_blocking(move || OnnxEmbedder::open_bytes(&dylib, &model, spec))
+            .await
+            .map_err(|e| failure(anyhow!("the model-loading thread failed: {e}")))?
+            .map(|embedder| Arc::new(embedder) as Arc<dyn Embedder>)
+            .map_err(failure)
+    }
+}

@@ -5,6 +5,6 @@ mod embedder;
 mod preprocess;
 mod spec;
 
-pub use embedder::{DEFAULT_BATCH_SIZE, OnnxEmbedder};
+pub use embedder::{DEFAULT_BATCH_SIZE, OnnxBackboneLoader, OnnxEmbedder};
 pub use preprocess::{MAX_PIXELS, MAX_SIDE, crop_resize_normalize, decode, preprocess};
 pub use spec::BackboneSpec;

@@ -18,6 +18,30 @@ pub struct MlAssist {
     /// Labels the project needs before the first training (and 10 for each class that has any).
     #[schema(minimum = 10, maximum = 500000)]
     pub min_labels: u32,
+    /// The project's own ONNX backbone; EfficientNet-Lite0 when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backbone: Option<OwnBackbone>,
+}
+
+/// An ONNX backbone in a bucket and how to feed it: input `[N, 3, input_size, input_size]` RGB,
+/// each 0-255 pixel mapped to `(x - mean) / std` per channel after a centre crop keeping
+/// `crop` of the shorter side; `embedding_output` names the `[N, D]` output.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OwnBackbone {
+    /// `s3://bucket/key.onnx`.
+    #[schema(examples("s3://models/resnet50.onnx"))]
+    pub model: String,
+    #[schema(minimum = 16, maximum = 2048, default = 224)]
+    pub input_size: u32,
+    #[schema(default = 0.875)]
+    pub crop: f32,
+    /// R, G, B on the 0-255 scale; torchvision's ImageNet mean by default.
+    #[schema(min_items = 3, max_items = 3)]
+    pub mean: [f32; 3],
+    #[schema(min_items = 3, max_items = 3)]
+    pub std: [f32; 3],
+    #[schema(default = "embedding")]
+    pub embedding_output: String,
 }
 
 impl From<CoreMlAssist> for MlAssist {
@@ -26,6 +50,14 @@ impl From<CoreMlAssist> for MlAssist {
             enabled: settings.enabled,
             target_precision: settings.target_precision,
             min_labels: settings.min_labels,
+            backbone: settings.backbone.map(|own| OwnBackbone {
+                model: own.model,
+                input_size: own.input_size,
+                crop: own.crop,
+                mean: own.mean,
+                std: own.std,
+                embedding_output: own.embedding_output,
+            }),
         }
     }
 }
@@ -49,6 +81,9 @@ pub struct MlAssistSettings {
     target_precision: Option<f64>,
     #[schema(minimum = 10, maximum = 500000)]
     min_labels: Option<u32>,
+    /// The project's own backbone (fields left out take their defaults); null: back to
+    /// EfficientNet-Lite0.
+    backbone: Option<OwnBackbone>,
 }
 
 /// What `GET /projects/{id}/ml` answers: the settings, what ML assist waits for, the runs and,

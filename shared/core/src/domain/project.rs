@@ -473,6 +473,14 @@ mod tests {
                 enabled: true,
                 target_precision: 0.123_456_789_012_345_67,
                 min_labels: u32::MAX,
+                backbone: Some(crate::domain::ml_settings::CustomBackbone {
+                    model: format!("s3://{}/{}.onnx", "b".repeat(63), "k".repeat(1019)),
+                    input_size: u32::MAX,
+                    crop: -1.234_567_9e-38,
+                    mean: [-1.234_567_9e-38; 3],
+                    std: [-1.234_567_9e-38; 3],
+                    embedding_output: "e".repeat(256),
+                }),
             },
             members: (0..MAX_MEMBERS)
                 .map(|i| format!("{i:0width$}", width = MAX_MEMBER_NAME_BYTES))

@@ -39,3 +39,15 @@ pub trait Embedder: Send + Sync {
         images: Vec<Vec<u8>>,
     ) -> Result<Vec<Result<Vec<f32>, ImageRejected>>, EmbedderError>;
 }
+
+/// Opens a project's own backbone (an ONNX model in a bucket) from its bytes.
+#[async_trait]
+pub trait BackboneLoader: Send + Sync {
+    /// `id` is what its embeddings are stored under; the returned embedder's backbone carries it.
+    async fn load(
+        &self,
+        id: &str,
+        backbone: &crate::domain::ml_settings::CustomBackbone,
+        model: Vec<u8>,
+    ) -> Result<std::sync::Arc<dyn Embedder>, EmbedderError>;
+}

@@ -12,7 +12,7 @@ pub use blobs::{
     BlobError, Blobs, ByteRange, CompletedPart, ListPage, ObjectChecksum, ObjectMeta, PresignedPut,
 };
 pub use clock::{Clock, EpochMillis, SystemClock};
-pub use embedder::{Backbone, Embedder, EmbedderError, ImageRejected};
+pub use embedder::{Backbone, BackboneLoader, Embedder, EmbedderError, ImageRejected};
 pub use queue::{Message, Queue, QueueError};
 pub use table::{
     Attrs, Condition, Item, Key, Page, Query, SkRange, Table, TableError, Update, Write,

@@ -14,12 +14,24 @@ use futures::StreamExt;
 use super::stages::StageOutcome;
 use super::{EMBED_BATCH, Ml, MlError, PART_ITEMS, RunRecord};
 use crate::domain::ml::embeddings::{Part, decode_part, encode_part};
+use crate::domain::ml_settings::CustomBackbone;
 use crate::domain::project::ProjectRecord;
 use crate::keys;
 use crate::ports::{BlobError, Embedder};
 
 /// Images fetched at once while the backbone embeds the previous batch.
 const FETCH_CONCURRENCY: usize = 8;
+/// The largest ONNX backbone a project may name (ResNet-152 is 240 MB, ViT-L/16 1.2 GB).
+const MAX_MODEL_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// FNV-1a: a stable 64-bit hash (the standard library's changes between releases), for ids
+/// that must be the same in every process and version.
+fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Refused images the run's metrics name, with why (every refusal is kept in its part).
 const REFUSED_SHOWN: usize = 10;
 /// Bytes of the largest image fetched for embedding; a bigger object is refused as too large
@@ -47,9 +59,12 @@ impl Ml<'_> {
         project: &ProjectRecord,
         run: &mut RunRecord,
     ) -> Result<StageOutcome, MlError> {
-        let embedder = self.embedder.get().map_err(|reason| {
-            MlError::Unavailable(format!("ML assist is unavailable: {reason}").into())
-        })?;
+        let embedder = match &project.ml_assist.backbone {
+            None => self.embedder.get().map_err(|reason| {
+                MlError::Unavailable(format!("ML assist is unavailable: {reason}").into())
+            })?,
+            Some(custom) => self.custom_backbone(custom).await?,
+        };
         let backbone = embedder.backbone().clone();
         run.backbone = Some(backbone.id.clone());
         let started = self.clock.now();
@@ -191,6 +206,52 @@ impl Ml<'_> {
             }
         }
         Ok(StageOutcome::Done)
+    }
+
+    /// The project's own backbone, opened once a process per model version: its id names the
+    /// model's location, its version (etag) and how it is fed, so a replaced model or changed
+    /// settings embed afresh instead of mixing with old vectors.
+    async fn custom_backbone(
+        &self,
+        custom: &CustomBackbone,
+    ) -> Result<std::sync::Arc<dyn Embedder>, MlError> {
+        let (bucket, key) = custom.location().ok_or_else(|| {
+            MlError::Unavailable(format!("{} is no s3://bucket/key.onnx", custom.model).into())
+        })?;
+        let meta = self.blobs.head(bucket, key).await?.ok_or_else(|| {
+            MlError::Unavailable(
+                format!("the backbone {} is not in its bucket", custom.model).into(),
+            )
+        })?;
+        if meta.size > MAX_MODEL_BYTES {
+            return Err(MlError::Unavailable(
+                format!(
+                    "the backbone {} is {} MB; at most {} MB are loaded",
+                    custom.model,
+                    meta.size / (1024 * 1024),
+                    MAX_MODEL_BYTES / (1024 * 1024)
+                )
+                .into(),
+            ));
+        }
+        let described = serde_json::to_string(custom).unwrap_or_default();
+        let id = format!(
+            "custom-{:016x}",
+            stable_hash(&format!("{described}|{}", meta.etag))
+        );
+        if let Some(open) = self.embedder.custom(&id) {
+            return Ok(open);
+        }
+        let loader = self.embedder.loader().ok_or_else(|| {
+            MlError::Unavailable("this process cannot open a project's own backbone".into())
+        })?;
+        let model = self.blobs.get(bucket, key, None).await?;
+        let embedder = loader
+            .load(&id, custom, model)
+            .await
+            .map_err(|error| MlError::Unavailable(Box::new(error)))?;
+        self.embedder.remember_custom(&id, embedder.clone());
+        Ok(embedder)
     }
 
     /// Fetches and embeds `items` (id, key) in batches, fetching the next batch while the

@@ -160,7 +160,7 @@ impl Ml<'_> {
         };
         Ok(MlView {
             project_id: project.id.clone(),
-            settings: project.ml_assist,
+            settings: project.ml_assist.clone(),
             status,
             waiting_for,
             labeled: counts.labeled,

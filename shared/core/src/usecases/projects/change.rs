@@ -113,7 +113,7 @@ impl Projects<'_> {
                     record.incremental_refresh = on;
                 }
                 if let Some(input) = &ml_assist {
-                    record.ml_assist = record.ml_assist.with(input);
+                    record.ml_assist = record.ml_assist.clone().with(input);
                 }
                 Ok(Vec::new())
             })

@@ -117,7 +117,7 @@ impl ProjectView {
             failure: record.failure.clone(),
             round: record.round,
             incremental_refresh: record.incremental_refresh,
-            ml_assist: record.ml_assist,
+            ml_assist: record.ml_assist.clone(),
             members: actor.is_admin().then(|| record.members.clone()),
             created_by: record.created_by.clone(),
             created_at: rfc3339(record.created_at),
