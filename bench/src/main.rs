@@ -1,10 +1,12 @@
 //! `labeling-bench`: measures the local service. `ingest` times the ingest job over many keys
 //! on the embedded adapters; `checkout` drives the whole HTTP server with concurrent labelers;
-//! `contention` measures one project's labels a second on a DynamoDB-like table.
+//! `contention` measures one project's labels a second on a DynamoDB-like table; `featurize`
+//! measures the ML backbone's images a second.
 
 mod checkout;
 mod contention;
 mod export;
+mod featurize;
 mod ingest;
 mod stats;
 
@@ -78,6 +80,22 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         hold_ms: u64,
     },
+    /// Images a second of the ML backbone on N 640x480 JPEGs, against ONNX Runtime alone and
+    /// Python onnxruntime + Pillow (paths from `eval "$(./infra/models/prepare.sh)"`).
+    Featurize {
+        #[arg(long, default_value_t = 256)]
+        images: usize,
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 32])]
+        batch_sizes: Vec<usize>,
+        #[arg(long, env = "LABELING_ORT_DYLIB")]
+        ort_dylib: std::path::PathBuf,
+        #[arg(long, env = "LABELING_BACKBONE")]
+        backbone: std::path::PathBuf,
+        #[arg(long, env = "LABELING_ML_PYTHON")]
+        python: std::path::PathBuf,
+        #[arg(long, env = "LABELING_SAMPLE_IMAGES")]
+        samples: std::path::PathBuf,
+    },
 }
 
 /// The server allocates many small, short-lived values per request (JSON, items, keys);
@@ -108,6 +126,23 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             hold_ms,
         } => contention::run(clients, items, seconds, hold_ms).await,
+        Command::Featurize {
+            images,
+            batch_sizes,
+            ort_dylib,
+            backbone,
+            python,
+            samples,
+        } => featurize::run(
+            images,
+            &batch_sizes,
+            &featurize::Paths {
+                dylib: ort_dylib,
+                model: backbone,
+                python,
+                samples,
+            },
+        ),
     }
 }
 

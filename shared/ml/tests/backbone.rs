@@ -182,3 +182,21 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn a_backbone_opened_from_bytes_without_the_declared_output_is_refused_with_its_outputs_named() {
+    let model = std::fs::read(prepared("LABELING_BACKBONE")).unwrap();
+    let spec = BackboneSpec {
+        embedding_output: "features".into(),
+        ..BackboneSpec::efficientnet_lite0()
+    };
+    let error = OnnxEmbedder::open_bytes(&prepared("LABELING_ORT_DYLIB"), &model, spec)
+        .err()
+        .expect("a missing output is refused at open");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("no output named \"features\""),
+        "{message}"
+    );
+    assert!(message.contains("embedding"), "{message}");
+}
