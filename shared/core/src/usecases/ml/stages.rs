@@ -127,9 +127,7 @@ impl Ml<'_> {
                 }
             }
             Err(error) => {
-                let reason = crate::usecases::ingest::causes(&JobError::Unavailable(Box::new(
-                    MlErrorText(error.to_string()),
-                )));
+                let reason = reason_of(&error);
                 let failed_at = self.clock.now();
                 let last_try = run.attempts >= MAX_JOB_ATTEMPTS;
                 for name in steps_of(stage) {
@@ -289,10 +287,21 @@ impl Ml<'_> {
     }
 }
 
-/// An ML error kept as text where a job error needs a source.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct MlErrorText(String);
+/// What went wrong, cause after cause, for the runs page: "the embedder failed: the model has
+/// no output named ...", not the generic "storage is unavailable" on top of it.
+fn reason_of(error: &MlError) -> String {
+    let mut parts = Vec::new();
+    let mut next = std::error::Error::source(error);
+    while let Some(cause) = next {
+        parts.push(cause.to_string());
+        next = cause.source();
+    }
+    if parts.is_empty() {
+        error.to_string()
+    } else {
+        parts.join(": ")
+    }
+}
 
 impl From<MlError> for JobError {
     fn from(error: MlError) -> Self {
