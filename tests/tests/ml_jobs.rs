@@ -307,6 +307,10 @@ async fn outcome(fixture: &Direct<Faulty>, project: &str) -> (Vec<Value>, Value,
 
 #[tokio::test]
 async fn a_run_interrupted_in_each_stage_ends_as_an_uninterrupted_run_does() {
+    if labeling_tests::on_aws() {
+        // The service without HTTP runs on the embedded adapters only: once is enough.
+        return;
+    }
     let (fixture, embedder) = faulty_fixture("ml-faults");
     // 1,100 images: two parts of embeddings, so featurization has progress to keep.
     let (dir, listed) = labeling_tests::ml::digits(1100);
@@ -429,6 +433,10 @@ fn crc32(bytes: &[u8]) -> u32 {
 
 #[tokio::test]
 async fn bad_images_are_skipped_with_their_reasons_and_the_run_succeeds() {
+    if labeling_tests::on_aws() {
+        // The service without HTTP runs on the embedded adapters only: once is enough.
+        return;
+    }
     let (fixture, _) = faulty_fixture("ml-bad-images");
     let (dir, listed) = labeling_tests::ml::digits(20);
     for (name, _) in &listed {
@@ -535,8 +543,11 @@ async fn bad_images_are_skipped_with_their_reasons_and_the_run_succeeds() {
 }
 
 #[tokio::test]
-async fn a_project_featurizes_with_its_own_backbone_from_a_bucket_and_a_broken_one_fails_the_run_saying_why()
- {
+async fn a_project_embeds_with_its_own_backbone_and_a_broken_one_fails_saying_why() {
+    if labeling_tests::on_aws() {
+        // The service without HTTP runs on the embedded adapters only: once is enough.
+        return;
+    }
     let (fixture, embedder) = faulty_fixture("ml-own-backbone");
     let (dir, listed) = labeling_tests::ml::digits(12);
     for (name, _) in &listed {
