@@ -239,3 +239,68 @@ async fn prelabels_after_100_labeled_digits_meet_the_target_and_most_of_the_rest
     assert_eq!(accepted, correct, "{dashboard}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn the_server_prepares_its_backbone_in_the_background_and_says_why_when_it_cannot() {
+    if on_aws() {
+        return;
+    }
+    let labeling_local::ml_setup::MlBackbone::Files { dylib, model } = backbone() else {
+        unreachable!()
+    };
+    let scripts = std::env::temp_dir().join(labeling_testkit::unique("prepare"));
+    std::fs::create_dir_all(&scripts).unwrap();
+    // A preparation that works (it names the prepared files, as infra/models/prepare.sh does
+    // once its environment exists), and one that fails.
+    let working = scripts.join("prepare.sh");
+    std::fs::write(
+        &working,
+        format!(
+            "echo preparing >&2\necho export LABELING_ORT_DYLIB={}\necho export LABELING_BACKBONE={}\n",
+            dylib.display(),
+            model.display()
+        ),
+    )
+    .unwrap();
+    let failing = scripts.join("broken.sh");
+    std::fs::write(
+        &failing,
+        "echo 'pip: no matching distribution' >&2\nexit 3\n",
+    )
+    .unwrap();
+    for (script, expected) in [
+        (working, None),
+        (failing, Some("pip: no matching distribution")),
+    ] {
+        let app = spawn_app_with(|options| {
+            options.ml_backbone = labeling_local::ml_setup::MlBackbone::Prepare { script };
+        })
+        .await;
+        app.images(&app.bucket("ml"), "img", 1, 32, 32).await;
+        let project = app
+            .project(json!({
+                "name": "prepared", "task_type": "image_classification_multiclass",
+                "labels": ["a"], "source": format!("s3://{}/img/**", app.bucket("ml")),
+            }))
+            .await;
+        let started = Instant::now();
+        loop {
+            let ml = app
+                .get(&format!("/projects/{project}/ml"), &app.admin)
+                .await;
+            assert_eq!(ml.status, StatusCode::OK, "{ml:?}");
+            let unavailable = ml.body["backbone_unavailable"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            match expected {
+                None if ml.body["backbone"] == "efficientnet-lite0 on cpu" => break,
+                Some(reason) if unavailable.contains(reason) => break,
+                _ => {}
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "{ml:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let _ = std::fs::remove_dir_all(scripts);
+}
