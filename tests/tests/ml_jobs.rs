@@ -140,6 +140,28 @@ fn faulty_fixture(name: &str) -> (Direct<Faulty>, Arc<FaultyEmbedder>) {
     (fixture, embedder)
 }
 
+/// The first `count` digits as `set/<name>` in the bucket `photos` (the fixture's source):
+/// their folder and true classes.
+async fn put_digits(
+    fixture: &Direct<Faulty>,
+    count: usize,
+) -> (std::path::PathBuf, Vec<(String, String)>) {
+    let (dir, listed) = labeling_tests::ml::digits(count);
+    for (name, _) in &listed {
+        fixture
+            .blobs
+            .put(
+                "photos",
+                &format!("set/{name}"),
+                std::fs::read(dir.join(name)).unwrap(),
+                "image/png",
+            )
+            .await
+            .unwrap();
+    }
+    (dir, listed)
+}
+
 /// Runs queued jobs until none is left; a failed one comes back once its visibility ends.
 /// How many failed.
 async fn run_jobs(fixture: &Direct<Faulty>) -> usize {
@@ -313,19 +335,7 @@ async fn a_run_interrupted_in_each_stage_ends_as_an_uninterrupted_run_does() {
     }
     let (fixture, embedder) = faulty_fixture("ml-faults");
     // 1,100 images: two parts of embeddings, so featurization has progress to keep.
-    let (dir, listed) = labeling_tests::ml::digits(1100);
-    for (name, _) in &listed {
-        fixture
-            .blobs
-            .put(
-                "photos",
-                &format!("set/{name}"),
-                std::fs::read(dir.join(name)).unwrap(),
-                "image/png",
-            )
-            .await
-            .unwrap();
-    }
+    let (dir, listed) = put_digits(&fixture, 1100).await;
     let truth: BTreeMap<String, String> = listed.into_iter().collect();
     let classes: Vec<String> = (0..10).map(|d| d.to_string()).collect();
     let classes: Vec<&str> = classes.iter().map(String::as_str).collect();
@@ -438,19 +448,7 @@ async fn bad_images_are_skipped_with_their_reasons_and_the_run_succeeds() {
         return;
     }
     let (fixture, _) = faulty_fixture("ml-bad-images");
-    let (dir, listed) = labeling_tests::ml::digits(20);
-    for (name, _) in &listed {
-        fixture
-            .blobs
-            .put(
-                "photos",
-                &format!("set/{name}"),
-                std::fs::read(dir.join(name)).unwrap(),
-                "image/png",
-            )
-            .await
-            .unwrap();
-    }
+    let (dir, listed) = put_digits(&fixture, 20).await;
     let good = std::fs::read(dir.join(&listed[0].0)).unwrap();
     let mut huge = labeling_tests::png(8, 8, 1);
     // The IHDR's width and height: 30,000 x 30,000 declared (with a valid checksum, so only
@@ -549,19 +547,7 @@ async fn a_project_embeds_with_its_own_backbone_and_a_broken_one_fails_saying_wh
         return;
     }
     let (fixture, embedder) = faulty_fixture("ml-own-backbone");
-    let (dir, listed) = labeling_tests::ml::digits(12);
-    for (name, _) in &listed {
-        fixture
-            .blobs
-            .put(
-                "photos",
-                &format!("set/{name}"),
-                std::fs::read(dir.join(name)).unwrap(),
-                "image/png",
-            )
-            .await
-            .unwrap();
-    }
+    let (dir, _) = put_digits(&fixture, 12).await;
     // The project's "own" model: the backbone's ONNX file put into a bucket, declared with its
     // normalization as a user would declare a torchvision export.
     let MlBackbone::Files { model, .. } = labeling_tests::ml::backbone() else {
