@@ -200,6 +200,28 @@ async fn run_jobs(fixture: &Direct<Faulty>) -> usize {
     panic!("the jobs never ran out");
 }
 
+/// Starts a run of `project` now and runs the jobs until none is left: how many failed, and
+/// the runs page after.
+async fn run_now(
+    fixture: &Direct<Faulty>,
+    project: &str,
+) -> (usize, labeling_core::usecases::ml::MlView) {
+    fixture
+        .service
+        .ml()
+        .start_run_now(&fixture.admin, project)
+        .await
+        .unwrap();
+    let failed = run_jobs(fixture).await;
+    let view = fixture
+        .service
+        .ml()
+        .ml_view(&fixture.admin, project)
+        .await
+        .unwrap();
+    (failed, view)
+}
+
 async fn enable_ml(fixture: &Direct<Faulty>, project: &str, min_labels: u32) {
     enable_ml_with(fixture, project, min_labels, None).await;
 }
@@ -375,13 +397,8 @@ async fn a_run_interrupted_in_each_stage_ends_as_an_uninterrupted_run_does() {
     label(&fixture, &steady, 199, &truth).await;
     label(&fixture, &twin, 199, &truth).await;
 
-    fixture
-        .service
-        .ml()
-        .start_run_now(&fixture.admin, &steady)
-        .await
-        .unwrap();
-    assert_eq!(run_jobs(&fixture).await, 0, "the steady run fails nowhere");
+    let (failed, _) = run_now(&fixture, &steady).await;
+    assert_eq!(failed, 0, "the steady run fails nowhere");
     let calls_per_run = 1000usize.div_ceil(32) + 100usize.div_ceil(32);
 
     // The twin's worker dies once in each stage.
@@ -474,19 +491,8 @@ async fn bad_images_are_skipped_with_their_reasons_and_the_run_succeeds() {
     }
     let project = fixture.project("bad", "object_detection", &["digit"]).await;
     enable_ml(&fixture, &project, 10).await;
-    fixture
-        .service
-        .ml()
-        .start_run_now(&fixture.admin, &project)
-        .await
-        .unwrap();
-    assert_eq!(run_jobs(&fixture).await, 0);
-    let ml = fixture
-        .service
-        .ml()
-        .ml_view(&fixture.admin, &project)
-        .await
-        .unwrap();
+    let (failed, ml) = run_now(&fixture, &project).await;
+    assert_eq!(failed, 0);
     let run = &ml.runs[0];
     assert_eq!(
         run.status,
@@ -574,19 +580,8 @@ async fn a_project_embeds_with_its_own_backbone_and_a_broken_one_fails_saying_wh
     let project = fixture.project("own", "object_detection", &["digit"]).await;
     enable_ml_with(&fixture, &project, 10, Some(own.clone())).await;
     let calls_before = embedder.failures.load(Ordering::SeqCst);
-    fixture
-        .service
-        .ml()
-        .start_run_now(&fixture.admin, &project)
-        .await
-        .unwrap();
-    assert_eq!(run_jobs(&fixture).await, 0);
-    let ml = fixture
-        .service
-        .ml()
-        .ml_view(&fixture.admin, &project)
-        .await
-        .unwrap();
+    let (failed, ml) = run_now(&fixture, &project).await;
+    assert_eq!(failed, 0);
     let metrics = &ml.runs[0].steps[0].metrics;
     let backbone = metrics["backbone"].as_str().unwrap().to_owned();
     assert!(backbone.starts_with("custom-"), "{metrics:?}");
@@ -633,19 +628,7 @@ async fn a_project_embeds_with_its_own_backbone_and_a_broken_one_fails_saying_wh
         }),
     )
     .await;
-    fixture
-        .service
-        .ml()
-        .start_run_now(&fixture.admin, &broken)
-        .await
-        .unwrap();
-    run_jobs(&fixture).await;
-    let ml = fixture
-        .service
-        .ml()
-        .ml_view(&fixture.admin, &broken)
-        .await
-        .unwrap();
+    let (_, ml) = run_now(&fixture, &broken).await;
     let run = &ml.runs[0];
     assert_eq!(
         run.status,

@@ -157,7 +157,7 @@ pub struct Listing {
 
 /// What went wrong below a job error, cause after cause ("the blob store is unavailable: Not
 /// a directory"), for a reason a user can act on.
-pub(crate) fn causes(error: &JobError) -> String {
+pub(crate) fn causes(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = Vec::new();
     let mut next = std::error::Error::source(error);
     while let Some(cause) = next {

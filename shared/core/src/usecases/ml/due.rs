@@ -301,14 +301,7 @@ impl Ml<'_> {
                         keys::entity::ML_STATE,
                         &next_state,
                     )?,
-                    condition: Some(if state.version == 0 {
-                        Condition::Or(vec![
-                            Condition::NotExists,
-                            Condition::equals(attr::VERSION, 0),
-                        ])
-                    } else {
-                        Condition::equals(attr::VERSION, state.version)
-                    }),
+                    condition: Some(super::stages::unchanged_since(state)),
                 },
                 Write::Put {
                     item: to_item(

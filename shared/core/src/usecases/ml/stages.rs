@@ -127,7 +127,7 @@ impl Ml<'_> {
                 }
             }
             Err(error) => {
-                let reason = reason_of(&error);
+                let reason = crate::usecases::ingest::causes(&error);
                 let failed_at = self.clock.now();
                 let last_try = run.attempts >= MAX_JOB_ATTEMPTS;
                 for name in steps_of(stage) {
@@ -233,14 +233,7 @@ impl Ml<'_> {
         before: &MlState,
         after: &MlState,
     ) -> Result<bool, MlError> {
-        let condition = if before.version == 0 {
-            Condition::Or(vec![
-                Condition::NotExists,
-                Condition::equals(attr::VERSION, 0),
-            ])
-        } else {
-            Condition::equals(attr::VERSION, before.version)
-        };
+        let condition = unchanged_since(before);
         let written = self
             .table
             .put(
@@ -287,19 +280,15 @@ impl Ml<'_> {
     }
 }
 
-/// What went wrong, cause after cause, for the runs page: "the embedder failed: the model has
-/// no output named ...", not the generic "storage is unavailable" on top of it.
-fn reason_of(error: &MlError) -> String {
-    let mut parts = Vec::new();
-    let mut next = std::error::Error::source(error);
-    while let Some(cause) = next {
-        parts.push(cause.to_string());
-        next = cause.source();
-    }
-    if parts.is_empty() {
-        error.to_string()
+/// The ML row is still as `seen` left it (a row never written reads as version 0).
+pub(super) fn unchanged_since(seen: &MlState) -> Condition {
+    if seen.version == 0 {
+        Condition::Or(vec![
+            Condition::NotExists,
+            Condition::equals(attr::VERSION, 0),
+        ])
     } else {
-        parts.join(": ")
+        Condition::equals(attr::VERSION, seen.version)
     }
 }
 
