@@ -194,6 +194,23 @@ async fn each_submitted_item_records_whether_its_prelabels_were_accepted_edited_
         json!({ "accepted": 0, "edited": 0, "replaced": 0, "acceptance_rate": null }),
         "no prelabel proposed bird"
     );
+
+    // A rejected item's labels are gone, and so is what its submit counted.
+    let rejected = app
+        .post(
+            &format!("/projects/{project}/items/0/reject"),
+            &app.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(rejected.status, StatusCode::NO_CONTENT, "{rejected:?}");
+    assert_eq!(record(&app, &project, 0).await.get("prelabel"), None);
+    let acceptance = &app.dashboard(&project).await["prelabel_acceptance"];
+    assert_eq!(
+        acceptance["cat"],
+        json!({ "accepted": 0, "edited": 1, "replaced": 0, "acceptance_rate": 0.0 })
+    );
+    assert_eq!(acceptance["dog"]["edited"], 1);
 }
 
 #[tokio::test]

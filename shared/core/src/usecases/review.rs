@@ -374,6 +374,15 @@ impl Review<'_> {
         for label in &record.labels {
             stats = stats.add(&counter::class(label.class_id), -1);
         }
+        // The labels the acceptance counted are gone: so is the count, or a rejected
+        // "accepted" prelabel would stay on the dashboard as labour saved.
+        if let Some(outcome) = record.prelabel {
+            let classes: std::collections::BTreeSet<u32> =
+                record.prelabels.iter().map(|p| p.class_id).collect();
+            for class_id in classes {
+                stats = stats.add(&counter::prelabel(outcome.as_str(), class_id), -1);
+            }
+        }
         let writes = vec![
             Write::Update {
                 key: keys::item(project_id, item_id),
@@ -386,7 +395,8 @@ impl Review<'_> {
                         to_json("label history", &record.history_after_replacing(now))?,
                     )
                     .remove(attr::LABELED_BY)
-                    .remove(attr::LABELED_AT),
+                    .remove(attr::LABELED_AT)
+                    .remove(attr::PRELABEL),
                 condition: Some(Condition::And(vec![
                     Condition::equals(attr::ROUND, project.round),
                     Condition::equals(attr::STATE, ItemState::Labeled.as_str()),

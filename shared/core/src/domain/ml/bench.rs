@@ -63,7 +63,7 @@ fn train_validate_and_predict_ten_thousand_embeddings() {
         let mut prelabeled = 0;
         let mut right = 0;
         for (point, label) in unlabeled.iter().zip(&truth) {
-            let probabilities = evaluation.head.probabilities(point).unwrap();
+            let probabilities = evaluation.probabilities(point).unwrap();
             if let [(class, _)] = evaluation.report.prelabels(&probabilities)[..] {
                 prelabeled += 1;
                 right += usize::from(class == *label);
@@ -157,7 +157,7 @@ fn prelabel_precision_of_a_hundred_label_project() {
         .unwrap();
         accuracy += evaluation.report.accuracy / seeds as f64;
         for (point, label) in fresh.iter().zip(&truth) {
-            let probabilities = evaluation.head.probabilities(point).unwrap();
+            let probabilities = evaluation.probabilities(point).unwrap();
             if let [(class, _)] = evaluation.report.prelabels(&probabilities)[..] {
                 total += 1;
                 right += usize::from(class == *label);

@@ -9,9 +9,17 @@
 //!
 //! Per class the held-out predictions give a precision/coverage curve against the confidence
 //! threshold; the threshold is the lowest one meeting the project's target precision with a
-//! minimum support. Thresholds are measured on the fold heads and applied to the final head,
-//! trained on every labeled item: the usual compromise (the final head is at least as good as a
-//! fold's, so its precision at a threshold is, if anything, higher than measured).
+//! minimum support.
+//!
+//! Under cross-validation the thresholds are applied to the fold heads themselves, averaged
+//! ([`Evaluation::ensemble`]), not to a head trained on every label: with 100-200 labels the
+//! head trained on all of them is more confident than the fold heads were, so a threshold
+//! measured on the folds let through items it would not have (on the digits, 0.927 precision
+//! on fresh items for a 0.95 target with the full head, 0.940 with the fold average; 0.908 and
+//! 0.957 at 100 labels). The average of heads that each saw 80% of the labels is, if anything,
+//! less confident than one of them, so the measured precision holds. From
+//! [`CROSS_VALIDATION_BELOW`] labels on, the final head predicts: one tenth more data barely
+//! moves its confidence.
 
 use serde::{Deserialize, Serialize};
 
@@ -358,8 +366,35 @@ impl ValidationReport {
 #[derive(Debug, Clone)]
 pub struct Evaluation {
     pub head: Head,
+    /// Under cross-validation, the fold heads whose average predicts (see the module's notes);
+    /// empty: `head` predicts.
+    pub ensemble: Vec<Head>,
     pub report: ValidationReport,
     pub held_out: Vec<HeldOut>,
+}
+
+impl Evaluation {
+    /// The probabilities the report's thresholds apply to.
+    pub fn probabilities(&self, embedding: &[f32]) -> Result<Vec<f32>, HeadError> {
+        predict(&self.head, &self.ensemble, embedding)
+    }
+}
+
+/// The average of `ensemble`'s probabilities for `embedding`, or `head`'s when `ensemble` is
+/// empty.
+pub fn predict(head: &Head, ensemble: &[Head], embedding: &[f32]) -> Result<Vec<f32>, HeadError> {
+    let Some((first, rest)) = ensemble.split_first() else {
+        return head.probabilities(embedding);
+    };
+    let mut sum = first.probabilities(embedding)?;
+    for other in rest {
+        for (total, p) in sum.iter_mut().zip(other.probabilities(embedding)?) {
+            *total += p;
+        }
+    }
+    let count = ensemble.len() as f32;
+    sum.iter_mut().for_each(|total| *total /= count);
+    Ok(sum)
 }
 
 /// Splits, trains a head per evaluation round, predicts the held-out items, draws every class's
@@ -390,6 +425,7 @@ pub fn evaluate_and_train(
         .map(|e| bucket_of(e.item, options.seed, split.buckets()))
         .collect();
     let mut held_out_of: Vec<Option<Vec<f32>>> = vec![None; examples.len()];
+    let mut fold_heads = Vec::new();
     for round in 0..split.rounds() {
         let training: Vec<Example<'_>> = all
             .iter()
@@ -416,7 +452,12 @@ pub fn evaluate_and_train(
                 None => vec![0.0; classes.len()],
             });
         }
+        fold_heads.extend(round_head);
     }
+    let ensemble = match split {
+        Split::CrossValidation { .. } => fold_heads,
+        Split::Holdout { .. } => Vec::new(),
+    };
     let held_out: Vec<HeldOut> = examples
         .iter()
         .zip(held_out_of)
@@ -478,6 +519,7 @@ pub fn evaluate_and_train(
     };
     Ok(Evaluation {
         head,
+        ensemble,
         report,
         held_out,
     })
@@ -797,9 +839,10 @@ mod tests {
             unlabeled.reason.as_deref(),
             Some("no labeled examples of this class")
         );
-        // The final head prelabels a fresh item of class 2 as class 2.
+        // The fold heads, averaged, prelabel a fresh item of class 2 as class 2.
+        assert_eq!(evaluation.ensemble.len(), 5);
         let fresh = Labeled::blobs(4, 1, 32, 0.5, 8);
-        let probabilities = evaluation.head.probabilities(&fresh.points[2]).unwrap();
+        let probabilities = evaluation.probabilities(&fresh.points[2]).unwrap();
         let prelabels = report.prelabels(&probabilities);
         assert_eq!(prelabels.len(), 1);
         assert_eq!(prelabels[0].0, 2);

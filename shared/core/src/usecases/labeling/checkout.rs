@@ -58,9 +58,14 @@ impl Labeling<'_> {
                 ))
                 .await?;
             if !waiting.items.is_empty() {
-                let start = (attempt + actor.user.len()) % waiting.items.len();
-                for offset in 0..waiting.items.len() {
-                    let candidate = &waiting.items[(start + offset) % waiting.items.len()];
+                let sort_keys: Vec<&str> = waiting
+                    .items
+                    .iter()
+                    .map(|item| item.key.sk.as_str())
+                    .collect();
+                let spread = attempt + actor.user.len();
+                for index in candidate_order(&sort_keys, spread) {
+                    let candidate = &waiting.items[index];
                     if let Some(task) = self.take_over(actor, project, candidate, now).await? {
                         return Ok(Some(task));
                     }
@@ -93,5 +98,58 @@ impl Labeling<'_> {
             return Ok(None);
         }
         Err(LabelingError::Contention)
+    }
+}
+
+/// The order in which a checkout tries the waiting entries it read (sort keys ascending): the
+/// entries of the first one's tier (its priority, or expired leases) starting at `spread`
+/// modulo their count, so labelers arriving together try different entries first instead of
+/// all conflicting on one; then every later entry in queue order. Spreading only within the
+/// first tier keeps the tiers' order (prelabeled before clustered before manual) exact, even
+/// for a lone labeler, whose spread is the same at every checkout.
+fn candidate_order(sort_keys: &[&str], spread: usize) -> Vec<usize> {
+    let Some(first) = sort_keys.first() else {
+        return Vec::new();
+    };
+    let tier_of = |sk: &str| -> String {
+        if keys::is_lease_sk(sk) {
+            keys::LEASE_SK_PREFIX.to_owned()
+        } else {
+            // "A#<priority>#": the rest of a waiting entry's key orders within its tier.
+            sk.split('#').take(2).collect::<Vec<_>>().join("#")
+        }
+    };
+    let first_tier = tier_of(first);
+    let in_tier = sort_keys
+        .iter()
+        .take_while(|sk| tier_of(sk) == first_tier)
+        .count();
+    let start = spread % in_tier;
+    (0..in_tier)
+        .map(|offset| (start + offset) % in_tier)
+        .chain(in_tier..sort_keys.len())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labelers_spread_over_the_first_tier_only_and_later_tiers_keep_their_order() {
+        let keys = [
+            "A#02#0000000000001#t1",
+            "A#02#0000000000002#t2",
+            "A#02#0000000000003#t3",
+            "A#05#0000000000001#t4",
+            "A#05#0000000000002#t5",
+            "L#0000000000009#t6",
+        ];
+        assert_eq!(candidate_order(&keys, 0), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(candidate_order(&keys, 4), [1, 2, 0, 3, 4, 5]);
+        assert_eq!(candidate_order(&keys[3..], 1), [1, 0, 2]);
+        // Expired leases are a tier of their own.
+        assert_eq!(candidate_order(&keys[5..], 7), [0]);
+        assert!(candidate_order(&[], 3).is_empty());
     }
 }

@@ -71,7 +71,6 @@ impl Ml<'_> {
                 continue;
             };
             let probabilities = model
-                .head
                 .probabilities(embedding)
                 .map_err(|error| MlError::Unavailable(Box::new(error)))?;
             let labels = model.report.prelabels(&probabilities);

@@ -12,9 +12,9 @@ use super::stages::StageOutcome;
 use super::view::MlClassView;
 use super::{Ml, MlError, MlState, RunRecord};
 use crate::domain::labeling::{ItemRecord, ItemState};
-use crate::domain::ml::head::{Head, HeadKind};
+use crate::domain::ml::head::{Head, HeadError, HeadKind};
 use crate::domain::ml::validation::{
-    LabeledExample, ValidationOptions, ValidationReport, evaluate_and_train,
+    LabeledExample, ValidationOptions, ValidationReport, evaluate_and_train, predict,
 };
 use crate::domain::project::{ProjectRecord, TaskType};
 use crate::keys;
@@ -36,7 +36,18 @@ pub(super) struct StoredModel {
     pub backbone: String,
     pub round: u32,
     pub head: Head,
+    /// The heads whose average predicts (`Evaluation::ensemble`); empty, and absent from
+    /// models stored before it existed: `head` predicts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ensemble: Vec<Head>,
     pub report: ValidationReport,
+}
+
+impl StoredModel {
+    /// The probabilities the report's thresholds apply to.
+    pub fn probabilities(&self, embedding: &[f32]) -> Result<Vec<f32>, HeadError> {
+        predict(&self.head, &self.ensemble, embedding)
+    }
 }
 
 impl Ml<'_> {
@@ -78,6 +89,7 @@ impl Ml<'_> {
             backbone,
             round: project.round,
             head: evaluation.head,
+            ensemble: evaluation.ensemble,
             report: evaluation.report,
         };
         let body =
