@@ -82,7 +82,7 @@ async fn create_user(
             .into_response()),
         Err(UserError::Exists(name)) => Err(Problem::new(
             StatusCode::CONFLICT,
-            "conflict",
+            "name-taken",
             format!("a user named {name:?} exists"),
         )),
         Err(UserError::InvalidName) => Err(Problem::invalid(

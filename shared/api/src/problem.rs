@@ -17,9 +17,13 @@ use serde::Serialize;
 }))]
 pub struct Problem {
     /// Stable problem kind: `https://labeling.dev/problems/<slug>`, slug one of unauthorized,
-    /// forbidden, not-found, conflict, validation, bad-body, malformed-json, bad-query,
-    /// too-large, method-not-allowed, bad-request, unavailable, and for a task that has ended:
-    /// task-already-submitted, lease-taken-over, task-released, task-revoked (409).
+    /// forbidden, not-found, conflict (a concurrent change: retry), validation, bad-body,
+    /// malformed-json, bad-query, too-large, method-not-allowed, bad-request, unavailable; and
+    /// the conflicts (409) a client acts on differently: task-already-submitted,
+    /// lease-taken-over (the lease was lost), task-released, task-revoked, round-started-over
+    /// (label classes changed: fetch a fresh task), project-paused, project-not-running,
+    /// wrong-project-status, name-taken, item-not-labeled, export-not-ready, ml-run-under-way, ml-assist-off,
+    /// ml-not-supported.
     #[serde(rename = "type")]
     #[schema(format = "uri")]
     pub kind: String,

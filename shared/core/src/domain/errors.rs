@@ -27,6 +27,17 @@ pub trait DomainError: std::error::Error {
     }
 }
 
+/// The problem type of a request the project's status refuses: a client tells a project an
+/// admin paused (wait, or ask) from one not running for another reason (initializing, failed,
+/// finished).
+pub fn not_running_problem(status: &str) -> &'static str {
+    if status == "paused" {
+        "project-paused"
+    } else {
+        "project-not-running"
+    }
+}
+
 /// One offending field: a JSON pointer into the request and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {

@@ -60,6 +60,12 @@ impl DomainError for ReviewError {
             _ => &[],
         }
     }
+    fn problem_type(&self) -> Option<&'static str> {
+        match self {
+            ReviewError::NotLabeled(_) => Some("item-not-labeled"),
+            _ => None,
+        }
+    }
 }
 
 impl From<crate::service::UnserializableRecord> for ReviewError {

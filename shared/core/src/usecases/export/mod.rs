@@ -197,6 +197,12 @@ impl DomainError for ExportError {
             _ => &[],
         }
     }
+    fn problem_type(&self) -> Option<&'static str> {
+        match self {
+            ExportError::NotReady(_) => Some("export-not-ready"),
+            _ => None,
+        }
+    }
 }
 
 impl From<crate::service::UnserializableRecord> for ExportError {

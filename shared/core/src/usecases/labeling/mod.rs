@@ -115,6 +115,10 @@ impl DomainError for LabelingError {
             }
             LabelingError::TaskEnded(TaskEnd::Released) => Some("task-released"),
             LabelingError::TaskEnded(TaskEnd::Revoked) => Some("task-revoked"),
+            LabelingError::RoundChanged => Some("round-started-over"),
+            LabelingError::NotRunning(status) => {
+                Some(crate::domain::errors::not_running_problem(status))
+            }
             _ => None,
         }
     }

@@ -220,6 +220,8 @@ impl DomainError for MlError {
             MlError::Project(error) => error.problem_type(),
             MlError::RunUnderWay(_) => Some("ml-run-under-way"),
             MlError::Off => Some("ml-assist-off"),
+            MlError::NotClassification(_) => Some("ml-not-supported"),
+            MlError::NotRunning(status) => Some(crate::domain::errors::not_running_problem(status)),
             _ => None,
         }
     }

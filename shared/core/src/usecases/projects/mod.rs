@@ -62,6 +62,17 @@ impl DomainError for ProjectError {
             _ => &[],
         }
     }
+    fn problem_type(&self) -> Option<&'static str> {
+        match self {
+            ProjectError::NameTaken(_) => Some("name-taken"),
+            // "resume needs it paused" on a running project is no paused project.
+            ProjectError::WrongStatus { status, .. } if *status == "paused" => {
+                Some("project-paused")
+            }
+            ProjectError::WrongStatus { .. } => Some("wrong-project-status"),
+            _ => None,
+        }
+    }
 }
 
 impl From<crate::service::UnserializableRecord> for ProjectError {
