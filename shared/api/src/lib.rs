@@ -6,6 +6,7 @@ pub mod dto;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod web;
 
 pub use auth::Authenticator;
 pub use routes::{AppState, router};

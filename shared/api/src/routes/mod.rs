@@ -119,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         .fold(Router::new(), |router, (path, handlers)| {
             router.route(path, handlers)
         })
+        .merge(crate::web::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::map_response(problem_for_every_error))

@@ -1,0 +1,39 @@
+// The app's entry: a hash router over the pages (sign in, projects, label).
+
+import { ApiError, token } from "./api";
+import "./style.css";
+import { notice, show } from "./dom";
+import { projectsPage } from "./pages/projects";
+import { signInPage } from "./pages/signin";
+import { labelPage } from "./pages/label";
+
+let leave: (() => void) | null = null;
+
+async function route(): Promise<void> {
+  leave?.();
+  leave = null;
+  const path = location.hash.replace(/^#/, "") || "/";
+  if (!token() && path !== "/signin") {
+    location.hash = "#/signin";
+    return;
+  }
+  try {
+    const label = path.match(/^\/projects\/([^/]+)\/label$/);
+    if (path === "/signin") {
+      signInPage();
+    } else if (label) {
+      leave = await labelPage(decodeURIComponent(label[1]));
+    } else {
+      await projectsPage();
+    }
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      location.hash = "#/signin";
+      return;
+    }
+    show(notice(error instanceof Error ? error.message : String(error), "error"));
+  }
+}
+
+window.addEventListener("hashchange", () => void route());
+void route();

@@ -1,0 +1,53 @@
+// The projects the user may label (an admin sees them all; a labeler, those it is a member of).
+
+import { Me, Project, call, signOut } from "../api";
+import { h, header, show } from "../dom";
+
+const TASK_TYPES: Record<string, string> = {
+  image_classification_multiclass: "Classification (one class)",
+  image_classification_multilabel: "Classification (several classes)",
+  object_detection: "Bounding boxes",
+  instance_segmentation: "Polygons",
+};
+
+export async function projectsPage(): Promise<void> {
+  const [me, list] = await Promise.all([
+    call<Me>("GET", "/me"),
+    call<{ projects: Project[] }>("GET", "/projects"),
+  ]);
+  const projects = list?.projects ?? [];
+  const signOutButton = h(
+    "button",
+    {
+      class: "link",
+      onclick: () => {
+        signOut();
+        location.hash = "#/signin";
+      },
+    },
+    "Sign out",
+  );
+  const rows = projects.map((project) =>
+    h(
+      "li",
+      { class: "project" },
+      h(
+        "a",
+        { href: `#/projects/${encodeURIComponent(project.id)}/label` },
+        h("strong", {}, project.name),
+      ),
+      h("span", { class: "muted" }, TASK_TYPES[project.task_type] ?? project.task_type),
+      h("span", { class: `status ${project.status}` }, project.status),
+    ),
+  );
+  show(
+    header(`Projects`, h("span", { class: "muted" }, `${me?.user} (${me?.role})`), signOutButton),
+    h(
+      "section",
+      { class: "card" },
+      rows.length
+        ? h("ul", { class: "projects" }, rows)
+        : h("p", {}, "No projects yet: an admin creates one and adds you as a member."),
+    ),
+  );
+}
