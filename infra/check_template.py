@@ -10,7 +10,7 @@ Run it with a Python that has cfn-lint (infra/python-env.sh makes one: $LABELING
 1. cfn-lint: any error fails the check; warnings and informational findings are printed.
 2. Routes: every (method, path) of the OpenAPI document (generated from the code: `labeling openapi`) has an
    HttpApi event in some AWS::Serverless::Function of the template, and the template has no
-   route the document lacks. Not deployed on AWS, so not expected: /blobs/* (the local
+   route the document lacks, but the web app's (GET / and GET /app/{file}, public). Not deployed on AWS, so not expected: /blobs/* (the local
    server's signed blob URLs; S3 presigns on AWS) and POST /users (local users; on AWS users
    come from Cognito or the OIDC provider).
 3. Auth: the HTTP API has a default (JWT) authorizer, and a route opts out of it
@@ -66,6 +66,11 @@ FUNCTION_TYPES = {"AWS::Serverless::Function", "AWS::Lambda::Function"}
 KEPT_TYPES = {
     "AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::Cognito::UserPool", "AWS::Cognito::UserPoolGroup",
 }
+
+
+# The web app's files (shared/api/src/web.rs): served by the same router as the API but not
+# part of the OpenAPI document; public, since the sign-in page must load without a token.
+WEB_APP_ROUTES = {("GET", "/"): True, ("GET", "/app/{file}"): True}
 
 
 def local_only(method: str, path: str) -> bool:
@@ -484,6 +489,7 @@ def main() -> int:
     operations = openapi_operations(json.loads(args.openapi.read_text()))
 
     expected = {key: public for key, public in operations.items() if not local_only(*key)}
+    expected.update(WEB_APP_ROUTES)
     skipped = sorted(f"{m} {p}" for m, p in operations if local_only(m, p))
     missing = sorted(f"{m} {p}" for m, p in expected if (m, p) not in routes)
     extra = sorted(f"{m} {p}" for m, p in routes if (m, p) not in expected)

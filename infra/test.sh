@@ -10,6 +10,9 @@ echo "== Python judges (pycocotools 2.0.8 and newest, from PyPI)"
 eval "$(./infra/python-env.sh)"
 eval "$(./infra/models/prepare.sh)"
 
+echo "== the web app (npm packages, type check, dist/ up to date, Chromium)"
+./infra/web.sh
+
 echo "== moto_server (the AWS-protocol emulator) on a free loopback port"
 eval "$(./infra/moto.sh start)"
 trap './infra/moto.sh stop' EXIT
@@ -35,3 +38,6 @@ cargo test --workspace --locked
 
 echo "== the black-box HTTP suite again, on DynamoDB, S3 and SQS (the emulator)"
 LABELING_TEST_STORE=aws cargo test --locked -p labeling-tests
+
+echo "== the web app in headless Chromium against a fresh local server"
+./web/e2e/run.sh "${CARGO_TARGET_DIR:-target}/debug/labeling"

@@ -4,16 +4,17 @@
 import { build } from "esbuild";
 import { copyFileSync, mkdirSync } from "node:fs";
 
-mkdirSync("dist", { recursive: true });
+const out = process.env.WEB_OUT ?? "dist";
+mkdirSync(out, { recursive: true });
 await build({
   entryPoints: { app: "src/main.ts" },
   bundle: true,
   minify: true,
   format: "esm",
   target: ["es2020"],
-  outdir: "dist",
+  outdir: out,
   legalComments: "none",
   charset: "utf8",
   logLevel: "warning",
 });
-copyFileSync("src/index.html", "dist/index.html");
+copyFileSync("src/index.html", `${out}/index.html`);

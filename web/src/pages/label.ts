@@ -98,7 +98,12 @@ export async function labelPage(projectId: string): Promise<() => void> {
   let submitting = false;
   let closed = false;
 
-  const grid = h("div", { class: "grid", role: "grid", "aria-label": "Images of this page" });
+  const grid = h("div", {
+    class: "grid",
+    role: "listbox",
+    "aria-multiselectable": "true",
+    "aria-label": "Images of this page",
+  });
   const message = h("div", { class: "message", "aria-live": "polite" });
   const lease = h("span", { class: "lease", role: "timer", "aria-label": "Time left on this page" });
   const search = h("input", {
@@ -183,7 +188,7 @@ export async function labelPage(projectId: string): Promise<() => void> {
               answer.labels.size || answer.skip ? "done" : "",
             ].join(" "),
             tabindex: index === focusIndex ? 0 : -1,
-            role: "gridcell",
+            role: "option",
             "aria-selected": selected.has(index) ? "true" : "false",
             "aria-label": cellLabel(item, answer, index, count),
             dataset: { item: String(item.item_id) },
