@@ -8,7 +8,8 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { deflateSync } from "node:zlib";
@@ -97,6 +98,72 @@ async function classificationProject(name, count) {
     assert.ok(waited < 30_000, `project ${id} stayed ${project.body.status}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** A project of one-image pages (boxes or polygons) over `count` photos-to-be of 320 x 240. */
+async function drawingProject(name, taskType, count) {
+  const folder = join(DATA, "buckets", "e2e", name);
+  mkdirSync(folder, { recursive: true });
+  for (let i = 0; i < count; i++) {
+    writeFileSync(join(folder, `${String(i).padStart(3, "0")}.png`), png(320, 240, COLOURS[CLASSES[i % 9]]));
+  }
+  const created = await api("POST", "/projects", {
+    name,
+    task_type: taskType,
+    labels: CLASSES,
+    source: `s3://e2e/${name}/**`,
+    page_size: 1,
+  });
+  assert.equal(created.status, 202, JSON.stringify(created.body));
+  const id = created.body.id;
+  for (let waited = 0; ; waited += 100) {
+    const project = await api("GET", `/projects/${id}`);
+    if (project.body.status === "running") return id;
+    assert.ok(waited < 30_000, `project ${id} stayed ${project.body.status}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Where image pixel (x, y) is on the screen. */
+async function onScreen(page, x, y) {
+  return page.evaluate(([x, y]) => {
+    const stage = document.querySelector(".stage-svg");
+    const point = new DOMPoint(x, y).matrixTransform(stage.getScreenCTM());
+    return [point.x, point.y];
+  }, [x, y]);
+}
+
+async function dragImage(page, from, to, { release = true } = {}) {
+  const [x0, y0] = await onScreen(page, ...from);
+  const [x1, y1] = await onScreen(page, ...to);
+  await page.mouse.move(x0, y0);
+  await page.mouse.down();
+  await page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2);
+  await page.mouse.move(x1, y1);
+  if (release) await page.mouse.up();
+}
+
+async function clickImage(page, x, y) {
+  const [sx, sy] = await onScreen(page, x, y);
+  await page.mouse.click(sx, sy);
+}
+
+async function openDrawing(page, project) {
+  await page.goto(`${URL}/#/projects/${project}/label`);
+  await page.waitForSelector("[role=dialog] button");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector(".stage-svg")?.getAttribute("viewBox") === "0 0 320 240");
+  return page.getAttribute(".shapes-view", "data-task");
+}
+
+const shapeCount = (page) => page.locator(".shape-list li").count();
+
+/** The labeled item of a one-image task, as the API lists it. */
+async function labeledItem(project, key) {
+  const labeled = await api("GET", `/projects/${project}/items?state=labeled`);
+  const item = labeled.body.items.find((candidate) => candidate.key === key);
+  assert.ok(item, `${key} is not labeled: ${JSON.stringify(labeled.body)}`);
+  return item;
 }
 
 /** The class an image's key names (`cls/004_yellow.png` -> yellow). */
@@ -190,6 +257,16 @@ test("a labeler labels a 9-image page with the keyboard alone, and the next page
   for (const item of labeled.body.items) {
     assert.deepEqual(item.labels.map((l) => l.label ?? l), [answered.get(item.key)], JSON.stringify(item));
   }
+
+  // The admin's dashboard shows it, and follows the next submit by itself.
+  await page.goto(`${URL}/#/projects/${project}`);
+  await page.waitForFunction(() => /9 of 27 items labeled/.test(document.querySelector(".summary")?.textContent ?? ""));
+  await look(page, "dashboard");
+  const next = await api("POST", `/projects/${project}/tasks/checkout`);
+  await api("POST", `/projects/${project}/tasks/${next.body.task_id}/submit`, {
+    items: next.body.items.map((item) => ({ item_id: item.item_id, labels: [truthOf(item.key)] })),
+  });
+  await page.waitForFunction(() => /18 of 27 items labeled/.test(document.querySelector(".summary")?.textContent ?? ""), null, { timeout: 10_000 });
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -216,6 +293,126 @@ test("a page whose task was lost says so and brings a fresh task", async () => {
     lostTask,
   );
   await look(page, "label-lease-lost");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("a labeler draws, resizes, relabels and deletes boxes; Escape mid-draw leaves nothing behind", async () => {
+  const project = await drawingProject("boxes", "object_detection", 3);
+  const { page, context, errors } = await newPage();
+  await signIn(page);
+  const task = await openDrawing(page, project);
+
+  await dragImage(page, [40, 40], [140, 120]);
+  assert.equal(await shapeCount(page), 1);
+  await look(page, "label-boxes");
+  // Resize by the bottom-right handle.
+  await dragImage(page, [140, 120], [200, 160]);
+  assert.match(await page.textContent(".shape-list li"), /red: 160 x 120 at 40, 40/);
+  // Relabel the selected box with a key.
+  await page.keyboard.press("2");
+  assert.match(await page.textContent(".shape-list li"), /^green: 160 x 120/);
+  // A second box goes with Delete, a third with its x.
+  await dragImage(page, [220, 20], [300, 90]);
+  assert.equal(await shapeCount(page), 2);
+  await page.keyboard.press("Delete");
+  assert.equal(await shapeCount(page), 1);
+  await dragImage(page, [220, 170], [300, 230]);
+  assert.equal(await shapeCount(page), 2);
+  await page.click(".shape-list li:nth-child(2) .delete");
+  assert.equal(await shapeCount(page), 1);
+  // Escape in the middle of a drag cancels it; a click draws nothing.
+  await dragImage(page, [10, 200], [60, 230], { release: false });
+  await page.keyboard.press("Escape");
+  await page.mouse.up();
+  await clickImage(page, 300, 20);
+  assert.equal(await shapeCount(page), 1);
+  await look(page, "label-boxes-done");
+
+  const item = await page.evaluate(() => document.querySelector(".shapes-view").dataset.task);
+  assert.equal(item, task);
+  await page.keyboard.press("Enter");
+  await page.waitForFunction((before) => {
+    const view = document.querySelector(".shapes-view");
+    return view?.dataset.task && view.dataset.task !== before;
+  }, task);
+  const labeled = await api("GET", `/projects/${project}/items?state=labeled`);
+  assert.equal(labeled.body.items.length, 1, JSON.stringify(labeled.body));
+  const [box] = labeled.body.items[0].labels;
+  assert.equal(box.label, "green");
+  const expected = [40, 40, 160, 120];
+  box.bbox.forEach((value, i) => assert.ok(Math.abs(value - expected[i]) <= 1, `bbox ${box.bbox} vs ${expected}`));
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("a labeler draws polygons, closing by the first point or Enter, and deletes one", async () => {
+  const project = await drawingProject("polygons", "instance_segmentation", 2);
+  const { page, context, errors } = await newPage();
+  await signIn(page);
+  const task = await openDrawing(page, project);
+  for (const [x, y] of [[50, 50], [150, 50], [150, 150]]) await clickImage(page, x, y);
+  await look(page, "label-polygon-drawing");
+  await clickImage(page, 50, 50);
+  assert.equal(await shapeCount(page), 1);
+  await page.keyboard.press("3");
+  for (const [x, y] of [[200, 100], [300, 100], [250, 200]]) await clickImage(page, x, y);
+  await page.keyboard.press("Enter");
+  assert.equal(await shapeCount(page), 2);
+  await page.keyboard.press("Delete");
+  assert.equal(await shapeCount(page), 1);
+  // Escape drops a polygon half drawn.
+  await clickImage(page, 20, 200);
+  await clickImage(page, 60, 220);
+  await page.keyboard.press("Escape");
+  assert.equal(await shapeCount(page), 1);
+  await look(page, "label-polygons");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction((before) => {
+    const view = document.querySelector(".shapes-view");
+    return view?.dataset.task && view.dataset.task !== before;
+  }, task);
+  const labeled = await api("GET", `/projects/${project}/items?state=labeled`);
+  assert.equal(labeled.body.items.length, 1, JSON.stringify(labeled.body));
+  const [polygon] = labeled.body.items[0].labels;
+  assert.equal(polygon.label, "blue");
+  assert.equal(polygon.polygon.length, 3);
+  [[50, 50], [150, 50], [150, 150]].forEach(([x, y], i) => {
+    assert.ok(Math.abs(polygon.polygon[i][0] - x) <= 1 && Math.abs(polygon.polygon[i][1] - y) <= 1, JSON.stringify(polygon));
+  });
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("an admin creates a project through the form from uploaded files and sees it reach running", async () => {
+  const folder = mkdtempSync(join(tmpdir(), "e2e-upload-"));
+  const paths = CLASSES.map((colour, i) => {
+    const path = join(folder, `${i}_${colour}.png`);
+    writeFileSync(path, png(200, 150, COLOURS[colour]));
+    return path;
+  });
+  const { page, context, errors } = await newPage();
+  await signIn(page);
+  await page.click("text=New project");
+  await page.waitForSelector("#name");
+  await page.fill("#name", "Uploaded colours");
+  await page.check("input[name=data][value=upload]");
+  await page.setInputFiles("#files", paths);
+  await page.fill("#classes", CLASSES.join("\n"));
+  await page.fill("#instructions", "Pick the colour.");
+  await look(page, "create-project");
+  await page.click("button[type=submit]");
+  await page.waitForFunction(() => /#\/projects\/p_/.test(location.hash), null, { timeout: 30_000 });
+  await page.waitForFunction(() => document.querySelector(".summary .status")?.textContent === "running", null, {
+    timeout: 30_000,
+  });
+  assert.match(await page.textContent(".summary"), /0 of 9 items labeled/);
+  // The 9 files went into a dataset named after the project, which is the project's source.
+  const dataset = await api("GET", "/datasets/uploaded-colours");
+  assert.equal(dataset.status, 200, JSON.stringify(dataset.body));
+  const project = await api("GET", page.url().split("#/projects/")[1].replace(/^/, "/projects/"));
+  assert.match(project.body.source, /datasets\/uploaded-colours\//, JSON.stringify(project.body));
+  assert.equal(project.body.refresh.items_added, 9, JSON.stringify(project.body));
   assert.deepEqual(errors, []);
   await context.close();
 });

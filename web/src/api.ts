@@ -102,6 +102,7 @@ export interface Prelabel {
   label: string;
   confidence?: number | null;
   bbox?: number[];
+  polygon?: [number, number][];
 }
 
 export interface TaskItem {

@@ -32,13 +32,13 @@ export function show(...nodes: Node[]): void {
   if (root) root.replaceChildren(...nodes);
 }
 
-export function header(title: string, ...actions: Node[]): HTMLElement {
+export function header(title: string, ...actions: (Node | null)[]): HTMLElement {
   return h(
     "header",
     { class: "bar" },
     h("a", { href: "#/", class: "brand" }, "Labeling"),
     h("h1", {}, title),
-    h("nav", {}, ...actions),
+    h("nav", {}, ...actions.filter((action): action is Node => action !== null)),
   );
 }
 

@@ -6,6 +6,8 @@ import { notice, show } from "./dom";
 import { projectsPage } from "./pages/projects";
 import { signInPage } from "./pages/signin";
 import { labelPage } from "./pages/label";
+import { dashboardPage } from "./pages/dashboard";
+import { createPage } from "./pages/create";
 
 let leave: (() => void) | null = null;
 
@@ -19,10 +21,15 @@ async function route(): Promise<void> {
   }
   try {
     const label = path.match(/^\/projects\/([^/]+)\/label$/);
+    const dashboard = path.match(/^\/projects\/([^/]+)$/);
     if (path === "/signin") {
       signInPage();
+    } else if (path === "/new") {
+      createPage();
     } else if (label) {
       leave = await labelPage(decodeURIComponent(label[1]));
+    } else if (dashboard) {
+      leave = await dashboardPage(decodeURIComponent(dashboard[1]));
     } else {
       await projectsPage();
     }

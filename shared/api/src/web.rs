@@ -40,9 +40,10 @@ const ASSETS: &[(&str, Asset)] = &[
 ];
 
 /// Only the app's own scripts and styles run; images may come from the signed URLs of another
-/// origin (S3 on AWS, a public URL locally); the API is called on this origin.
+/// origin (S3 on AWS, a public URL locally); the API is called on this origin, and uploads go
+/// to signed URLs (S3's, over https).
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     img-src 'self' https: http: data: blob:; connect-src 'self'; object-src 'none'; \
+     img-src 'self' https: http: data: blob:; connect-src 'self' https:; object-src 'none'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// `GET /` and `GET /app/{file}`.

@@ -1,13 +1,16 @@
-// The classification labeling page: a grid of the task's images (the project's page size),
-// classes applied by click or the keys 1-9 (more classes through the search box), arrows or Tab
-// to move, Enter to submit, S to skip an image. Prelabels arrive applied and marked as
-// suggestions with their confidence. The next task is checked out and its images loaded while
-// the labeler works on this one, so Enter shows the next page at once. The lease counts down
-// on screen and is renewed while the labeler is active; a lost lease says so and brings a
-// fresh task.
+// The labeling page: the session around a view of the task type. The session checks out tasks
+// (the next one, with its images, while the labeler works on this one, so Enter shows the next
+// page at once), counts the lease down on screen and renews it while the labeler is active,
+// submits, and on a lost task says so and brings a fresh one. The view (classification grid,
+// or the drawing stage for boxes and polygons) shows a task and turns the labeler's work into
+// the submit's items.
 
-import { ApiError, Project, Task, TaskItem, call, callOnExit } from "../api";
+import { ApiError, Project, Task, call, callOnExit } from "../api";
 import { h, header, notice, show } from "../dom";
+import { classBar } from "../views/classes";
+import { classificationView } from "../views/classify";
+import { shapesView } from "../views/shapes";
+import type { View } from "../views/view";
 
 /** Problem types that end the task in hand: the labeler gets a fresh one. */
 const TASK_GONE: Record<string, string> = {
@@ -22,39 +25,10 @@ const TASK_GONE: Record<string, string> = {
 const RENEW_BELOW_SHARE = 0.5;
 const ACTIVE_WITHIN_MS = 5 * 60 * 1000;
 
-interface Answer {
-  labels: Set<string>;
-  skip: boolean;
-  /** The prelabels, while the labeler has not changed this image. */
-  suggested: Map<string, number | null> | null;
-}
-
-interface Page {
+interface Lease {
   task: Task;
-  answers: Answer[];
-  leaseEndsAt: number;
-  leaseLength: number;
-}
-
-function isClassification(taskType: string): boolean {
-  return taskType.startsWith("image_classification");
-}
-
-function page(task: Task): Page {
-  const leaseEndsAt = Date.parse(task.lease_expires_at);
-  return {
-    task,
-    leaseEndsAt,
-    leaseLength: Math.max(leaseEndsAt - Date.now(), 1000),
-    answers: task.items.map((item) => {
-      const suggested = new Map(item.prelabels.map((p) => [p.label, p.confidence ?? null]));
-      return {
-        labels: new Set(item.prelabels.map((p) => p.label)),
-        skip: false,
-        suggested: suggested.size ? suggested : null,
-      };
-    }),
-  };
+  endsAt: number;
+  length: number;
 }
 
 /** Loads the images of a task into the browser's cache before it is shown. */
@@ -71,205 +45,51 @@ function preload(task: Task): Promise<void> {
   ).then(() => undefined);
 }
 
+function viewFor(project: Project, classes: string[]): View | null {
+  switch (project.task_type) {
+    case "image_classification_multiclass":
+      return classificationView(classes, false);
+    case "image_classification_multilabel":
+      return classificationView(classes, true);
+    case "object_detection":
+      return shapesView(classes, "box");
+    case "instance_segmentation":
+      return shapesView(classes, "polygon");
+    default:
+      return null;
+  }
+}
+
 export async function labelPage(projectId: string): Promise<() => void> {
   const base = `/projects/${encodeURIComponent(projectId)}`;
   const project = await call<Project>("GET", base);
   if (!project) throw new Error("no such project");
   const classes = project.labels.map((label) => label.name);
-  const multiLabel = project.task_type === "image_classification_multilabel";
-
-  if (!isClassification(project.task_type)) {
+  const chosen = viewFor(project, classes);
+  if (!chosen) {
     show(
       header(project.name, h("a", { href: "#/" }, "Projects")),
-      notice(
-        "Drawing boxes and polygons in the browser is not available yet: label this project through the API.",
-        "error",
-      ),
+      notice(`The app cannot label ${project.task_type} projects.`, "error"),
     );
     return () => undefined;
   }
+  const view: View = chosen;
 
-  let current: Page | null = null;
+  let current: Lease | null = null;
   let next: Promise<Task | null> | null = null;
-  let focusIndex = 0;
-  let selected = new Set<number>();
   let lastActivity = Date.now();
   let renewing = false;
   let submitting = false;
   let closed = false;
 
-  const grid = h("div", {
-    class: "grid",
-    role: "listbox",
-    "aria-multiselectable": "true",
-    "aria-label": "Images of this page",
-  });
   const message = h("div", { class: "message", "aria-live": "polite" });
   const lease = h("span", { class: "lease", role: "timer", "aria-label": "Time left on this page" });
-  const search = h("input", {
-    type: "search",
-    placeholder: "Find a class (/)",
-    "aria-label": "Find a class",
-    class: "search",
-  });
-  const classBar = h("div", { class: "classes", role: "toolbar", "aria-label": "Classes" });
   const submitButton = h("button", { class: "primary", type: "button" }, "Submit (Enter)");
-  const skipButton = h("button", { type: "button" }, "Skip image (S)");
   const instructionsButton = h("button", { class: "link", type: "button" }, "Instructions");
+  const bar = classBar(classes, view);
 
   function say(text: string, kind: "info" | "error" = "info"): void {
     message.replaceChildren(text ? notice(text, kind) : "");
-  }
-
-  function renderClasses(): void {
-    const filter = search.value.trim().toLowerCase();
-    const shown = classes
-      .map((name, index) => ({ name, index }))
-      .filter(({ name }) => !filter || name.toLowerCase().includes(filter))
-      .slice(0, filter ? 30 : Math.max(9, Math.min(classes.length, 30)));
-    classBar.replaceChildren(
-      ...shown.map(({ name, index }) =>
-        h(
-          "button",
-          {
-            type: "button",
-            class: "class",
-            title: index < 9 ? `Key ${index + 1}` : undefined,
-            onclick: () => apply(name),
-          },
-          index < 9 ? h("kbd", {}, String(index + 1)) : null,
-          name,
-        ),
-      ),
-    );
-  }
-
-  function cellLabel(item: TaskItem, answer: Answer, index: number, count: number): string {
-    const state = answer.skip
-      ? "skipped"
-      : answer.labels.size
-        ? `labeled ${[...answer.labels].join(", ")}${answer.suggested ? " (suggested)" : ""}`
-        : "no label yet";
-    return `Image ${index + 1} of ${count}, ${item.key}: ${state}`;
-  }
-
-  function renderGrid(): void {
-    if (!current) return;
-    const count = current.task.items.length;
-    grid.dataset.size = String(count);
-    grid.replaceChildren(
-      ...current.task.items.map((item, index) => {
-        const answer = current!.answers[index];
-        const chips = answer.skip
-          ? [h("span", { class: "chip skip" }, "skipped")]
-          : [...answer.labels].map((label) => {
-              const confidence = answer.suggested?.get(label);
-              return h(
-                "span",
-                { class: answer.suggested ? "chip suggested" : "chip" },
-                label,
-                answer.suggested
-                  ? h(
-                      "small",
-                      {},
-                      confidence === null || confidence === undefined
-                        ? " suggested"
-                        : ` suggested ${Math.round(confidence * 100)}%`,
-                    )
-                  : null,
-              );
-            });
-        const cell = h(
-          "figure",
-          {
-            class: [
-              "cell",
-              selected.has(index) ? "selected" : "",
-              answer.labels.size || answer.skip ? "done" : "",
-            ].join(" "),
-            tabindex: index === focusIndex ? 0 : -1,
-            role: "option",
-            "aria-selected": selected.has(index) ? "true" : "false",
-            "aria-label": cellLabel(item, answer, index, count),
-            dataset: { item: String(item.item_id) },
-            onclick: (event: MouseEvent) => {
-              if (event.shiftKey || event.ctrlKey || event.metaKey) {
-                if (selected.has(index)) selected.delete(index);
-                else selected.add(index);
-              } else {
-                selected = new Set([index]);
-              }
-              focusIndex = index;
-              renderGrid();
-              focusCell();
-            },
-          },
-          h("img", { src: item.image_url, alt: item.key, draggable: "false" }),
-          h("figcaption", {}, ...chips),
-          h("div", { class: "field-error", id: `error-${index}` }),
-        );
-        return cell;
-      }),
-    );
-  }
-
-  function focusCell(): void {
-    const cell = grid.children[focusIndex] as HTMLElement | undefined;
-    cell?.focus();
-  }
-
-  function move(to: number): void {
-    if (!current) return;
-    const count = current.task.items.length;
-    focusIndex = Math.max(0, Math.min(count - 1, to));
-    selected = new Set([focusIndex]);
-    renderGrid();
-    focusCell();
-  }
-
-  function columns(): number {
-    const count = current?.task.items.length ?? 1;
-    return count === 1 ? 1 : count === 4 ? 2 : 3;
-  }
-
-  function apply(name: string): void {
-    if (!current) return;
-    const targets = selected.size ? [...selected] : [focusIndex];
-    for (const index of targets) {
-      const answer = current.answers[index];
-      answer.suggested = null;
-      answer.skip = false;
-      if (multiLabel) {
-        if (answer.labels.has(name)) answer.labels.delete(name);
-        else answer.labels.add(name);
-      } else {
-        answer.labels = new Set([name]);
-      }
-    }
-    // One class per image: move on to the next image without one.
-    if (!multiLabel && targets.length === 1) {
-      const count = current.task.items.length;
-      const after = [...Array(count).keys()]
-        .map((offset) => (focusIndex + 1 + offset) % count)
-        .find((index) => !current!.answers[index].labels.size && !current!.answers[index].skip);
-      if (after !== undefined) {
-        focusIndex = after;
-        selected = new Set([after]);
-      }
-    }
-    renderGrid();
-    focusCell();
-  }
-
-  function toggleSkip(): void {
-    if (!current) return;
-    for (const index of selected.size ? [...selected] : [focusIndex]) {
-      const answer = current.answers[index];
-      answer.skip = !answer.skip;
-      answer.suggested = null;
-    }
-    renderGrid();
-    focusCell();
   }
 
   function prefetch(): void {
@@ -281,25 +101,23 @@ export async function labelPage(projectId: string): Promise<() => void> {
       .catch(() => null);
   }
 
-  async function showTask(task: Task | null): Promise<void> {
+  function showTask(task: Task | null): void {
     if (closed) {
       if (task) callOnExit(`${base}/tasks/${task.task_id}/release`);
       return;
     }
-    current = task ? page(task) : null;
-    focusIndex = 0;
-    selected = new Set([0]);
-    if (!current) {
-      grid.replaceChildren(
-        h("p", { class: "done-all" }, "Nothing left to label in this project for now."),
-      );
+    if (!task) {
+      current = null;
+      view.clear("Nothing left to label in this project for now.");
       lease.textContent = "";
       return;
     }
-    grid.dataset.task = current.task.task_id;
-    grid.dataset.kind = current.task.kind;
-    renderGrid();
-    focusCell();
+    const endsAt = Date.parse(task.lease_expires_at);
+    current = { task, endsAt, length: Math.max(endsAt - Date.now(), 1000) };
+    view.element.dataset.task = task.task_id;
+    view.element.dataset.kind = task.kind;
+    view.show(task);
+    view.focus();
     tick();
     prefetch();
   }
@@ -308,31 +126,20 @@ export async function labelPage(projectId: string): Promise<() => void> {
     const waiting = next;
     next = null;
     const task = waiting ? await waiting : null;
-    await showTask(task ?? (await call<Task>("POST", `${base}/tasks/checkout`)));
+    showTask(task ?? (await call<Task>("POST", `${base}/tasks/checkout`)));
   }
 
   async function submit(): Promise<void> {
     if (!current || submitting) return;
-    const missing = current.answers.filter((a) => !a.skip && !a.labels.size).length;
-    if (missing) {
-      say(
-        `${missing} image${missing > 1 ? "s have" : " has"} no class yet: press a number, or S to skip it.`,
-        "error",
-      );
-      const first = current.answers.findIndex((a) => !a.skip && !a.labels.size);
-      move(first);
+    const answers = view.answers();
+    if ("missing" in answers) {
+      say(answers.missing, "error");
       return;
     }
     submitting = true;
     const done = current;
-    const items = done.task.items.map((item, index) => {
-      const answer = done.answers[index];
-      return answer.skip
-        ? { item_id: item.item_id, skip: true }
-        : { item_id: item.item_id, labels: [...answer.labels] };
-    });
     try {
-      await call("POST", `${base}/tasks/${done.task.task_id}/submit`, { items });
+      await call("POST", `${base}/tasks/${done.task.task_id}/submit`, { items: answers.items });
       say("");
       await fetchFresh();
     } catch (error) {
@@ -341,11 +148,7 @@ export async function labelPage(projectId: string): Promise<() => void> {
         await fetchFresh();
       } else if (error instanceof ApiError && error.errors.length) {
         say(error.message, "error");
-        for (const problem of error.errors) {
-          const index = Number(problem.pointer.split("/")[2]);
-          const slot = document.getElementById(`error-${index}`);
-          if (slot) slot.textContent = problem.detail;
-        }
+        view.showErrors(error.errors);
       } else {
         say(error instanceof Error ? error.message : String(error), "error");
       }
@@ -354,32 +157,34 @@ export async function labelPage(projectId: string): Promise<() => void> {
     }
   }
 
+  function lost(kind: string): void {
+    say(`${TASK_GONE[kind]} Here is a fresh page.`, "error");
+    current = null;
+    void fetchFresh();
+  }
+
   function tick(): void {
     if (!current) return;
-    const left = current.leaseEndsAt - Date.now();
+    const left = current.endsAt - Date.now();
     if (left <= 0) {
       lease.textContent = "lease lost";
-      say(`${TASK_GONE["lease-taken-over"]} Here is a fresh page.`, "error");
-      current = null;
-      void fetchFresh();
+      lost("lease-taken-over");
       return;
     }
     const seconds = Math.ceil(left / 1000);
     lease.textContent = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
     lease.classList.toggle("short", left < 60_000);
     const active = Date.now() - lastActivity < ACTIVE_WITHIN_MS;
-    if (!renewing && active && left < current.leaseLength * RENEW_BELOW_SHARE) {
+    if (!renewing && active && left < current.length * RENEW_BELOW_SHARE) {
       renewing = true;
       const renewed = current;
       call<{ lease_expires_at: string }>("POST", `${base}/tasks/${renewed.task.task_id}/renew`)
         .then((answer) => {
-          if (answer) renewed.leaseEndsAt = Date.parse(answer.lease_expires_at);
+          if (answer) renewed.endsAt = Date.parse(answer.lease_expires_at);
         })
         .catch((error) => {
           if (error instanceof ApiError && TASK_GONE[error.kind] && renewed === current) {
-            say(`${TASK_GONE[error.kind]} Here is a fresh page.`, "error");
-            current = null;
-            void fetchFresh();
+            lost(error.kind);
           }
         })
         .finally(() => {
@@ -399,14 +204,17 @@ export async function labelPage(projectId: string): Promise<() => void> {
         { class: "card" },
         h("h2", { id: "instructions-title" }, "Instructions"),
         h("p", { class: "instructions" }, text || "No written instructions for this project."),
-        url ? h("p", {}, h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, "More instructions")) : null,
+        // The API accepts only http(s) instructions URLs; checked again here, as a link.
+        url && /^https?:\/\//i.test(url)
+          ? h("p", {}, h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, "More instructions"))
+          : null,
         start,
       ),
     );
     const close = () => {
       dialog.remove();
       then?.();
-      focusCell();
+      view.focus();
     };
     start.addEventListener("click", close);
     dialog.addEventListener("keydown", (event) => {
@@ -419,50 +227,24 @@ export async function labelPage(projectId: string): Promise<() => void> {
 
   function onKey(event: KeyboardEvent): void {
     lastActivity = Date.now();
-    if (event.target === search) {
-      if (event.key === "Enter") {
-        const first = classBar.querySelector("button");
-        first?.click();
-        search.value = "";
-        renderClasses();
-        event.preventDefault();
-      } else if (event.key === "Escape") {
-        search.value = "";
-        renderClasses();
-        focusCell();
-      }
+    if (bar.ownsKey(event)) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (view.key(event)) {
+      event.preventDefault();
       return;
     }
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
-    const key = event.key;
-    const cols = columns();
-    if (/^[1-9]$/.test(key)) {
-      const name = classes[Number(key) - 1];
-      if (name) apply(name);
-    } else if (key === "ArrowRight") move(focusIndex + 1);
-    else if (key === "ArrowLeft") move(focusIndex - 1);
-    else if (key === "ArrowDown") move(focusIndex + cols);
-    else if (key === "ArrowUp") move(focusIndex - cols);
-    else if (key === "Enter" && !(event.target instanceof HTMLButtonElement)) void submit();
-    else if (key === "s" || key === "S") toggleSkip();
-    else if (key === "/") search.focus();
-    else return;
-    event.preventDefault();
-  }
-
-  function onFocus(event: FocusEvent): void {
-    const cell = (event.target as HTMLElement).closest?.("figure.cell");
-    if (!cell || !current) return;
-    const index = [...grid.children].indexOf(cell);
-    if (index >= 0 && index !== focusIndex) {
-      focusIndex = index;
-      if (!selected.has(index)) selected = new Set([index]);
-      for (const [i, other] of [...grid.children].entries()) {
-        other.setAttribute("tabindex", i === index ? "0" : "-1");
-        other.classList.toggle("selected", selected.has(i));
-        other.setAttribute("aria-selected", selected.has(i) ? "true" : "false");
-      }
+    if (/^[1-9]$/.test(event.key)) {
+      const name = classes[Number(event.key) - 1];
+      if (name) view.applyClass(name);
+      bar.refresh();
+    } else if (event.key === "Enter" && !(event.target instanceof HTMLButtonElement)) {
+      void submit();
+    } else if (event.key === "/") {
+      bar.search.focus();
+    } else {
+      return;
     }
+    event.preventDefault();
   }
 
   function releaseAll(): void {
@@ -473,18 +255,18 @@ export async function labelPage(projectId: string): Promise<() => void> {
   }
 
   submitButton.addEventListener("click", () => void submit());
-  skipButton.addEventListener("click", toggleSkip);
   instructionsButton.addEventListener("click", () => showInstructions());
-  search.addEventListener("input", renderClasses);
-  renderClasses();
   show(
     header(project.name, instructionsButton, lease, h("a", { href: "#/" }, "Projects")),
-    h("div", { class: "toolbar" }, classBar, search),
-    grid,
-    h("footer", { class: "actions" }, message, skipButton, submitButton),
+    h("div", { class: "toolbar" }, bar.element, ...view.tools),
+    view.element,
+    h("footer", { class: "actions" }, message, ...view.actions, submitButton),
   );
+  const onActivity = () => {
+    lastActivity = Date.now();
+  };
   document.addEventListener("keydown", onKey);
-  grid.addEventListener("focusin", onFocus);
+  document.addEventListener("pointerdown", onActivity);
   window.addEventListener("pagehide", releaseAll);
   const timer = window.setInterval(tick, 1000);
 
@@ -492,7 +274,7 @@ export async function labelPage(projectId: string): Promise<() => void> {
   const first = call<Task>("POST", `${base}/tasks/checkout`);
   const begin = async () => {
     try {
-      await showTask(await first);
+      showTask(await first);
     } catch (error) {
       if (error instanceof ApiError && error.kind === "project-paused") {
         say("This project is paused: an admin resumes it.", "error");
@@ -512,8 +294,10 @@ export async function labelPage(projectId: string): Promise<() => void> {
     closed = true;
     window.clearInterval(timer);
     document.removeEventListener("keydown", onKey);
+    document.removeEventListener("pointerdown", onActivity);
     window.removeEventListener("pagehide", releaseAll);
     document.querySelector(".dialog")?.remove();
+    view.dispose?.();
     releaseAll();
   };
 }

@@ -36,12 +36,20 @@ export async function projectsPage(): Promise<void> {
         { href: `#/projects/${encodeURIComponent(project.id)}/label` },
         h("strong", {}, project.name),
       ),
+      me?.role === "admin"
+        ? h("a", { href: `#/projects/${encodeURIComponent(project.id)}`, "aria-label": `Dashboard of ${project.name}` }, "Dashboard")
+        : null,
       h("span", { class: "muted" }, TASK_TYPES[project.task_type] ?? project.task_type),
       h("span", { class: `status ${project.status}` }, project.status),
     ),
   );
   show(
-    header(`Projects`, h("span", { class: "muted" }, `${me?.user} (${me?.role})`), signOutButton),
+    header(
+      `Projects`,
+      me?.role === "admin" ? h("a", { href: "#/new", class: "button primary" }, "New project") : null,
+      h("span", { class: "muted" }, `${me?.user} (${me?.role})`),
+      signOutButton,
+    ),
     h(
       "section",
       { class: "card" },
