@@ -76,3 +76,32 @@ async fn the_app_is_served_at_the_root_with_its_files_and_safe_headers() {
         "application/problem+json"
     );
 }
+
+#[tokio::test]
+async fn listed_items_carry_a_signed_url_of_their_image_for_the_data_page() {
+    let app = spawn_app().await;
+    let bucket = app.bucket("thumbs");
+    app.images(&bucket, "img", 2, 24, 16).await;
+    let project = app
+        .project(serde_json::json!({
+            "name": "thumbs", "task_type": "image_classification_multiclass",
+            "labels": ["a"], "source": format!("s3://{bucket}/img/**"), "page_size": 1,
+        }))
+        .await;
+    let listed = app
+        .get(
+            &format!("/projects/{project}/items?state=unlabeled"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{listed:?}");
+    let items = listed.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    for item in items {
+        let url = item["image_url"].as_str().unwrap();
+        let image = app.client.get(url).send().await.unwrap();
+        assert_eq!(image.status(), StatusCode::OK, "{url}");
+        let bytes = image.bytes().await.unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{url}");
+    }
+}

@@ -12,117 +12,26 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { deflateSync } from "node:zlib";
 import { chromium } from "playwright-core";
 
-const URL = process.env.LABELING_URL;
-const ADMIN = process.env.LABELING_ADMIN_TOKEN;
-const DATA = process.env.LABELING_DATA;
-const ARTIFACTS = process.env.ARTIFACTS ?? "web/e2e/artifacts";
+import {
+  ADMIN,
+  ARTIFACTS,
+  CLASSES,
+  COLOURS,
+  DATA,
+  URL,
+  api,
+  classificationProject,
+  drawingProject,
+  launchOptions,
+  png,
+  signInAs,
+  truthOf,
+} from "./support.mjs";
+
 const require = createRequire(import.meta.url);
 const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-
-const CLASSES = ["red", "green", "blue", "yellow", "purple", "orange", "teal", "gray", "pink"];
-const COLOURS = {
-  red: [220, 38, 38], green: [22, 163, 74], blue: [37, 99, 235], yellow: [234, 179, 8],
-  purple: [147, 51, 234], orange: [234, 88, 12], teal: [13, 148, 136], gray: [107, 114, 128],
-  pink: [219, 39, 119],
-};
-
-/** A solid-colour PNG, made here so the test needs no image library. */
-function png(width, height, [r, g, b]) {
-  const crcTable = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc = (bytes) => {
-    let c = 0xffffffff;
-    for (const byte of bytes) c = crcTable[(c ^ byte) & 0xff] ^ (c >>> 8);
-    return (c ^ 0xffffffff) >>> 0;
-  };
-  const chunk = (type, data) => {
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(data.length);
-    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
-    const sum = Buffer.alloc(4);
-    sum.writeUInt32BE(crc(body));
-    return Buffer.concat([length, body, sum]);
-  };
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(width, 0);
-  header.writeUInt32BE(height, 4);
-  header.set([8, 2, 0, 0, 0], 8);
-  const row = Buffer.alloc(1 + width * 3);
-  for (let x = 0; x < width; x++) row.set([r, g, b], 1 + x * 3);
-  const raw = Buffer.concat(Array.from({ length: height }, () => row));
-  return Buffer.concat([
-    Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
-    chunk("IHDR", header),
-    chunk("IDAT", deflateSync(raw)),
-    chunk("IEND", Buffer.alloc(0)),
-  ]);
-}
-
-async function api(method, path, body, token = ADMIN) {
-  const response = await fetch(`${URL}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
-
-/** A classification project over `count` images whose names say their class. */
-async function classificationProject(name, count) {
-  const folder = join(DATA, "buckets", "e2e", name);
-  mkdirSync(folder, { recursive: true });
-  for (let i = 0; i < count; i++) {
-    const colour = CLASSES[i % CLASSES.length];
-    writeFileSync(join(folder, `${String(i).padStart(3, "0")}_${colour}.png`), png(96, 72, COLOURS[colour]));
-  }
-  const created = await api("POST", "/projects", {
-    name,
-    task_type: "image_classification_multiclass",
-    labels: CLASSES,
-    source: `s3://e2e/${name}/**`,
-    page_size: 9,
-    instructions: { text: "Pick the colour that fills the image.", url: null },
-  });
-  assert.equal(created.status, 202, JSON.stringify(created.body));
-  const id = created.body.id;
-  for (let waited = 0; ; waited += 100) {
-    const project = await api("GET", `/projects/${id}`);
-    if (project.body.status === "running") return id;
-    assert.ok(waited < 30_000, `project ${id} stayed ${project.body.status}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-/** A project of one-image pages (boxes or polygons) over `count` photos-to-be of 320 x 240. */
-async function drawingProject(name, taskType, count) {
-  const folder = join(DATA, "buckets", "e2e", name);
-  mkdirSync(folder, { recursive: true });
-  for (let i = 0; i < count; i++) {
-    writeFileSync(join(folder, `${String(i).padStart(3, "0")}.png`), png(320, 240, COLOURS[CLASSES[i % 9]]));
-  }
-  const created = await api("POST", "/projects", {
-    name,
-    task_type: taskType,
-    labels: CLASSES,
-    source: `s3://e2e/${name}/**`,
-    page_size: 1,
-  });
-  assert.equal(created.status, 202, JSON.stringify(created.body));
-  const id = created.body.id;
-  for (let waited = 0; ; waited += 100) {
-    const project = await api("GET", `/projects/${id}`);
-    if (project.body.status === "running") return id;
-    assert.ok(waited < 30_000, `project ${id} stayed ${project.body.status}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 /** Where image pixel (x, y) is on the screen. */
 async function onScreen(page, x, y) {
@@ -158,34 +67,10 @@ async function openDrawing(page, project) {
 
 const shapeCount = (page) => page.locator(".shape-list li").count();
 
-/** The labeled item of a one-image task, as the API lists it. */
-async function labeledItem(project, key) {
-  const labeled = await api("GET", `/projects/${project}/items?state=labeled`);
-  const item = labeled.body.items.find((candidate) => candidate.key === key);
-  assert.ok(item, `${key} is not labeled: ${JSON.stringify(labeled.body)}`);
-  return item;
-}
-
-/** The class an image's key names (`cls/004_yellow.png` -> yellow). */
-function truthOf(key) {
-  return key.split("/").pop().replace(/^\d+_/, "").replace(/\.png$/, "");
-}
-
 let browser;
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await chromium.launch(launchOptions());
 });
 after(async () => {
   await browser?.close();
@@ -218,9 +103,7 @@ async function signIn(page, token = ADMIN) {
   await page.goto(`${URL}/`);
   await page.waitForSelector("#token");
   await look(page, "sign-in");
-  await page.keyboard.type(token);
-  await page.keyboard.press("Enter");
-  await page.waitForSelector(".projects, .card p");
+  await signInAs(page, token);
 }
 
 test("a labeler labels a 9-image page with the keyboard alone, and the next page is there at once", async () => {
@@ -413,6 +296,33 @@ test("an admin creates a project through the form from uploaded files and sees i
   const project = await api("GET", page.url().split("#/projects/")[1].replace(/^/, "/projects/"));
   assert.match(project.body.source, /datasets\/uploaded-colours\//, JSON.stringify(project.body));
   assert.equal(project.body.refresh.items_added, 9, JSON.stringify(project.body));
+
+  // Labeled (through the API here), one item is rejected from the data page...
+  const id = project.body.id;
+  const task = await api("POST", `/projects/${id}/tasks/checkout`);
+  await api("POST", `/projects/${id}/tasks/${task.body.task_id}/submit`, {
+    items: task.body.items.map((item) => ({ item_id: item.item_id, labels: [truthOf(item.key)] })),
+  });
+  await page.click(`a:text-is("Data")`);
+  await page.waitForSelector(".thumb button");
+  assert.equal(await page.locator(".thumb").count(), 9);
+  await look(page, "data");
+  await page.click(".thumb button");
+  await page.waitForSelector("[role=dialog] .annotated");
+  await look(page, "data-item");
+  await page.click("text=Reject: remove its labels and queue it again");
+  await page.waitForFunction(() => document.querySelectorAll(".thumb").length === 8);
+  assert.match(await page.textContent(".notice"), /rejected and is back in the queue/);
+  // ...and a COCO export is made and downloaded from the details page.
+  await page.click(`a:text-is("Details")`);
+  await page.waitForSelector("#export_format");
+  await look(page, "details");
+  await page.click("form:has(#export_format) button[type=submit]");
+  const link = await page.waitForSelector("a.download", { timeout: 30_000 });
+  const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
+  const coco = JSON.parse(readFileSync(await download.path(), "utf8"));
+  assert.equal(coco.annotations.length, 8, JSON.stringify(coco).slice(0, 500));
+  assert.equal(coco.categories.length, 9);
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the web app's end-to-end tests: a `labeling` server on a fresh data folder and a free
 # port, then `node --test web/e2e/` in headless Chromium. Usage: web/e2e/run.sh PATH/TO/labeling
-# (infra/test.sh passes the binary it built). Screenshots land in web/e2e/artifacts/.
+# [SCRIPT] (infra/test.sh passes the binary it built; a SCRIPT relative to web/, such as
+# bench/next_page.mjs, runs instead of the tests). Screenshots land in web/e2e/artifacts/.
 set -euo pipefail
-binary=${1:?usage: web/e2e/run.sh PATH/TO/labeling}
+binary=$(realpath "${1:?usage: web/e2e/run.sh PATH/TO/labeling [SCRIPT]}")
+script=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
 data=$(mktemp -d)
 log="$data.log"
@@ -26,8 +28,10 @@ done
 export LABELING_URL="http://127.0.0.1:$port" LABELING_ADMIN_TOKEN="$token"
 export LABELING_DATA="$data/labeling" ARTIFACTS="$here/artifacts"
 export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-rm -rf "$ARTIFACTS"
+[ -n "$script" ] || rm -rf "$ARTIFACTS"
 cd "$here/.."
-if ! node --test --test-reporter=spec e2e/; then
+if [ -n "$script" ]; then
+  node "$script"
+elif ! node --test --test-reporter=spec e2e/; then
   echo "--- server log ---"; tail -50 "$log"; exit 1
 fi

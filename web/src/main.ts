@@ -8,6 +8,8 @@ import { signInPage } from "./pages/signin";
 import { labelPage } from "./pages/label";
 import { dashboardPage } from "./pages/dashboard";
 import { createPage } from "./pages/create";
+import { dataPage } from "./pages/data";
+import { detailsPage } from "./pages/details";
 
 let leave: (() => void) | null = null;
 
@@ -22,12 +24,18 @@ async function route(): Promise<void> {
   try {
     const label = path.match(/^\/projects\/([^/]+)\/label$/);
     const dashboard = path.match(/^\/projects\/([^/]+)$/);
+    const details = path.match(/^\/projects\/([^/]+)\/details$/);
+    const data = path.match(/^\/projects\/([^/]+)\/data(?:\/([a-z_]+))?$/);
     if (path === "/signin") {
       signInPage();
     } else if (path === "/new") {
       createPage();
     } else if (label) {
       leave = await labelPage(decodeURIComponent(label[1]));
+    } else if (details) {
+      leave = await detailsPage(decodeURIComponent(details[1]));
+    } else if (data) {
+      leave = await dataPage(decodeURIComponent(data[1]), data[2] ?? "labeled");
     } else if (dashboard) {
       leave = await dashboardPage(decodeURIComponent(dashboard[1]));
     } else {

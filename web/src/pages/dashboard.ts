@@ -202,6 +202,8 @@ export async function dashboardPage(projectId: string): Promise<() => void> {
     header(
       project.name,
       h("a", { href: `#/projects/${encodeURIComponent(projectId)}/label` }, "Label"),
+      h("a", { href: `#/projects/${encodeURIComponent(projectId)}/data` }, "Data"),
+      h("a", { href: `#/projects/${encodeURIComponent(projectId)}/details` }, "Details"),
       h("a", { href: "#/" }, "Projects"),
     ),
     body,

@@ -495,6 +495,9 @@ pub struct Item {
     pub key: String,
     /// `s3://` (or `file://`) URI of the image.
     pub uri: String,
+    /// Short-lived signed URL of the image (15 minutes, as a checkout's).
+    #[schema(format = "uri")]
+    pub image_url: String,
     #[schema(value_type = ItemState)]
     pub state: String,
     pub labels: Vec<Label>,
@@ -534,6 +537,7 @@ impl From<ItemView> for Item {
             item_id: item.item_id,
             key: item.key,
             uri: item.uri,
+            image_url: item.image_url,
             state: item.state.to_owned(),
             labels: labels(item.labels),
             labeled_by: item.labeled_by,

@@ -118,6 +118,8 @@ pub struct ItemView {
     pub item_id: u64,
     pub key: String,
     pub uri: String,
+    /// A signed URL of the image, valid as long as a checkout's.
+    pub image_url: String,
     pub state: &'static str,
     pub labels: Vec<LabelView>,
     pub labeled_by: Option<String>,
@@ -184,13 +186,23 @@ impl Review<'_> {
             .source
             .allowed(self.config.allow_file_sources)
             .map_err(|error| ReviewError::Unavailable(Box::new(error)))?;
-        match filter {
+        let mut page = match filter {
             ItemFilter::State(state) => {
                 self.list_by_state(&project, source, state, after, limit)
                     .await
             }
             ItemFilter::Unlabeled => self.list_unlabeled(&project, source, after, limit).await,
+        }?;
+        // Signed URLs of the images, so a reviewer sees them (the web app's data page): signing
+        // is a local computation, no request per item.
+        for item in &mut page.items {
+            item.image_url = self
+                .blobs
+                .presign_get(source.bucket(), &item.key, self.config.image_url_ttl)
+                .await
+                .map_err(|error| ReviewError::Unavailable(Box::new(error)))?;
         }
+        Ok(page)
     }
 
     /// Item records in id order from `after`, as they are stored.
@@ -308,6 +320,7 @@ impl Review<'_> {
                     views.push(ItemView {
                         item_id: next,
                         uri: source.object_uri(&key),
+                        image_url: String::new(),
                         key,
                         state: "unlabeled",
                         labels: Vec::new(),
@@ -331,6 +344,7 @@ impl Review<'_> {
             item_id: record.item,
             key: record.key.clone(),
             uri: source.object_uri(&record.key),
+            image_url: String::new(),
             state: record.state.as_str(),
             labels: label_views(project, &record.labels),
             labeled_by: record.labeled_by.clone(),
