@@ -65,6 +65,17 @@ async function openDrawing(page, project) {
   return page.getAttribute(".shapes-view", "data-task");
 }
 
+/** Waits for the page after `task` and returns the one labeled item of the project. */
+async function submittedDrawing(page, project, task) {
+  await page.waitForFunction((before) => {
+    const view = document.querySelector(".shapes-view");
+    return view?.dataset.task && view.dataset.task !== before;
+  }, task);
+  const labeled = await api("GET", `/projects/${project}/items?state=labeled`);
+  assert.equal(labeled.body.items.length, 1, JSON.stringify(labeled.body));
+  return labeled;
+}
+
 const shapeCount = (page) => page.locator(".shape-list li").count();
 
 let browser;
@@ -215,12 +226,7 @@ test("a labeler draws, resizes, relabels and deletes boxes; Escape mid-draw leav
   const item = await page.evaluate(() => document.querySelector(".shapes-view").dataset.task);
   assert.equal(item, task);
   await page.keyboard.press("Enter");
-  await page.waitForFunction((before) => {
-    const view = document.querySelector(".shapes-view");
-    return view?.dataset.task && view.dataset.task !== before;
-  }, task);
-  const labeled = await api("GET", `/projects/${project}/items?state=labeled`);
-  assert.equal(labeled.body.items.length, 1, JSON.stringify(labeled.body));
+  const labeled = await submittedDrawing(page, project, task);
   const [box] = labeled.body.items[0].labels;
   assert.equal(box.label, "green");
   const expected = [40, 40, 160, 120];
@@ -251,12 +257,7 @@ test("a labeler draws polygons, closing by the first point or Enter, and deletes
   assert.equal(await shapeCount(page), 1);
   await look(page, "label-polygons");
   await page.keyboard.press("Enter");
-  await page.waitForFunction((before) => {
-    const view = document.querySelector(".shapes-view");
-    return view?.dataset.task && view.dataset.task !== before;
-  }, task);
-  const labeled = await api("GET", `/projects/${project}/items?state=labeled`);
-  assert.equal(labeled.body.items.length, 1, JSON.stringify(labeled.body));
+  const labeled = await submittedDrawing(page, project, task);
   const [polygon] = labeled.body.items[0].labels;
   assert.equal(polygon.label, "blue");
   assert.equal(polygon.polygon.length, 3);

@@ -64,22 +64,19 @@ export async function api(method, path, body, token = ADMIN) {
   return { status: response.status, body: text ? JSON.parse(text) : null };
 }
 
-/** A classification project over `count` images whose names say their class. */
-export async function classificationProject(name, count, { width = 96, height = 72 } = {}) {
+/** Writes `count` solid-colour PNGs into bucket `e2e` under `name/`, named by `fileName`. */
+function writeImages(name, count, width, height, fileName) {
   const folder = join(DATA, "buckets", "e2e", name);
   mkdirSync(folder, { recursive: true });
   for (let i = 0; i < count; i++) {
     const colour = CLASSES[i % CLASSES.length];
-    writeFileSync(join(folder, `${String(i).padStart(3, "0")}_${colour}.png`), png(width, height, COLOURS[colour]));
+    writeFileSync(join(folder, fileName(i, colour)), png(width, height, COLOURS[colour]));
   }
-  const created = await api("POST", "/projects", {
-    name,
-    task_type: "image_classification_multiclass",
-    labels: CLASSES,
-    source: `s3://e2e/${name}/**`,
-    page_size: 9,
-    instructions: { text: "Pick the colour that fills the image.", url: null },
-  });
+}
+
+/** Creates a project over bucket `e2e`'s `name/` and waits until it runs; returns its id. */
+async function createRunning(body) {
+  const created = await api("POST", "/projects", { labels: CLASSES, source: `s3://e2e/${body.name}/**`, ...body });
   assert.equal(created.status, 202, JSON.stringify(created.body));
   const id = created.body.id;
   for (let waited = 0; ; waited += 100) {
@@ -90,28 +87,21 @@ export async function classificationProject(name, count, { width = 96, height = 
   }
 }
 
-/** A project of one-image pages (boxes or polygons) over `count` photos-to-be of 320 x 240. */
-export async function drawingProject(name, taskType, count) {
-  const folder = join(DATA, "buckets", "e2e", name);
-  mkdirSync(folder, { recursive: true });
-  for (let i = 0; i < count; i++) {
-    writeFileSync(join(folder, `${String(i).padStart(3, "0")}.png`), png(320, 240, COLOURS[CLASSES[i % 9]]));
-  }
-  const created = await api("POST", "/projects", {
+/** A classification project of 9-image pages over `count` images whose names say their class. */
+export async function classificationProject(name, count, { width = 96, height = 72 } = {}) {
+  writeImages(name, count, width, height, (i, colour) => `${String(i).padStart(3, "0")}_${colour}.png`);
+  return createRunning({
     name,
-    task_type: taskType,
-    labels: CLASSES,
-    source: `s3://e2e/${name}/**`,
-    page_size: 1,
+    task_type: "image_classification_multiclass",
+    page_size: 9,
+    instructions: { text: "Pick the colour that fills the image.", url: null },
   });
-  assert.equal(created.status, 202, JSON.stringify(created.body));
-  const id = created.body.id;
-  for (let waited = 0; ; waited += 100) {
-    const project = await api("GET", `/projects/${id}`);
-    if (project.body.status === "running") return id;
-    assert.ok(waited < 30_000, `project ${id} stayed ${project.body.status}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+}
+
+/** A project of one-image pages (boxes or polygons) over `count` images of 320 x 240. */
+export async function drawingProject(name, taskType, count) {
+  writeImages(name, count, 320, 240, (i) => `${String(i).padStart(3, "0")}.png`);
+  return createRunning({ name, task_type: taskType, page_size: 1 });
 }
 
 /** The class an image's key names (`cls/004_yellow.png` -> yellow). */
