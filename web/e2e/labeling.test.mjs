@@ -191,6 +191,30 @@ test("a page whose task was lost says so and brings a fresh task", async () => {
   await context.close();
 });
 
+test("a lease that runs out while the labeler is away says so and brings a fresh page", async () => {
+  const project = await classificationProject("away", 27);
+  const { page, context, errors } = await newPage();
+  // The page's clock is Playwright's, so an hour can pass in a moment.
+  await context.clock.install();
+  await signIn(page);
+  await page.goto(`${URL}/#/projects/${project}/label`);
+  await page.waitForSelector("[role=dialog] button");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("figure.cell:focus");
+  const before = await page.getAttribute(".grid", "data-task");
+  assert.match(await page.textContent(".lease"), /^(59|60):\d\d$/);
+  // Away for an hour and a minute: nothing renews the lease, the countdown runs out.
+  await context.clock.fastForward(61 * 60 * 1000);
+  await page.waitForSelector(".notice.error");
+  assert.match(await page.textContent(".notice.error"), /lease on that page ran out.*fresh page/);
+  await page.waitForFunction(
+    (before) => document.querySelector(".grid")?.dataset.task && document.querySelector(".grid").dataset.task !== before,
+    before,
+  );
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test("a labeler draws, resizes, relabels and deletes boxes; Escape mid-draw leaves nothing behind", async () => {
   const project = await drawingProject("boxes", "object_detection", 3);
   const { page, context, errors } = await newPage();
