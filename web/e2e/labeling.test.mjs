@@ -191,7 +191,7 @@ test("a page whose task was lost says so and brings a fresh task", async () => {
   await context.close();
 });
 
-test("a lease that runs out while the labeler is away says so and brings a fresh page", async () => {
+test("the lease is renewed while the labeler is active; one that runs out while away says so and brings a fresh page", async () => {
   const project = await classificationProject("away", 27);
   const { page, context, errors } = await newPage();
   // The page's clock is Playwright's, so an hour can pass in a moment.
@@ -203,6 +203,14 @@ test("a lease that runs out while the labeler is away says so and brings a fresh
   await page.waitForSelector("figure.cell:focus");
   const before = await page.getAttribute(".grid", "data-task");
   assert.match(await page.textContent(".lease"), /^(59|60):\d\d$/);
+  // Active past half the lease: the app renews it.
+  const renewals = [];
+  page.on("request", (request) => request.url().endsWith("/renew") && renewals.push(request.url()));
+  await context.clock.runFor(28 * 60 * 1000);
+  await page.keyboard.press("ArrowRight");
+  await context.clock.runFor(3 * 60 * 1000);
+  await page.waitForResponse((response) => response.url().endsWith("/renew"));
+  assert.equal(renewals.length, 1, "renewed once while active");
   // Away for an hour and a minute: nothing renews the lease, the countdown runs out.
   await context.clock.fastForward(61 * 60 * 1000);
   await page.waitForSelector(".notice.error");

@@ -94,6 +94,7 @@ export interface Project {
   task_type: string;
   status: string;
   page_size: number;
+  lease_seconds: number;
   labels: Label[];
   instructions: { text: string | null; url: string | null };
 }

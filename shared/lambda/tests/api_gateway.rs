@@ -139,8 +139,12 @@ async fn api_gateway_events_get_the_same_answers_as_the_local_server() {
         "/projects".to_owned(),
         format!("/projects/{id}/items?state=unlabeled"),
     ] {
-        let from_lambda = via_lambda(&lambda_app, "GET", &path, None, admin).await;
-        let from_local = via_local(&local_app, "GET", &path, None, "admin-token").await;
+        let mut from_lambda = via_lambda(&lambda_app, "GET", &path, None, admin).await;
+        let mut from_local = via_local(&local_app, "GET", &path, None, "admin-token").await;
+        // Signed image URLs expire a moment apart: compare what they point at.
+        for value in [&mut from_lambda.1, &mut from_local.1] {
+            unsign_image_urls(value);
+        }
         assert_eq!(from_lambda, from_local, "GET {path}");
         assert_eq!(from_lambda.0, StatusCode::OK, "GET {path}");
     }
@@ -350,4 +354,24 @@ fn png() -> Vec<u8> {
         )
         .unwrap();
     bytes
+}
+
+/// Drops the query (expiry and signature) of every `image_url` in `value`.
+fn unsign_image_urls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, field) in fields.iter_mut() {
+                match field {
+                    serde_json::Value::String(url) if name == "image_url" => {
+                        if let Some(at) = url.find('?') {
+                            url.truncate(at);
+                        }
+                    }
+                    other => unsign_image_urls(other),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unsign_image_urls),
+        _ => {}
+    }
 }

@@ -27,8 +27,17 @@ const ACTIVE_WITHIN_MS = 5 * 60 * 1000;
 
 interface Lease {
   task: Task;
+  /** On this browser's clock. */
   endsAt: number;
   length: number;
+}
+
+/** A checked-out task and when it arrived: the lease is measured from there on this browser's
+ * clock, with the project's lease length, never by comparing this clock with the server's
+ * `lease_expires_at` (a clock minutes off would renew every second, or never). */
+interface Arrived {
+  task: Task;
+  at: number;
 }
 
 /** Loads the images of a task into the browser's cache before it is shown. */
@@ -76,7 +85,12 @@ export async function labelPage(projectId: string): Promise<() => void> {
   const view: View = chosen;
 
   let current: Lease | null = null;
-  let next: Promise<Task | null> | null = null;
+  let next: Promise<Arrived | null> | null = null;
+  const leaseMs = Math.max(1, project.lease_seconds ?? 3600) * 1000;
+  const checkout = async (): Promise<Arrived | null> => {
+    const task = await call<Task>("POST", `${base}/tasks/checkout`);
+    return task ? { task, at: Date.now() } : null;
+  };
   let lastActivity = Date.now();
   let renewing = false;
   let submitting = false;
@@ -93,27 +107,27 @@ export async function labelPage(projectId: string): Promise<() => void> {
   }
 
   function prefetch(): void {
-    next = call<Task>("POST", `${base}/tasks/checkout`)
-      .then(async (task) => {
-        if (task) await preload(task);
-        return task;
+    next = checkout()
+      .then(async (arrived) => {
+        if (arrived) await preload(arrived.task);
+        return arrived;
       })
       .catch(() => null);
   }
 
-  function showTask(task: Task | null): void {
+  function showTask(arrived: Arrived | null): void {
+    const task = arrived?.task ?? null;
     if (closed) {
       if (task) callOnExit(`${base}/tasks/${task.task_id}/release`);
       return;
     }
-    if (!task) {
+    if (!arrived || !task) {
       current = null;
       view.clear("Nothing left to label in this project for now.");
       lease.textContent = "";
       return;
     }
-    const endsAt = Date.parse(task.lease_expires_at);
-    current = { task, endsAt, length: Math.max(endsAt - Date.now(), 1000) };
+    current = { task, endsAt: arrived.at + leaseMs, length: leaseMs };
     view.element.dataset.task = task.task_id;
     view.element.dataset.kind = task.kind;
     view.show(task);
@@ -126,7 +140,7 @@ export async function labelPage(projectId: string): Promise<() => void> {
     const waiting = next;
     next = null;
     const task = waiting ? await waiting : null;
-    showTask(task ?? (await call<Task>("POST", `${base}/tasks/checkout`)));
+    showTask(task ?? (await checkout()));
   }
 
   async function submit(): Promise<void> {
@@ -178,9 +192,12 @@ export async function labelPage(projectId: string): Promise<() => void> {
     if (!renewing && active && left < current.length * RENEW_BELOW_SHARE) {
       renewing = true;
       const renewed = current;
+      const asked = Date.now();
       call<{ lease_expires_at: string }>("POST", `${base}/tasks/${renewed.task.task_id}/renew`)
         .then((answer) => {
-          if (answer) renewed.endsAt = Date.parse(answer.lease_expires_at);
+          // The server extended it by a lease length from when it answered: counted from
+          // when it was asked, the countdown ends a little early, never late.
+          if (answer) renewed.endsAt = asked + leaseMs;
         })
         .catch((error) => {
           if (error instanceof ApiError && TASK_GONE[error.kind] && renewed === current) {
@@ -251,7 +268,7 @@ export async function labelPage(projectId: string): Promise<() => void> {
     if (current) callOnExit(`${base}/tasks/${current.task.task_id}/release`);
     const waiting = next;
     next = null;
-    waiting?.then((task) => task && callOnExit(`${base}/tasks/${task.task_id}/release`));
+    waiting?.then((arrived) => arrived && callOnExit(`${base}/tasks/${arrived.task.task_id}/release`));
   }
 
   submitButton.addEventListener("click", () => void submit());
@@ -271,7 +288,7 @@ export async function labelPage(projectId: string): Promise<() => void> {
   const timer = window.setInterval(tick, 1000);
 
   const seenKey = `labeling.instructions.${projectId}`;
-  const first = call<Task>("POST", `${base}/tasks/checkout`);
+  const first = checkout();
   const begin = async () => {
     try {
       showTask(await first);
