@@ -20,6 +20,19 @@ export class ApiError extends Error {
   }
 }
 
+/** What to tell the user about a failed call or any other error. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Task types as the app names them, with the page sizes each allows. */
+export const TASK_TYPES: [string, string, number[]][] = [
+  ["image_classification_multiclass", "Classification: one class an image", [1, 4, 6, 9]],
+  ["image_classification_multilabel", "Classification: any classes an image", [1, 4, 6, 9]],
+  ["object_detection", "Bounding boxes", [1]],
+  ["instance_segmentation", "Polygons", [1]],
+];
+
 export function token(): string | null {
   return sessionStorage.getItem(TOKEN_KEY);
 }

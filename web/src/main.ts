@@ -1,6 +1,6 @@
 // The app's entry: a hash router over the pages (sign in, projects, label).
 
-import { ApiError, token } from "./api";
+import { ApiError, token, messageOf } from "./api";
 import "./style.css";
 import { notice, show } from "./dom";
 import { projectsPage } from "./pages/projects";
@@ -46,7 +46,7 @@ async function route(): Promise<void> {
       location.hash = "#/signin";
       return;
     }
-    show(notice(error instanceof Error ? error.message : String(error), "error"));
+    show(notice(messageOf(error), "error"));
   }
 }
 

@@ -3,15 +3,9 @@
 // progress, through the signed upload URLs), the label classes, instructions, ML assist. Then
 // the project's dashboard, which follows it from initializing to running by itself.
 
-import { ApiError, call } from "../api";
+import { ApiError, TASK_TYPES, call, messageOf } from "../api";
 import { h, header, notice, show } from "../dom";
 
-const TASK_TYPES: [string, string, number[]][] = [
-  ["image_classification_multiclass", "Classification: one class an image", [1, 4, 6, 9]],
-  ["image_classification_multilabel", "Classification: any classes an image", [1, 4, 6, 9]],
-  ["object_detection", "Bounding boxes", [1]],
-  ["instance_segmentation", "Polygons", [1]],
-];
 /** Files named in one upload request. */
 const UPLOAD_BATCH = 200;
 const PARALLEL_PUTS = 4;
@@ -56,13 +50,10 @@ function put(slot: UploadSlot, file: File, progress: (sent: number) => void): Pr
 
 /** A dataset named after the project holding `files`, uploaded with a progress bar. */
 async function upload(dataset: string, files: File[], bar: HTMLProgressElement, status: HTMLElement): Promise<void> {
-  const created = await call("POST", "/datasets", { name: dataset, description: "uploaded from the web app" }).catch(
-    (error) => {
-      // Uploading into a dataset that exists (a retried upload) adds to it.
-      if (!(error instanceof ApiError && error.status === 409)) throw error;
-    },
-  );
-  void created;
+  await call("POST", "/datasets", { name: dataset, description: "uploaded from the web app" }).catch((error) => {
+    // Uploading into a dataset that exists (a retried upload) adds to it.
+    if (!(error instanceof ApiError && error.status === 409)) throw error;
+  });
   const total = files.reduce((sum, file) => sum + file.size, 0);
   const sent = new Map<File, number>();
   const report = () => {
@@ -216,7 +207,7 @@ export function createPage(): void {
     } catch (error) {
       const problems = error instanceof ApiError ? error.errors : [];
       message.replaceChildren(
-        notice(error instanceof Error ? error.message : String(error), "error"),
+        notice(messageOf(error), "error"),
         ...problems.map((problem) => notice(`${problem.pointer}: ${problem.detail}`, "error")),
       );
     } finally {

@@ -3,7 +3,7 @@
 // refresh, and with ML assist the runs, when the next training happens, each class's threshold
 // with its precision/coverage curve, and how labelers took the prelabels.
 
-import { Project, call } from "../api";
+import { Project, call, messageOf } from "../api";
 import { h, header, notice, show } from "../dom";
 
 const EVERY_MS = 3000;
@@ -249,7 +249,7 @@ export async function dashboardPage(projectId: string): Promise<() => void> {
         ml && (dashboard.ml || ml.runs.length) ? mlSection(ml, dashboard) : "",
       );
     } catch (error) {
-      body.replaceChildren(notice(error instanceof Error ? error.message : String(error), "error"));
+      body.replaceChildren(notice(messageOf(error), "error"));
     } finally {
       if (!stopped) timer = window.setTimeout(() => void update(), EVERY_MS);
     }

@@ -2,7 +2,7 @@
 // opens large with its boxes or polygons drawn, and a labeled one can be rejected (its labels
 // removed, the item back at the front of the queue).
 
-import { ApiError, Project, call } from "../api";
+import { Project, call, messageOf } from "../api";
 import { h, header, notice, show } from "../dom";
 
 const STATES = ["labeled", "unlabeled", "in_task", "queued", "skipped", "missing"] as const;
@@ -114,7 +114,7 @@ export async function dataPage(projectId: string, state: string): Promise<() => 
         done();
         message.replaceChildren(notice(`${item.key} was rejected and is back in the queue.`));
       } catch (error) {
-        problem.replaceChildren(notice(error instanceof Error ? error.message : String(error), "error"));
+        problem.replaceChildren(notice(messageOf(error), "error"));
       }
     });
     document.body.append(dialog);
@@ -144,7 +144,7 @@ export async function dataPage(projectId: string, state: string): Promise<() => 
       if (!grid.children.length && !cursor) message.replaceChildren(notice(`No ${chosen.replace("_", " ")} items.`));
     } catch (error) {
       message.replaceChildren(
-        notice(error instanceof ApiError || error instanceof Error ? error.message : String(error), "error"),
+        notice(messageOf(error), "error"),
       );
     }
   }

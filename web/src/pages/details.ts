@@ -2,7 +2,7 @@
 // modes explained), instructions, incremental refresh and ML assist, members, and exports with
 // their progress and a download link.
 
-import { ApiError, Project, call } from "../api";
+import { ApiError, Project, call, messageOf } from "../api";
 import { h, header, notice, show } from "../dom";
 
 interface Export {
@@ -45,7 +45,7 @@ export async function detailsPage(projectId: string): Promise<() => void> {
       await render();
     } catch (error) {
       const fields = error instanceof ApiError ? error.errors.map((e) => ` ${e.pointer}: ${e.detail}`).join(";") : "";
-      message.replaceChildren(notice(`${error instanceof Error ? error.message : String(error)}${fields}`, "error"));
+      message.replaceChildren(notice(`${messageOf(error)}${fields}`, "error"));
     }
   }
 

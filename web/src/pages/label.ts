@@ -5,7 +5,7 @@
 // or the drawing stage for boxes and polygons) shows a task and turns the labeler's work into
 // the submit's items.
 
-import { ApiError, Project, Task, call, callOnExit } from "../api";
+import { ApiError, Project, Task, call, callOnExit, messageOf } from "../api";
 import { h, header, notice, show } from "../dom";
 import { classBar } from "../views/classes";
 import { classificationView } from "../views/classify";
@@ -164,7 +164,7 @@ export async function labelPage(projectId: string): Promise<() => void> {
         say(error.message, "error");
         view.showErrors(error.errors);
       } else {
-        say(error instanceof Error ? error.message : String(error), "error");
+        say(messageOf(error), "error");
       }
     } finally {
       submitting = false;
@@ -296,7 +296,7 @@ export async function labelPage(projectId: string): Promise<() => void> {
       if (error instanceof ApiError && error.kind === "project-paused") {
         say("This project is paused: an admin resumes it.", "error");
       } else {
-        say(error instanceof Error ? error.message : String(error), "error");
+        say(messageOf(error), "error");
       }
     }
   };

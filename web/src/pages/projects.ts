@@ -1,14 +1,8 @@
 // The projects the user may label (an admin sees them all; a labeler, those it is a member of).
 
-import { Me, Project, call, signOut } from "../api";
+import { Me, Project, call, signOut, TASK_TYPES } from "../api";
 import { h, header, show } from "../dom";
 
-const TASK_TYPES: Record<string, string> = {
-  image_classification_multiclass: "Classification (one class)",
-  image_classification_multilabel: "Classification (several classes)",
-  object_detection: "Bounding boxes",
-  instance_segmentation: "Polygons",
-};
 
 export async function projectsPage(): Promise<void> {
   const [me, list] = await Promise.all([
@@ -39,7 +33,7 @@ export async function projectsPage(): Promise<void> {
       me?.role === "admin"
         ? h("a", { href: `#/projects/${encodeURIComponent(project.id)}`, "aria-label": `Dashboard of ${project.name}` }, "Dashboard")
         : null,
-      h("span", { class: "muted" }, TASK_TYPES[project.task_type] ?? project.task_type),
+      h("span", { class: "muted" }, TASK_TYPES.find(([value]) => value === project.task_type)?.[1] ?? project.task_type),
       h("span", { class: `status ${project.status}` }, project.status),
     ),
   );
