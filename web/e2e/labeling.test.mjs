@@ -310,6 +310,21 @@ test("an admin creates a project through the form from uploaded files and sees i
     return path;
   });
   const { page, context, errors } = await newPage();
+  // Counts the files read into memory at once (hashing reads a whole file).
+  await page.addInitScript(() => {
+    let reading = 0;
+    window.mostReadAtOnce = 0;
+    const read = Blob.prototype.arrayBuffer;
+    Blob.prototype.arrayBuffer = async function () {
+      reading += 1;
+      window.mostReadAtOnce = Math.max(window.mostReadAtOnce, reading);
+      try {
+        return await read.call(this);
+      } finally {
+        reading -= 1;
+      }
+    };
+  });
   await signIn(page);
   await page.click("text=New project");
   await page.waitForSelector("#name");
@@ -325,6 +340,7 @@ test("an admin creates a project through the form from uploaded files and sees i
     timeout: 30_000,
   });
   assert.match(await page.textContent(".summary"), /0 of 9 items labeled/);
+  assert.equal(await page.evaluate(() => window.mostReadAtOnce), 1, "files are hashed one at a time");
   // The 9 files went into a dataset named after the project, which is the project's source.
   const dataset = await api("GET", "/datasets/uploaded-colours");
   assert.equal(dataset.status, 200, JSON.stringify(dataset.body));

@@ -28,8 +28,11 @@ function field(label: string, control: HTMLElement, hint?: string): HTMLElement 
   );
 }
 
+/** Larger files go without a digest: hashing reads the whole file into memory. */
+const HASH_AT_MOST = 512 * 1024 * 1024;
+
 async function sha256Hex(file: File): Promise<string | undefined> {
-  if (!crypto?.subtle) return undefined;
+  if (!crypto?.subtle || file.size > HASH_AT_MOST) return undefined;
   const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -63,13 +66,11 @@ async function upload(dataset: string, files: File[], bar: HTMLProgressElement, 
   };
   for (let start = 0; start < files.length; start += UPLOAD_BATCH) {
     const batch = files.slice(start, start + UPLOAD_BATCH);
-    const described = await Promise.all(
-      batch.map(async (file) => ({
-        name: file.webkitRelativePath || file.name,
-        size: file.size,
-        sha256: await sha256Hex(file),
-      })),
-    );
+    // One file in memory at a time: 200 camera photos hashed at once would hold 2 GB.
+    const described = [];
+    for (const file of batch) {
+      described.push({ name: file.webkitRelativePath || file.name, size: file.size, sha256: await sha256Hex(file) });
+    }
     const answer = await call<{ uploads: UploadSlot[] }>("POST", `/datasets/${encodeURIComponent(dataset)}/uploads`, {
       files: described,
     });
