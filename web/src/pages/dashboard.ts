@@ -211,10 +211,9 @@ export async function dashboardPage(projectId: string): Promise<() => void> {
 
   async function update(): Promise<void> {
     try {
-      const [dashboard, ml] = await Promise.all([
-        call<Dashboard>("GET", `${base}/dashboard`),
-        call<MlStatus>("GET", `${base}/ml`).catch(() => null),
-      ]);
+      const dashboard = await call<Dashboard>("GET", `${base}/dashboard`);
+      // The runs page reads every run of the project: only with ML assist, every 3 s.
+      const ml = dashboard?.ml ? await call<MlStatus>("GET", `${base}/ml`).catch(() => null) : null;
       if (!dashboard || stopped) return;
       const total = dashboard.total_items;
       body.replaceChildren(
@@ -246,7 +245,7 @@ export async function dashboardPage(projectId: string): Promise<() => void> {
           bars("Queues", Object.entries(dashboard.queues)),
           bars("Labels", Object.entries(dashboard.label_distribution)),
         ),
-        ml && (dashboard.ml || ml.runs.length) ? mlSection(ml, dashboard) : "",
+        ml ? mlSection(ml, dashboard) : "",
       );
     } catch (error) {
       body.replaceChildren(notice(messageOf(error), "error"));
