@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# CI builds a clean clone once: incremental caches would only cost it disk (gigabytes) and time.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 echo "== Python judges (pycocotools 2.0.8 and newest, from PyPI)"
 eval "$(./infra/python-env.sh)"
@@ -37,7 +39,10 @@ echo "== cargo test (embedded store, AWS adapters against the emulator)"
 cargo test --workspace --locked
 
 echo "== the black-box HTTP suite again, on DynamoDB, S3 and SQS (the emulator)"
-LABELING_TEST_STORE=aws cargo test --locked -p labeling-tests
+# `--workspace` with the test targets named, not `-p labeling-tests`: features unify over the
+# packages a command selects, so `-p` would build every dependency and binary a second time
+# (half an hour and gigabytes of disk on CI), while this reuses the build above.
+LABELING_TEST_STORE=aws cargo test --workspace --locked --test blackbox --test logging
 
 echo "== the web app in headless Chromium against a fresh local server"
 ./web/e2e/run.sh "${CARGO_TARGET_DIR:-target}/debug/labeling"

@@ -540,8 +540,8 @@ async fn an_export_whose_upload_is_gone_between_runs_starts_over_once() {
     assert_same_bytes(&bytes_of(&fixture, &project, &export.id).await, &expected);
 }
 
-/// The realistic size, measured by hand (`cargo test -p labeling-tests --test
-/// export_continuations -- --ignored --nocapture`): a COCO export with `include_unlabeled` of
+/// The realistic size, measured by hand (`cargo test -p labeling-tests --test blackbox
+/// export_continuations::measure -- --ignored --nocapture`): a COCO export with `include_unlabeled` of
 /// 100,000 images in one step a message; prints the messages, the time and the peak memory.
 #[tokio::test]
 #[ignore = "a measurement: minutes of work"]

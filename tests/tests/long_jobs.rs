@@ -516,7 +516,8 @@ async fn a_refresh_holds_a_chunk_a_batch_and_a_page_however_large_the_manifest()
     assert!(memory.most_keys_held < 30_000 / 2);
 }
 
-/// By hand: `cargo test -p labeling-tests --release --test long_jobs -- --ignored --nocapture`.
+/// By hand: `cargo test -p labeling-tests --release --test blackbox long_jobs::measure -- --ignored
+/// --nocapture`.
 #[tokio::test]
 #[ignore = "a measurement: 500,000 files take minutes to list"]
 async fn measure_a_refresh_of_490_000_keys() {
