@@ -224,6 +224,22 @@ def ref_target(node) -> str | None:
     return node.get("Ref") if isinstance(node, dict) and isinstance(node.get("Ref"), str) else None
 
 
+def web_sign_in_problems(parsed: dict, routes: dict[tuple[str, str], list[str]]) -> list[str]:
+    """The function serving the web app knows the Cognito app client it signs in with
+    (LABELING_COGNITO_CLIENT_ID from UserPoolClient): without it the app on AWS asks for a
+    pasted token instead of a user name and password."""
+    owners = routes.get(("GET", "/")) or []
+    if not owners:
+        return ["no function serves GET / (the web app)"]
+    function = owners[0].split(".")[0]
+    resource = (parsed.get("Resources") or {}).get(function) or {}
+    variables = ((resource.get("Properties") or {}).get("Environment") or {}).get("Variables") or {}
+    client = variables.get("LABELING_COGNITO_CLIENT_ID")
+    if client is None or "UserPoolClient" not in json.dumps(client):
+        return [f"{function} serves the web app but its LABELING_COGNITO_CLIENT_ID does not name UserPoolClient"]
+    return []
+
+
 def logging_problems(parsed: dict) -> list[str]:
     problems = []
     groups = resources_of(parsed, {"AWS::Logs::LogGroup"})
@@ -524,6 +540,7 @@ def main() -> int:
         ("PutObject names prefixes", put_object_problems(parsed)),
         ("kept resources are reusable", kept_resource_problems(parsed)),
         ("alarms, tracing and access logs", alarm_problems(parsed)),
+        ("the web app signs in with the stack's app client", web_sign_in_problems(parsed, routes)),
         ("Lambda binaries are stripped and unwind", binary_problems(parsed, args.cargo_toml)),
     ]:
         print(f"{title}: {'ok' if not found else f'{len(found)} problem(s)'}")

@@ -135,6 +135,19 @@ fn a_function_that_does_not_name_its_log_group_fails_the_check() {
 }
 
 #[test]
+fn a_web_app_without_the_stacks_app_client_fails_the_check() {
+    assert_template_defect_is_caught(
+        "no-sign-in-client",
+        altered(
+            &template(),
+            "LABELING_COGNITO_CLIENT_ID: !If [UseCognito, !Ref UserPoolClient, !Ref AWS::NoValue]",
+            "LABELING_SIGN_IN: token",
+        ),
+        "ProjectsFunction serves the web app but its LABELING_COGNITO_CLIENT_ID does not name UserPoolClient",
+    );
+}
+
+#[test]
 fn an_uploads_queue_visible_again_before_six_refresh_timeouts_fails_the_check() {
     assert_template_defect_is_caught(
         "short-visibility",

@@ -57,6 +57,19 @@ async fn the_app_is_served_at_the_root_with_its_files_and_safe_headers() {
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{file}");
     }
 
+    // The local default signs in with the users file's tokens.
+    let config = app
+        .client
+        .get(format!("{}/app/config.json", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(config.status(), StatusCode::OK);
+    assert_eq!(
+        config.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"sign_in": "token"})
+    );
+
     let missing = app
         .client
         .get(format!("{}/app/../../etc/passwd", app.base))

@@ -10,7 +10,6 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { createRequire } from "node:module";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -25,13 +24,11 @@ import {
   classificationProject,
   drawingProject,
   launchOptions,
+  look,
   png,
   signInAs,
   truthOf,
 } from "./support.mjs";
-
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 
 /** Where image pixel (x, y) is on the screen. */
 async function onScreen(page, x, y) {
@@ -88,26 +85,11 @@ after(async () => {
 });
 
 async function newPage() {
-  // axe is injected as a script: the app's content security policy would refuse it.
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, bypassCSP: true });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
   return { page, context, errors };
-}
-
-/** A screenshot and an accessibility check of what the page shows now. */
-async function look(page, name) {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
-  await page.addScriptTag({ content: AXE });
-  const result = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const { violations } = await axe.run(document, { resultTypes: ["violations"] });
-    return violations
-      .filter((v) => v.impact === "serious" || v.impact === "critical")
-      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-  });
-  assert.deepEqual(result, [], `${name}: accessibility violations`);
 }
 
 async function signIn(page, token = ADMIN) {

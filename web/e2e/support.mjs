@@ -2,7 +2,8 @@
 // address, admin token and data folder), images made here, API calls, and Chromium's options.
 
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { deflateSync } from "node:zlib";
 
@@ -18,7 +19,6 @@ export const COLOURS = {
   pink: [219, 39, 119],
 };
 
-/** A solid-colour PNG, made here so the test needs no image library. */
 /** A solid-colour PNG, made here so the test needs no image library. */
 export function png(width, height, [r, g, b]) {
   const crcTable = Array.from({ length: 256 }, (_, n) => {
@@ -132,4 +132,24 @@ export async function signInAs(page, token = ADMIN) {
   await page.keyboard.type(token);
   await page.keyboard.press("Enter");
   await page.waitForSelector(".projects, .card p");
+}
+
+const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+/**
+ * A screenshot of what the page shows now, and an axe-core check of it (no serious or critical
+ * violation). axe is evaluated through the DevTools protocol, which the app's content security
+ * policy (enforced in every test) does not govern.
+ */
+export async function look(page, name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+  await page.evaluate(AXE);
+  const result = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const { violations } = await axe.run(document, { resultTypes: ["violations"] });
+    return violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+  });
+  assert.deepEqual(result, [], `${name}: accessibility violations`);
 }

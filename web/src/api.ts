@@ -1,7 +1,10 @@
-// The HTTP API as the app uses it: the bearer token kept for this tab's session, JSON in and
-// out, and errors as the API sends them (problem+json: a type slug, a detail, field pointers).
+// The HTTP API as the app uses it: the bearer token of this tab's session (session.ts), JSON
+// in and out, and errors as the API sends them (problem+json: a type slug, a detail, field
+// pointers).
 
-const TOKEN_KEY = "labeling.token";
+import { renewIfDue, token } from "./session";
+
+export { signOut, token } from "./session";
 
 export interface FieldProblem {
   pointer: string;
@@ -33,19 +36,8 @@ export const TASK_TYPES: [string, string, number[]][] = [
   ["instance_segmentation", "Polygons", [1]],
 ];
 
-export function token(): string | null {
-  return sessionStorage.getItem(TOKEN_KEY);
-}
-
-export function signIn(value: string): void {
-  sessionStorage.setItem(TOKEN_KEY, value.trim());
-}
-
-export function signOut(): void {
-  sessionStorage.removeItem(TOKEN_KEY);
-}
-
 export async function call<T>(method: string, path: string, body?: unknown): Promise<T | null> {
+  await renewIfDue();
   const headers: Record<string, string> = { accept: "application/json" };
   const bearer = token();
   if (bearer) headers.authorization = `Bearer ${bearer}`;

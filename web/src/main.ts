@@ -1,6 +1,6 @@
 // The app's entry: a hash router over the pages (sign in, projects, label).
 
-import { ApiError, token, messageOf } from "./api";
+import { ApiError, messageOf, signOut, token } from "./api";
 import "./style.css";
 import { notice, show } from "./dom";
 import { projectsPage } from "./pages/projects";
@@ -12,6 +12,8 @@ import { dataPage } from "./pages/data";
 import { detailsPage } from "./pages/details";
 
 let leave: (() => void) | null = null;
+/** Why the sign-in page shows: a session the API stopped accepting. */
+let signInReason: string | undefined;
 
 async function route(): Promise<void> {
   leave?.();
@@ -27,7 +29,8 @@ async function route(): Promise<void> {
     const details = path.match(/^\/projects\/([^/]+)\/details$/);
     const data = path.match(/^\/projects\/([^/]+)\/data(?:\/([a-z_]+))?$/);
     if (path === "/signin") {
-      signInPage();
+      await signInPage(signInReason);
+      signInReason = undefined;
     } else if (path === "/new") {
       createPage();
     } else if (label) {
@@ -43,6 +46,8 @@ async function route(): Promise<void> {
     }
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
+      if (token()) signInReason = "Your session ended: sign in again.";
+      signOut();
       location.hash = "#/signin";
       return;
     }

@@ -3,6 +3,7 @@
 
 pub mod blob_server;
 pub mod client;
+pub mod cognito;
 pub mod demo;
 pub mod http;
 pub mod ml_setup;
@@ -49,6 +50,8 @@ pub struct Options {
     pub ml_backbone: ml_setup::MlBackbone,
     /// How often the server checks whether an ML run is due.
     pub ml_check_interval: std::time::Duration,
+    /// Sign-in with a Cognito user pool (its tokens accepted beside the users file's).
+    pub cognito: Option<cognito::CognitoSettings>,
 }
 
 impl Options {
@@ -63,6 +66,7 @@ impl Options {
                 "this server was started without an ML backbone".to_owned(),
             ),
             ml_check_interval: ml_setup::ML_CHECK_INTERVAL,
+            cognito: None,
         }
     }
 }
@@ -94,6 +98,9 @@ pub struct Local {
     pub max_upload_bytes: u64,
     pub ml_backbone: ml_setup::MlBackbone,
     pub ml_check_interval: std::time::Duration,
+    /// Who a request's bearer token is, and how the web app signs in.
+    authenticator: Arc<dyn labeling_api::Authenticator>,
+    sign_in: Arc<labeling_api::web::SignIn>,
 }
 
 /// The key that signs blob URLs: 32 random bytes, made on first start, readable by the owner
@@ -207,6 +214,23 @@ impl Local {
                 (service, table, blobs, None, queue, Some(aws))
             }
         };
+        let (authenticator, sign_in): (Arc<dyn labeling_api::Authenticator>, _) =
+            match options.cognito {
+                Some(settings) => {
+                    let sign_in = settings.sign_in();
+                    let tokens = cognito::CognitoTokens::connect(
+                        settings,
+                        labeling_api::auth::GroupRoles::new("labeling-admins", "labelers"),
+                        users::BearerTokens(users.clone()),
+                    )
+                    .await?;
+                    (Arc::new(tokens), sign_in)
+                }
+                None => (
+                    Arc::new(users::BearerTokens(users.clone())),
+                    labeling_api::web::SignIn::Token,
+                ),
+            };
         Ok(Self {
             service: Arc::new(service),
             blobs,
@@ -220,13 +244,16 @@ impl Local {
             max_upload_bytes: options.max_upload_bytes,
             ml_backbone: options.ml_backbone,
             ml_check_interval: options.ml_check_interval,
+            authenticator,
+            sign_in: Arc::new(sign_in),
         })
     }
 
     pub fn router(&self) -> axum::Router {
         let api = router(AppState {
             service: self.service.clone(),
-            authenticator: Arc::new(users::BearerTokens(self.users.clone())),
+            authenticator: self.authenticator.clone(),
+            sign_in: self.sign_in.clone(),
         })
         .merge(users::routes(self.users.clone()));
         let api = match &self.folder {

@@ -29,6 +29,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve the HTTP API and run background jobs, on the embedded storage or on AWS.
     Serve(ServeArgs),
@@ -132,6 +134,29 @@ struct ServeArgs {
     /// Create the table, bucket and queues when missing (aws store).
     #[arg(long)]
     create_resources: bool,
+    /// Sign in with this Cognito user pool (`REGION_ID`): the web app asks for a user name and
+    /// password, and the pool's tokens are accepted (groups `labeling-admins` and `labelers`
+    /// give the roles) beside the users file's.
+    #[arg(
+        long,
+        env = "LABELING_COGNITO_USER_POOL_ID",
+        requires = "cognito_client_id"
+    )]
+    cognito_user_pool_id: Option<String>,
+    /// The pool's app client (no secret; USER_PASSWORD_AUTH and REFRESH_TOKEN_AUTH allowed).
+    #[arg(
+        long,
+        env = "LABELING_COGNITO_CLIENT_ID",
+        requires = "cognito_user_pool_id"
+    )]
+    cognito_client_id: Option<String>,
+    /// Cognito's endpoint, for an emulator (default: the pool's region on AWS).
+    #[arg(
+        long,
+        env = "LABELING_COGNITO_ENDPOINT",
+        requires = "cognito_user_pool_id"
+    )]
+    cognito_endpoint: Option<String>,
 }
 
 /// The `--store` flag, parsed once: clap refuses anything else, naming the choices.
@@ -286,6 +311,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut options = Options::new(&args.data_dir);
     options.admin_token = args.admin_token;
     options.ml_backbone = ml_backbone(args.no_ml, args.ml_dylib, args.ml_backbone);
+    if let (Some(pool), Some(client)) = (&args.cognito_user_pool_id, &args.cognito_client_id) {
+        options.cognito = Some(labeling_local::cognito::CognitoSettings::new(
+            pool,
+            client,
+            args.cognito_endpoint.as_deref(),
+        )?);
+    }
     let demo_bucket = if args.store == StoreKind::Aws {
         options.store = Store::Aws {
             settings: AwsSettings {

@@ -6,5 +6,5 @@ async fn main() -> anyhow::Result<()> {
     labeling_lambda::init_tracing();
     let config = labeling_lambda::Config::from_env()?;
     let (service, _aws) = labeling_lambda::service(&config).await?;
-    labeling_lambda::run_http(&config, labeling_lambda::http_app(service, &config)).await
+    labeling_lambda::run_http(&config, labeling_lambda::http_app(service, &config)?).await
 }

@@ -2,7 +2,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use labeling_core::Actor;
+use labeling_core::{Actor, Role};
 
 use crate::problem::Problem;
 use crate::routes::AppState;
@@ -42,6 +42,62 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Roles from an identity provider's groups claim (`cognito:groups`, or `groups`): members of
+/// the admin group are admins, of the labeler group labelers, anyone else has no access. Shared
+/// by API Gateway's authorizer (its claims arrive checked) and the local server's own check
+/// of Cognito tokens.
+pub struct GroupRoles {
+    admin_group: String,
+    labeler_group: String,
+}
+
+impl GroupRoles {
+    /// Members of `admin_group` are admins, of `labeler_group` labelers (the configuration's
+    /// `LABELING_ADMIN_GROUP` and `LABELING_LABELER_GROUP`).
+    pub fn new(admin_group: &str, labeler_group: &str) -> Self {
+        Self {
+            admin_group: admin_group.to_owned(),
+            labeler_group: labeler_group.to_owned(),
+        }
+    }
+
+    /// The actor for a set of claims (name → value as API Gateway passes them).
+    pub fn actor<'a>(&self, claim: impl Fn(&str) -> Option<&'a str>) -> Option<Actor> {
+        let user = claim("cognito:username")
+            .or_else(|| claim("username"))
+            .or_else(|| claim("email"))
+            .or_else(|| claim("sub"))?;
+        let groups = parse_groups(
+            claim("cognito:groups")
+                .or_else(|| claim("groups"))
+                .unwrap_or(""),
+        );
+        let role = if groups.iter().any(|g| *g == self.admin_group) {
+            Role::Admin
+        } else if groups.iter().any(|g| *g == self.labeler_group) {
+            Role::Labeler
+        } else {
+            return None;
+        };
+        Some(Actor {
+            user: user.to_owned(),
+            role,
+        })
+    }
+}
+
+/// API Gateway flattens list claims into `[a b]`; tokens may also carry a JSON list or a
+/// comma-separated string.
+fn parse_groups(raw: &str) -> Vec<&str> {
+    raw.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split([' ', ','])
+        .map(|g| g.trim().trim_matches('"'))
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
 /// The authenticated caller of a request.
 pub struct Caller(pub Actor);
 
@@ -57,5 +113,40 @@ impl FromRequestParts<AppState> for Caller {
             .authenticate(parts)
             .map(Caller)
             .ok_or_else(Problem::unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_map_to_roles() {
+        let roles = GroupRoles::new("labeling-admins", "labelers");
+        let claims = |groups: &'static str| {
+            move |name: &str| match name {
+                "cognito:username" => Some("ann"),
+                "cognito:groups" => Some(groups),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            roles.actor(claims("[labelers]")),
+            Some(Actor::labeler("ann"))
+        );
+        assert_eq!(
+            roles.actor(claims("[labelers labeling-admins]")),
+            Some(Actor::admin("ann"))
+        );
+        assert_eq!(
+            roles.actor(claims("[\"labelers\"]")),
+            Some(Actor::labeler("ann"))
+        );
+        assert_eq!(
+            roles.actor(claims("[others]")),
+            None,
+            "no known group: no access"
+        );
+        assert_eq!(roles.actor(claims("")), None);
     }
 }

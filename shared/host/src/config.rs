@@ -44,6 +44,12 @@ pub struct Config {
     pub admin_group: String,
     /// `LABELING_LABELER_GROUP` (default `labelers`): the group whose members are labelers.
     pub labeler_group: String,
+    /// `LABELING_COGNITO_CLIENT_ID`: the user pool's app client the web app signs in with
+    /// (unset on a stack whose tokens come from another OIDC provider).
+    pub cognito_client_id: Option<String>,
+    /// `LABELING_COGNITO_ENDPOINT` (default `https://cognito-idp.REGION.amazonaws.com/`):
+    /// where the web app sends its sign-in requests.
+    pub cognito_endpoint: String,
     /// `AWS_LAMBDA_RUNTIME_API`: set by Lambda; its presence means "serve as a Lambda function".
     pub in_lambda: bool,
     /// `LABELING_ADDR` (default 127.0.0.1:8080): where an HTTP function listens when tried out
@@ -110,6 +116,9 @@ impl Config {
             admin_group: get("LABELING_ADMIN_GROUP")
                 .unwrap_or_else(|| "labeling-admins".to_owned()),
             labeler_group: get("LABELING_LABELER_GROUP").unwrap_or_else(|| "labelers".to_owned()),
+            cognito_client_id: get("LABELING_COGNITO_CLIENT_ID"),
+            cognito_endpoint: get("LABELING_COGNITO_ENDPOINT")
+                .unwrap_or_else(|| format!("https://cognito-idp.{}.amazonaws.com/", aws.region)),
             in_lambda: lookup("AWS_LAMBDA_RUNTIME_API").is_some(),
             addr,
             job_time_budget,

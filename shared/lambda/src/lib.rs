@@ -9,6 +9,8 @@ pub mod s3_events;
 use std::sync::Arc;
 
 use anyhow::Context;
+use labeling_api::auth::GroupRoles;
+use labeling_api::web::SignIn;
 use labeling_api::{AppState, router};
 use labeling_aws::Aws;
 use labeling_core::Service;
@@ -49,12 +51,23 @@ pub fn service_on(aws: &Aws, config: &Config) -> Service {
 }
 
 /// The HTTP router with identities from the JWT authorizer. No local users, no local blob
-/// serving: users live in the identity provider and images are served by S3.
-pub fn http_app(service: Arc<Service>, config: &Config) -> axum::Router {
-    router(AppState {
+/// serving: users live in the identity provider and images are served by S3. The web app
+/// signs in with Cognito when the stack names its app client; refused at start when the
+/// client id or endpoint is malformed.
+pub fn http_app(service: Arc<Service>, config: &Config) -> anyhow::Result<axum::Router> {
+    let sign_in = match &config.cognito_client_id {
+        Some(client_id) => SignIn::cognito(&config.cognito_endpoint, client_id)
+            .map_err(|reason| anyhow::anyhow!("LABELING_COGNITO_*: {reason}"))?,
+        None => SignIn::Token,
+    };
+    Ok(router(AppState {
         service,
-        authenticator: Arc::new(JwtClaims::new(&config.admin_group, &config.labeler_group)),
-    })
+        authenticator: Arc::new(JwtClaims(GroupRoles::new(
+            &config.admin_group,
+            &config.labeler_group,
+        ))),
+        sign_in: Arc::new(sign_in),
+    }))
 }
 
 /// Serves `app` as a Lambda function when running in Lambda, else on `config.addr` for a

@@ -110,7 +110,7 @@ async fn api_gateway_events_get_the_same_answers_as_the_local_server() {
             .then(|| "unused".to_owned())
     })
     .unwrap();
-    let lambda_app = labeling_lambda::http_app(local.service.clone(), &config);
+    let lambda_app = labeling_lambda::http_app(local.service.clone(), &config).unwrap();
     let admin = Some(("admin", "[labeling-admins]"));
     let ann = Some(("ann", "[labelers]"));
 
@@ -341,6 +341,37 @@ async fn api_gateway_events_get_the_same_answers_as_the_local_server() {
         StatusCode::NOT_FOUND,
         "users come from the identity provider on AWS"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// On AWS the web app is told to sign in with the stack's app client, on the region's Cognito
+/// endpoint; a malformed client id stops the function at start instead.
+#[tokio::test]
+async fn the_web_app_on_aws_signs_in_with_the_stacks_app_client() {
+    let dir = std::env::temp_dir().join(format!("labeling-sign-in-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let local = Local::open(Options::new(&dir)).await.unwrap();
+    let config_with = |client: &'static str| {
+        labeling_lambda::Config::from_lookup(move |name| match name {
+            "LABELING_TABLE" | "LABELING_BUCKET" | "LABELING_JOBS_QUEUE" => {
+                Some("unused".to_owned())
+            }
+            "AWS_REGION" => Some("eu-west-1".to_owned()),
+            "LABELING_COGNITO_CLIENT_ID" => Some(client.to_owned()),
+            _ => None,
+        })
+        .unwrap()
+    };
+    let app = labeling_lambda::http_app(local.service.clone(), &config_with("4abc123def")).unwrap();
+    let (status, config) = via_lambda(&app, "GET", "/app/config.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        config,
+        json!({"sign_in": "cognito", "endpoint": "https://cognito-idp.eu-west-1.amazonaws.com/",
+               "client_id": "4abc123def"})
+    );
+    let refused = labeling_lambda::http_app(local.service.clone(), &config_with("a\"; b"));
+    assert!(refused.is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -29,6 +29,8 @@ pub struct AppState {
     pub service: Arc<Service>,
     /// Who is calling, and (where it can tell) which users exist.
     pub authenticator: Arc<dyn Authenticator>,
+    /// How the web app signs users in (`/app/config.json`).
+    pub sign_in: Arc<crate::web::SignIn>,
 }
 
 /// Every route of the shared API, path and handlers: the router is built from this list and
