@@ -14,9 +14,14 @@
 //!   into the run);
 //! - infer: [`head::Head::from_json`], [`head::Head::probabilities`] per unlabeled item, and
 //!   [`validation::ValidationReport::prelabels`] for the labels (with confidences) to queue;
-//! - cluster: [`cluster::pack_pages`] over a window of upcoming unlabeled items.
+//! - cluster: [`cluster::pack_pages`] over a window of upcoming unlabeled items;
+//! - detect: [`detect::train_detector`] on frozen backbone feature maps (a CenterNet-style
+//!   object-detection head), [`detect::Detector::detect`] per image, and
+//!   [`detect::evaluate_detections`] with [`detect::choose_threshold`] for per-class AP and
+//!   prelabel thresholds.
 
 pub mod cluster;
+pub mod detect;
 pub mod embeddings;
 pub mod head;
 pub mod validation;
