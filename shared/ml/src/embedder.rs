@@ -21,7 +21,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 32;
 /// ONNX Runtime allows one environment a process; every session shares it.
 static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
 
-fn environment(dylib: &Path) -> anyhow::Result<Environment> {
+pub(crate) fn environment(dylib: &Path) -> anyhow::Result<Environment> {
     let mut slot = ENVIRONMENT.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(environment) = slot.as_ref() {
         return Ok(environment.clone());
@@ -317,7 +317,7 @@ impl Inner {
 
 /// A CUDA session when this ONNX Runtime has the provider and a GPU answers; CPU otherwise.
 /// Says which.
-fn build_session(
+pub(crate) fn build_session(
     environment: &Environment,
     model: &[u8],
 ) -> anyhow::Result<(Session, &'static str)> {

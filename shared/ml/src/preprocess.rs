@@ -91,13 +91,65 @@ pub fn crop_resize_normalize(rgb: &image::RgbImage, spec: &BackboneSpec, out: &m
     let y0 = (height - side) / 2;
     let columns = Taps::new(x0, side, width, size);
     let rows = Taps::new(y0, side, height, size);
+    let plane = size * size;
+    let scale = spec.std.map(|s| 1.0 / s);
+    resize_with(rgb, &columns, &rows, |x, y, pixel| {
+        for c in 0..3 {
+            out[c * plane + y * size + x] = (pixel[c] - spec.mean[c]) * scale[c];
+        }
+    });
+}
 
-    // Horizontal pass over only the rows the vertical taps read, into f32 RGB rows.
+/// The whole image resized to `content` pixels (width, height) and placed at `offset` in a
+/// square canvas of `side` pixels, the rest filled with grey (127, which (x - 127) / 128 maps
+/// to about 0), then `(x - mean) / std`, as planes (CHW) into `out` (length `3 * side * side`).
+/// What a detection backbone reads: the aspect ratio survives, so boxes map back exactly.
+pub fn letterbox_normalize(
+    rgb: &image::RgbImage,
+    content: (u32, u32),
+    offset: (u32, u32),
+    side: u32,
+    mean: [f32; 3],
+    std: [f32; 3],
+    out: &mut [f32],
+) {
+    let (width, height) = rgb.dimensions();
+    let side = side as usize;
+    let plane = side * side;
+    let scale = std.map(|s| 1.0 / s);
+    for c in 0..3 {
+        out[c * plane..(c + 1) * plane].fill((LETTERBOX_GREY - mean[c]) * scale[c]);
+    }
+    let columns = Taps::new(0, width, width, content.0.max(1) as usize);
+    let rows = Taps::new(0, height, height, content.1.max(1) as usize);
+    let (left, top) = (offset.0 as usize, offset.1 as usize);
+    resize_with(rgb, &columns, &rows, |x, y, pixel| {
+        let (x, y) = (left + x, top + y);
+        if x < side && y < side {
+            for c in 0..3 {
+                out[c * plane + y * side + x] = (pixel[c] - mean[c]) * scale[c];
+            }
+        }
+    });
+}
+
+/// The padding's value before normalization.
+const LETTERBOX_GREY: f32 = 127.0;
+
+/// Resamples the source pixels the taps read: a horizontal pass over only the rows the vertical
+/// taps need (into f32 RGB rows), then the vertical pass, handing each output pixel to `put`.
+fn resize_with(
+    rgb: &image::RgbImage,
+    columns: &Taps,
+    rows: &Taps,
+    mut put: impl FnMut(usize, usize, [f32; 3]),
+) {
+    let (out_width, out_height) = (columns.len(), rows.len());
     let (first_row, last_row) = rows.span();
-    let stride = width as usize * 3;
+    let stride = rgb.width() as usize * 3;
     let raw = rgb.as_raw();
-    let mut horizontal = vec![0f32; (last_row - first_row) * size * 3];
-    for (r, line) in horizontal.chunks_exact_mut(size * 3).enumerate() {
+    let mut horizontal = vec![0f32; (last_row - first_row) * out_width * 3];
+    for (r, line) in horizontal.chunks_exact_mut(out_width * 3).enumerate() {
         let src = &raw[(first_row + r) * stride..(first_row + r + 1) * stride];
         for (x, px) in line.chunks_exact_mut(3).enumerate() {
             let (start, weights) = columns.of(x);
@@ -111,22 +163,17 @@ pub fn crop_resize_normalize(rgb: &image::RgbImage, spec: &BackboneSpec, out: &m
             px.copy_from_slice(&acc);
         }
     }
-
-    let plane = size * size;
-    let scale = spec.std.map(|s| 1.0 / s);
-    for y in 0..size {
+    for y in 0..out_height {
         let (start, weights) = rows.of(y);
-        for x in 0..size {
+        for x in 0..out_width {
             let mut acc = [0f32; 3];
             for (k, w) in weights.iter().enumerate() {
-                let s = ((start + k - first_row) * size + x) * 3;
+                let s = ((start + k - first_row) * out_width + x) * 3;
                 acc[0] += w * horizontal[s];
                 acc[1] += w * horizontal[s + 1];
                 acc[2] += w * horizontal[s + 2];
             }
-            for c in 0..3 {
-                out[c * plane + y * size + x] = (acc[c] - spec.mean[c]) * scale[c];
-            }
+            put(x, y, acc);
         }
     }
 }
@@ -169,6 +216,11 @@ impl Taps {
             width,
             weights,
         }
+    }
+
+    /// Output pixels along the axis.
+    fn len(&self) -> usize {
+        self.starts.len()
     }
 
     fn of(&self, i: usize) -> (usize, &[f32]) {
