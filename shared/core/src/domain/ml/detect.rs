@@ -45,7 +45,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::numeric::{SplitMix, axpy, dot};
+use super::numeric::{Adam, SplitMix, axpy, dot, sigmoid_f64, softplus};
 
 /// The version of a stored [`Detector`]: bumped when its layout changes, so an old blob is
 /// refused instead of misread.
@@ -604,24 +604,10 @@ fn cell_input(
     context.iter_mut().for_each(|c| *c *= 1.0 / 9.0);
 }
 
-fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
-
-/// ln(1 + e^x) without overflow.
-fn softplus(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
-}
-
 /// The focal loss at a centre cell with logit `z`, `-(1 - p)^a ln p`, and its derivative in `z`:
 /// `-(1 - p)^a (a p (-ln p) + 1 - p)`.
 fn focal_positive(z: f64) -> (f64, f64) {
-    let (p, miss) = (sigmoid(z), sigmoid(-z));
+    let (p, miss) = (sigmoid_f64(z), sigmoid_f64(-z));
     let minus_log_p = softplus(-z);
     let factor = miss.powi(FOCAL_ALPHA);
     let slope = -factor * (f64::from(FOCAL_ALPHA) * p * minus_log_p + miss);
@@ -631,7 +617,7 @@ fn focal_positive(z: f64) -> (f64, f64) {
 /// The focal loss elsewhere, `-(1 - y)^b p^a ln(1 - p)` for a target `y` < 1, and its derivative
 /// in `z`: `(1 - y)^b p^a (a (1 - p) (-ln(1 - p)) + p)`.
 fn focal_negative(z: f64, target: f64) -> (f64, f64) {
-    let (p, miss) = (sigmoid(z), sigmoid(-z));
+    let (p, miss) = (sigmoid_f64(z), sigmoid_f64(-z));
     let minus_log_miss = softplus(z);
     let factor = (1.0 - target).powi(FOCAL_BETA) * p.powi(FOCAL_ALPHA);
     let slope = factor * (f64::from(FOCAL_ALPHA) * miss * minus_log_miss + p);
@@ -1047,27 +1033,24 @@ fn initial_parameters(shape: Shape, size_prior: [f32; 2], rng: &mut SplitMix) ->
     theta
 }
 
-/// Adam (Kingma and Ba) over seeded mini-batches of images, the step decaying linearly to a
-/// tenth so the last epochs settle instead of jittering.
+/// [`Adam`] over seeded mini-batches of images.
 fn optimize(
     problem: &Problem<'_>,
     options: &DetectorOptions,
     theta: &mut [f32],
     rng: &mut SplitMix,
 ) {
-    const BETA1: f32 = 0.9;
-    const BETA2: f32 = 0.999;
-    const EPSILON: f32 = 1e-8;
     let size = theta.len();
     let mut gradient = vec![0.0f32; size];
-    let mut first = vec![0.0f32; size];
-    let mut second = vec![0.0f32; size];
     let n = problem.examples.len();
     let batch = options.batch_size.max(1);
-    let total_steps = (options.epochs * n.div_ceil(batch)).max(1);
+    let mut adam = Adam::new(
+        size,
+        options.learning_rate,
+        options.epochs * n.div_ceil(batch),
+    );
     let mut order: Vec<usize> = (0..n).collect();
     let mut pool = Vec::new();
-    let mut step = 0usize;
     for _ in 0..options.epochs {
         rng.shuffle(&mut order);
         for images in order.chunks(batch) {
@@ -1076,22 +1059,7 @@ fn optimize(
                 .map(|image| problem.select(*image, options.background_cells, rng, &mut pool))
                 .collect();
             problem.loss_and_gradient(theta, &selections, &mut gradient);
-            step += 1;
-            let progress = (step - 1) as f32 / total_steps as f32;
-            let rate = options.learning_rate * (1.0 - 0.9 * progress);
-            let correction1 = 1.0 - BETA1.powi(step as i32);
-            let correction2 = 1.0 - BETA2.powi(step as i32);
-            let step_size = rate * correction2.sqrt() / correction1;
-            for (((t, g), m), v) in theta
-                .iter_mut()
-                .zip(&gradient)
-                .zip(first.iter_mut())
-                .zip(second.iter_mut())
-            {
-                *m = BETA1 * *m + (1.0 - BETA1) * g;
-                *v = BETA2 * *v + (1.0 - BETA2) * g * g;
-                *t -= step_size * *m / (v.sqrt() + EPSILON);
-            }
+            adam.step(theta, &gradient);
         }
     }
 }
@@ -1326,7 +1294,7 @@ impl Detector {
                     }
                     candidates.push(Detection {
                         class: class as u32,
-                        score: sigmoid(f64::from(z)) as f32,
+                        score: sigmoid_f64(f64::from(z)) as f32,
                         bbox,
                     });
                 }
@@ -1621,6 +1589,28 @@ mod tests {
                 .zip(&self.input_boxes)
                 .map(|(features, boxes)| DetectionExample { features, boxes })
                 .collect()
+        }
+
+        /// Every map's detections, `max` at most an image.
+        fn detect_all(&self, detector: &Detector, max: usize) -> Vec<Vec<Detection>> {
+            self.maps
+                .iter()
+                .zip(&self.letterboxes)
+                .map(|(map, letterbox)| detector.detect(map, letterbox, max).unwrap())
+                .collect()
+        }
+
+        /// `predictions` (one list a map) against the truths, at IoU 0.5.
+        fn report(&self, predictions: &[Vec<Detection>]) -> DetectionReport {
+            let images: Vec<EvaluatedImage<'_>> = predictions
+                .iter()
+                .zip(&self.image_boxes)
+                .map(|(predictions, truths)| EvaluatedImage {
+                    predictions,
+                    truths,
+                })
+                .collect();
+            evaluate_detections(&images, 2, 0.5)
         }
     }
 
@@ -2045,21 +2035,8 @@ mod tests {
         let started = Instant::now();
         let detector = train_detector(&train.examples(), 2, &DetectorOptions::default()).unwrap();
         let trained_in = started.elapsed();
-        let predictions: Vec<Vec<Detection>> = fresh
-            .maps
-            .iter()
-            .zip(&fresh.letterboxes)
-            .map(|(map, letterbox)| detector.detect(map, letterbox, 20).unwrap())
-            .collect();
-        let images: Vec<EvaluatedImage<'_>> = predictions
-            .iter()
-            .zip(&fresh.image_boxes)
-            .map(|(predictions, truths)| EvaluatedImage {
-                predictions,
-                truths,
-            })
-            .collect();
-        let report = evaluate_detections(&images, 2, 0.5);
+        let predictions = fresh.detect_all(&detector, 20);
+        let report = fresh.report(&predictions);
         for class in &report.classes {
             assert!(
                 class.average_precision.unwrap() >= 0.8,
@@ -2329,23 +2306,10 @@ mod tests {
         let trained = started.elapsed();
         println!("trained on 1,000 maps of 112 x 24 x 24 in {trained:.2?} with {options:?}");
         let started = Instant::now();
-        let predictions: Vec<Vec<Detection>> = fresh
-            .maps
-            .iter()
-            .zip(&fresh.letterboxes)
-            .map(|(map, letterbox)| detector.detect(map, letterbox, 100).unwrap())
-            .collect();
+        let predictions = fresh.detect_all(&detector, 100);
         let per_image = started.elapsed() / fresh.maps.len() as u32;
         println!("inference: {per_image:.2?} per image (100 detections at most)");
-        let images: Vec<EvaluatedImage<'_>> = predictions
-            .iter()
-            .zip(&fresh.image_boxes)
-            .map(|(predictions, truths)| EvaluatedImage {
-                predictions,
-                truths,
-            })
-            .collect();
-        let report = evaluate_detections(&images, 2, 0.5);
+        let report = fresh.report(&predictions);
         let mut overlaps = Vec::new();
         for (predictions, truths) in predictions.iter().zip(&fresh.image_boxes) {
             for (class, truth) in truths {

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::numeric::{SplitMix, axpy, dot};
+use super::numeric::{Adam, SplitMix, axpy, dot, sigmoid, softplus};
 
 /// How classes compete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,20 +215,6 @@ impl Head {
         }
         Ok(out)
     }
-}
-
-fn sigmoid(z: f32) -> f32 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
-
-/// ln(1 + e^x) without overflow.
-fn softplus(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
 /// Softmax over the trained classes only (the others stay 0); returns ln of the normaliser
@@ -545,43 +531,21 @@ pub fn train(
     })
 }
 
-/// Adam (Kingma and Ba) over seeded mini-batches, the step decaying linearly to a tenth so the
-/// last epochs settle instead of jittering around the optimum.
+/// [`Adam`] over seeded mini-batches.
 fn optimize(problem: &Problem, n: usize, options: &TrainOptions) -> Vec<f32> {
-    const BETA1: f32 = 0.9;
-    const BETA2: f32 = 0.999;
-    const EPSILON: f32 = 1e-8;
     let size = problem.classes() * (problem.dims + 1);
     let mut theta = vec![0.0f32; size];
     let mut grad = vec![0.0f32; size];
-    let mut first = vec![0.0f32; size];
-    let mut second = vec![0.0f32; size];
     let batch = options.batch();
     let epochs = options.epochs_for(n);
-    let total_steps = (epochs * n.div_ceil(batch)).max(1);
+    let mut adam = Adam::new(size, options.learning_rate, epochs * n.div_ceil(batch));
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = SplitMix::new(options.seed);
-    let mut step = 0usize;
     for _ in 0..epochs {
         rng.shuffle(&mut order);
         for indices in order.chunks(batch) {
             problem.loss_and_gradient(&theta, indices, &mut grad);
-            step += 1;
-            let progress = (step - 1) as f32 / total_steps as f32;
-            let rate = options.learning_rate * (1.0 - 0.9 * progress);
-            let correction1 = 1.0 - BETA1.powi(step as i32);
-            let correction2 = 1.0 - BETA2.powi(step as i32);
-            let step_size = rate * correction2.sqrt() / correction1;
-            for (((t, g), m), v) in theta
-                .iter_mut()
-                .zip(&grad)
-                .zip(first.iter_mut())
-                .zip(second.iter_mut())
-            {
-                *m = BETA1 * *m + (1.0 - BETA1) * g;
-                *v = BETA2 * *v + (1.0 - BETA2) * g * g;
-                *t -= step_size * *m / (v.sqrt() + EPSILON);
-            }
+            adam.step(&mut theta, &grad);
         }
     }
     theta

@@ -154,6 +154,76 @@ pub(crate) fn f16_to_f32(half: u16) -> f32 {
     }
 }
 
+/// The logistic function, computed on the side where `exp` cannot overflow.
+pub(crate) fn sigmoid(z: f32) -> f32 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        z.exp() / (1.0 + z.exp())
+    }
+}
+
+/// [`sigmoid`] in f64, for the losses whose gradients are checked to 1e-3.
+pub(crate) fn sigmoid_f64(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        z.exp() / (1.0 + z.exp())
+    }
+}
+
+/// ln(1 + e^x) without overflow.
+pub(crate) fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// Adam (Kingma and Ba) with the step decaying linearly to a tenth over a run of known length,
+/// so the last epochs settle instead of jittering around the optimum. Shared by the heads: the
+/// same update, bit for bit, wherever it runs.
+pub(crate) struct Adam {
+    first: Vec<f32>,
+    second: Vec<f32>,
+    step: usize,
+    total_steps: usize,
+    learning_rate: f32,
+}
+
+impl Adam {
+    const BETA1: f32 = 0.9;
+    const BETA2: f32 = 0.999;
+    const EPSILON: f32 = 1e-8;
+
+    pub(crate) fn new(parameters: usize, learning_rate: f32, total_steps: usize) -> Self {
+        Self {
+            first: vec![0.0; parameters],
+            second: vec![0.0; parameters],
+            step: 0,
+            total_steps: total_steps.max(1),
+            learning_rate,
+        }
+    }
+
+    /// One update of `theta` along `gradient`.
+    pub(crate) fn step(&mut self, theta: &mut [f32], gradient: &[f32]) {
+        self.step += 1;
+        let progress = (self.step - 1) as f32 / self.total_steps as f32;
+        let rate = self.learning_rate * (1.0 - 0.9 * progress);
+        let correction1 = 1.0 - Self::BETA1.powi(self.step as i32);
+        let correction2 = 1.0 - Self::BETA2.powi(self.step as i32);
+        let step_size = rate * correction2.sqrt() / correction1;
+        for (((t, g), m), v) in theta
+            .iter_mut()
+            .zip(gradient)
+            .zip(self.first.iter_mut())
+            .zip(self.second.iter_mut())
+        {
+            *m = Self::BETA1 * *m + (1.0 - Self::BETA1) * g;
+            *v = Self::BETA2 * *v + (1.0 - Self::BETA2) * g * g;
+            *t -= step_size * *m / (v.sqrt() + Self::EPSILON);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
