@@ -40,6 +40,15 @@ export function signInConfig(): Promise<SignInConfig> {
   return config;
 }
 
+type CognitoConfig = Extract<SignInConfig, { sign_in: "cognito" }>;
+
+/** The Cognito settings, or a refusal on a server that signs in with tokens. */
+async function cognitoConfig(): Promise<CognitoConfig> {
+  const found = await signInConfig();
+  if (found.sign_in !== "cognito") throw new SignInError("config", "This server signs in with tokens.");
+  return found;
+}
+
 function load(): Session | null {
   try {
     const stored = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? "null");
@@ -77,7 +86,7 @@ export function signOut(): void {
 }
 
 async function cognito(
-  found: Extract<SignInConfig, { sign_in: "cognito" }>,
+  found: CognitoConfig,
   action: string,
   body: unknown,
 ): Promise<any> {
@@ -134,8 +143,7 @@ function keep(result: any, refresh?: string): void {
 export type PasswordOutcome = { done: true } | { done: false; session: string };
 
 export async function signInWithPassword(user: string, password: string): Promise<PasswordOutcome> {
-  const found = await signInConfig();
-  if (found.sign_in !== "cognito") throw new SignInError("config", "This server signs in with tokens.");
+  const found = await cognitoConfig();
   const answer = await cognito(found, "InitiateAuth", {
     AuthFlow: "USER_PASSWORD_AUTH",
     ClientId: found.client_id,
@@ -150,8 +158,7 @@ export async function chooseNewPassword(
   challenge: string,
   password: string,
 ): Promise<PasswordOutcome> {
-  const found = await signInConfig();
-  if (found.sign_in !== "cognito") throw new SignInError("config", "This server signs in with tokens.");
+  const found = await cognitoConfig();
   const answer = await cognito(found, "RespondToAuthChallenge", {
     ChallengeName: "NEW_PASSWORD_REQUIRED",
     ClientId: found.client_id,

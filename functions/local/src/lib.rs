@@ -220,7 +220,10 @@ impl Local {
                     let sign_in = settings.sign_in();
                     let tokens = cognito::CognitoTokens::connect(
                         settings,
-                        labeling_api::auth::GroupRoles::new("labeling-admins", "labelers"),
+                        labeling_api::auth::GroupRoles::new(
+                            labeling_api::auth::DEFAULT_ADMIN_GROUP,
+                            labeling_api::auth::DEFAULT_LABELER_GROUP,
+                        ),
                         users::BearerTokens(users.clone()),
                     )
                     .await?;

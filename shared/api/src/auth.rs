@@ -51,6 +51,10 @@ pub struct GroupRoles {
     labeler_group: String,
 }
 
+/// The groups the stack creates (template.yaml) and the configuration defaults to.
+pub const DEFAULT_ADMIN_GROUP: &str = "labeling-admins";
+pub const DEFAULT_LABELER_GROUP: &str = "labelers";
+
 impl GroupRoles {
     /// Members of `admin_group` are admins, of `labeler_group` labelers (the configuration's
     /// `LABELING_ADMIN_GROUP` and `LABELING_LABELER_GROUP`).
@@ -122,7 +126,7 @@ mod tests {
 
     #[test]
     fn groups_map_to_roles() {
-        let roles = GroupRoles::new("labeling-admins", "labelers");
+        let roles = GroupRoles::new(DEFAULT_ADMIN_GROUP, DEFAULT_LABELER_GROUP);
         let claims = |groups: &'static str| {
             move |name: &str| match name {
                 "cognito:username" => Some("ann"),

@@ -12,7 +12,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 
 use crate::embedder::{build_session, environment};
-use crate::preprocess::{decode, letterbox_normalize};
+use crate::preprocess::{decode_guarded, letterbox_normalize};
 
 /// What a detection backbone expects and gives.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,17 +45,14 @@ impl FeatureSpec {
     }
 }
 
-/// Decodes `bytes` (with the embedder's limits) and writes the letterboxed, normalized planes
+/// Decodes `bytes` (with the embedder's limits, a panicking decoder caught) and writes the letterboxed, normalized planes
 /// into `out` (`3 * input_size^2`); returns how the image sits in the input.
 pub fn letterbox_preprocess(
     bytes: &[u8],
     spec: &FeatureSpec,
     out: &mut [f32],
 ) -> Result<Letterbox, ImageRejected> {
-    let rgb = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(bytes))) {
-        Ok(decoded) => decoded?,
-        Err(_) => return Err(ImageRejected("the decoder failed on this image".into())),
-    };
+    let rgb = decode_guarded(bytes)?;
     let letterbox = Letterbox::new(rgb.width(), rgb.height(), spec.input_size, spec.stride)
         .map_err(|e| ImageRejected(e.to_string()))?;
     letterbox_normalize(

@@ -21,12 +21,16 @@ const MAX_ALLOC: u64 = 4 * MAX_PIXELS + (16 << 20);
 /// size`), or says why the image is refused. Never panics: a decoder that does on hostile input
 /// is caught and the image refused.
 pub fn preprocess(bytes: &[u8], spec: &BackboneSpec, out: &mut [f32]) -> Result<(), ImageRejected> {
-    let rgb = match catch_unwind(AssertUnwindSafe(|| decode(bytes))) {
-        Ok(decoded) => decoded?,
-        Err(_) => return Err(ImageRejected("the decoder failed on this image".into())),
-    };
-    crop_resize_normalize(&rgb, spec, out);
+    crop_resize_normalize(&decode_guarded(bytes)?, spec, out);
     Ok(())
+}
+
+/// [`decode`], with a decoder that panics on hostile input caught and the image refused.
+pub fn decode_guarded(bytes: &[u8]) -> Result<image::RgbImage, ImageRejected> {
+    match catch_unwind(AssertUnwindSafe(|| decode(bytes))) {
+        Ok(decoded) => decoded,
+        Err(_) => Err(ImageRejected("the decoder failed on this image".into())),
+    }
 }
 
 /// Decodes to 8-bit RGB, refusing what the header says is too large before decoding.

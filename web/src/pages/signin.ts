@@ -23,21 +23,24 @@ export async function signInPage(reason?: string): Promise<void> {
   }
 }
 
-/** Asks the API who this is, then opens the projects; a refusal signs out again. */
-async function enter(message: HTMLElement): Promise<void> {
+/**
+ * Asks the API who this is, then opens the projects; a refusal signs out again, saying
+ * `refused` for a 401.
+ */
+async function enter(message: HTMLElement, refused: string): Promise<void> {
   try {
     await call<Me>("GET", "/me");
     location.hash = "#/";
   } catch (error) {
     signOut();
-    // The pool accepted the password; a 401 here means the account is in neither group.
-    const text =
-      error instanceof ApiError && error.status === 401
-        ? "Your password is right, but your account is in no group of this service: ask an admin to add it to labelers or labeling-admins."
-        : messageOf(error);
+    const text = error instanceof ApiError && error.status === 401 ? refused : messageOf(error);
     message.replaceChildren(notice(text, "error"));
   }
 }
+
+/** After Cognito accepted the password, a 401 means the account is in neither group. */
+const IN_NO_GROUP =
+  "Your password is right, but your account is in no group of this service: ask an admin to add it to labelers or labeling-admins.";
 
 function tokenForm(reason?: string): void {
   const input = h("input", {
@@ -65,15 +68,7 @@ function tokenForm(reason?: string): void {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     signInWithToken(input.value);
-    try {
-      await call<Me>("GET", "/me");
-      location.hash = "#/";
-    } catch (error) {
-      signOut();
-      const text =
-        error instanceof ApiError && error.status === 401 ? "That token is not valid." : messageOf(error);
-      message.replaceChildren(notice(text, "error"));
-    }
+    await enter(message, "That token is not valid.");
   });
   show(h("div", { class: "center" }, form));
   input.focus();
@@ -114,7 +109,7 @@ function passwordForm(reason?: string): void {
     try {
       const outcome = await signInWithPassword(user.value.trim(), password.value);
       if (outcome.done) {
-        await enter(message);
+        await enter(message, IN_NO_GROUP);
       } else {
         newPasswordForm(user.value.trim(), outcome.session);
       }
@@ -172,7 +167,7 @@ function newPasswordForm(user: string, challenge: string): void {
     try {
       const outcome = await chooseNewPassword(user, challenge, first.value);
       if (outcome.done) {
-        await enter(message);
+        await enter(message, IN_NO_GROUP);
       } else {
         message.replaceChildren(notice("Cognito asked for a new password again.", "error"));
       }
