@@ -5,6 +5,7 @@
 
 mod checkout;
 mod contention;
+mod detect;
 mod export;
 mod featurize;
 mod ingest;
@@ -96,6 +97,23 @@ enum Command {
         #[arg(long, env = "LABELING_SAMPLE_IMAGES")]
         samples: std::path::PathBuf,
     },
+    /// Box prelabels' cost: training time on N labeled pasted scenes and inference images per
+    /// second, the head's share of the detection backbone, and held-out AP.
+    Detect {
+        #[arg(long, default_value_t = 1000)]
+        images: usize,
+        #[arg(long, default_value_t = 200)]
+        held_out: usize,
+        #[arg(long, env = "LABELING_ORT_DYLIB")]
+        ort_dylib: std::path::PathBuf,
+        #[arg(long, env = "LABELING_DETECTION_BACKBONE")]
+        detection_backbone: std::path::PathBuf,
+        #[arg(long, env = "LABELING_ML_PYTHON")]
+        python: std::path::PathBuf,
+        /// The scene generator.
+        #[arg(long, default_value = "tests/python/scenes.py")]
+        scenes_script: std::path::PathBuf,
+    },
 }
 
 /// The server allocates many small, short-lived values per request (JSON, items, keys);
@@ -141,6 +159,23 @@ async fn main() -> anyhow::Result<()> {
                 model: backbone,
                 python,
                 samples,
+            },
+        ),
+        Command::Detect {
+            images,
+            held_out,
+            ort_dylib,
+            detection_backbone,
+            python,
+            scenes_script,
+        } => detect::run(
+            images,
+            held_out,
+            &detect::Paths {
+                dylib: ort_dylib,
+                model: detection_backbone,
+                python,
+                script: scenes_script,
             },
         ),
     }

@@ -11,6 +11,8 @@ mod access;
 mod api_contract;
 mod blobs;
 mod bounded_reads;
+mod box_jobs;
+mod box_prelabels;
 mod checkout_fault;
 mod concurrency;
 mod conflicts;

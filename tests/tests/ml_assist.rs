@@ -281,7 +281,7 @@ async fn the_server_prepares_its_backbone_in_the_background_and_says_why_when_it
     if on_aws() {
         return;
     }
-    let labeling_local::ml_setup::MlBackbone::Files { dylib, model } = backbone() else {
+    let labeling_local::ml_setup::MlBackbone::Files { dylib, model, .. } = backbone() else {
         unreachable!()
     };
     let scripts = std::env::temp_dir().join(labeling_testkit::unique("prepare"));

@@ -123,7 +123,7 @@ fn faulty_fixture(name: &str) -> (Direct<Faulty>, Arc<FaultyEmbedder>) {
         fail_page: AtomicUsize::new(0),
         failures: AtomicUsize::new(0),
     });
-    let MlBackbone::Files { dylib, model } = labeling_tests::ml::backbone() else {
+    let MlBackbone::Files { dylib, model, .. } = labeling_tests::ml::backbone() else {
         unreachable!()
     };
     let embedder = Arc::new(FaultyEmbedder {

@@ -111,8 +111,13 @@ struct ServeArgs {
     /// The ONNX backbone for ML assist (EfficientNet-Lite0 from infra/models/prepare.sh).
     #[arg(long, env = "LABELING_BACKBONE", requires = "ml_dylib")]
     ml_backbone: Option<PathBuf>,
+    /// The ONNX detection backbone whose feature maps box prelabels read
+    /// (`efficientnet-lite0-features.onnx` from infra/models/prepare.sh); without it, object
+    /// detection projects are labeled by hand.
+    #[arg(long, env = "LABELING_DETECTION_BACKBONE", requires = "ml_backbone")]
+    ml_detection_backbone: Option<PathBuf>,
     /// Run without ML assist (no ONNX Runtime, no preparation).
-    #[arg(long, conflicts_with_all = ["ml_dylib", "ml_backbone"])]
+    #[arg(long, conflicts_with_all = ["ml_dylib", "ml_backbone", "ml_detection_backbone"])]
     no_ml: bool,
     /// Where the service keeps its data.
     #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
@@ -276,12 +281,21 @@ fn check_admin_token(token: &str) -> anyhow::Result<()> {
 
 /// Where ML assist's backbone comes from: the given files, else the preparation script of the
 /// checkout the server runs from, else none (and why).
-fn ml_backbone(no_ml: bool, dylib: Option<PathBuf>, model: Option<PathBuf>) -> MlBackbone {
+fn ml_backbone(
+    no_ml: bool,
+    dylib: Option<PathBuf>,
+    model: Option<PathBuf>,
+    detection: Option<PathBuf>,
+) -> MlBackbone {
     if no_ml {
         return MlBackbone::Off("the server was started with --no-ml".to_owned());
     }
     if let (Some(dylib), Some(model)) = (dylib, model) {
-        return MlBackbone::Files { dylib, model };
+        return MlBackbone::Files {
+            dylib,
+            model,
+            detection,
+        };
     }
     let script = PathBuf::from("infra/models/prepare.sh");
     if script.is_file() {
@@ -310,7 +324,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut options = Options::new(&args.data_dir);
     options.admin_token = args.admin_token;
-    options.ml_backbone = ml_backbone(args.no_ml, args.ml_dylib, args.ml_backbone);
+    options.ml_backbone = ml_backbone(
+        args.no_ml,
+        args.ml_dylib,
+        args.ml_backbone,
+        args.ml_detection_backbone,
+    );
     if let (Some(pool), Some(client)) = (&args.cognito_user_pool_id, &args.cognito_client_id) {
         options.cognito = Some(labeling_local::cognito::CognitoSettings::new(
             pool,

@@ -11,18 +11,26 @@ use std::time::Duration;
 
 use anyhow::Context;
 use labeling_core::Service;
-use labeling_core::ports::{Embedder, Queue};
-use labeling_ml::{BackboneSpec, OnnxBackboneLoader, OnnxEmbedder};
+use labeling_core::ports::{Embedder, FeatureExtractor, Queue};
+use labeling_ml::{
+    BackboneSpec, FeatureSpec, OnnxBackboneLoader, OnnxEmbedder, OnnxFeatureExtractor,
+};
 
 /// Where the local server's backbone comes from.
 #[derive(Debug, Clone)]
 pub enum MlBackbone {
     /// No ML assist in this process, and why (said on the runs page).
     Off(String),
-    /// ONNX Runtime's shared library and the model, both given.
-    Files { dylib: PathBuf, model: PathBuf },
-    /// Run this preparation script (prints `export LABELING_ORT_DYLIB=...` and
-    /// `export LABELING_BACKBONE=...`), then open what it names.
+    /// ONNX Runtime's shared library and the model, both given, and the detection backbone if
+    /// box prelabels are wanted.
+    Files {
+        dylib: PathBuf,
+        model: PathBuf,
+        detection: Option<PathBuf>,
+    },
+    /// Run this preparation script (prints `export LABELING_ORT_DYLIB=...`,
+    /// `export LABELING_BACKBONE=...` and `export LABELING_DETECTION_BACKBONE=...`), then open
+    /// what it names.
     Prepare { script: PathBuf },
 }
 
@@ -34,7 +42,11 @@ pub const ML_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 pub async fn provide_backbone(service: Arc<Service>, backbone: MlBackbone) {
     let outcome = match backbone {
         MlBackbone::Off(reason) => Err(reason),
-        MlBackbone::Files { dylib, model } => open(&service, dylib, model).await,
+        MlBackbone::Files {
+            dylib,
+            model,
+            detection,
+        } => open(&service, dylib, model, detection).await,
         MlBackbone::Prepare { script } => {
             service.set_embedder(Err(format!(
                 "ONNX Runtime and the backbone are being prepared ({}); ML assist starts when \
@@ -42,7 +54,7 @@ pub async fn provide_backbone(service: Arc<Service>, backbone: MlBackbone) {
                 script.display()
             )));
             match prepare(&script).await {
-                Ok((dylib, model)) => open(&service, dylib, model).await,
+                Ok((dylib, model, detection)) => open(&service, dylib, model, detection).await,
                 Err(error) => Err(format!("{error:#}")),
             }
         }
@@ -54,8 +66,25 @@ async fn open(
     service: &Service,
     dylib: PathBuf,
     model: PathBuf,
+    detection: Option<PathBuf>,
 ) -> Result<Arc<dyn Embedder>, String> {
     service.set_backbone_loader(Arc::new(OnnxBackboneLoader::new(dylib.clone())));
+    let features = match detection {
+        Some(detection) => {
+            let dylib = dylib.clone();
+            tokio::task::spawn_blocking(move || {
+                OnnxFeatureExtractor::open(&dylib, &detection, FeatureSpec::efficientnet_lite0())
+                    .map(|extractor| Arc::new(extractor) as Arc<dyn FeatureExtractor>)
+                    .map_err(|error| format!("{error:#}"))
+            })
+            .await
+            .unwrap_or_else(|error| {
+                Err(format!("opening the detection backbone panicked: {error}"))
+            })
+        }
+        None => Err("no detection backbone was given (--ml-detection-backbone)".to_owned()),
+    };
+    service.set_feature_extractor(features);
     tokio::task::spawn_blocking(move || {
         OnnxEmbedder::open(&dylib, &model, BackboneSpec::efficientnet_lite0())
             .map(|embedder| Arc::new(embedder) as Arc<dyn Embedder>)
@@ -65,8 +94,9 @@ async fn open(
     .unwrap_or_else(|error| Err(format!("opening the backbone panicked: {error}")))
 }
 
-/// Runs the preparation script and reads the two paths it prints.
-async fn prepare(script: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+/// Runs the preparation script and reads the paths it prints (the detection backbone's is
+/// optional: an older script does not make it).
+async fn prepare(script: &Path) -> anyhow::Result<(PathBuf, PathBuf, Option<PathBuf>)> {
     tracing::info!(script = %script.display(), "preparing ONNX Runtime and the ML-assist backbone");
     let output = tokio::process::Command::new("bash")
         .arg(script)
@@ -90,7 +120,7 @@ async fn prepare(script: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
         variable("LABELING_ORT_DYLIB"),
         variable("LABELING_BACKBONE"),
     ) {
-        (Some(dylib), Some(model)) => Ok((dylib, model)),
+        (Some(dylib), Some(model)) => Ok((dylib, model, variable("LABELING_DETECTION_BACKBONE"))),
         _ => anyhow::bail!(
             "{} did not name LABELING_ORT_DYLIB and LABELING_BACKBONE",
             script.display()

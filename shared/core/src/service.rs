@@ -122,6 +122,8 @@ pub struct EmbedderSlot {
     default: std::sync::RwLock<Result<Arc<dyn crate::ports::Embedder>, String>>,
     loader: std::sync::RwLock<Option<Arc<dyn crate::ports::BackboneLoader>>>,
     custom: std::sync::Mutex<Vec<(String, Arc<dyn crate::ports::Embedder>)>>,
+    /// The detection backbone (box prelabels), or why there is none.
+    features: std::sync::RwLock<Result<Arc<dyn crate::ports::FeatureExtractor>, String>>,
 }
 
 /// Projects' own backbones kept open at once; the oldest is closed first.
@@ -135,6 +137,9 @@ impl Default for EmbedderSlot {
             )),
             loader: std::sync::RwLock::new(None),
             custom: std::sync::Mutex::new(Vec::new()),
+            features: std::sync::RwLock::new(Err(
+                "this process has no detection backbone configured".to_owned(),
+            )),
         }
     }
 }
@@ -150,6 +155,13 @@ impl EmbedderSlot {
     fn set(&self, embedder: Result<Arc<dyn crate::ports::Embedder>, String>) {
         if let Ok(mut slot) = self.default.write() {
             *slot = embedder;
+        }
+    }
+
+    pub(crate) fn features(&self) -> Result<Arc<dyn crate::ports::FeatureExtractor>, String> {
+        match self.features.read() {
+            Ok(slot) => slot.clone(),
+            Err(_) => Err("the feature-extractor slot was poisoned".to_owned()),
         }
     }
 
@@ -214,6 +226,25 @@ impl Service {
             Err(reason) => tracing::warn!(%reason, "ML assist is unavailable in this process"),
         }
         self.embedder.set(embedder);
+    }
+
+    /// Gives this process its detection backbone (or says why it has none): object detection
+    /// projects get box prelabels only where one is set.
+    pub fn set_feature_extractor(
+        &self,
+        extractor: Result<Arc<dyn crate::ports::FeatureExtractor>, String>,
+    ) {
+        match &extractor {
+            Ok(extractor) => tracing::info!(
+                backbone = %extractor.id(),
+                provider = %extractor.execution_provider(),
+                "ML assist can detect objects"
+            ),
+            Err(reason) => tracing::warn!(%reason, "box prelabels are unavailable in this process"),
+        }
+        if let Ok(mut slot) = self.embedder.features.write() {
+            *slot = extractor;
+        }
     }
 
     pub fn config(&self) -> &ServiceConfig {

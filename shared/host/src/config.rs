@@ -36,6 +36,8 @@ pub struct Config {
     /// `LABELING_BACKBONE`: ONNX Runtime's library and the backbone the worker embeds with.
     pub ml_dylib: Option<std::path::PathBuf>,
     pub ml_backbone: Option<std::path::PathBuf>,
+    /// `LABELING_DETECTION_BACKBONE`: the backbone whose feature maps box prelabels read.
+    pub ml_detection_backbone: Option<std::path::PathBuf>,
     /// `LABELING_WORKER_QUEUES` (comma-separated), else `LABELING_ML_QUEUE`, else the jobs
     /// queue: what the worker container polls.
     pub worker_queues: Vec<String>,
@@ -112,6 +114,7 @@ impl Config {
                 .or_else(|| get("ORT_DYLIB_PATH"))
                 .map(std::path::PathBuf::from),
             ml_backbone: get("LABELING_BACKBONE").map(std::path::PathBuf::from),
+            ml_detection_backbone: get("LABELING_DETECTION_BACKBONE").map(std::path::PathBuf::from),
             worker_queues,
             admin_group: get("LABELING_ADMIN_GROUP")
                 .unwrap_or_else(|| "labeling-admins".to_owned()),

@@ -3,11 +3,12 @@
 //! One session, batches run one after another; decoding uses the same limits as embedding.
 
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
+use async_trait::async_trait;
 use labeling_core::domain::ml::detect::{FeatureMap, Letterbox};
-use labeling_core::ports::ImageRejected;
+use labeling_core::ports::{EmbedderError, ExtractedMap, FeatureExtractor, ImageRejected};
 use ort::session::Session;
 use ort::value::Tensor;
 
@@ -70,9 +71,11 @@ pub fn letterbox_preprocess(
 /// Images one session run takes: 8 x 3 x 384 x 384 f32 is 14 MB in, 8 x 112 x 24 x 24 2 MB out.
 pub const FEATURE_BATCH_SIZE: usize = 8;
 
-/// A detection backbone in an ONNX Runtime session (CUDA when there, CPU otherwise).
+/// A detection backbone in an ONNX Runtime session (CUDA when there, CPU otherwise). Clones
+/// share the session.
+#[derive(Clone)]
 pub struct OnnxFeatureExtractor {
-    session: Mutex<Session>,
+    session: Arc<Mutex<Session>>,
     spec: FeatureSpec,
     input_name: String,
     channels: usize,
@@ -101,7 +104,7 @@ impl OnnxFeatureExtractor {
             inputs => anyhow::bail!("the model has {} inputs; a backbone has one", inputs.len()),
         };
         let mut extractor = Self {
-            session: Mutex::new(session),
+            session: Arc::new(Mutex::new(session)),
             input_name,
             channels: 0,
             cells: (spec.input_size / spec.stride) as usize,
@@ -231,5 +234,31 @@ impl OnnxFeatureExtractor {
             anyhow::bail!("the output {name:?} holds a non-finite value");
         }
         Ok((values.to_vec(), found))
+    }
+}
+
+#[async_trait]
+impl FeatureExtractor for OnnxFeatureExtractor {
+    fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    fn stride(&self) -> u32 {
+        self.spec.stride
+    }
+
+    fn execution_provider(&self) -> &str {
+        self.execution_provider
+    }
+
+    async fn extract(
+        &self,
+        images: Vec<Vec<u8>>,
+    ) -> Result<Vec<Result<ExtractedMap, ImageRejected>>, EmbedderError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.extract_blocking(&images))
+            .await
+            .map_err(|e| EmbedderError(anyhow!("the feature thread failed: {e}").into()))?
+            .map_err(|e| EmbedderError(e.into()))
     }
 }

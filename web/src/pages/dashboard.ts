@@ -48,6 +48,8 @@ interface MlStatus {
     reason: string | null;
     precision: number | null;
     coverage: number | null;
+    /** Object detection only: AP at IoU 0.5; then coverage is recall. */
+    average_precision?: number;
     held_out: number;
     curve: { threshold: number; precision: number; coverage: number; support: number }[];
   }[];
@@ -173,9 +175,12 @@ function mlSection(ml: MlStatus, dashboard: Dashboard): HTMLElement {
                 "figcaption",
                 {},
                 h("strong", {}, c.label),
+                c.average_precision === undefined ? "" : ` AP ${c.average_precision.toFixed(2)};`,
                 c.threshold === null
                   ? ` not prelabeled: ${c.reason ?? ""}`
-                  : ` threshold ${c.threshold.toFixed(2)}, precision ${(c.precision ?? 0).toFixed(2)}, coverage ${(c.coverage ?? 0).toFixed(2)} (${c.held_out} held out)`,
+                  : ` threshold ${c.threshold.toFixed(2)}, precision ${(c.precision ?? 0).toFixed(2)}, ${
+                      c.average_precision === undefined ? "coverage" : "recall"
+                    } ${(c.coverage ?? 0).toFixed(2)} (${c.held_out} ${c.average_precision === undefined ? "held out" : "held-out boxes"})`,
               ),
             ),
           ),

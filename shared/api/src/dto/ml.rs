@@ -176,9 +176,13 @@ pub struct MlClass {
     pub held_out: u64,
     #[schema(required = true)]
     pub precision: Option<f64>,
+    /// For boxes, recall: the share of held-out true boxes found at the threshold.
     #[schema(required = true)]
     pub coverage: Option<f64>,
-    /// Precision and coverage against the confidence threshold.
+    /// Object detection only: COCO-style average precision at IoU 0.5 on held-out images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub average_precision: Option<f64>,
+    /// Precision and coverage (for boxes, recall) against the confidence threshold.
     pub curve: Vec<MlCurvePoint>,
 }
 
@@ -251,6 +255,7 @@ impl From<ml::MlView> for MlStatus {
                     held_out: class.held_out,
                     precision: class.precision,
                     coverage: class.coverage,
+                    average_precision: class.average_precision,
                     curve: class
                         .curve
                         .into_iter()

@@ -5,6 +5,7 @@ pub mod blobs;
 pub mod clock;
 pub mod counting;
 pub mod embedder;
+pub mod features;
 pub mod queue;
 pub mod table;
 
@@ -13,6 +14,7 @@ pub use blobs::{
 };
 pub use clock::{Clock, EpochMillis, SystemClock};
 pub use embedder::{Backbone, BackboneLoader, Embedder, EmbedderError, ImageRejected};
+pub use features::{ExtractedMap, FeatureExtractor};
 pub use queue::{Message, Queue, QueueError};
 pub use table::{
     Attrs, Condition, Item, Key, Page, Query, SkRange, Table, TableError, Update, Write,

@@ -1465,10 +1465,12 @@ pub fn average_precision(curve: &[PrecisionRecallPoint], truths: u32) -> f64 {
     total / 101.0
 }
 
-/// The lowest threshold of `curve` at which precision >= `target_precision` with at least
+/// The lowest threshold of `curve` at which precision meets `target_precision` with at least
 /// `min_support` true positives at or above it, i.e. the most recall the target allows; `None`:
-/// no threshold qualifies, so the class is not prelabeled. Plain precision, not the Wilson
-/// bound [`super::validation::choose_threshold`] applies: `min_support` is the guard here.
+/// no threshold qualifies, so the class is not prelabeled. As for classification
+/// ([`super::validation::choose_threshold`]) the measured precision's 80% lower bound (Wilson)
+/// must reach the target, not the measurement itself: the lowest threshold at which a noisy
+/// estimate first touches the target is chosen exactly where it was lucky.
 pub fn choose_threshold(
     curve: &[PrecisionRecallPoint],
     target_precision: f64,
@@ -1477,7 +1479,9 @@ pub fn choose_threshold(
     curve
         .iter()
         .filter(|p| {
-            p.true_positives >= min_support && p.exact_precision() >= target_precision - 1e-9
+            p.true_positives >= min_support
+                && super::validation::precision_lower_bound(p.true_positives, p.detections)
+                    >= target_precision - 1e-9
         })
         .min_by(|a, b| a.threshold.total_cmp(&b.threshold))
         .copied()
@@ -2015,16 +2019,18 @@ mod tests {
             scored.push(((20 - i) as f32 / 20.0, matched));
         }
         let curve = precision_recall_curve(&scored, 12);
-        // 9 of 10 at threshold 0.55 meets 0.9; 9 of 11 at 0.5 does not.
-        let chosen = choose_threshold(&curve, 0.9, 5).unwrap();
+        // The 80% lower bounds: 9 of 10 at threshold 0.55 is 0.79, 9 of 11 at 0.5 is 0.70.
+        let chosen = choose_threshold(&curve, 0.75, 5).unwrap();
         assert_eq!(
             (chosen.threshold, chosen.true_positives, chosen.detections),
             (0.55, 9, 10)
         );
-        // 5 of 5 at 0.8 meets 1.0, 5 of 6 below it does not.
-        assert_eq!(choose_threshold(&curve, 1.0, 5).unwrap().threshold, 0.8);
-        assert_eq!(choose_threshold(&curve, 1.0, 6), None);
-        assert_eq!(choose_threshold(&curve, 0.95, 10), None);
+        // 5 of 5 at 0.8 is 0.88; 8 of 9 at 0.6 is only 0.77, though 0.89 measured.
+        assert_eq!(choose_threshold(&curve, 0.8, 5).unwrap().threshold, 0.8);
+        assert_eq!(choose_threshold(&curve, 0.8, 6), None);
+        // Nothing measured on 5 boxes is sure of 0.9, though all 5 are right.
+        assert_eq!(choose_threshold(&curve, 0.9, 1), None);
+        assert_eq!(choose_threshold(&curve, 0.75, 10), None);
         assert_eq!(choose_threshold(&[], 0.5, 0), None);
     }
 

@@ -54,6 +54,16 @@ pub(crate) enum Due {
     Waiting(String),
 }
 
+/// Whether ML assist trains a model for this kind of project (and prelabels with it).
+pub(crate) fn trains(task_type: TaskType) -> bool {
+    matches!(
+        task_type,
+        TaskType::ImageClassificationMulticlass
+            | TaskType::ImageClassificationMultilabel
+            | TaskType::ObjectDetection
+    )
+}
+
 /// The labeled count at which the next training is due.
 pub fn next_training_at(project: &ProjectRecord, state: &MlState) -> u64 {
     if state.model_run.is_some() && state.model_round == project.round {
@@ -78,16 +88,13 @@ pub(crate) fn decide(
     if project.status != ProjectStatus::Running {
         return Due::Waiting(format!("the project is {}", project.status.as_str()));
     }
-    let classification = matches!(
-        project.task_type,
-        TaskType::ImageClassificationMulticlass | TaskType::ImageClassificationMultilabel
-    );
-    if !classification {
+    if !trains(project.task_type) {
         return if state.featurized_total < total {
             Due::Run(RunPurpose::Featurize, "new_items")
         } else {
             Due::Waiting(
-                "every item is featurized; box and polygon prelabels are not made yet".to_owned(),
+                "every item is featurized; polygons are labeled by hand (no polygon prelabels)"
+                    .to_owned(),
             )
         };
     }
@@ -182,11 +189,7 @@ impl Ml<'_> {
             return Err(MlError::NotRunning(project.status.as_str()));
         }
         let (state, counts, _, _) = self.situation(&project).await?;
-        let classification = matches!(
-            project.task_type,
-            TaskType::ImageClassificationMulticlass | TaskType::ImageClassificationMultilabel
-        );
-        let purpose = if classification {
+        let purpose = if trains(project.task_type) {
             RunPurpose::Train
         } else {
             RunPurpose::Featurize

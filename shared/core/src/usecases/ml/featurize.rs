@@ -288,7 +288,7 @@ impl Ml<'_> {
     }
 
     /// The bytes of each image, or why there are none.
-    async fn fetch(
+    pub(super) async fn fetch(
         &self,
         bucket: &str,
         batch: &[(u64, String)],

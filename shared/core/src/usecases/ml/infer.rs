@@ -11,19 +11,56 @@
 //! the page's number, so a retry adds nothing twice. Clustering a window, not the project,
 //! bounds the work and the rows written: no table row per image up front.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::stages::StageOutcome;
 use super::{Ml, MlError, RunRecord, WINDOW_ITEMS};
 use crate::domain::labeling::{StoredAnnotation, TaskKind};
 use crate::domain::ml::cluster::pack_pages;
-use crate::domain::project::ProjectRecord;
+use crate::domain::project::{ProjectRecord, TaskType};
 use crate::keys::{self, attr};
 use crate::ports::{Condition, Update, Write};
 use crate::service::{number, to_item};
 
 /// An item of a page to queue, with its prelabels.
 type PageItem = (u64, Vec<StoredAnnotation>);
+
+/// What a model made of a window's items.
+#[derive(Debug, Default)]
+pub(super) struct WindowPredictions {
+    /// Items with prelabels: (top class, minus its confidence, item, prelabels), so that
+    /// sorting puts one class together, most confident first.
+    prelabeled: Vec<(u32, f32, u64, Vec<StoredAnnotation>)>,
+    /// Items the model is not sure enough of.
+    unsure: Vec<u64>,
+    /// Items the model could not read (no embedding, a refused image).
+    pub without: Vec<u64>,
+    /// Prelabels per class name.
+    per_class: BTreeMap<String, u64>,
+}
+
+impl WindowPredictions {
+    /// Records an item's prelabels, most confident first; none makes it unsure.
+    pub fn add(&mut self, project: &ProjectRecord, item: u64, prelabels: Vec<StoredAnnotation>) {
+        let Some(top) = prelabels.first() else {
+            self.unsure.push(item);
+            return;
+        };
+        for prelabel in &prelabels {
+            *self
+                .per_class
+                .entry(
+                    project
+                        .class_name(prelabel.class_id)
+                        .unwrap_or("?")
+                        .to_owned(),
+                )
+                .or_default() += 1;
+        }
+        let (class, confidence) = (top.class_id, top.confidence.unwrap_or(0.0));
+        self.prelabeled.push((class, -confidence, item, prelabels));
+    }
+}
 
 /// Tries to take a window off the cursor while labelers move it.
 const WINDOW_ATTEMPTS: usize = 8;
@@ -45,60 +82,87 @@ impl Ml<'_> {
             }
         };
         run.model_run = Some(model_run.clone());
+        if project.task_type == TaskType::ObjectDetection {
+            return self.infer_boxes(project, run, &model_run).await;
+        }
         let model = self.load_model(&project.id, &model_run).await?;
         let (from, to) = match run.window {
             Some(window) => window,
             None => self.take_window(project, run).await?,
         };
-        let manifest = self
-            .reader()
-            .read_manifest(&project.id)
-            .await?
-            .ok_or_else(|| MlError::NotRunning("initializing"))?;
-        let items: Vec<u64> = (from..to)
-            .filter_map(|position| manifest.item_at(project.seed, project.round, position))
-            .collect();
+        let items = self.window_items(project, from, to).await?;
         let embeddings = self
             .load_embeddings(&project.id, &model.backbone, &items)
             .await?;
-        let mut prelabeled: Vec<(u32, f32, u64, Vec<StoredAnnotation>)> = Vec::new();
-        let mut unsure: Vec<u64> = Vec::new();
-        let mut without: Vec<u64> = Vec::new();
-        let mut per_class: BTreeMap<String, u64> = BTreeMap::new();
+        let mut predictions = WindowPredictions::default();
         for item in &items {
             let Some(embedding) = embeddings.get(item) else {
-                without.push(*item);
+                predictions.without.push(*item);
                 continue;
             };
             let probabilities = model
                 .probabilities(embedding)
                 .map_err(|error| MlError::Unavailable(Box::new(error)))?;
             let labels = model.report.prelabels(&probabilities);
-            match labels.first() {
-                Some(&(top_class, top_confidence)) => {
-                    for (class, _) in &labels {
-                        *per_class
-                            .entry(project.class_name(*class).unwrap_or("?").to_owned())
-                            .or_default() += 1;
-                    }
-                    prelabeled.push((
-                        top_class,
-                        -top_confidence,
-                        *item,
-                        labels
-                            .iter()
-                            .map(|(class, confidence)| StoredAnnotation {
-                                class_id: *class,
-                                bbox: None,
-                                polygon: None,
-                                confidence: Some(*confidence),
-                            })
-                            .collect(),
-                    ));
-                }
-                None => unsure.push(*item),
-            }
+            predictions.add(
+                project,
+                *item,
+                labels
+                    .iter()
+                    .map(|(class, confidence)| StoredAnnotation {
+                        class_id: *class,
+                        bbox: None,
+                        polygon: None,
+                        confidence: Some(*confidence),
+                    })
+                    .collect(),
+            );
         }
+        self.queue_window(
+            project,
+            run,
+            (from, to),
+            items.len(),
+            predictions,
+            &embeddings,
+        )
+        .await
+    }
+
+    /// The items at positions `[from, to)` of the round's order.
+    pub(super) async fn window_items(
+        &self,
+        project: &ProjectRecord,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<u64>, MlError> {
+        let manifest = self
+            .reader()
+            .read_manifest(&project.id)
+            .await?
+            .ok_or_else(|| MlError::NotRunning("initializing"))?;
+        Ok((from..to)
+            .filter_map(|position| manifest.item_at(project.seed, project.round, position))
+            .collect())
+    }
+
+    /// Turns a window's predictions into tasks: prelabeled pages by predicted class, the
+    /// unsure items clustered by their embeddings, items without one in plain pages last.
+    pub(super) async fn queue_window(
+        &self,
+        project: &ProjectRecord,
+        run: &mut RunRecord,
+        (from, to): (u64, u64),
+        items: usize,
+        predictions: WindowPredictions,
+        embeddings: &HashMap<u64, Vec<f32>>,
+    ) -> Result<StageOutcome, MlError> {
+        let WindowPredictions {
+            mut prelabeled,
+            unsure,
+            mut without,
+            per_class,
+        } = predictions;
         // Pages of one predicted class, most confident first: a labeler confirms a page of
         // alike suggestions at a glance.
         prelabeled.sort_by(|a, b| {
@@ -118,6 +182,12 @@ impl Ml<'_> {
             }
         }
         let prelabeled_items: u64 = pages.iter().map(|(_, page)| page.len() as u64).sum();
+        // An unsure item without an embedding (the featurization refused its image) cannot be
+        // clustered: it goes into the plain pages.
+        let (unsure, unembedded): (Vec<u64>, Vec<u64>) = unsure
+            .into_iter()
+            .partition(|item| embeddings.contains_key(item));
+        without.extend(unembedded);
         let vectors: Vec<&[f32]> = unsure
             .iter()
             .filter_map(|item| embeddings.get(item).map(Vec::as_slice))
@@ -154,7 +224,7 @@ impl Ml<'_> {
             step.metrics
                 .insert("window".to_owned(), serde_json::json!([from, to]));
             step.metrics
-                .insert("items".to_owned(), (items.len() as u64).into());
+                .insert("items".to_owned(), (items as u64).into());
             step.metrics
                 .insert("prelabeled".to_owned(), prelabeled_items.into());
             step.metrics.insert(
@@ -183,7 +253,7 @@ impl Ml<'_> {
 
     /// Moves the round's cursor past the next window and records the window on the run, in
     /// one transaction conditional on the cursor's value.
-    async fn take_window(
+    pub(super) async fn take_window(
         &self,
         project: &ProjectRecord,
         run: &mut RunRecord,

@@ -19,6 +19,7 @@ use crate::domain::errors::{DomainError, ErrorKind};
 use crate::ports::{BlobError, BoxError, TableError};
 use crate::usecases::projects::ProjectError;
 
+mod detection;
 mod due;
 mod featurize;
 mod infer;
@@ -78,7 +79,7 @@ pub enum RunPurpose {
     /// The prelabeled and clustered queues ran low: featurize what is new, infer a new window
     /// with the model in use.
     Refill,
-    /// Detection and segmentation: featurize only (their prelabels come later).
+    /// Instance segmentation: featurize only (polygons are labeled by hand).
     Featurize,
 }
 
@@ -189,7 +190,9 @@ pub struct MlState {
 pub enum MlError {
     #[error(transparent)]
     Project(#[from] ProjectError),
-    #[error("ML assist needs an image classification project to train; this one is {0}")]
+    #[error(
+        "ML assist trains on image classification and object detection projects; this one is {0}"
+    )]
     NotClassification(&'static str),
     #[error("ML assist is off in this project; turn it on in the project's settings (ml_assist)")]
     Off,

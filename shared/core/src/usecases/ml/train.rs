@@ -63,6 +63,7 @@ impl Ml<'_> {
         let kind = match project.task_type {
             TaskType::ImageClassificationMulticlass => HeadKind::Softmax,
             TaskType::ImageClassificationMultilabel => HeadKind::Sigmoid,
+            TaskType::ObjectDetection => return self.train_boxes(project, run).await,
             other => return Err(MlError::NotClassification(other.as_str())),
         };
         // Wall time for the figures (the service clock stands still in tests).
@@ -142,6 +143,16 @@ impl Ml<'_> {
                 serde_json::to_value(report.split).unwrap_or_default(),
             );
         }
+        self.adopt_model(project, run).await?;
+        Ok(StageOutcome::Done)
+    }
+
+    /// Makes the run's stored model the one in use (if the run still holds the ML row).
+    pub(super) async fn adopt_model(
+        &self,
+        project: &ProjectRecord,
+        run: &mut RunRecord,
+    ) -> Result<(), MlError> {
         let state = self.state(&project.id).await?;
         if state.active_run.as_deref() == Some(run.id.as_str()) {
             let after = MlState {
@@ -156,7 +167,7 @@ impl Ml<'_> {
             }
         }
         run.model_run = Some(run.id.clone());
-        Ok(StageOutcome::Done)
+        Ok(())
     }
 
     /// The round's labeled items with their classes.
@@ -225,6 +236,7 @@ impl Ml<'_> {
                 held_out: u64::from(class.held_out),
                 precision: class.precision.map(f64::from),
                 coverage: class.coverage.map(f64::from),
+                average_precision: None,
                 curve: class
                     .curve
                     .iter()

@@ -68,7 +68,11 @@ pub struct MlClassView {
     pub reason: Option<String>,
     pub held_out: u64,
     pub precision: Option<f64>,
+    /// For boxes, recall: the share of held-out true boxes found at the threshold.
     pub coverage: Option<f64>,
+    /// Boxes only: COCO-style AP at IoU 0.5 on the held-out images.
+    pub average_precision: Option<f64>,
+    /// For boxes, coverage is recall and support the boxes predicted at the threshold.
     pub curve: Vec<super::train::CurvePointView>,
 }
 
@@ -127,7 +131,11 @@ impl Ml<'_> {
         runs.truncate(RUNS_SHOWN);
         let classes = match &state.model_run {
             Some(model_run) if state.model_round == project.round => {
-                self.class_views(&project, model_run).await?
+                if project.task_type == crate::domain::project::TaskType::ObjectDetection {
+                    self.box_class_views(&project, model_run).await?
+                } else {
+                    self.class_views(&project, model_run).await?
+                }
             }
             _ => Vec::new(),
         };
