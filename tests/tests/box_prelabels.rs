@@ -198,6 +198,8 @@ async fn box_prelabels_after_100_labeled_scenes_meet_the_target_and_find_most_ob
 
     // Every remaining task; prelabeled boxes against the truth, then the true boxes submitted.
     let (mut prelabel_boxes, mut correct_boxes, mut true_boxes) = (0u64, 0u64, 0u64);
+    // True boxes of the items handed out with prelabels: each is accepted, edited or added.
+    let mut true_in_prelabeled = 0u64;
     let mut per_class: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     loop {
@@ -252,6 +254,9 @@ async fn box_prelabels_after_100_labeled_scenes_meet_the_target_and_find_most_ob
                 }
             }
             prelabel_boxes += prelabels.len() as u64;
+            if !prelabels.is_empty() {
+                true_in_prelabeled += truths.len() as u64;
+            }
             correct_boxes += found as u64;
             answers.push(json!({ "item_id": item["item_id"], "annotations": annotations(truths) }));
         }
@@ -283,6 +288,28 @@ async fn box_prelabels_after_100_labeled_scenes_meet_the_target_and_find_most_ob
         recall >= 0.5,
         "only {:.1}% of the remaining true boxes were prelabeled",
         100.0 * recall
+    );
+
+    // Per-box provenance: every prelabeled box was accepted, edited or deleted, every submitted
+    // box of those items accepted, edited or added.
+    let dashboard = app.dashboard(&project).await;
+    let boxes = dashboard["box_acceptance"].as_object().unwrap();
+    let sum = |field: &str| -> u64 {
+        boxes
+            .values()
+            .map(|class| class[field].as_u64().unwrap())
+            .sum()
+    };
+    println!("box provenance per class: {}", dashboard["box_acceptance"]);
+    assert_eq!(
+        sum("accepted") + sum("edited") + sum("deleted"),
+        prelabel_boxes,
+        "{dashboard}"
+    );
+    assert_eq!(
+        sum("accepted") + sum("edited") + sum("added"),
+        true_in_prelabeled,
+        "{dashboard}"
     );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -764,3 +764,224 @@ async fn a_checkout_walks_past_a_long_run_of_items_queued_ahead_and_leased() {
         "every item is leased: nothing to hand out, and no 503 for walking 20 held pages: {next:?}"
     );
 }
+
+/// Detection: each box is judged on its own. Five boxes on one image: a cat proposal nudged
+/// half a pixel (accepted), a dog proposal moved (edited), a cat proposal relabeled bird
+/// (edited, counted under cat), a dog proposal deleted, and a bird drawn where the model saw
+/// nothing (added). The dashboard counts them per class, both exports carry them per box and
+/// list the deleted proposal on the image, and a reject takes the counts back.
+#[tokio::test]
+async fn each_prelabel_box_is_judged_accepted_edited_deleted_or_added_and_a_reject_takes_it_back() {
+    let app = spawn_app().await;
+    let ann = app.user("ann", "labeler").await;
+    let project = app
+        .labeled_project(
+            "object_detection",
+            &["cat", "dog", "bird", "fish"],
+            2,
+            1,
+            "ann",
+        )
+        .await;
+    let class = class_ids(&app, &project).await;
+    let (cat, dog, bird) = (class["cat"], class["dog"], class["bird"]);
+    // Images are 64 x 48.
+    let deleted_box = [40.0, 30.0, 10.0, 10.0];
+    queue(
+        &app,
+        &project,
+        "boxes",
+        &[(
+            0,
+            vec![
+                boxed(cat, [1.0, 1.0, 30.0, 20.0], 0.9),
+                boxed(dog, [33.0, 1.0, 30.0, 20.0], 0.8),
+                boxed(cat, [1.0, 26.0, 30.0, 20.0], 0.7),
+                boxed(dog, deleted_box, 0.6),
+            ],
+        )],
+    )
+    .await;
+    let task = app.checkout(&project, &ann).await;
+    assert_eq!(task.body["kind"], "prelabeled", "{task:?}");
+    assert_eq!(task.body["items"][0]["item_id"], 0);
+    let reply = app
+        .submit(
+            &project,
+            task.body["task_id"].as_str().unwrap(),
+            &ann,
+            json!({ "items": [{ "item_id": 0, "annotations": [
+                { "label": "cat", "bbox": [1.5, 1.0, 30.0, 20.0] },
+                { "label": "dog", "bbox": [33.0, 6.0, 30.0, 20.0] },
+                { "label": "bird", "bbox": [1.0, 26.0, 30.0, 20.0] },
+                { "label": "bird", "bbox": [52.0, 26.0, 10.0, 20.0] },
+            ] }] }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let fresh = app
+        .label_all(
+            &project,
+            &ann,
+            |_| json!({ "annotations": [{ "label": "cat", "bbox": [1.0, 1.0, 30.0, 20.0] }] }),
+        )
+        .await;
+    assert_eq!(fresh.len(), 1, "the item no model saw");
+
+    let dashboard = app.dashboard(&project).await;
+    assert_eq!(
+        dashboard["box_acceptance"],
+        json!({
+            "cat": { "accepted": 1, "edited": 1, "deleted": 0, "added": 0, "acceptance_rate": 0.5 },
+            "dog": { "accepted": 0, "edited": 1, "deleted": 1, "added": 0, "acceptance_rate": 0.0 },
+            "bird": { "accepted": 0, "edited": 0, "deleted": 0, "added": 1, "acceptance_rate": null },
+        }),
+        "fish, never proposed nor drawn, is left out"
+    );
+    assert_eq!(
+        dashboard["prelabel_acceptance"]["cat"]["edited"], 1,
+        "the item's outcome is counted as before"
+    );
+    assert_eq!(dashboard["prelabel_acceptance"]["dog"]["edited"], 1);
+
+    // COCO, with and without the unlabeled images (two ways of writing the images).
+    let deleted = json!([{ "category_id": dog, "bbox": deleted_box, "confidence": 0.6 }]);
+    for body in [
+        json!({ "format": "coco" }),
+        json!({ "format": "coco", "include_unlabeled": true }),
+    ] {
+        let (_, bytes) = app.export(&project, body.clone()).await;
+        let coco: Value = serde_json::from_slice(&bytes).unwrap();
+        let image = |id: u64| {
+            coco["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|image| image["id"] == id + 1)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(image(0)["deleted_prelabels"], deleted, "{body}");
+        assert_eq!(image(1).get("deleted_prelabels"), None, "{body}");
+        let mut boxes: Vec<(Value, Value, Value, Value)> = coco["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|annotation| annotation["image_id"] == 1)
+            .map(|annotation| {
+                let field = |name: &str| annotation.get(name).cloned().unwrap_or(Value::Null);
+                (
+                    field("bbox"),
+                    field("category_id"),
+                    field("prelabel_box"),
+                    field("prelabel_confidence"),
+                )
+            })
+            .collect();
+        boxes.sort_by_key(|entry| entry.0.to_string());
+        assert_eq!(
+            boxes,
+            vec![
+                (
+                    json!([1.0, 26.0, 30.0, 20.0]),
+                    json!(bird),
+                    json!("edited"),
+                    json!(0.7)
+                ),
+                (
+                    json!([1.5, 1.0, 30.0, 20.0]),
+                    json!(cat),
+                    json!("accepted"),
+                    json!(0.9)
+                ),
+                (
+                    json!([33.0, 6.0, 30.0, 20.0]),
+                    json!(dog),
+                    json!("edited"),
+                    json!(0.8)
+                ),
+                (
+                    json!([52.0, 26.0, 10.0, 20.0]),
+                    json!(bird),
+                    json!("added"),
+                    Value::Null
+                ),
+            ],
+            "{body}"
+        );
+        let unprelabeled = coco["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|annotation| annotation["image_id"] == 2)
+            .unwrap();
+        assert_eq!(unprelabeled.get("prelabel_box"), None);
+        let path = app.data_dir.join("box-provenance.json");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_pycocotools_evaluates(&path);
+    }
+
+    let (_, bytes) = app.export(&project, json!({ "format": "jsonl" })).await;
+    let lines: Vec<Value> = String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let line = |n: usize| {
+        lines
+            .iter()
+            .find(|line| {
+                line["image_url"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("img-{n:05}.png"))
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        line(0)["deleted_prelabels"],
+        json!([{
+            "label": "dog", "topX": 0.625, "topY": 0.625, "bottomX": 0.78125,
+            "bottomY": 0.833333, "confidence": 0.6,
+        }])
+    );
+    let judged: Vec<(Value, Value, Value)> = line(0)["label"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|label| {
+            (
+                label["label"].clone(),
+                label["prelabel_box"].clone(),
+                label
+                    .get("prelabel_confidence")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    assert_eq!(
+        judged,
+        vec![
+            (json!("cat"), json!("accepted"), json!(0.9)),
+            (json!("dog"), json!("edited"), json!(0.8)),
+            (json!("bird"), json!("edited"), json!(0.7)),
+            (json!("bird"), json!("added"), Value::Null),
+        ]
+    );
+    assert_eq!(line(1).get("deleted_prelabels"), None);
+
+    let rejected = app
+        .post(
+            &format!("/projects/{project}/items/0/reject"),
+            &app.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(rejected.status, StatusCode::NO_CONTENT, "{rejected:?}");
+    assert_eq!(
+        app.dashboard(&project).await["box_acceptance"],
+        json!({}),
+        "the rejected boxes' counts are gone with them"
+    );
+}

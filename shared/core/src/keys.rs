@@ -372,6 +372,13 @@ pub mod counter {
     pub fn prelabel(outcome: &str, id: u32) -> String {
         format!("pre_{outcome}_{id}")
     }
+
+    /// Prelabel boxes of class `id` that were `accepted`, `edited` or `deleted`, and boxes of
+    /// class `id` that labelers `added` where no prelabel was: the acceptance of the model's
+    /// boxes per class (see `domain::labeling::judge_boxes`).
+    pub fn prelabel_box(outcome: &str, id: u32) -> String {
+        format!("pre_box_{outcome}_{id}")
+    }
 }
 
 /// The checkpoint row of a long job that continues in new messages (`P#<pid>` /

@@ -23,6 +23,11 @@ interface Dashboard {
     string,
     { accepted: number; edited: number; replaced: number; acceptance_rate: number | null }
   >;
+  /** Object detection: what labelers did with each prelabeled box, per class. */
+  box_acceptance?: Record<
+    string,
+    { accepted: number; edited: number; deleted: number; added: number; acceptance_rate: number | null }
+  >;
   refresh: { last_refresh_at: string | null; items_added: number; files_removed: number };
   ml: { next_training_at: number; active_run: string | null; model_run: string | null } | null;
 }
@@ -127,6 +132,7 @@ function mlSection(ml: MlStatus, dashboard: Dashboard): HTMLElement {
   const acceptance = Object.entries(dashboard.prelabel_acceptance).filter(
     ([, a]) => a.accepted + a.edited + a.replaced > 0,
   );
+  const boxes = Object.entries(dashboard.box_acceptance ?? {});
   return h(
     "section",
     { class: "card", "aria-label": "ML assist" },
@@ -191,6 +197,36 @@ function mlSection(ml: MlStatus, dashboard: Dashboard): HTMLElement {
           "Prelabels accepted unchanged, per class (%)",
           acceptance.map(([name, a]) => [name, Math.round(100 * (a.acceptance_rate ?? 0))]),
           100,
+        )
+      : null,
+    boxes.length
+      ? h(
+          "section",
+          { class: "card", "aria-label": "Prelabeled boxes" },
+          h("h2", {}, "Prelabeled boxes, per class"),
+          h(
+            "table",
+            {},
+            h(
+              "tr",
+              {},
+              ["class", "accepted", "edited", "deleted", "added", "accepted unchanged"].map((name) =>
+                h("th", {}, name),
+              ),
+            ),
+            boxes.map(([name, b]) =>
+              h(
+                "tr",
+                {},
+                h("td", {}, name),
+                h("td", {}, String(b.accepted)),
+                h("td", {}, String(b.edited)),
+                h("td", {}, String(b.deleted)),
+                h("td", {}, String(b.added)),
+                h("td", {}, b.acceptance_rate === null ? "-" : `${Math.round(100 * b.acceptance_rate)}%`),
+              ),
+            ),
+          ),
         )
       : null,
   );

@@ -19,9 +19,10 @@ pub use requests::{
     NewProject, ProjectPatch, Submission, SubmittedItem, UploadFile, UploadsRequest,
 };
 pub use responses::{
-    Acceptance, CheckedOutItem, CheckedOutTask, Dashboard, Dataset, DatasetList, Export,
-    ExportList, FieldError, Health, Item, ItemPage, Label, Lease, Me, Pending, Prelabel, Progress,
-    Project, ProjectList, Queues, RefreshView, ShapeLabel, SubmissionReceipt, UploadSlot, Uploads,
+    Acceptance, BoxAcceptance, CheckedOutItem, CheckedOutTask, Dashboard, Dataset, DatasetList,
+    Export, ExportList, FieldError, Health, Item, ItemPage, Label, Lease, Me, Pending, Prelabel,
+    Progress, Project, ProjectList, Queues, RefreshView, ShapeLabel, SubmissionReceipt, UploadSlot,
+    Uploads,
 };
 pub use users::{CreatedUser, NewUser};
 

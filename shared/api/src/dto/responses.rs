@@ -236,6 +236,34 @@ impl From<dashboard::Acceptance> for Acceptance {
     }
 }
 
+/// Prelabel boxes of a class, box by box, by what the labeler did with them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BoxAcceptance {
+    /// Kept where proposed (IoU at least 0.95, same class).
+    pub accepted: u64,
+    /// Moved, resized or relabeled (IoU at least 0.3).
+    pub edited: u64,
+    /// Removed.
+    pub deleted: u64,
+    /// Boxes of the class drawn where no prelabel box was.
+    pub added: u64,
+    /// `accepted` out of accepted, edited and deleted; null before any.
+    #[schema(required = true, minimum = 0, maximum = 1)]
+    pub acceptance_rate: Option<f64>,
+}
+
+impl From<dashboard::BoxAcceptance> for BoxAcceptance {
+    fn from(view: dashboard::BoxAcceptance) -> Self {
+        Self {
+            accepted: view.accepted,
+            edited: view.edited,
+            deleted: view.deleted,
+            added: view.added,
+            acceptance_rate: view.acceptance_rate,
+        }
+    }
+}
+
 /// A project's progress.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Dashboard {
@@ -257,6 +285,10 @@ pub struct Dashboard {
     /// Per class name, what labelers did this round with the prelabels that held the class
     /// (an item counts once under each class of its prelabels).
     pub prelabel_acceptance: BTreeMap<String, Acceptance>,
+    /// Per class name, what labelers did this round with each prelabel box (accepted,
+    /// edited and deleted count under the prelabel's class, added under the drawn box's);
+    /// classes without a count are left out.
+    pub box_acceptance: BTreeMap<String, BoxAcceptance>,
     #[schema(required = true, format = DateTime)]
     pub last_refresh_at: Option<String>,
     #[schema(required = true)]
@@ -302,6 +334,11 @@ impl From<dashboard::Dashboard> for Dashboard {
             label_distribution: view.label_distribution,
             prelabel_acceptance: view
                 .prelabel_acceptance
+                .into_iter()
+                .map(|(class, acceptance)| (class, acceptance.into()))
+                .collect(),
+            box_acceptance: view
+                .box_acceptance
                 .into_iter()
                 .map(|(class, acceptance)| (class, acceptance.into()))
                 .collect(),

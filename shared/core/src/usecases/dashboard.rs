@@ -7,7 +7,7 @@ use serde::Serialize;
 use tracing::instrument;
 
 use crate::access::Actor;
-use crate::domain::labeling::{PrelabelOutcome, TaskKind};
+use crate::domain::labeling::{BoxOutcome, PrelabelOutcome, TaskKind};
 use crate::domain::project::ProjectRecord;
 use crate::keys::{self, attr, counter};
 use crate::manifest::ManifestRecord;
@@ -56,6 +56,38 @@ impl Acceptance {
     }
 }
 
+/// What labelers did with the prelabel boxes of one class, box by box.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BoxAcceptance {
+    /// Prelabel boxes of the class kept as they were.
+    pub accepted: u64,
+    /// Prelabel boxes of the class moved, resized or given another class.
+    pub edited: u64,
+    /// Prelabel boxes of the class removed.
+    pub deleted: u64,
+    /// Boxes of the class drawn where no prelabel box was.
+    pub added: u64,
+    /// `accepted` out of the prelabel boxes judged (accepted, edited, deleted); `None`
+    /// before any.
+    pub acceptance_rate: Option<f64>,
+}
+
+impl BoxAcceptance {
+    /// The class's box counts; `None` while they are all zero.
+    fn of_class(stats: &crate::ports::Attrs, class_id: u32) -> Option<Self> {
+        let [accepted, edited, deleted, added] = BoxOutcome::ALL
+            .map(|outcome| count(stats, &counter::prelabel_box(outcome.as_str(), class_id)));
+        let judged = accepted + edited + deleted;
+        (judged + added > 0).then(|| Self {
+            accepted,
+            edited,
+            deleted,
+            added,
+            acceptance_rate: (judged > 0).then(|| accepted as f64 / judged as f64),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Dashboard {
     pub project_id: String,
@@ -71,6 +103,9 @@ pub struct Dashboard {
     pub label_distribution: BTreeMap<String, u64>,
     /// Per class name: submitted items whose prelabels held the class, by outcome.
     pub prelabel_acceptance: BTreeMap<String, Acceptance>,
+    /// Per class name: prelabel boxes by what became of each, and boxes added; only the
+    /// classes with a count.
+    pub box_acceptance: BTreeMap<String, BoxAcceptance>,
     pub last_refresh_at: Option<String>,
     pub last_refresh_trigger: Option<String>,
     pub refresh: crate::usecases::refresh::RefreshView,
@@ -177,6 +212,13 @@ impl Dashboards<'_> {
             .iter()
             .map(|class| (class.name.clone(), Acceptance::of_class(stats, class.id)))
             .collect();
+        let box_acceptance = project
+            .classes
+            .iter()
+            .filter_map(|class| {
+                BoxAcceptance::of_class(stats, class.id).map(|counts| (class.name.clone(), counts))
+            })
+            .collect();
         let not_in_task = total.saturating_sub(labeled + skipped + missing + in_task + queued);
         Ok(Dashboard {
             project_id: project.id.clone(),
@@ -203,6 +245,7 @@ impl Dashboards<'_> {
             },
             label_distribution,
             prelabel_acceptance,
+            box_acceptance,
             last_refresh_at: refresh.last_refresh_at.clone(),
             last_refresh_trigger: refresh.last_refresh_trigger.clone(),
             refresh,

@@ -7,7 +7,9 @@ use tracing::instrument;
 
 use crate::access::Actor;
 use crate::domain::errors::{DomainError, ErrorKind, FieldError, ValidationErrors};
-use crate::domain::labeling::{ItemRecord, ItemState, TaskItem, TaskKind, WorkEntry};
+use crate::domain::labeling::{
+    BoxOutcome, ItemRecord, ItemState, TaskItem, TaskKind, WorkEntry, judge_boxes,
+};
 use crate::domain::presented::{LabelView, label_views};
 use crate::domain::project::ProjectRecord;
 use crate::domain::source::Source;
@@ -401,6 +403,16 @@ impl Review<'_> {
                 record.prelabels.iter().map(|p| p.class_id).collect();
             for class_id in classes {
                 stats = stats.add(&counter::prelabel(outcome.as_str(), class_id), -1);
+            }
+            // The same judgement the submit counted, from the same prelabels and labels.
+            let boxes = judge_boxes(&record.prelabels, &record.labels);
+            let mut box_counts: std::collections::BTreeMap<(BoxOutcome, u32), i64> =
+                Default::default();
+            for counted in boxes.counted(&record.prelabels, &record.labels) {
+                *box_counts.entry(counted).or_default() += 1;
+            }
+            for ((outcome, class_id), count) in box_counts {
+                stats = stats.add(&counter::prelabel_box(outcome.as_str(), class_id), -count);
             }
         }
         let writes = vec![

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use super::Exports;
 use crate::domain::geometry::shoelace_area;
-use crate::domain::labeling::{ItemRecord, StoredAnnotation, confidence_number, source_prelabel};
+use crate::domain::labeling::{
+    BoxJudgement, ItemRecord, StoredAnnotation, confidence_number, judge_boxes, source_prelabel,
+};
 use crate::domain::project::{ProjectRecord, TaskType};
 use crate::keys;
 use crate::ports::ByteRange;
@@ -97,17 +99,24 @@ impl Exports<'_> {
         let mut pending: Vec<u8> = Vec::new();
         match state.position.clone() {
             Position::Images { after, next_item } => {
-                let image_entry =
-                    |item: u64, key: &str, width: Option<u32>, height: Option<u32>| {
-                        let file_name = key.strip_prefix(root.as_str()).unwrap_or(key);
-                        json!({
-                            "id": item + 1,
-                            "file_name": file_name,
-                            "width": width,
-                            "height": height,
-                            "s3_uri": source.object_uri(key),
-                        })
-                    };
+                let image_entry = |item: u64,
+                                   key: &str,
+                                   width: Option<u32>,
+                                   height: Option<u32>,
+                                   deleted: Option<Value>| {
+                    let file_name = key.strip_prefix(root.as_str()).unwrap_or(key);
+                    let mut entry = json!({
+                        "id": item + 1,
+                        "file_name": file_name,
+                        "width": width,
+                        "height": height,
+                        "s3_uri": source.object_uri(key),
+                    });
+                    if let (Some(deleted), Value::Object(fields)) = (deleted, &mut entry) {
+                        fields.insert("deleted_prelabels".to_owned(), deleted);
+                    }
+                    entry
+                };
                 let mut push = |pending: &mut Vec<u8>, entry: Value| {
                     if state.items_written > 0 {
                         pending.push(b',');
@@ -133,29 +142,38 @@ impl Exports<'_> {
                             unlabeled.get_or_insert_with(|| UnlabeledWalk::at(&project.id, start));
                         let mut batch = Vec::with_capacity((end - start) as usize);
                         for item in start..end {
-                            let size = walk.size_of(self, item, end).await?;
+                            let record = walk.record_of(self, item, end).await?;
+                            let size = record.and_then(|record| record.width.zip(record.height));
+                            // Only an item the export holds lists what its labeler deleted,
+                            // as its annotations come only with such items.
+                            let deleted = record
+                                .filter(|record| record.prelabel.is_some())
+                                .and_then(|record| selection.snapshot(record.clone()))
+                                .and_then(|record| coco_deleted_prelabels(&record));
                             let key = self
                                 .item_keys()
                                 .item_key(&project.id, &manifest, item)
                                 .await?;
-                            batch.push((item, key, size));
+                            batch.push((item, key, size, deleted));
                         }
                         let bucket = source.bucket();
-                        let sized: Vec<(u64, String, Option<u32>, Option<u32>)> =
-                            futures::stream::iter(batch.into_iter().map(
-                                |(item, key, size)| async move {
-                                    let (width, height) = match size {
-                                        Some((w, h)) => (Some(w), Some(h)),
-                                        None => self.header_size(bucket, &key).await,
-                                    };
-                                    (item, key, width, height)
-                                },
-                            ))
-                            .buffered(HEADER_READS_AT_ONCE)
-                            .collect()
-                            .await;
-                        for (item, key, width, height) in sized {
-                            push(&mut pending, image_entry(item, &key, width, height))?;
+                        let sized: Vec<_> = futures::stream::iter(batch.into_iter().map(
+                            |(item, key, size, deleted)| async move {
+                                let (width, height) = match size {
+                                    Some((w, h)) => (Some(w), Some(h)),
+                                    None => self.header_size(bucket, &key).await,
+                                };
+                                (item, key, width, height, deleted)
+                            },
+                        ))
+                        .buffered(HEADER_READS_AT_ONCE)
+                        .collect()
+                        .await;
+                        for (item, key, width, height, deleted) in sized {
+                            push(
+                                &mut pending,
+                                image_entry(item, &key, width, height, deleted),
+                            )?;
                         }
                     }
                     state.position = Position::Images {
@@ -167,9 +185,10 @@ impl Exports<'_> {
                     let mut pages = ItemPages::after(&project.id, after);
                     if let Some(page) = pages.next(self).await? {
                         for item in page.into_iter().filter_map(|item| selection.snapshot(item)) {
+                            let deleted = coco_deleted_prelabels(&item);
                             push(
                                 &mut pending,
-                                image_entry(item.item, &item.key, item.width, item.height),
+                                image_entry(item.item, &item.key, item.width, item.height, deleted),
                             )?;
                         }
                     }
@@ -188,22 +207,22 @@ impl Exports<'_> {
                 let mut pages = ItemPages::after(&project.id, after);
                 if let Some(page) = pages.next(self).await? {
                     for item in page.into_iter().filter_map(|item| selection.snapshot(item)) {
-                        for label in &item.labels {
+                        let provenance = Provenance::of(&item);
+                        for (index, label) in item.labels.iter().enumerate() {
                             if state.annotations_written > 0 {
                                 pending.push(b',');
                             }
                             state.annotations_written += 1;
                             serde_json::to_writer(
                                 &mut pending,
-                                &with_provenance(
+                                &provenance.annotate(
                                     coco_annotation(
                                         project.task_type,
                                         state.annotations_written,
                                         item.item + 1,
                                         label,
                                     ),
-                                    &item,
-                                    label,
+                                    index,
                                 ),
                             )
                             .map_err(|e| JobError::Unavailable(Box::new(e)))?;
@@ -254,13 +273,13 @@ impl UnlabeledWalk {
         }
     }
 
-    /// The size a record holds for `item`, reading pages up to `end` (items come in order).
-    async fn size_of(
+    /// The record of `item`, if it has one, reading pages up to `end` (items come in order).
+    async fn record_of(
         &mut self,
         service: &Exports<'_>,
         item: u64,
         end: u64,
-    ) -> Result<Option<(u32, u32)>, JobError> {
+    ) -> Result<Option<&ItemRecord>, JobError> {
         while self.known.back().is_none_or(|record| record.item < end) {
             match self.pages.next(service).await? {
                 Some(page) => self.known.extend(page),
@@ -270,36 +289,86 @@ impl UnlabeledWalk {
         while self.known.front().is_some_and(|record| record.item < item) {
             self.known.pop_front();
         }
-        Ok(self
-            .known
-            .front()
-            .filter(|record| record.item == item)
-            .and_then(|record| record.width.zip(record.height)))
+        Ok(self.known.front().filter(|record| record.item == item))
     }
 }
 
-/// An exported annotation with where it came from, when its item was handed out with
-/// prelabels: `prelabel` (accepted, edited, replaced: the item's outcome) and, when the
-/// annotation kept a prelabel's class (and shape), that prelabel's `prelabel_confidence`.
-/// Annotations of items labeled without prelabels carry nothing extra.
-pub(super) fn with_provenance(
-    mut annotation: Value,
-    item: &ItemRecord,
-    label: &StoredAnnotation,
-) -> Value {
-    let Some(outcome) = item.prelabel else {
-        return annotation;
-    };
-    if let Value::Object(fields) = &mut annotation {
+/// Where an item's annotations came from, judged once for all of them: its prelabel
+/// outcome and, when its prelabels held boxes, what became of each box. Items labeled
+/// without prelabels have none of it.
+pub(super) struct Provenance<'a> {
+    item: &'a ItemRecord,
+    boxes: BoxJudgement,
+}
+
+impl<'a> Provenance<'a> {
+    pub(super) fn of(item: &'a ItemRecord) -> Self {
+        let boxes = match item.prelabel {
+            Some(_) => judge_boxes(&item.prelabels, &item.labels),
+            None => BoxJudgement::default(),
+        };
+        Self { item, boxes }
+    }
+
+    /// The exported form of the item's label at `index` with where it came from: `prelabel`
+    /// (accepted, edited, replaced: the item's outcome); for a box judged against prelabel
+    /// boxes, `prelabel_box` (accepted, edited, added) and the matched prelabel's
+    /// `prelabel_confidence`; for other labels, when the label kept a prelabel's class (and
+    /// shape), that prelabel's `prelabel_confidence`.
+    pub(super) fn annotate(&self, mut annotation: Value, index: usize) -> Value {
+        let (Some(outcome), Value::Object(fields)) = (self.item.prelabel, &mut annotation) else {
+            return annotation;
+        };
         fields.insert("prelabel".to_owned(), outcome.as_str().into());
-        if let Some(confidence) = source_prelabel(&item.prelabels, label)
-            .and_then(|prelabel| prelabel.confidence)
-            .and_then(confidence_number)
-        {
+        let confidence = match self.boxes.of_label(index) {
+            Some(judged) => {
+                fields.insert("prelabel_box".to_owned(), judged.outcome.as_str().into());
+                judged.confidence
+            }
+            None => self
+                .item
+                .labels
+                .get(index)
+                .and_then(|label| source_prelabel(&self.item.prelabels, label))
+                .and_then(|prelabel| prelabel.confidence),
+        };
+        if let Some(confidence) = confidence.and_then(confidence_number) {
             fields.insert("prelabel_confidence".to_owned(), Value::Number(confidence));
         }
+        annotation
     }
-    annotation
+
+    /// The prelabel boxes the labeler deleted, each as `describe` writes it plus its
+    /// `confidence` when the model gave one; `None` when none was deleted.
+    pub(super) fn deleted_prelabels(
+        &self,
+        describe: impl Fn(&StoredAnnotation, [f64; 4]) -> Value,
+    ) -> Option<Value> {
+        let deleted: Vec<Value> = self
+            .boxes
+            .deleted
+            .iter()
+            .filter_map(|index| self.item.prelabels.get(*index))
+            .filter_map(|prelabel| {
+                let mut entry = describe(prelabel, prelabel.bbox?);
+                if let (Some(confidence), Value::Object(fields)) =
+                    (prelabel.confidence.and_then(confidence_number), &mut entry)
+                {
+                    fields.insert("confidence".to_owned(), Value::Number(confidence));
+                }
+                Some(entry)
+            })
+            .collect();
+        (!deleted.is_empty()).then_some(Value::Array(deleted))
+    }
+}
+
+/// The `deleted_prelabels` of an image entry: `{category_id, bbox, confidence}` per prelabel
+/// box its labeler deleted (extra image fields, which pycocotools ignores).
+fn coco_deleted_prelabels(item: &ItemRecord) -> Option<Value> {
+    Provenance::of(item).deleted_prelabels(
+        |prelabel, bbox| json!({ "category_id": prelabel.class_id, "bbox": bbox.map(round3) }),
+    )
 }
 
 /// One COCO annotation: classification has no geometry; boxes have `segmentation: []`.

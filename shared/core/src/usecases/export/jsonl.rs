@@ -11,7 +11,7 @@ use crate::usecases::ingest::JobError;
 
 use super::ExportRecord;
 use super::checkpoint::{Position, WriterState};
-use super::coco::with_provenance;
+use super::coco::Provenance;
 use super::part_writer::PartWriter;
 use super::snapshot::{ItemPages, Selection};
 
@@ -74,6 +74,17 @@ fn jsonl_line(project: &ProjectRecord, source: &Source, item: &ItemRecord) -> Va
     let width = f64::from(item.width.unwrap_or(1).max(1));
     let height = f64::from(item.height.unwrap_or(1).max(1));
     let normalized = |value: f64, size: f64| (value / size * 1e6).round() / 1e6;
+    let provenance = Provenance::of(item);
+    // A box as this schema writes it: its corners normalized to 0..1.
+    let corners = |class_id: u32, [x, y, w, h]: [f64; 4]| {
+        json!({
+            "label": name(class_id),
+            "topX": normalized(x, width),
+            "topY": normalized(y, height),
+            "bottomX": normalized(x + w, width),
+            "bottomY": normalized(y + h, height),
+        })
+    };
     let label = match project.task_type {
         TaskType::ImageClassificationMulticlass => {
             json!(item.labels.first().map(|l| name(l.class_id)))
@@ -87,24 +98,21 @@ fn jsonl_line(project: &ProjectRecord, source: &Source, item: &ItemRecord) -> Va
         TaskType::ObjectDetection => json!(
             item.labels
                 .iter()
-                .map(|l| {
-                    let [x, y, w, h] = l.bbox.unwrap_or_default();
-                    let annotation = json!({
-                        "label": name(l.class_id),
-                        "topX": normalized(x, width),
-                        "topY": normalized(y, height),
-                        "bottomX": normalized(x + w, width),
-                        "bottomY": normalized(y + h, height),
-                        "isCrowd": 0,
-                    });
-                    with_provenance(annotation, item, l)
+                .enumerate()
+                .map(|(index, l)| {
+                    let mut annotation = corners(l.class_id, l.bbox.unwrap_or_default());
+                    if let Value::Object(fields) = &mut annotation {
+                        fields.insert("isCrowd".to_owned(), 0.into());
+                    }
+                    provenance.annotate(annotation, index)
                 })
                 .collect::<Vec<_>>()
         ),
         TaskType::InstanceSegmentation => json!(
             item.labels
                 .iter()
-                .map(|l| {
+                .enumerate()
+                .map(|(index, l)| {
                     let polygon: Vec<f64> = l
                         .polygon
                         .as_deref()
@@ -114,7 +122,7 @@ fn jsonl_line(project: &ProjectRecord, source: &Source, item: &ItemRecord) -> Va
                         .collect();
                     let annotation =
                         json!({ "label": name(l.class_id), "isCrowd": 0, "polygon": [polygon] });
-                    with_provenance(annotation, item, l)
+                    provenance.annotate(annotation, index)
                 })
                 .collect::<Vec<_>>()
         ),
@@ -148,6 +156,12 @@ fn jsonl_line(project: &ProjectRecord, source: &Source, item: &ItemRecord) -> Va
             "prelabel".to_owned(),
             json!({ "outcome": outcome.as_str(), "prelabels": proposed }),
         );
+        // The boxes the labeler deleted left no label behind to carry them.
+        if let Some(deleted) =
+            provenance.deleted_prelabels(|prelabel, bbox| corners(prelabel.class_id, bbox))
+        {
+            fields.insert("deleted_prelabels".to_owned(), deleted);
+        }
     }
     line
 }

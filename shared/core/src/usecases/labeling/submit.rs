@@ -6,7 +6,8 @@ use tracing::instrument;
 use super::Labeling;
 use crate::access::Actor;
 use crate::domain::labeling::{
-    ItemOutcome, ItemState, PrelabelOutcome, SubmissionInput, TaskEnd, validate_submission,
+    BoxOutcome, ItemOutcome, ItemState, PrelabelOutcome, SubmissionInput, TaskEnd, judge_boxes,
+    validate_submission,
 };
 use crate::keys::{self, attr, counter};
 use crate::ports::{Condition, Update, Write};
@@ -49,6 +50,8 @@ impl Labeling<'_> {
         // Items labeled per outcome and class of their prelabels (the prelabels' acceptance).
         let mut prelabel_counts: std::collections::BTreeMap<(PrelabelOutcome, u32), i64> =
             Default::default();
+        // Boxes per outcome and the class they count under (the boxes' acceptance).
+        let mut box_counts: std::collections::BTreeMap<(BoxOutcome, u32), i64> = Default::default();
         let mut writes = Transaction::new();
         writes.push(
             LabelingWrite::TaskOnLease,
@@ -94,6 +97,12 @@ impl Labeling<'_> {
                             for class_id in classes {
                                 *prelabel_counts.entry((outcome, class_id)).or_default() += 1;
                             }
+                            // Empty unless the prelabels held boxes. A reject takes these
+                            // back by judging the record's prelabels and labels again.
+                            let boxes = judge_boxes(prelabels, labels);
+                            for counted in boxes.counted(prelabels, labels) {
+                                *box_counts.entry(counted).or_default() += 1;
+                            }
                             update.set(attr::PRELABEL, outcome.as_str())
                         }
                         // A rejected item comes back without prelabels: an outcome of its
@@ -131,6 +140,9 @@ impl Labeling<'_> {
                 .map(|(id, count)| (counter::class(*id), *count))
                 .chain(prelabel_counts.iter().map(|((outcome, id), count)| {
                     (counter::prelabel(outcome.as_str(), *id), *count)
+                }))
+                .chain(box_counts.iter().map(|((outcome, id), count)| {
+                    (counter::prelabel_box(outcome.as_str(), *id), *count)
                 }))
                 .collect();
         let mut changes: Vec<(&str, i64)> = vec![
