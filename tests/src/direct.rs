@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use labeling_core::domain::labeling::{SubmissionInput, SubmittedItemInput};
 use labeling_core::domain::project::NewProjectInput;
-use labeling_core::ports::{Blobs, Queue, Table};
+use labeling_core::keys;
+use labeling_core::ports::{Blobs, Query, Queue, SkRange, Table, Update};
 use labeling_core::{Actor, Service, ServiceConfig};
 use labeling_embedded::{Database, FolderBlobs, SqliteQueue, SqliteTable};
 use labeling_testkit::FakeClock;
+use serde_json::Value;
 
 pub struct Direct<T> {
     pub dir: PathBuf,
@@ -118,6 +120,85 @@ impl<T: Table + 'static> Direct<T> {
             self.queue.delete(jobs, &message.receipt).await.unwrap();
         }
         outcome
+    }
+
+    /// Runs queued jobs until none is left, a failed one again once its visibility ends
+    /// (the fake clock is moved past it); `before` sees each job's body before it runs. How
+    /// many runs failed.
+    pub async fn run_jobs_with(&self, mut before: impl FnMut(&str)) -> usize {
+        let jobs = &self.config.jobs_queue;
+        let mut failed = 0;
+        for _ in 0..200 {
+            let mut received = self
+                .queue
+                .receive(jobs, 1, Duration::from_secs(30), Duration::ZERO)
+                .await
+                .unwrap();
+            if received.is_empty() {
+                self.clock.advance(Duration::from_secs(31));
+                received = self
+                    .queue
+                    .receive(jobs, 1, Duration::from_secs(30), Duration::ZERO)
+                    .await
+                    .unwrap();
+            }
+            let Some(message) = received.first() else {
+                return failed;
+            };
+            before(&message.body);
+            if self.service.jobs().run_job(&message.body).await.is_ok() {
+                self.queue.delete(jobs, &message.receipt).await.unwrap();
+            } else {
+                failed += 1;
+            }
+        }
+        panic!("the jobs never ran out");
+    }
+
+    pub async fn run_jobs(&self) -> usize {
+        self.run_jobs_with(|_| {}).await
+    }
+
+    /// Gives `twin` the seed of `project`, so both shuffle alike: they hand out (and window)
+    /// the same items.
+    pub async fn copy_seed(&self, project: &str, twin: &str) {
+        let seed = self
+            .table
+            .get(&keys::project(project))
+            .await
+            .unwrap()
+            .unwrap()
+            .attrs["seed"]
+            .clone();
+        self.table
+            .update(
+                &keys::project(twin),
+                Update::default().set("seed", seed),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The project's waiting tasks of round 0 (kind and items with their prelabels), without
+    /// their run-specific ids, in a stable order.
+    pub async fn queued_work(&self, project: &str) -> Vec<Value> {
+        let page = self
+            .table
+            .query(Query::new(
+                keys::work_pk(project, 0),
+                SkRange::BeginsWith("A#".to_owned()),
+                1000,
+            ))
+            .await
+            .unwrap();
+        let mut work: Vec<Value> = page
+            .items
+            .iter()
+            .map(|entry| serde_json::json!([entry.attrs["kind"], entry.attrs["items"]]))
+            .collect();
+        work.sort_by_key(|entry| entry.to_string());
+        work
     }
 
     pub async fn total_items(&self, project_id: &str) -> u64 {

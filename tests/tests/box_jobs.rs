@@ -16,8 +16,7 @@ use labeling_core::domain::ml_settings::MlAssistInput;
 use labeling_core::domain::presented::ProjectChanges;
 use labeling_core::keys;
 use labeling_core::ports::{
-    Blobs, Embedder, EmbedderError, ExtractedMap, FeatureExtractor, ImageRejected, Query, Queue,
-    SkRange, Table, Update,
+    Blobs, Embedder, EmbedderError, ExtractedMap, FeatureExtractor, ImageRejected,
 };
 use labeling_embedded::SqliteTable;
 use labeling_local::ml_setup::MlBackbone;
@@ -62,37 +61,6 @@ impl FeatureExtractor for FaultyExtractor {
         }
         self.inner.extract(images).await
     }
-}
-
-/// Runs queued jobs until none is left (a failed one comes back once its visibility ends):
-/// how many failed.
-async fn run_jobs(fixture: &Direct<SqliteTable>) -> usize {
-    let jobs = &fixture.config.jobs_queue;
-    let mut failed = 0;
-    for _ in 0..200 {
-        let mut received = fixture
-            .queue
-            .receive(jobs, 1, Duration::from_secs(30), Duration::ZERO)
-            .await
-            .unwrap();
-        if received.is_empty() {
-            fixture.clock.advance(Duration::from_secs(31));
-            received = fixture
-                .queue
-                .receive(jobs, 1, Duration::from_secs(30), Duration::ZERO)
-                .await
-                .unwrap();
-        }
-        let Some(message) = received.first() else {
-            return failed;
-        };
-        if fixture.service.jobs().run_job(&message.body).await.is_ok() {
-            fixture.queue.delete(jobs, &message.receipt).await.unwrap();
-        } else {
-            failed += 1;
-        }
-    }
-    panic!("the jobs never ran out");
 }
 
 /// Labels `pages` tasks with their true boxes.
@@ -170,22 +138,7 @@ async fn outcome(fixture: &Direct<SqliteTable>, project: &str) -> (Value, Vec<Va
             .unwrap(),
     )
     .unwrap();
-    let page = fixture
-        .table
-        .query(Query::new(
-            keys::work_pk(project, 0),
-            SkRange::BeginsWith("A#".to_owned()),
-            1000,
-        ))
-        .await
-        .unwrap();
-    let mut work: Vec<Value> = page
-        .items
-        .iter()
-        .map(|entry| serde_json::json!([entry.attrs["kind"], entry.attrs["items"]]))
-        .collect();
-    work.sort_by_key(|entry| entry.to_string());
-    (model, work)
+    (model, fixture.queued_work(project).await)
 }
 
 #[tokio::test]
@@ -242,23 +195,7 @@ async fn a_box_run_whose_backbone_fails_in_training_and_inference_ends_as_an_uni
         .await;
     let twin = fixture.project("twin", "object_detection", &classes).await;
     // The twin shuffles as the first does, so both hand out (and window) the same items.
-    let seed = fixture
-        .table
-        .get(&keys::project(&steady))
-        .await
-        .unwrap()
-        .unwrap()
-        .attrs["seed"]
-        .clone();
-    fixture
-        .table
-        .update(
-            &keys::project(&twin),
-            Update::default().set("seed", seed),
-            None,
-        )
-        .await
-        .unwrap();
+    fixture.copy_seed(&steady, &twin).await;
     fixture.clock.advance(Duration::from_secs(5));
     for project in [&steady, &twin] {
         fixture
@@ -294,7 +231,7 @@ async fn a_box_run_whose_backbone_fails_in_training_and_inference_ends_as_an_uni
         .start_run_now(&fixture.admin, &steady)
         .await
         .unwrap();
-    assert_eq!(run_jobs(&fixture).await, 0, "the steady run fails nowhere");
+    assert_eq!(fixture.run_jobs().await, 0, "the steady run fails nowhere");
     let calls_per_run = extractor.calls.swap(0, Ordering::SeqCst);
     assert!(calls_per_run >= 4, "{calls_per_run} extraction calls");
 
@@ -307,37 +244,14 @@ async fn a_box_run_whose_backbone_fails_in_training_and_inference_ends_as_an_uni
         .start_run_now(&fixture.admin, &twin)
         .await
         .unwrap();
-    let mut failed = 0;
     // Arms the second fault once the first was spent, so it hits the inference.
-    for _ in 0..200 {
-        let jobs = &fixture.config.jobs_queue;
-        let mut received = fixture
-            .queue
-            .receive(jobs, 1, Duration::from_secs(30), Duration::ZERO)
-            .await
-            .unwrap();
-        if received.is_empty() {
-            fixture.clock.advance(Duration::from_secs(31));
-            received = fixture
-                .queue
-                .receive(jobs, 1, Duration::from_secs(30), Duration::ZERO)
-                .await
-                .unwrap();
-        }
-        let Some(message) = received.first() else {
-            break;
-        };
-        let body: Value = serde_json::from_str(&message.body).unwrap_or_default();
-        if body.to_string().contains("\"infer\"") && extractor.failures.load(Ordering::SeqCst) == 1
-        {
-            extractor.fail_call.store(2, Ordering::SeqCst);
-        }
-        if fixture.service.jobs().run_job(&message.body).await.is_ok() {
-            fixture.queue.delete(jobs, &message.receipt).await.unwrap();
-        } else {
-            failed += 1;
-        }
-    }
+    let failed = fixture
+        .run_jobs_with(|body| {
+            if body.contains("\"infer\"") && extractor.failures.load(Ordering::SeqCst) == 1 {
+                extractor.fail_call.store(2, Ordering::SeqCst);
+            }
+        })
+        .await;
     assert_eq!(extractor.failures.load(Ordering::SeqCst), 2);
     assert_eq!(
         failed, 2,

@@ -11,7 +11,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use labeling_tests::ml::{TrueBox, backbone, scenes};
+use labeling_tests::ml::{
+    TrueBox, backbone, first_run_succeeded, scenes, step, wilson_upper_bound,
+};
 use labeling_tests::{on_aws, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -28,20 +30,6 @@ fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {
     }
     let inter = x * y;
     inter / (a[2] * a[3] + b[2] * b[3] - inter)
-}
-
-/// The one-sided upper confidence bound of `correct / total` (Wilson score, `z` standard
-/// deviations).
-fn wilson_upper_bound(correct: u64, total: u64, z: f64) -> f64 {
-    if total == 0 {
-        return 1.0;
-    }
-    let n = total as f64;
-    let p = correct as f64 / n;
-    let z2 = z * z;
-    let centre = p + z2 / (2.0 * n);
-    let margin = z * ((p * (1.0 - p) + z2 / (4.0 * n)) / n).sqrt();
-    ((centre + margin) / (1.0 + z2 / n)).min(1.0)
 }
 
 fn annotations(boxes: &[TrueBox]) -> Value {
@@ -131,32 +119,9 @@ async fn box_prelabels_after_100_labeled_scenes_meet_the_target_and_find_most_ob
     }
 
     let started = Instant::now();
-    let ml = loop {
-        let ml = app
-            .get(&format!("/projects/{project}/ml"), &app.admin)
-            .await;
-        assert_eq!(ml.status, StatusCode::OK, "{ml:?}");
-        let first_run = &ml.body["runs"][0];
-        if first_run["status"] == "succeeded" {
-            break ml.body;
-        }
-        assert_ne!(first_run["status"], "failed", "{ml:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(900),
-            "the ML run did not finish: {ml:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let ml = first_run_succeeded(&app, &project).await;
     let run = &ml["runs"][0];
-    let step = |name: &str| {
-        run["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|step| step["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} step: {run}"))
-            .clone()
-    };
+    let step = |name: &str| step(run, name);
     for name in ["training", "validation", "inference"] {
         assert_eq!(step(name)["status"], "succeeded", "{name}: {run}");
     }

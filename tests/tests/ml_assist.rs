@@ -9,24 +9,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use labeling_tests::ml::{backbone, digits};
+use labeling_tests::ml::{backbone, digits, first_run_succeeded, step, wilson_upper_bound};
 use labeling_tests::{on_aws, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-/// The one-sided upper confidence bound of `correct / total` (Wilson score, `z` standard
-/// deviations).
-fn wilson_upper_bound(correct: u64, total: u64, z: f64) -> f64 {
-    if total == 0 {
-        return 1.0;
-    }
-    let n = total as f64;
-    let p = correct as f64 / n;
-    let z2 = z * z;
-    let centre = p + z2 / (2.0 * n);
-    let margin = z * ((p * (1.0 - p) + z2 / (4.0 * n)) / n).sqrt();
-    ((centre + margin) / (1.0 + z2 / n)).min(1.0)
-}
 
 fn truth_of<'a>(truth: &'a HashMap<String, String>, key: &str) -> &'a str {
     let name = key.rsplit('/').next().unwrap();
@@ -106,32 +92,9 @@ async fn prelabels_after_300_labeled_digits_meet_the_target_and_the_rest_is_assi
     // The server's check starts the run; featurization, training, validation, inference and
     // clustering follow on the queue.
     let started = Instant::now();
-    let ml = loop {
-        let ml = app
-            .get(&format!("/projects/{project}/ml"), &app.admin)
-            .await;
-        assert_eq!(ml.status, StatusCode::OK, "{ml:?}");
-        let first_run = &ml.body["runs"][0];
-        if first_run["status"] == "succeeded" {
-            break ml.body;
-        }
-        assert_ne!(first_run["status"], "failed", "{ml:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(900),
-            "the ML run did not finish: {ml:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let ml = first_run_succeeded(&app, &project).await;
     let run = &ml["runs"][0];
-    let step = |name: &str| {
-        run["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|step| step["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} step: {run}"))
-            .clone()
-    };
+    let step = |name: &str| step(run, name);
     for name in [
         "featurization",
         "training",

@@ -17,7 +17,7 @@ use labeling_core::domain::presented::ProjectChanges;
 use labeling_core::keys;
 use labeling_core::ports::{
     Backbone, Blobs, Condition, Embedder, EmbedderError, ImageRejected, Item, Key, Page, Query,
-    Queue, SkRange, Table, TableError, Update, Write,
+    Table, TableError, Update, Write,
 };
 use labeling_embedded::SqliteTable;
 use labeling_local::ml_setup::MlBackbone;
@@ -162,44 +162,6 @@ async fn put_digits(
     (dir, listed)
 }
 
-/// Runs queued jobs until none is left; a failed one comes back once its visibility ends.
-/// How many failed.
-async fn run_jobs(fixture: &Direct<Faulty>) -> usize {
-    let jobs = &fixture.config.jobs_queue;
-    let mut failed = 0;
-    for _ in 0..200 {
-        let received = fixture
-            .queue
-            .receive(jobs, 1, Duration::from_secs(30), Duration::ZERO)
-            .await
-            .unwrap();
-        let Some(message) = received.first() else {
-            // A failed job waits out its visibility.
-            fixture.clock.advance(Duration::from_secs(31));
-            let again = fixture
-                .queue
-                .receive(jobs, 1, Duration::from_secs(30), Duration::ZERO)
-                .await
-                .unwrap();
-            let Some(message) = again.first() else {
-                return failed;
-            };
-            if fixture.service.jobs().run_job(&message.body).await.is_ok() {
-                fixture.queue.delete(jobs, &message.receipt).await.unwrap();
-            } else {
-                failed += 1;
-            }
-            continue;
-        };
-        if fixture.service.jobs().run_job(&message.body).await.is_ok() {
-            fixture.queue.delete(jobs, &message.receipt).await.unwrap();
-        } else {
-            failed += 1;
-        }
-    }
-    panic!("the jobs never ran out");
-}
-
 /// Starts a run of `project` now and runs the jobs until none is left: how many failed, and
 /// the runs page after.
 async fn run_now(
@@ -212,7 +174,7 @@ async fn run_now(
         .start_run_now(&fixture.admin, project)
         .await
         .unwrap();
-    let failed = run_jobs(fixture).await;
+    let failed = fixture.run_jobs().await;
     let view = fixture
         .service
         .ml()
@@ -331,22 +293,7 @@ async fn outcome(fixture: &Direct<Faulty>, project: &str) -> (Vec<Value>, Value,
             .unwrap(),
     )
     .unwrap();
-    let page = fixture
-        .table
-        .query(Query::new(
-            keys::work_pk(project, 0),
-            SkRange::BeginsWith("A#".to_owned()),
-            1000,
-        ))
-        .await
-        .unwrap();
-    let mut work: Vec<Value> = page
-        .items
-        .iter()
-        .map(|entry| serde_json::json!([entry.attrs["kind"], entry.attrs["items"]]))
-        .collect();
-    work.sort_by_key(|entry| entry.to_string());
-    (parts, model, work)
+    (parts, model, fixture.queued_work(project).await)
 }
 
 #[tokio::test]
@@ -368,23 +315,7 @@ async fn a_run_interrupted_in_each_stage_ends_as_an_uninterrupted_run_does() {
         .project("twin", "image_classification_multiclass", &classes)
         .await;
     // The twin shuffles as the first does, so both hand out (and window) the same items.
-    let seed = fixture
-        .table
-        .get(&keys::project(&steady))
-        .await
-        .unwrap()
-        .unwrap()
-        .attrs["seed"]
-        .clone();
-    fixture
-        .table
-        .update(
-            &keys::project(&twin),
-            Update::default().set("seed", seed),
-            None,
-        )
-        .await
-        .unwrap();
+    fixture.copy_seed(&steady, &twin).await;
     fixture.clock.advance(Duration::from_secs(5));
     for project in [&steady, &twin] {
         enable_ml(&fixture, project, 60).await;
@@ -416,7 +347,7 @@ async fn a_run_interrupted_in_each_stage_ends_as_an_uninterrupted_run_does() {
         .start_run_now(&fixture.admin, &twin)
         .await
         .unwrap();
-    let failed = run_jobs(&fixture).await;
+    let failed = fixture.run_jobs().await;
     assert_eq!(embedder.failures.load(Ordering::SeqCst), 1);
     assert_eq!(fixture.table.failures.load(Ordering::SeqCst), 2);
     assert_eq!(failed, 3, "one failure in each stage, each retried");
@@ -489,7 +420,7 @@ async fn bad_images_are_skipped_with_their_reasons_and_the_run_succeeds() {
             .await
             .unwrap();
     }
-    let project = fixture.project("bad", "object_detection", &["digit"]).await;
+    let project = fixture.project("bad", "instance_segmentation", &["digit"]).await;
     enable_ml(&fixture, &project, 10).await;
     let (failed, ml) = run_now(&fixture, &project).await;
     assert_eq!(failed, 0);
@@ -577,7 +508,7 @@ async fn a_project_embeds_with_its_own_backbone_and_a_broken_one_fails_saying_wh
         std: [128.0; 3],
         embedding_output: "embedding".to_owned(),
     };
-    let project = fixture.project("own", "object_detection", &["digit"]).await;
+    let project = fixture.project("own", "instance_segmentation", &["digit"]).await;
     enable_ml_with(&fixture, &project, 10, Some(own.clone())).await;
     let calls_before = embedder.failures.load(Ordering::SeqCst);
     let (failed, ml) = run_now(&fixture, &project).await;
@@ -616,7 +547,7 @@ async fn a_project_embeds_with_its_own_backbone_and_a_broken_one_fails_saying_wh
 
     // A model without the declared output: the run fails after its tries, saying why.
     let broken = fixture
-        .project("broken", "object_detection", &["digit"])
+        .project("broken", "instance_segmentation", &["digit"])
         .await;
     enable_ml_with(
         &fixture,

@@ -420,23 +420,9 @@ async fn coco_and_json_lines_exports_carry_provenance_per_annotation_and_pycocot
     assert_pycocotools_evaluates(&path);
 
     let (_, bytes) = app.export(&project, json!({ "format": "jsonl" })).await;
-    let lines: Vec<Value> = String::from_utf8(bytes)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let lines = jsonl_lines(bytes);
     assert_eq!(lines.len(), 5);
-    let line = |n: usize| {
-        lines
-            .iter()
-            .find(|line| {
-                line["image_url"]
-                    .as_str()
-                    .unwrap()
-                    .ends_with(&format!("img-{n:05}.png"))
-            })
-            .unwrap()
-    };
+    let line = |n: usize| line_of_image(&lines, n);
     assert_eq!(
         line(0)["prelabel"],
         json!({ "outcome": "accepted", "prelabels": [
@@ -922,22 +908,8 @@ async fn each_prelabel_box_is_judged_accepted_edited_deleted_or_added_and_a_reje
     }
 
     let (_, bytes) = app.export(&project, json!({ "format": "jsonl" })).await;
-    let lines: Vec<Value> = String::from_utf8(bytes)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    let line = |n: usize| {
-        lines
-            .iter()
-            .find(|line| {
-                line["image_url"]
-                    .as_str()
-                    .unwrap()
-                    .ends_with(&format!("img-{n:05}.png"))
-            })
-            .unwrap()
-    };
+    let lines = jsonl_lines(bytes);
+    let line = |n: usize| line_of_image(&lines, n);
     assert_eq!(
         line(0)["deleted_prelabels"],
         json!([{
@@ -984,4 +956,26 @@ async fn each_prelabel_box_is_judged_accepted_edited_deleted_or_added_and_a_reje
         json!({}),
         "the rejected boxes' counts are gone with them"
     );
+}
+
+/// A JSON Lines export's lines.
+fn jsonl_lines(bytes: Vec<u8>) -> Vec<Value> {
+    String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// The line of the image `img-<n>.png`.
+fn line_of_image(lines: &[Value], n: usize) -> &Value {
+    lines
+        .iter()
+        .find(|line| {
+            line["image_url"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("img-{n:05}.png"))
+        })
+        .unwrap()
 }

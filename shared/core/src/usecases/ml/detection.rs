@@ -24,6 +24,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::featurize::split_fetched;
 use super::infer::WindowPredictions;
 use super::stages::StageOutcome;
 use super::train::CurvePointView;
@@ -413,12 +414,7 @@ impl Ml<'_> {
             Some(window) => window,
             None => self.take_window(project, run).await?,
         };
-        let items = self.window_items(project, from, to).await?;
-        let manifest = self
-            .reader()
-            .read_manifest(&project.id)
-            .await?
-            .ok_or_else(|| MlError::NotRunning("initializing"))?;
+        let (manifest, items) = self.window_items(project, from, to).await?;
         let mut item_keys = Vec::with_capacity(items.len());
         for item in &items {
             item_keys.push((
@@ -572,16 +568,7 @@ impl Ml<'_> {
         project_id: &str,
         run_id: &str,
     ) -> Result<StoredDetector, MlError> {
-        let bytes = self
-            .blobs
-            .get(
-                &self.config.system_bucket,
-                &keys::ml_model(project_id, run_id),
-                None,
-            )
-            .await?;
-        let model: StoredDetector = serde_json::from_slice(&bytes)
-            .map_err(|error| MlError::Unavailable(Box::new(error)))?;
+        let model: StoredDetector = self.stored_model(project_id, run_id).await?;
         // The blob may be corrupt or forged: the detector checks its own shapes.
         Detector::from_json(&model.detector.to_json())
             .map_err(|error| MlError::Unavailable(Box::new(error)))?;
@@ -636,18 +623,7 @@ async fn extract_fetched(
     extractor: &dyn FeatureExtractor,
     fetched: Vec<(u64, Result<Vec<u8>, String>)>,
 ) -> Result<Vec<(u64, Result<ExtractedMap, String>)>, MlError> {
-    let mut out = Vec::with_capacity(fetched.len());
-    let mut images = Vec::new();
-    let mut image_items = Vec::new();
-    for (item, outcome) in fetched {
-        match outcome {
-            Ok(bytes) => {
-                image_items.push(item);
-                images.push(bytes);
-            }
-            Err(reason) => out.push((item, Err(reason))),
-        }
-    }
+    let (mut out, image_items, images) = split_fetched(fetched);
     if images.is_empty() {
         return Ok(out);
     }

@@ -327,18 +327,7 @@ impl Ml<'_> {
         embedder: &dyn Embedder,
         fetched: Vec<(u64, Result<Vec<u8>, String>)>,
     ) -> Result<Vec<(u64, Result<Vec<f32>, String>)>, MlError> {
-        let mut out: Vec<(u64, Result<Vec<f32>, String>)> = Vec::with_capacity(fetched.len());
-        let mut images = Vec::new();
-        let mut image_items = Vec::new();
-        for (item, outcome) in fetched {
-            match outcome {
-                Ok(bytes) => {
-                    image_items.push(item);
-                    images.push(bytes);
-                }
-                Err(reason) => out.push((item, Err(reason))),
-            }
-        }
+        let (mut out, image_items, images) = split_fetched::<Vec<f32>>(fetched);
         if !images.is_empty() {
             let dims = embedder.backbone().dimensions;
             let embeddings = embedder
@@ -423,6 +412,25 @@ impl Ml<'_> {
         }
         Ok(found)
     }
+}
+
+/// Fetched images apart: the items whose fetch was refused, as outcomes with the reason, and
+/// the others' ids and bytes, in order, for the backbone.
+pub(super) type SplitFetched<T> = (Vec<(u64, Result<T, String>)>, Vec<u64>, Vec<Vec<u8>>);
+
+pub(super) fn split_fetched<T>(fetched: Vec<(u64, Result<Vec<u8>, String>)>) -> SplitFetched<T> {
+    let mut refused = Vec::with_capacity(fetched.len());
+    let (mut image_items, mut images) = (Vec::new(), Vec::new());
+    for (item, outcome) in fetched {
+        match outcome {
+            Ok(bytes) => {
+                image_items.push(item);
+                images.push(bytes);
+            }
+            Err(reason) => refused.push((item, Err(reason))),
+        }
+    }
+    (refused, image_items, images)
 }
 
 /// A stored part as entries to write again with new ones.

@@ -19,6 +19,7 @@ use crate::domain::labeling::{StoredAnnotation, TaskKind};
 use crate::domain::ml::cluster::pack_pages;
 use crate::domain::project::{ProjectRecord, TaskType};
 use crate::keys::{self, attr};
+use crate::manifest::ManifestRecord;
 use crate::ports::{Condition, Update, Write};
 use crate::service::{number, to_item};
 
@@ -90,7 +91,7 @@ impl Ml<'_> {
             Some(window) => window,
             None => self.take_window(project, run).await?,
         };
-        let items = self.window_items(project, from, to).await?;
+        let (_, items) = self.window_items(project, from, to).await?;
         let embeddings = self
             .load_embeddings(&project.id, &model.backbone, &items)
             .await?;
@@ -129,21 +130,22 @@ impl Ml<'_> {
         .await
     }
 
-    /// The items at positions `[from, to)` of the round's order.
+    /// The manifest, and the items at positions `[from, to)` of the round's order.
     pub(super) async fn window_items(
         &self,
         project: &ProjectRecord,
         from: u64,
         to: u64,
-    ) -> Result<Vec<u64>, MlError> {
+    ) -> Result<(ManifestRecord, Vec<u64>), MlError> {
         let manifest = self
             .reader()
             .read_manifest(&project.id)
             .await?
             .ok_or_else(|| MlError::NotRunning("initializing"))?;
-        Ok((from..to)
+        let items = (from..to)
             .filter_map(|position| manifest.item_at(project.seed, project.round, position))
-            .collect())
+            .collect();
+        Ok((manifest, items))
     }
 
     /// Turns a window's predictions into tasks: prelabeled pages by predicted class, the

@@ -207,6 +207,15 @@ impl Ml<'_> {
         project_id: &str,
         run_id: &str,
     ) -> Result<StoredModel, MlError> {
+        self.stored_model(project_id, run_id).await
+    }
+
+    /// A run's stored model (a classification head or a detector) read from its JSON.
+    pub(super) async fn stored_model<T: serde::de::DeserializeOwned>(
+        &self,
+        project_id: &str,
+        run_id: &str,
+    ) -> Result<T, MlError> {
         let bytes = self
             .blobs
             .get(
