@@ -420,7 +420,9 @@ async fn bad_images_are_skipped_with_their_reasons_and_the_run_succeeds() {
             .await
             .unwrap();
     }
-    let project = fixture.project("bad", "instance_segmentation", &["digit"]).await;
+    let project = fixture
+        .project("bad", "instance_segmentation", &["digit"])
+        .await;
     enable_ml(&fixture, &project, 10).await;
     let (failed, ml) = run_now(&fixture, &project).await;
     assert_eq!(failed, 0);
@@ -508,7 +510,9 @@ async fn a_project_embeds_with_its_own_backbone_and_a_broken_one_fails_saying_wh
         std: [128.0; 3],
         embedding_output: "embedding".to_owned(),
     };
-    let project = fixture.project("own", "instance_segmentation", &["digit"]).await;
+    let project = fixture
+        .project("own", "instance_segmentation", &["digit"])
+        .await;
     enable_ml_with(&fixture, &project, 10, Some(own.clone())).await;
     let calls_before = embedder.failures.load(Ordering::SeqCst);
     let (failed, ml) = run_now(&fixture, &project).await;
