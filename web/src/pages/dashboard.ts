@@ -93,8 +93,13 @@ function bars(title: string, rows: [string, number][], total?: number): HTMLElem
   );
 }
 
-/** A class's precision (solid) and coverage (dashed) against the threshold, as a small SVG. */
-function curve(points: MlStatus["classes"][number]["curve"], threshold: number | null): SVGSVGElement {
+/** A class's precision (solid) and coverage (dashed; for boxes, recall) against the threshold,
+ * as a small SVG. */
+function curve(
+  points: MlStatus["classes"][number]["curve"],
+  threshold: number | null,
+  covered: "coverage" | "recall",
+): SVGSVGElement {
   const ns = "http://www.w3.org/2000/svg";
   const chart = document.createElementNS(ns, "svg");
   chart.setAttribute("viewBox", "0 0 200 100");
@@ -102,7 +107,7 @@ function curve(points: MlStatus["classes"][number]["curve"], threshold: number |
   chart.setAttribute("role", "img");
   chart.setAttribute(
     "aria-label",
-    `precision and coverage against the threshold${threshold === null ? "" : `; chosen ${threshold.toFixed(2)}`}`,
+    `precision and ${covered} against the threshold${threshold === null ? "" : `; chosen ${threshold.toFixed(2)}`}`,
   );
   const line = (key: "precision" | "coverage", dashed: boolean) => {
     const path = document.createElementNS(ns, "polyline");
@@ -176,7 +181,7 @@ function mlSection(ml: MlStatus, dashboard: Dashboard): HTMLElement {
             h(
               "figure",
               { class: "class-ml" },
-              curve(c.curve, c.threshold),
+              curve(c.curve, c.threshold, c.average_precision === undefined ? "coverage" : "recall"),
               h(
                 "figcaption",
                 {},
