@@ -81,6 +81,7 @@ before(async () => {
   const env = { ...process.env };
   delete env.LABELING_ORT_DYLIB;
   delete env.LABELING_BACKBONE;
+  delete env.LABELING_DETECTION_BACKBONE;
   delete env.LABELING_ADMIN_TOKEN;
   server = spawn(
     BINARY,

@@ -13,7 +13,7 @@ data=$(mktemp -d)
 log="$data.log"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 token=$(python3 -c 'import secrets; print("e2e_" + secrets.token_hex(24))')
-env -u LABELING_ORT_DYLIB -u LABELING_BACKBONE LABELING_ADMIN_TOKEN="$token" "$binary" serve --data-dir "$data/labeling" --addr "127.0.0.1:$port" \
+env -u LABELING_ORT_DYLIB -u LABELING_BACKBONE -u LABELING_DETECTION_BACKBONE LABELING_ADMIN_TOKEN="$token" "$binary" serve --data-dir "$data/labeling" --addr "127.0.0.1:$port" \
   --no-demo --no-ml > "$log" 2>&1 &
 server=$!
 moto_started=
