@@ -30,7 +30,7 @@ use super::stages::StageOutcome;
 use super::train::CurvePointView;
 use super::view::MlClassView;
 use super::{Ml, MlError, RunRecord};
-use crate::domain::labeling::{ItemRecord, ItemState, StoredAnnotation};
+use crate::domain::labeling::StoredAnnotation;
 use crate::domain::ml::detect::{
     DetectionExample, DetectionReport, Detector, DetectorOptions, EvaluatedImage, FeatureMap,
     LabeledBox, Letterbox, PrecisionRecallPoint, choose_threshold, evaluate_detections,
@@ -41,8 +41,7 @@ use crate::domain::ml::validation::{
 };
 use crate::domain::project::ProjectRecord;
 use crate::keys;
-use crate::ports::{ExtractedMap, FeatureExtractor, Query, SkRange};
-use crate::service::from_item;
+use crate::ports::{ExtractedMap, FeatureExtractor};
 
 /// Below [`CROSS_VALIDATION_BELOW`] labeled images, one in this many is held out.
 pub const HOLDOUT_ONE_IN_SMALL: u32 = 5;
@@ -503,29 +502,16 @@ impl Ml<'_> {
     /// background example).
     async fn labeled_images(&self, project: &ProjectRecord) -> Result<Vec<LabeledImage>, MlError> {
         let mut labeled = Vec::new();
-        let mut query = Query::new(
-            keys::project_pk(&project.id),
-            SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()),
-            1000,
-        );
-        loop {
-            let page = self.table.query(query.clone()).await?;
-            for item in &page.items {
-                let record: ItemRecord = from_item(item).map_err(MlError::Unavailable)?;
-                if record.round == project.round && record.state == ItemState::Labeled {
-                    let boxes = record
-                        .labels
-                        .iter()
-                        .filter_map(|label| Some((label.class_id, label.bbox?)))
-                        .collect();
-                    labeled.push((record.item, record.key, boxes));
-                }
-            }
-            match page.last_evaluated {
-                Some(last) => query.start_after = Some(last),
-                None => return Ok(labeled),
-            }
-        }
+        self.each_labeled_item(project, |record| {
+            let boxes = record
+                .labels
+                .iter()
+                .filter_map(|label| Some((label.class_id, label.bbox?)))
+                .collect();
+            labeled.push((record.item, record.key, boxes));
+        })
+        .await?;
+        Ok(labeled)
     }
 
     /// Fetches and extracts `items` (id, key) in batches, fetching the next batch while the

@@ -176,6 +176,24 @@ impl Ml<'_> {
         project: &ProjectRecord,
     ) -> Result<Vec<(u64, Vec<u32>)>, MlError> {
         let mut labeled = Vec::new();
+        self.each_labeled_item(project, |record| {
+            let mut classes: Vec<u32> = record.labels.iter().map(|label| label.class_id).collect();
+            classes.sort_unstable();
+            classes.dedup();
+            if !classes.is_empty() {
+                labeled.push((record.item, classes));
+            }
+        })
+        .await?;
+        Ok(labeled)
+    }
+
+    /// Hands each of the round's labeled items to `each`, page by page.
+    pub(super) async fn each_labeled_item(
+        &self,
+        project: &ProjectRecord,
+        mut each: impl FnMut(ItemRecord),
+    ) -> Result<(), MlError> {
         let mut query = Query::new(
             keys::project_pk(&project.id),
             SkRange::BeginsWith(keys::ITEM_SK_PREFIX.to_owned()),
@@ -186,18 +204,12 @@ impl Ml<'_> {
             for item in &page.items {
                 let record: ItemRecord = from_item(item).map_err(MlError::Unavailable)?;
                 if record.round == project.round && record.state == ItemState::Labeled {
-                    let mut classes: Vec<u32> =
-                        record.labels.iter().map(|label| label.class_id).collect();
-                    classes.sort_unstable();
-                    classes.dedup();
-                    if !classes.is_empty() {
-                        labeled.push((record.item, classes));
-                    }
+                    each(record);
                 }
             }
             match page.last_evaluated {
                 Some(last) => query.start_after = Some(last),
-                None => return Ok(labeled),
+                None => return Ok(()),
             }
         }
     }
